@@ -1,0 +1,34 @@
+"""Ground truth of injected incidents: the ``incident_labels`` table that evaluation reads."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+IncidentKind = Literal["liquidity-drain", "rug-pull", "price-manipulation", "wash-trading"]
+INCIDENT_KINDS: tuple[str, ...] = IncidentKind.__args__  # type: ignore[attr-defined]
+
+
+class IncidentLabel(BaseModel):
+    """One injected incident: which pool, what, and the blocks and times it spans."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    label_id: str  # natural key: chain_id:pool:kind:first_block
+    chain_id: int
+    dex: str
+    pool: str
+    kind: IncidentKind
+    first_block: int
+    last_block: int
+    first_timestamp: datetime
+    last_timestamp: datetime
+    injected_at: datetime
+    # What the injector did, for a person reading the label (e.g. "removed 62% of liquidity").
+    details: str
+
+    @staticmethod
+    def make_id(chain_id: int, pool: str, kind: str, first_block: int) -> str:
+        return f"{chain_id}:{pool}:{kind}:{first_block}"

@@ -1,0 +1,50 @@
+"""The Pub/Sub declaration in ``pubsub.yaml``, as typed objects."""
+
+from __future__ import annotations
+
+from functools import cache
+from importlib import resources
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+POOL_EVENTS = "pool-events"
+POOL_EVENTS_DLQ = "pool-events-dlq"
+ALERTS = "alerts"
+MONITOR_SUBSCRIPTION = "pool-events-monitor"
+DLQ_SUBSCRIPTION = "pool-events-dlq-inspect"
+
+
+class SubscriptionSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    description: str = ""
+    ack_deadline_s: int = Field(10, ge=10, le=600)
+    enable_message_ordering: bool = False
+    retain_acked_messages: bool = False
+
+
+class TopicSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    description: str = ""
+    schema_file: str | None = Field(None, alias="schema")
+    message_retention_s: int = 604800
+    subscriptions: dict[str, SubscriptionSpec] = Field(default_factory=dict)
+
+
+class PubSubDeclaration(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    topics: dict[str, TopicSpec]
+
+
+@cache
+def declaration() -> PubSubDeclaration:
+    text = resources.files(__package__).joinpath("pubsub.yaml").read_text()
+    return PubSubDeclaration.model_validate(yaml.safe_load(text))
+
+
+def topic_path(project: str, topic: str) -> str:
+    return f"projects/{project}/topics/{topic}"
+
+
+def subscription_path(project: str, subscription: str) -> str:
+    return f"projects/{project}/subscriptions/{subscription}"

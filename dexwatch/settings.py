@@ -1,0 +1,248 @@
+"""The one configuration model of dexwatch.
+
+Settings come, highest priority first, from keyword arguments, ``DEXWATCH_*`` environment
+variables (nested keys joined by ``__``, e.g. ``DEXWATCH_CHAIN__CONFIRMATIONS=5``) and a
+YAML file (``--config``, ``DEXWATCH_CONFIG`` or ``./dexwatch.yaml``). Every model rejects
+unknown keys, so a typo is an error that names the key instead of a silently ignored value.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+CONFIG_ENV = "DEXWATCH_CONFIG"
+DEFAULT_CONFIG_FILE = Path("dexwatch.yaml")
+_ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
+
+Dex = Literal["uniswap_v3", "uniswap_v2", "sushiswap"]
+Protocol = Literal["v3", "v2"]
+
+
+class SettingsError(ValueError):
+    """Configuration that cannot be used; the message names the offending key."""
+
+
+class StrictModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def normalize_address(value: str) -> str:
+    if not isinstance(value, str) or not _ADDRESS.match(value):
+        raise ValueError(f"not a 20-byte hex address: {value!r}")
+    return value.lower()
+
+
+def redact_url(url: str) -> str:
+    """Scheme, host and port only: RPC URLs often carry an API key in the path or query."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.hostname}{f':{parts.port}' if parts.port else ''}"
+
+
+class FactoryConfig(StrictModel):
+    """A factory whose pools the chain publisher follows."""
+
+    dex: Dex
+    protocol: Protocol
+    address: str
+    start_block: int = Field(0, ge=0)
+
+    _address = field_validator("address")(normalize_address)
+
+
+class ChainSettings(StrictModel):
+    chain_id: int = 31337
+    rpc_urls: list[str] = Field(default_factory=lambda: ["http://127.0.0.1:8545"], min_length=1)
+    # Empty means: read the factories of the local stack's deployment manifest.
+    factories: list[FactoryConfig] = Field(default_factory=list)
+    start_block: int = Field(0, ge=0)
+    confirmations: int = Field(2, ge=0)
+    batch_blocks: int = Field(500, ge=1)
+    poll_interval_s: float = Field(1.0, gt=0)
+    # How many recent block hashes the checkpoint keeps to find a fork point.
+    reorg_window: int = Field(128, ge=1)
+    request_timeout_s: float = Field(10.0, gt=0)
+    max_retries: int = Field(6, ge=0)
+    backoff_base_s: float = Field(0.2, gt=0)
+    backoff_max_s: float = Field(10.0, gt=0)
+    # Empty means <local.state_dir>/checkpoints/chain-<chain_id>.json
+    checkpoint_path: Path | None = None
+
+    @field_validator("rpc_urls")
+    @classmethod
+    def _urls(cls, urls: list[str]) -> list[str]:
+        for url in urls:
+            if urlsplit(url).scheme not in ("http", "https"):
+                raise ValueError(f"RPC URL must be http(s): {redact_url(url)}")
+        return urls
+
+    @model_validator(mode="after")
+    def _window_covers_confirmations(self) -> ChainSettings:
+        if self.reorg_window <= self.confirmations:
+            raise ValueError("reorg_window must be larger than confirmations")
+        return self
+
+
+class PubSubSettings(StrictModel):
+    project: str = "dexwatch-local"
+    # host:port of the Pub/Sub emulator; null in production.
+    emulator_host: str | None = "127.0.0.1:8085"
+    publish_timeout_s: float = Field(60.0, gt=0)
+
+
+class LocalStackSettings(StrictModel):
+    state_dir: Path = Path(".dexwatch")
+    host: str = "127.0.0.1"
+    anvil_port: int = Field(8545, gt=0, lt=65536)
+    emulator_port: int = Field(8085, gt=0, lt=65536)
+    anvil_accounts: int = Field(20, ge=12)
+    chain_id: int = 31337
+    node_modules: Path = Path("node_modules")
+
+    @property
+    def rpc_url(self) -> str:
+        return f"http://{self.host}:{self.anvil_port}"
+
+    @property
+    def emulator_host(self) -> str:
+        return f"{self.host}:{self.emulator_port}"
+
+    @property
+    def deployment_path(self) -> Path:
+        return self.state_dir / "deployment.json"
+
+
+class SimulatorSettings(StrictModel):
+    seed: int = 7
+    # Live runs mine a block every block_interval_s, timestamped with the wall clock.
+    block_interval_s: float = Field(2.0, gt=0)
+    # History runs (`simulate history`) stamp blocks this far apart, as fast as they can mine.
+    history_block_interval_s: int = Field(12, ge=1)
+    # A simulated "day" of trading rhythm passes in this many seconds of chain time.
+    day_length_s: float = Field(600.0, gt=0)
+    # Mean swaps per pool per minute of chain time at the daily average.
+    swaps_per_minute: float = Field(20.0, gt=0)
+    # Chance per pool per block that a liquidity provider adds or removes a position.
+    lp_change_probability: float = Field(0.04, ge=0, le=1)
+    # Log-normal trade size in USD: median and shape (sigma of the log).
+    trade_usd_median: float = Field(600.0, gt=0)
+    trade_usd_sigma: float = Field(1.3, gt=0)
+    # Daily volatility of the fair prices the traders chase.
+    daily_volatility: float = Field(0.04, ge=0)
+
+
+class WarehouseSettings(StrictModel):
+    backend: Literal["duckdb", "bigquery"] = "duckdb"
+    # DuckDB: empty means <local.state_dir>/warehouse.duckdb
+    path: Path | None = None
+    bigquery_project: str | None = None
+    bigquery_dataset: str = "dexwatch"
+
+
+class LoggingSettings(StrictModel):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    format: Literal["console", "json"] = "console"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="DEXWATCH_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+    )
+
+    chain: ChainSettings = ChainSettings()
+    pubsub: PubSubSettings = PubSubSettings()
+    local: LocalStackSettings = LocalStackSettings()
+    simulator: SimulatorSettings = SimulatorSettings()
+    warehouse: WarehouseSettings = WarehouseSettings()
+    logging: LoggingSettings = LoggingSettings()
+
+    # Set on a subclass by load_settings: pydantic-settings reads sources per class.
+    config_file: ClassVar[Path | None] = None
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if cls.config_file is not None:
+            sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=cls.config_file))
+        return tuple(sources)
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.chain.checkpoint_path or (
+            self.local.state_dir / "checkpoints" / f"chain-{self.chain.chain_id}.json"
+        )
+
+    @property
+    def warehouse_path(self) -> Path:
+        return self.warehouse.path or self.local.state_dir / "warehouse.duckdb"
+
+
+def _describe(error: ValidationError, source: str) -> str:
+    lines = []
+    for err in error.errors():
+        key = ".".join(str(part) for part in err["loc"]) or "(root)"
+        if err["type"] == "extra_forbidden":
+            lines.append(f"unknown setting '{key}' in {source}")
+        else:
+            lines.append(f"invalid setting '{key}' in {source}: {err['msg']}")
+    return "; ".join(lines)
+
+
+def config_file_from_env(explicit: Path | None = None) -> Path | None:
+    if explicit is not None:
+        return explicit
+    if os.environ.get(CONFIG_ENV):
+        return Path(os.environ[CONFIG_ENV])
+    return DEFAULT_CONFIG_FILE if DEFAULT_CONFIG_FILE.exists() else None
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Load settings from the config file, the environment and ``overrides``.
+
+    Raises SettingsError with one line naming each bad key.
+    """
+    unknown_env = sorted(
+        name
+        for name in os.environ
+        if name.startswith("DEXWATCH_")
+        and name != CONFIG_ENV
+        and name.removeprefix("DEXWATCH_").split("__")[0].lower() not in Settings.model_fields
+    )
+    if unknown_env:
+        raise SettingsError(f"unknown setting in environment: {', '.join(unknown_env)}")
+    path = config_file_from_env(config_file)
+    if path is not None and not path.is_file():
+        raise SettingsError(f"config file not found: {path}")
+    source = f"{path} / DEXWATCH_* environment" if path else "DEXWATCH_* environment"
+
+    class _FromFile(Settings):
+        config_file: ClassVar[Path | None] = path
+
+    try:
+        loaded = _FromFile(**overrides)
+    except ValidationError as err:
+        raise SettingsError(_describe(err, source)) from None
+    except Exception as err:  # malformed YAML and the like
+        raise SettingsError(f"cannot read {source}: {err}") from None
+    return loaded

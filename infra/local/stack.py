@@ -1,0 +1,186 @@
+"""The embedded local stack: the Pub/Sub emulator and anvil, on 127.0.0.1.
+
+``up`` starts both, creates the topics and subscriptions of ``pubsub.yaml`` and deploys
+the contracts; ``down`` stops everything it started; ``status`` reports.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from dexwatch.contracts.deployment import LocalDeployment
+from dexwatch.settings import Settings
+from infra.local import processes
+from infra.local.processes import ProcessSpec, StackError
+
+ANVIL = "anvil"
+EMULATOR = "pubsub-emulator"
+EMULATOR_INSTALL_HINT = (
+    "the Pub/Sub emulator is not installed. Install Google's Debian package "
+    "google-cloud-cli-pubsub-emulator (apt-get install google-cloud-cli-pubsub-emulator, from "
+    "Google's Cloud SDK apt repository) or run `gcloud components install pubsub-emulator`, "
+    "and make sure Java 11+ is on PATH"
+)
+# Block gas limit high enough for a busy simulated block of V3 swaps.
+_ANVIL_GAS_LIMIT = 1_000_000_000
+
+
+def _sdk_roots() -> list[Path]:
+    roots = [Path(p) for p in (os.environ.get("CLOUDSDK_ROOT_DIR"),) if p]
+    gcloud = shutil.which("gcloud")
+    if gcloud:
+        roots.append(Path(os.path.realpath(gcloud)).parent.parent)
+    roots += [Path("/usr/lib/google-cloud-sdk"), Path("/usr/share/google-cloud-sdk")]
+    return roots
+
+
+def emulator_binary() -> Path:
+    for root in _sdk_roots():
+        candidate = root / "platform" / "pubsub-emulator" / "bin" / "cloud-pubsub-emulator"
+        if candidate.is_file():
+            return candidate
+    raise StackError(EMULATOR_INSTALL_HINT)
+
+
+def anvil_binary(node_modules: Path) -> Path:
+    arch = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}.get(
+        platform.machine().lower(), platform.machine().lower()
+    )
+    system = platform.system().lower()
+    native = node_modules / "@foundry-rs" / f"anvil-{system}-{arch}" / "bin" / "anvil"
+    if native.is_file():
+        return native
+    wrapper = node_modules / ".bin" / "anvil"
+    if wrapper.exists():
+        return wrapper
+    raise StackError(f"anvil is not installed under {node_modules}: run `make install`")
+
+
+def anvil_spec(settings: Settings, genesis_timestamp: int | None = None) -> ProcessSpec:
+    local = settings.local
+    argv = [
+        str(anvil_binary(local.node_modules)),
+        "--host", local.host,
+        "--port", str(local.anvil_port),
+        "--chain-id", str(local.chain_id),
+        "--accounts", str(local.anvil_accounts),
+        "--balance", "1000000",
+        "--gas-limit", str(_ANVIL_GAS_LIMIT),
+        # Transactions in a block in the order they were sent: incidents are sequences.
+        "--order", "fifo",
+        "--silent",
+    ]  # fmt: skip
+    if genesis_timestamp is not None:
+        argv += ["--timestamp", str(genesis_timestamp)]
+    return ProcessSpec(ANVIL, argv, local.host, local.anvil_port)
+
+
+def emulator_spec(settings: Settings) -> ProcessSpec:
+    local = settings.local
+    argv = [str(emulator_binary()), f"--host={local.host}", f"--port={local.emulator_port}"]
+    return ProcessSpec(EMULATOR, argv, local.host, local.emulator_port)
+
+
+def ensure_pubsub_resources(project: str) -> list[str]:
+    """Create the declared topics and subscriptions that do not exist yet; returns what it made.
+
+    Uses PUBSUB_EMULATOR_HOST when set, as every google-cloud-pubsub client does.
+    """
+    from google.api_core.exceptions import AlreadyExists
+    from google.cloud import pubsub_v1
+
+    from dexwatch.contracts.topics import declaration, subscription_path, topic_path
+
+    publisher = pubsub_v1.PublisherClient()
+    subscriber = pubsub_v1.SubscriberClient()
+    created = []
+    try:
+        for topic, spec in declaration().topics.items():
+            try:
+                publisher.create_topic(name=topic_path(project, topic))
+                created.append(topic)
+            except AlreadyExists:
+                pass
+            for name, sub in spec.subscriptions.items():
+                try:
+                    subscriber.create_subscription(
+                        request={
+                            "name": subscription_path(project, name),
+                            "topic": topic_path(project, topic),
+                            "ack_deadline_seconds": sub.ack_deadline_s,
+                            "enable_message_ordering": sub.enable_message_ordering,
+                            "retain_acked_messages": sub.retain_acked_messages,
+                        }
+                    )
+                    created.append(name)
+                except AlreadyExists:
+                    pass
+    finally:
+        subscriber.close()
+        publisher.transport.close()
+    return created
+
+
+@dataclass(frozen=True)
+class StackStatus:
+    anvil_pid: int | None
+    emulator_pid: int | None
+    deployment: LocalDeployment | None
+
+    @property
+    def running(self) -> bool:
+        return self.anvil_pid is not None and self.emulator_pid is not None
+
+
+def status(settings: Settings) -> StackStatus:
+    state_dir = settings.local.state_dir
+    deployment = None
+    if settings.local.deployment_path.is_file():
+        deployment = LocalDeployment.load(settings.local.deployment_path)
+    return StackStatus(
+        anvil_pid=processes.running_pid(state_dir, ANVIL),
+        emulator_pid=processes.running_pid(state_dir, EMULATOR),
+        deployment=deployment,
+    )
+
+
+def _reset_chain_state(settings: Settings) -> None:
+    """A new anvil is a new chain: forget what belonged to the previous one."""
+    state_dir = settings.local.state_dir
+    for path in (settings.local.deployment_path, settings.checkpoint_path, settings.warehouse_path):
+        path.unlink(missing_ok=True)
+    shutil.rmtree(state_dir / "checkpoints", ignore_errors=True)
+
+
+def up(settings: Settings, genesis_timestamp: int | None = None) -> LocalDeployment:
+    """Start the emulator and anvil (if not running), create topics, deploy contracts."""
+    from infra.local.deploy import deploy_local_contracts
+
+    state_dir = settings.local.state_dir
+    state_dir.mkdir(parents=True, exist_ok=True)
+    os.environ["PUBSUB_EMULATOR_HOST"] = settings.local.emulator_host
+    processes.start(emulator_spec(settings), state_dir, ready_timeout_s=60)
+    ensure_pubsub_resources(settings.pubsub.project)
+    fresh_chain = processes.running_pid(state_dir, ANVIL) is None
+    if fresh_chain:
+        _reset_chain_state(settings)
+        processes.start(anvil_spec(settings, genesis_timestamp), state_dir)
+    if not settings.local.deployment_path.is_file():
+        deployment = deploy_local_contracts(settings)
+        deployment.save(settings.local.deployment_path)
+    return LocalDeployment.load(settings.local.deployment_path)
+
+
+def down(settings: Settings) -> list[str]:
+    """Stop every process of the local stack; returns the names that were running."""
+    state_dir = settings.local.state_dir
+    run_dir = state_dir / "run"
+    names = sorted(p.stem for p in run_dir.glob("*.pid")) if run_dir.is_dir() else []
+    # Clients first (simulator, publisher, pipeline), then the servers they talk to.
+    servers = [EMULATOR, ANVIL]
+    order = [n for n in names if n not in servers] + [n for n in servers if n in names]
+    return [name for name in order if processes.stop(state_dir, name)]
