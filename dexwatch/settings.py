@@ -143,11 +143,9 @@ class SimulatorSettings(StrictModel):
 
 
 class WarehouseSettings(StrictModel):
-    backend: Literal["duckdb", "bigquery"] = "duckdb"
-    # DuckDB: empty means <local.state_dir>/warehouse.duckdb
+    backend: Literal["duckdb"] = "duckdb"
+    # Empty means <local.state_dir>/warehouse.duckdb
     path: Path | None = None
-    bigquery_project: str | None = None
-    bigquery_dataset: str = "dexwatch"
 
 
 class LoggingSettings(StrictModel):

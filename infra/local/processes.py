@@ -15,6 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 
+# A client that has not exited after this long started well (bad settings fail at once).
+_CLIENT_SETTLE_S = 1.0
+
+
 class StackError(RuntimeError):
     """The local stack cannot start or is not in the expected state."""
 
@@ -23,8 +27,9 @@ class StackError(RuntimeError):
 class ProcessSpec:
     name: str
     argv: list[str]
-    host: str
-    port: int
+    host: str | None = None
+    # The port the process serves on; None for a client process (simulator, publisher).
+    port: int | None = None
     env: dict[str, str] | None = None
 
 
@@ -82,11 +87,12 @@ def running_pid(state_dir: Path, name: str) -> int | None:
 
 
 def start(spec: ProcessSpec, state_dir: Path, ready_timeout_s: float = 30.0) -> int:
-    """Start ``spec`` detached and wait until its port accepts connections."""
+    """Start ``spec`` detached; wait until its port accepts connections (a server) or until it
+    has survived a moment (a client)."""
     pid = running_pid(state_dir, spec.name)
     if pid is not None:
         return pid
-    if port_open(spec.host, spec.port):
+    if spec.port is not None and port_open(spec.host, spec.port):
         raise StackError(
             f"{spec.name}: port {spec.host}:{spec.port} is already taken by another process; "
             f"stop it or choose another port in the settings"
@@ -105,17 +111,22 @@ def start(spec: ProcessSpec, state_dir: Path, ready_timeout_s: float = 30.0) -> 
             start_new_session=True,
         )
     _pid_path(state_dir, spec.name).write_text(str(proc.pid))
-    deadline = time.monotonic() + ready_timeout_s
-    while time.monotonic() < deadline:
+    started = time.monotonic()
+    while time.monotonic() - started < ready_timeout_s:
         if proc.poll() is not None:
             _pid_path(state_dir, spec.name).unlink(missing_ok=True)
             tail = log.read_text(errors="replace")[-2000:]
             raise StackError(f"{spec.name} exited with code {proc.returncode}; log {log}:\n{tail}")
-        if port_open(spec.host, spec.port):
+        if spec.port is None:
+            if time.monotonic() - started >= _CLIENT_SETTLE_S:
+                return proc.pid
+        elif port_open(spec.host, spec.port):
             return proc.pid
         time.sleep(0.1)
     stop(state_dir, spec.name)
-    raise StackError(f"{spec.name} did not open {spec.host}:{spec.port} in {ready_timeout_s}s; see {log}")
+    raise StackError(
+        f"{spec.name} did not open {spec.host}:{spec.port} in {ready_timeout_s}s; see {log}"
+    )
 
 
 def stop(state_dir: Path, name: str, grace_s: float = 10.0) -> bool:

@@ -1,0 +1,50 @@
+# dexwatch: `make run` installs everything and runs the detector on the local stack;
+# `make test` runs the whole test suite (what CI runs).
+PYTHON   ?= python3
+VENV     := .venv
+BIN      := $(VENV)/bin
+UV       := $(BIN)/uv
+DURATION ?=
+PYTEST_ARGS ?=
+
+.PHONY: install run test lint bench down clean
+
+install: $(VENV)/.installed node_modules/.installed .debian-packages
+
+# Debian packages are checked on every install; the script installs only what is missing.
+.debian-packages:
+	@bash infra/install-debian-packages.sh
+.PHONY: .debian-packages
+
+$(VENV)/.installed: requirements.lock pyproject.toml setup.py
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@test -x $(UV) || $(BIN)/pip install -q uv==0.13.8
+	$(UV) pip install -q --python $(BIN)/python -r requirements.lock
+	$(UV) pip install -q --python $(BIN)/python --no-deps -e .
+	@touch $@
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --ignore-scripts --no-audit --no-fund
+	@touch $@
+
+run: install
+	$(BIN)/dexwatch run $(if $(DURATION),--duration $(DURATION))
+
+test: install
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: install
+	$(BIN)/ruff check .
+
+bench: install
+	$(BIN)/python bench/decode.py
+
+down:
+	$(BIN)/dexwatch local down
+
+# Regenerate the lock after changing dependencies in pyproject.toml.
+lock:
+	$(UV) pip compile -q pyproject.toml --extra dev --python-version 3.11 -o requirements.lock
+
+clean: down
+	rm -rf .dexwatch

@@ -1,0 +1,3 @@
+from dexwatch.cli import app
+
+app(prog_name="dexwatch")

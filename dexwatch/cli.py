@@ -1,0 +1,282 @@
+"""The ``dexwatch`` command line: one entry point for the local stack, the simulator,
+the publishers and the whole detector.
+
+Commands import their component lazily so ``--help`` stays fast and a command only needs
+the dependencies it uses.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Annotated, NoReturn
+
+import typer
+
+from dexwatch import logs
+from dexwatch.contracts.labels import INCIDENT_KINDS
+from dexwatch.settings import Settings, SettingsError, load_settings, redact_url
+
+app = typer.Typer(
+    name="dexwatch",
+    help="Detect abnormal liquidity on Uniswap V3 and SushiSwap pools, as a stream.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+local_app = typer.Typer(help="The embedded local stack: Pub/Sub emulator and anvil with the real contracts.", no_args_is_help=True)
+simulate_app = typer.Typer(help="The simulated market on the local chain, and incident injection.", no_args_is_help=True)
+publish_app = typer.Typer(help="Publishers that feed the pool-events topic.", no_args_is_help=True)
+app.add_typer(local_app, name="local")
+app.add_typer(simulate_app, name="simulate")
+app.add_typer(publish_app, name="publish")
+
+log = logging.getLogger("dexwatch.cli")
+
+
+class _State:
+    config: Path | None = None
+
+
+def _fail(message: str, code: int = 1) -> NoReturn:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(code)
+
+
+def _settings() -> Settings:
+    try:
+        settings = load_settings(_State.config)
+    except SettingsError as err:
+        _fail(str(err), code=2)
+    logs.configure(settings.logging.level, settings.logging.format)
+    return settings
+
+
+def _use_local_emulator(settings: Settings) -> None:
+    # google-cloud-pubsub clients (and Beam's) find the emulator through this variable.
+    if settings.pubsub.emulator_host:
+        os.environ["PUBSUB_EMULATOR_HOST"] = settings.pubsub.emulator_host
+
+
+def _stop_on_signals() -> threading.Event:
+    """An event set by Ctrl-C or SIGTERM, so long-running commands can finish cleanly."""
+    stop = threading.Event()
+
+    def handler(signum: int, _frame: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+    return stop
+
+
+@app.callback()
+def main(
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", "-c", help="YAML settings file (default: $DEXWATCH_CONFIG or ./dexwatch.yaml)."),
+    ] = None,
+) -> None:
+    """Settings come from the YAML file and DEXWATCH_* environment variables (nested keys
+    joined by __, e.g. DEXWATCH_CHAIN__CONFIRMATIONS=5); unknown keys are errors."""
+    _State.config = config
+
+
+@app.command("config")
+def show_config() -> None:
+    """Print the effective settings as YAML (RPC URLs reduced to scheme://host:port)."""
+    import yaml
+
+    settings = _settings()
+    data = settings.model_dump(mode="json")
+    data["chain"]["rpc_urls"] = [redact_url(u) for u in settings.chain.rpc_urls]
+    typer.echo(yaml.safe_dump(data, sort_keys=False))
+
+
+# --- local stack ---------------------------------------------------------------------
+
+
+@local_app.command("up")
+def local_up() -> None:
+    """Start the Pub/Sub emulator and anvil, create the topics, deploy the contracts.
+
+    Idempotent: what already runs is kept. A newly started anvil is a new chain, so the
+    previous deployment, checkpoints and warehouse are cleared.
+    """
+    from infra.local import stack
+    from infra.local.processes import StackError
+
+    settings = _settings()
+    try:
+        deployment = stack.up(settings)
+    except StackError as err:
+        _fail(str(err))
+    typer.echo(f"Pub/Sub emulator  {settings.local.emulator_host}  (export PUBSUB_EMULATOR_HOST={settings.local.emulator_host})")
+    typer.echo(f"anvil             {settings.local.rpc_url}  chain id {deployment.chain_id}")
+    typer.echo(f"deployment        {settings.local.deployment_path}")
+    for pool in deployment.pools:
+        typer.echo(f"  {pool.name:<28} {pool.address}")
+
+
+@local_app.command("down")
+def local_down() -> None:
+    """Stop every process the local stack started (servers, simulator, publisher)."""
+    from infra.local import stack
+
+    stopped = stack.down(_settings())
+    typer.echo("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
+
+
+@local_app.command("status")
+def local_status() -> None:
+    """Show which local processes run and what is deployed; exit 1 if the stack is down."""
+    from infra.local import stack
+
+    settings = _settings()
+    status = stack.status(settings)
+    typer.echo(f"pubsub-emulator  {'pid ' + str(status.emulator_pid) if status.emulator_pid else 'stopped'}")
+    typer.echo(f"anvil            {'pid ' + str(status.anvil_pid) if status.anvil_pid else 'stopped'}")
+    if status.deployment:
+        typer.echo(f"pools            {len(status.deployment.pools)} deployed")
+        for pool in status.deployment.pools:
+            typer.echo(f"  {pool.name:<28} {pool.address}")
+    if not status.running:
+        raise typer.Exit(1)
+
+
+def _deployment(settings: Settings):  # type: ignore[no-untyped-def]
+    from dexwatch.contracts.deployment import LocalDeployment
+
+    try:
+        return LocalDeployment.load(settings.local.deployment_path)
+    except FileNotFoundError as err:
+        _fail(str(err))
+
+
+# --- simulator -------------------------------------------------------------------------
+
+
+@simulate_app.command("run")
+def simulate_run(
+    duration: Annotated[float | None, typer.Option(help="Stop after this many seconds (default: until Ctrl-C).")] = None,
+) -> None:
+    """Keep the local pools busy: traders, liquidity providers and prices that wander,
+    one block every simulator.block_interval_s, stamped with the wall clock."""
+    from infra.local.market import MarketSimulator
+
+    settings = _settings()
+    simulator = MarketSimulator(settings, _deployment(settings))
+    stop = _stop_on_signals()
+    simulator.run_live(stop, duration_s=duration)
+
+
+@simulate_app.command("history")
+def simulate_history(
+    hours: Annotated[float, typer.Option(help="Simulated hours of trading to generate.")] = 24.0,
+) -> None:
+    """Generate a stretch of history as fast as the chain mines (block timestamps run
+    ahead of the wall clock), for batch replay and training data."""
+    from rich.progress import Progress
+
+    from infra.local.market import MarketSimulator
+
+    settings = _settings()
+    simulator = MarketSimulator(settings, _deployment(settings))
+    with Progress(transient=not sys.stderr.isatty()) as progress:
+        task = progress.add_task(f"mining {hours:g} simulated hours", total=None)
+
+        def on_progress(done: int, total: int) -> None:
+            progress.update(task, completed=done, total=total)
+
+        first, last = simulator.generate_history(hours, progress=on_progress)
+    typer.echo(f"mined blocks {first}..{last}")
+
+
+@simulate_app.command("inject")
+def simulate_inject(
+    kind: Annotated[str, typer.Option(help=f"One of: {', '.join(INCIDENT_KINDS)}.")],
+    pool: Annotated[str, typer.Option(help="Pool name (see `dexwatch local status`) or address.")],
+) -> None:
+    """Inject an incident into a pool and record its ground truth in incident_labels."""
+    from dexwatch.contracts.tables import INCIDENT_LABELS
+    from dexwatch.warehouse import open_warehouse
+    from infra.local.incidents import inject
+
+    if kind not in INCIDENT_KINDS:
+        _fail(f"unknown incident kind {kind!r}; choose one of {', '.join(INCIDENT_KINDS)}", code=2)
+    settings = _settings()
+    deployment = _deployment(settings)
+    try:
+        deployment.pool(pool)
+    except KeyError as err:
+        _fail(str(err.args[0]), code=2)
+    label = inject(settings, deployment, kind, pool)
+    open_warehouse(settings).upsert(INCIDENT_LABELS, [label.model_dump()])
+    typer.echo(
+        f"{label.kind} on {deployment.pool(label.pool).name}: blocks {label.first_block}..{label.last_block}"
+        f" ({label.details}); recorded as {label.label_id}"
+    )
+
+
+# --- publishers --------------------------------------------------------------------------
+
+
+@publish_app.command("chain")
+def publish_chain(
+    once: Annotated[bool, typer.Option("--once", help="Catch up to the safe head and exit (a Cloud Run Job).")] = False,
+) -> None:
+    """Publish pool events read from chain RPC (eth_getLogs) to the pool-events topic,
+    following the chain by default."""
+    from publishers.chain import run
+
+    settings = _settings()
+    _use_local_emulator(settings)
+    stop = _stop_on_signals()
+    run(settings, once=once, stop=stop)
+
+
+# --- queries -----------------------------------------------------------------------------
+
+
+@app.command("query")
+def query(sql: Annotated[str, typer.Argument(help="SQL to run against the warehouse.")]) -> None:
+    """Query the warehouse (local DuckDB) while the detector runs."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from dexwatch.warehouse import open_warehouse
+
+    settings = _settings()
+    try:
+        result = open_warehouse(settings).query(sql)
+    except FileNotFoundError as err:
+        _fail(str(err))
+    except Exception as err:  # noqa: BLE001 - SQL errors are the user's to read
+        _fail(str(err).splitlines()[0], code=2)
+    table = Table(*result.columns)
+    for row in result.rows:
+        table.add_row(*("" if v is None else str(v) for v in row))
+    Console(width=200 if not sys.stdout.isatty() else None).print(table)
+
+
+# --- the whole detector ------------------------------------------------------------------
+
+
+@app.command("run")
+def run(
+    duration: Annotated[float | None, typer.Option(help="Stop after this many seconds (default: until Ctrl-C).")] = None,
+) -> None:
+    """Run dexwatch on the local stack: start what is not running, the market simulator and
+    the chain publisher, show a live per-pool summary, and stop everything it started."""
+    from dexwatch.runner import run_local
+
+    settings = _settings()
+    stop = _stop_on_signals()
+    try:
+        run_local(settings, stop, duration_s=duration, config=_State.config)
+    except RuntimeError as err:
+        _fail(str(err))

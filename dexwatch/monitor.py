@@ -1,0 +1,121 @@
+"""A live per-pool summary of what arrives on the ``pool-events`` topic.
+
+Reads its own subscription (``pool-events-monitor``), so it shows what subscribers really
+receive: events per kind, the last block, and the lag from the block's timestamp to now.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from rich.table import Table
+
+from dexwatch.contracts.pool_event import EVENT_NAMES
+
+_WIDTH = {"pool": 30}
+
+
+@dataclass
+class PoolStats:
+    events: Counter[str] = field(default_factory=Counter)
+    retractions: int = 0
+    last_block: int = 0
+    last_block_time: float = 0.0
+
+
+class PoolEventSummary:
+    """Thread-safe counters fed by the subscriber callback."""
+
+    def __init__(self, pool_names: dict[str, str] | None = None) -> None:
+        self._pool_names = pool_names or {}
+        self._pools: dict[str, PoolStats] = defaultdict(PoolStats)
+        self._lock = threading.Lock()
+        self.total = 0
+
+    def record(self, attributes: dict[str, str], block_number: int, block_time: float) -> None:
+        with self._lock:
+            stats = self._pools[attributes.get("pool", "?")]
+            if attributes.get("kind") == "retraction":
+                stats.retractions += 1
+            else:
+                stats.events[attributes.get("event", "?")] += 1
+            if block_number >= stats.last_block:
+                stats.last_block = block_number
+                stats.last_block_time = block_time
+            self.total += 1
+
+    def snapshot(self) -> dict[str, PoolStats]:
+        with self._lock:
+            return {
+                pool: PoolStats(Counter(s.events), s.retractions, s.last_block, s.last_block_time)
+                for pool, s in self._pools.items()
+            }
+
+    def name(self, pool: str) -> str:
+        return self._pool_names.get(pool, pool)
+
+    def table(self, now: float | None = None) -> Table:
+        now = time.time() if now is None else now
+        table = Table(title=f"pool-events: {self.total} messages", expand=False)
+        table.add_column("pool", max_width=_WIDTH["pool"])
+        for name in EVENT_NAMES:
+            table.add_column(name, justify="right")
+        table.add_column("retracted", justify="right")
+        table.add_column("last block", justify="right")
+        table.add_column("lag s", justify="right")
+        for pool, stats in sorted(self.snapshot().items(), key=lambda kv: self.name(kv[0])):
+            table.add_row(
+                self.name(pool),
+                *(str(stats.events.get(name, 0)) for name in EVENT_NAMES),
+                str(stats.retractions),
+                str(stats.last_block),
+                f"{max(0.0, now - stats.last_block_time):.1f}",
+            )
+        return table
+
+    def lines(self, now: float | None = None) -> list[str]:
+        """A plain-text form for logs and non-interactive terminals."""
+        now = time.time() if now is None else now
+        out = []
+        for pool, stats in sorted(self.snapshot().items(), key=lambda kv: self.name(kv[0])):
+            kinds = " ".join(f"{k}={v}" for k, v in sorted(stats.events.items()))
+            out.append(
+                f"{self.name(pool)}: {kinds} retracted={stats.retractions} "
+                f"last_block={stats.last_block} lag={max(0.0, now - stats.last_block_time):.1f}s"
+            )
+        return out
+
+
+def subscribe(
+    project: str, subscription: str, summary: PoolEventSummary
+) -> Callable[[], None]:
+    """Start a streaming pull feeding ``summary``; returns a function that stops it."""
+    from google.cloud import pubsub_v1
+
+    from dexwatch.contracts.pool_event import PoolEvent
+    from dexwatch.contracts.topics import subscription_path
+
+    subscriber = pubsub_v1.SubscriberClient()
+
+    def on_message(message) -> None:  # type: ignore[no-untyped-def]
+        try:
+            event = PoolEvent.from_json(message.data)
+            summary.record(dict(message.attributes), event.block_number, event.block_timestamp)
+        finally:
+            message.ack()
+
+    future = subscriber.subscribe(subscription_path(project, subscription), on_message)
+
+    def stop() -> None:
+        future.cancel()
+        try:
+            future.result(timeout=5)
+        except Exception:  # noqa: BLE001 - a cancelled pull ends with an exception by design
+            pass
+        subscriber.close()
+
+    return stop

@@ -1,0 +1,93 @@
+"""The local warehouse: one DuckDB file.
+
+DuckDB lets one process hold a file for writing, and a reader in another process cannot
+open it meanwhile. So every call opens the file, does its work in one transaction and
+closes it, retrying briefly while another process holds the lock: writers (pipeline,
+injector) and ``dexwatch query`` take turns instead of failing.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from dexwatch.contracts.tables import Table
+
+_DUCKDB_TYPES = {
+    "STRING": "VARCHAR",
+    "INT64": "BIGINT",
+    "FLOAT64": "DOUBLE",
+    "BOOL": "BOOLEAN",
+    "TIMESTAMP": "TIMESTAMPTZ",
+    "JSON": "JSON",
+}
+_LOCK_WAIT_S = 30.0
+
+
+@dataclass
+class DuckDBResult:
+    columns: list[str]
+    rows: list[tuple[Any, ...]]
+
+
+def create_table_sql(table: Table) -> str:
+    columns = ",\n  ".join(
+        f'"{c.name}" {_DUCKDB_TYPES[c.type]}{" NOT NULL" if c.required else ""}'
+        for c in table.columns
+    )
+    key = ", ".join(f'"{k}"' for k in table.natural_key)
+    return f'CREATE TABLE IF NOT EXISTS "{table.name}" (\n  {columns},\n  PRIMARY KEY ({key})\n)'
+
+
+class DuckDBWarehouse:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    @contextmanager
+    def _connect(self, read_only: bool) -> Iterator[duckdb.DuckDBPyConnection]:
+        if read_only and not self.path.exists():
+            raise FileNotFoundError(f"no warehouse at {self.path} yet: nothing has been written")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        deadline = time.monotonic() + _LOCK_WAIT_S
+        while True:
+            try:
+                conn = duckdb.connect(str(self.path), read_only=read_only)
+                break
+            except duckdb.IOException as err:
+                if "lock" not in str(err).lower() or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+        try:
+            # After connecting: the connect-time config would try to fetch an extension.
+            conn.execute("SET TimeZone = 'UTC'")
+            yield conn
+        finally:
+            conn.close()
+
+    def upsert(self, table: Table, rows: Sequence[dict[str, Any]]) -> int:
+        if not rows:
+            return 0
+        batch = pa.Table.from_pylist(
+            [{name: row.get(name) for name in table.column_names} for row in rows]
+        )
+        with self._connect(read_only=False) as conn:
+            conn.execute(create_table_sql(table))
+            conn.register("incoming", batch)
+            columns = ", ".join(f'"{c}"' for c in table.column_names)
+            conn.execute(
+                f'INSERT OR REPLACE INTO "{table.name}" ({columns}) SELECT {columns} FROM incoming'
+            )
+        return len(rows)
+
+    def query(self, sql: str) -> DuckDBResult:
+        with self._connect(read_only=True) as conn:
+            cursor = conn.execute(sql)
+            columns = [d[0] for d in cursor.description or []]
+            return DuckDBResult(columns, cursor.fetchall())

@@ -1,0 +1,113 @@
+"""Fixtures that start real servers on 127.0.0.1 (free ports, a temporary state dir) and stop them.
+
+- ``pubsub_emulator``: one Pub/Sub emulator for the session, topics created; sets
+  PUBSUB_EMULATOR_HOST.
+- ``anvil_settings``: a fresh anvil per test (module-scoped variant ``module_anvil_settings``).
+- ``deployed``: a fresh anvil with the local contracts deployed (``LocalDeployment``).
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from dexwatch.settings import Settings, load_settings
+from infra.local import processes, stack
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = ROOT.parent / "shared"
+
+
+def make_settings(state_dir: Path, **sections: dict) -> Settings:
+    """Settings for a test: its own state dir and the repo's node_modules."""
+    local = {"state_dir": str(state_dir), "node_modules": str(ROOT / "node_modules")}
+    local.update(sections.pop("local", {}))
+    return load_settings(local=local, **sections)
+
+
+@pytest.fixture(autouse=True)
+def _no_stray_dexwatch_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in list(os.environ):
+        if name.startswith("DEXWATCH_"):
+            monkeypatch.delenv(name)
+
+
+@pytest.fixture(scope="session")
+def pubsub_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """host:port of a running Pub/Sub emulator with the declared topics."""
+    try:
+        stack.emulator_binary()
+    except processes.StackError as err:
+        pytest.fail(str(err))
+    state_dir = tmp_path_factory.mktemp("emulator")
+    port = processes.free_port()
+    settings = make_settings(state_dir, local={"emulator_port": port})
+    processes.start(stack.emulator_spec(settings), state_dir, ready_timeout_s=60)
+    previous = os.environ.get("PUBSUB_EMULATOR_HOST")
+    os.environ["PUBSUB_EMULATOR_HOST"] = settings.local.emulator_host
+    try:
+        stack.ensure_pubsub_resources(settings.pubsub.project)
+        yield settings.local.emulator_host
+    finally:
+        processes.stop(state_dir, stack.EMULATOR)
+        if previous is None:
+            os.environ.pop("PUBSUB_EMULATOR_HOST", None)
+        else:
+            os.environ["PUBSUB_EMULATOR_HOST"] = previous
+
+
+@pytest.fixture
+def pubsub_project(pubsub_emulator: str) -> str:
+    """A project of its own per test on the shared emulator, with the declared topics."""
+    project = f"test-{uuid.uuid4().hex[:10]}"
+    stack.ensure_pubsub_resources(project)
+    return project
+
+
+def _start_anvil(state_dir: Path, **sections: dict) -> Iterator[Settings]:
+    port = processes.free_port()
+    local = {"anvil_port": port, **sections.pop("local", {})}
+    settings = make_settings(
+        state_dir,
+        local=local,
+        chain={"rpc_urls": [f"http://127.0.0.1:{port}"], **sections.pop("chain", {})},
+        **sections,
+    )
+    processes.start(stack.anvil_spec(settings), state_dir)
+    try:
+        yield settings
+    finally:
+        processes.stop(state_dir, stack.ANVIL)
+
+
+@pytest.fixture
+def anvil_settings(tmp_path: Path) -> Iterator[Settings]:
+    """Settings pointing at a fresh, empty anvil of this test's own."""
+    yield from _start_anvil(tmp_path)
+
+
+@pytest.fixture
+def deployed(anvil_settings: Settings):
+    """(settings, LocalDeployment): a fresh anvil with the local contracts deployed."""
+    from infra.local.deploy import deploy_local_contracts
+
+    deployment = deploy_local_contracts(anvil_settings)
+    deployment.save(anvil_settings.local.deployment_path)
+    return anvil_settings, deployment
+
+
+@pytest.fixture(scope="module")
+def module_deployed(tmp_path_factory: pytest.TempPathFactory):
+    """Like ``deployed`` but shared by the tests of one module (they must not disturb each other)."""
+    from infra.local.deploy import deploy_local_contracts
+
+    gen = _start_anvil(tmp_path_factory.mktemp("anvil"))
+    settings = next(gen)
+    deployment = deploy_local_contracts(settings)
+    deployment.save(settings.local.deployment_path)
+    yield settings, deployment
+    gen.close()
