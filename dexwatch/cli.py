@@ -202,12 +202,12 @@ def simulate_inject(
     pool: Annotated[str, typer.Option(help="Pool name (see `dexwatch local status`) or address.")],
 ) -> None:
     """Inject an incident into a pool and record its ground truth in incident_labels."""
+    if kind not in INCIDENT_KINDS:
+        _fail(f"unknown incident kind {kind!r}; choose one of {', '.join(INCIDENT_KINDS)}", code=2)
     from dexwatch.contracts.tables import INCIDENT_LABELS
     from dexwatch.warehouse import open_warehouse
     from infra.local.incidents import inject
 
-    if kind not in INCIDENT_KINDS:
-        _fail(f"unknown incident kind {kind!r}; choose one of {', '.join(INCIDENT_KINDS)}", code=2)
     settings = _settings()
     deployment = _deployment(settings)
     try:
