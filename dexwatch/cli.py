@@ -28,8 +28,13 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-local_app = typer.Typer(help="The embedded local stack: Pub/Sub emulator and anvil with the real contracts.", no_args_is_help=True)
-simulate_app = typer.Typer(help="The simulated market on the local chain, and incident injection.", no_args_is_help=True)
+local_app = typer.Typer(
+    help="The embedded local stack: Pub/Sub emulator and anvil with the real contracts.",
+    no_args_is_help=True,
+)
+simulate_app = typer.Typer(
+    help="The simulated market on the local chain, and incident injection.", no_args_is_help=True
+)
 publish_app = typer.Typer(help="Publishers that feed the pool-events topic.", no_args_is_help=True)
 app.add_typer(local_app, name="local")
 app.add_typer(simulate_app, name="simulate")
@@ -78,7 +83,11 @@ def _stop_on_signals() -> threading.Event:
 def main(
     config: Annotated[
         Path | None,
-        typer.Option("--config", "-c", help="YAML settings file (default: $DEXWATCH_CONFIG or ./dexwatch.yaml)."),
+        typer.Option(
+            "--config",
+            "-c",
+            help="YAML settings file (default: $DEXWATCH_CONFIG or ./dexwatch.yaml).",
+        ),
     ] = None,
 ) -> None:
     """Settings come from the YAML file and DEXWATCH_* environment variables (nested keys
@@ -115,7 +124,10 @@ def local_up() -> None:
         deployment = stack.up(settings)
     except StackError as err:
         _fail(str(err))
-    typer.echo(f"Pub/Sub emulator  {settings.local.emulator_host}  (export PUBSUB_EMULATOR_HOST={settings.local.emulator_host})")
+    typer.echo(
+        f"Pub/Sub emulator  {settings.local.emulator_host}  "
+        f"(export PUBSUB_EMULATOR_HOST={settings.local.emulator_host})"
+    )
     typer.echo(f"anvil             {settings.local.rpc_url}  chain id {deployment.chain_id}")
     typer.echo(f"deployment        {settings.local.deployment_path}")
     for pool in deployment.pools:
@@ -138,8 +150,12 @@ def local_status() -> None:
 
     settings = _settings()
     status = stack.status(settings)
-    typer.echo(f"pubsub-emulator  {'pid ' + str(status.emulator_pid) if status.emulator_pid else 'stopped'}")
-    typer.echo(f"anvil            {'pid ' + str(status.anvil_pid) if status.anvil_pid else 'stopped'}")
+    typer.echo(
+        "pubsub-emulator  " + (f"pid {status.emulator_pid}" if status.emulator_pid else "stopped")
+    )
+    typer.echo(
+        f"anvil            {'pid ' + str(status.anvil_pid) if status.anvil_pid else 'stopped'}"
+    )
     if status.deployment:
         typer.echo(f"pools            {len(status.deployment.pools)} deployed")
         for pool in status.deployment.pools:
@@ -162,7 +178,9 @@ def _deployment(settings: Settings):  # type: ignore[no-untyped-def]
 
 @simulate_app.command("run")
 def simulate_run(
-    duration: Annotated[float | None, typer.Option(help="Stop after this many seconds (default: until Ctrl-C).")] = None,
+    duration: Annotated[
+        float | None, typer.Option(help="Stop after this many seconds (default: until Ctrl-C).")
+    ] = None,
 ) -> None:
     """Keep the local pools busy: traders, liquidity providers and prices that wander,
     one block every simulator.block_interval_s, stamped with the wall clock."""
@@ -217,7 +235,8 @@ def simulate_inject(
     label = inject(settings, deployment, kind, pool)
     open_warehouse(settings).upsert(INCIDENT_LABELS, [label.model_dump()])
     typer.echo(
-        f"{label.kind} on {deployment.pool(label.pool).name}: blocks {label.first_block}..{label.last_block}"
+        f"{label.kind} on {deployment.pool(label.pool).name}: "
+        f"blocks {label.first_block}..{label.last_block}"
         f" ({label.details}); recorded as {label.label_id}"
     )
 
@@ -227,16 +246,22 @@ def simulate_inject(
 
 @publish_app.command("chain")
 def publish_chain(
-    once: Annotated[bool, typer.Option("--once", help="Catch up to the safe head and exit (a Cloud Run Job).")] = False,
+    once: Annotated[
+        bool, typer.Option("--once", help="Catch up to the safe head and exit (a Cloud Run Job).")
+    ] = False,
 ) -> None:
     """Publish pool events read from chain RPC (eth_getLogs) to the pool-events topic,
     following the chain by default."""
-    from publishers.chain import run
+    from publishers.chain import ChainPublisherError, run
+    from publishers.pubsub import PublishError
 
     settings = _settings()
     _use_local_emulator(settings)
     stop = _stop_on_signals()
-    run(settings, once=once, stop=stop)
+    try:
+        run(settings, once=once, stop=stop)
+    except (ChainPublisherError, PublishError) as err:
+        _fail(str(err))
 
 
 # --- queries -----------------------------------------------------------------------------
@@ -268,7 +293,9 @@ def query(sql: Annotated[str, typer.Argument(help="SQL to run against the wareho
 
 @app.command("run")
 def run(
-    duration: Annotated[float | None, typer.Option(help="Stop after this many seconds (default: until Ctrl-C).")] = None,
+    duration: Annotated[
+        float | None, typer.Option(help="Stop after this many seconds (default: until Ctrl-C).")
+    ] = None,
 ) -> None:
     """Run dexwatch on the local stack: start what is not running, the market simulator and
     the chain publisher, show a live per-pool summary, and stop everything it started."""

@@ -90,9 +90,7 @@ class PoolEventSummary:
         return out
 
 
-def subscribe(
-    project: str, subscription: str, summary: PoolEventSummary
-) -> Callable[[], None]:
+def subscribe(project: str, subscription: str, summary: PoolEventSummary) -> Callable[[], None]:
     """Start a streaming pull feeding ``summary``; returns a function that stops it."""
     from google.cloud import pubsub_v1
 

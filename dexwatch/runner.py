@@ -47,7 +47,10 @@ def run_local(
 ) -> None:
     from infra.local import processes, stack
 
-    console = Console(stderr=False)
+    # Wide enough for the summary table when the output is a log file or a pipe.
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=160)
     state_dir = settings.local.state_dir
     before = stack.status(settings)
     started: list[str] = []

@@ -133,8 +133,9 @@ class SimulatorSettings(StrictModel):
     day_length_s: float = Field(600.0, gt=0)
     # Mean swaps per pool per minute of chain time at the daily average.
     swaps_per_minute: float = Field(20.0, gt=0)
-    # Chance per pool per block that a liquidity provider adds or removes a position.
-    lp_change_probability: float = Field(0.04, ge=0, le=1)
+    # Chance per pool per minute of chain time that a liquidity provider adds or removes a
+    # position.
+    lp_change_probability: float = Field(0.3, ge=0, le=1)
     # Log-normal trade size in USD: median and shape (sigma of the log).
     trade_usd_median: float = Field(600.0, gt=0)
     trade_usd_sigma: float = Field(1.3, gt=0)

@@ -9,6 +9,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -102,7 +104,7 @@ def deployed(anvil_settings: Settings):
 
 @pytest.fixture(scope="module")
 def module_deployed(tmp_path_factory: pytest.TempPathFactory):
-    """Like ``deployed`` but shared by the tests of one module (they must not disturb each other)."""
+    """Like ``deployed``, shared by a module's tests (which must not disturb each other)."""
     from infra.local.deploy import deploy_local_contracts
 
     gen = _start_anvil(tmp_path_factory.mktemp("anvil"))
@@ -111,3 +113,40 @@ def module_deployed(tmp_path_factory: pytest.TempPathFactory):
     deployment.save(settings.local.deployment_path)
     yield settings, deployment
     gen.close()
+
+
+def write_local_config(directory: Path, **sections: dict) -> Path:
+    """A dexwatch.yaml for a whole local stack of its own: free ports, state in ``directory``."""
+    import yaml
+
+    anvil_port, emulator_port = processes.free_port(), processes.free_port()
+    config: dict = {
+        "local": {
+            "state_dir": str(directory / ".dexwatch"),
+            "anvil_port": anvil_port,
+            "emulator_port": emulator_port,
+            "node_modules": str(ROOT / "node_modules"),
+        },
+        "chain": {"rpc_urls": [f"http://127.0.0.1:{anvil_port}"]},
+        "pubsub": {"emulator_host": f"127.0.0.1:{emulator_port}"},
+    }
+    for section, values in sections.items():
+        config.setdefault(section, {}).update(values)
+    path = directory / "dexwatch.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def dexwatch_cli(
+    config: Path, *args: str, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    """Run the real ``dexwatch`` command line in a subprocess with ``config``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DEXWATCH_", "PUBSUB_"))}
+    return subprocess.run(
+        [sys.executable, "-m", "dexwatch", "--config", str(config), *args],
+        cwd=config.parent,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )

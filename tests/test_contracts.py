@@ -31,7 +31,11 @@ def test_attributes_carry_filters_event_time_and_natural_id() -> None:
     assert attributes["event_time"] == "2023-03-28T10:40:00Z"
     assert attributes["event_id"] == f"1:{EVENT.block_hash}:{EVENT.tx_hash}:7"
     assert {attributes[k] for k in ("chain_id", "dex", "pool", "event", "kind")} == {
-        "1", "uniswap_v3", EVENT.pool, "Swap", "event"
+        "1",
+        "uniswap_v3",
+        EVENT.pool,
+        "Swap",
+        "event",
     }
     assert EVENT.ordering_key == f"1:{EVENT.pool}"
 

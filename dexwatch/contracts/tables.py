@@ -1,4 +1,4 @@
-"""Warehouse table schemas, declared once for every backend (DuckDB locally, BigQuery in production).
+"""Warehouse table schemas, declared once for every backend (DuckDB here, BigQuery in production).
 
 Column types are BigQuery's standard SQL names; each backend maps them. Every table has a
 natural key: writes are upserts on it, so replays and restarts never duplicate a row.
@@ -45,7 +45,7 @@ class Table:
 
 INCIDENT_LABELS = Table(
     name="incident_labels",
-    description="Ground truth of incidents injected into the local market (dexwatch simulate inject).",
+    description="Ground truth of incidents injected into the local market (simulate inject).",
     columns=(
         Column("label_id", "STRING", "chain_id:pool:kind:first_block"),
         Column("chain_id", "INT64"),

@@ -14,7 +14,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-
 # A client that has not exited after this long started well (bad settings fail at once).
 _CLIENT_SETTLE_S = 1.0
 
