@@ -1,0 +1,76 @@
+"""`dexwatch publish chain`: Uniswap V3 / V2 / SushiSwap pool events from a JSON-RPC node to
+the ``pool-events`` Pub/Sub topic, exactly once modulo duplicates of the same event_id,
+with retractions when a reorg orphans published blocks.
+
+    from publishers.chain import run
+    stats = run(settings, once=True)
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+from dexwatch.contracts.deployment import LocalDeployment
+from dexwatch.settings import FactoryConfig, Settings
+from publishers.chain.checkpoint import FileCheckpointStore
+from publishers.chain.errors import (
+    ChainPublisherError,
+    CheckpointError,
+    ReorgTooDeepError,
+    RpcError,
+    RpcUnavailable,
+)
+from publishers.chain.follower import ChainFollower, PublishStats
+from publishers.chain.rpc import RpcClient
+from publishers.pubsub import PubSubSink
+from publishers.recording import RecordingSink
+
+__all__ = [
+    "ChainPublisherError",
+    "CheckpointError",
+    "PublishStats",
+    "ReorgTooDeepError",
+    "RpcError",
+    "RpcUnavailable",
+    "run",
+]
+
+
+def _followed_factories(settings: Settings) -> list[FactoryConfig]:
+    """The configured factories, or else those of the local deployment manifest."""
+    if settings.chain.factories:
+        return list(settings.chain.factories)
+    try:
+        return list(LocalDeployment.load(settings.local.deployment_path).factories)
+    except FileNotFoundError as err:
+        raise ChainPublisherError(f"chain.factories is empty and {err}") from None
+
+
+def run(
+    settings: Settings,
+    once: bool = False,
+    stop: threading.Event | None = None,
+    record_to: Path | None = None,
+) -> PublishStats:
+    """Publish pool events to Pub/Sub: with ``once`` up to the safe head (head minus
+    chain.confirmations) and return, else follow the chain until ``stop`` is set.
+
+    Raises ChainPublisherError (and subclasses) with a message naming the cause; the
+    checkpoint (settings.checkpoint_path) then still holds the last fully published batch.
+    """
+    if settings.pubsub.emulator_host:
+        # The google-cloud-pubsub clients find the emulator only through this variable.
+        os.environ.setdefault("PUBSUB_EMULATOR_HOST", settings.pubsub.emulator_host)
+    followed = _followed_factories(settings)
+    sink = (
+        RecordingSink(record_to)
+        if record_to is not None
+        else PubSubSink(settings.pubsub.project, settings.pubsub.publish_timeout_s)
+    )
+    with RpcClient.from_settings(settings.chain) as rpc, sink:
+        follower = ChainFollower(
+            rpc, sink, FileCheckpointStore(settings.checkpoint_path), settings.chain, followed
+        )
+        return follower.run(once=once, stop=stop)

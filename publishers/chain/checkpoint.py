@@ -1,0 +1,156 @@
+"""The chain publisher's durable progress.
+
+A checkpoint is written only after every message of a batch is acknowledged, so after a
+crash the publisher resumes at the first block whose messages may be missing (duplicates
+keep their event_id). It keeps the recent block hashes, to find a fork point after a reorg,
+and the events published in those blocks, to retract them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any, Protocol
+
+import orjson
+
+from dexwatch.contracts.pool_event import MessageError, PoolEvent
+from publishers.chain.errors import CheckpointError
+from publishers.chain.events import Pool
+
+_FORMAT_VERSION = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class Checkpoint:
+    chain_id: int
+    # Last block whose events are all published; start block - 1 before the first batch.
+    block_number: int
+    # None until a first batch: there is no parent hash to check yet.
+    block_hash: str | None
+    recent_hashes: Mapping[int, str] = dataclasses.field(default_factory=dict)
+    published: Mapping[int, tuple[PoolEvent, ...]] = dataclasses.field(default_factory=dict)
+    pools: Mapping[str, Pool] = dataclasses.field(default_factory=dict)
+
+    def advanced(
+        self,
+        block_number: int,
+        block_hash: str,
+        hashes: Mapping[int, str],
+        events: Iterable[PoolEvent],
+        new_pools: Iterable[Pool],
+        window: int,
+    ) -> Checkpoint:
+        """The checkpoint after a batch up to ``block_number`` was published; keeps hashes and
+        events of the last ``window`` blocks only."""
+        oldest = block_number - window + 1
+        recent = {n: h for n, h in {**self.recent_hashes, **hashes}.items() if n >= oldest}
+        published = {n: evs for n, evs in self.published.items() if n >= oldest}
+        for event in events:
+            if event.block_number >= oldest:
+                published[event.block_number] = (*published.get(event.block_number, ()), event)
+        return Checkpoint(
+            chain_id=self.chain_id,
+            block_number=block_number,
+            block_hash=block_hash,
+            recent_hashes=recent,
+            published=published,
+            pools={**self.pools, **{pool.address: pool for pool in new_pools}},
+        )
+
+    def orphaned_events(self, fork_block: int) -> list[PoolEvent]:
+        """Published events of the blocks after ``fork_block``, newest first."""
+        blocks = sorted((n for n in self.published if n > fork_block), reverse=True)
+        return [event for n in blocks for event in reversed(self.published[n])]
+
+    def rewound(self, fork_block: int) -> Checkpoint:
+        """The checkpoint at ``fork_block``, forgetting everything after it."""
+        return Checkpoint(
+            chain_id=self.chain_id,
+            block_number=fork_block,
+            block_hash=self.recent_hashes[fork_block],
+            recent_hashes={n: h for n, h in self.recent_hashes.items() if n <= fork_block},
+            published={n: evs for n, evs in self.published.items() if n <= fork_block},
+            pools={a: p for a, p in self.pools.items() if p.created_block <= fork_block},
+        )
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(
+            {
+                "version": _FORMAT_VERSION,
+                "chain_id": self.chain_id,
+                "block_number": self.block_number,
+                "block_hash": self.block_hash,
+                "recent_hashes": {str(n): h for n, h in self.recent_hashes.items()},
+                "published": {
+                    str(n): [event.to_dict() for event in events]
+                    for n, events in self.published.items()
+                },
+                "pools": [dataclasses.asdict(pool) for pool in self.pools.values()],
+            },
+            option=orjson.OPT_INDENT_2,
+        )
+
+    @classmethod
+    def from_json(cls, data: bytes) -> Checkpoint:
+        """Raises CheckpointError naming what is wrong."""
+        try:
+            raw: dict[str, Any] = orjson.loads(data)
+            if raw.get("version") != _FORMAT_VERSION:
+                raise ValueError(f"unsupported version {raw.get('version')!r}")
+            return cls(
+                chain_id=int(raw["chain_id"]),
+                block_number=int(raw["block_number"]),
+                block_hash=raw["block_hash"],
+                recent_hashes={int(n): h for n, h in raw["recent_hashes"].items()},
+                published={
+                    int(n): tuple(PoolEvent.from_json(orjson.dumps(e)) for e in events)
+                    for n, events in raw["published"].items()
+                },
+                pools={p["address"]: Pool(**p) for p in raw["pools"]},
+            )
+        except (orjson.JSONDecodeError, MessageError, KeyError, TypeError, ValueError) as err:
+            raise CheckpointError(f"unreadable checkpoint: {err}") from None
+
+
+class CheckpointStore(Protocol):
+    def load(self) -> Checkpoint | None:
+        """The saved checkpoint, or None if there is none yet."""
+        ...
+
+    def save(self, checkpoint: Checkpoint) -> None:
+        """Persist durably: when this returns, a crash cannot lose the checkpoint."""
+        ...
+
+
+class FileCheckpointStore:
+    """A JSON file replaced atomically (temp file, fsync, rename, fsync of the directory)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def load(self) -> Checkpoint | None:
+        try:
+            data = self.path.read_bytes()
+        except FileNotFoundError:
+            return None
+        try:
+            return Checkpoint.from_json(data)
+        except CheckpointError as err:
+            raise CheckpointError(f"{self.path}: {err}") from None
+
+    def save(self, checkpoint: Checkpoint) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = self.path.with_name(self.path.name + ".tmp")
+        with temporary.open("wb") as out:
+            out.write(checkpoint.to_json())
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temporary, self.path)
+        directory = os.open(self.path.parent, os.O_RDONLY)
+        try:
+            os.fsync(directory)  # makes the rename itself durable
+        finally:
+            os.close(directory)

@@ -1,0 +1,23 @@
+"""Errors of the chain publisher; each message says what failed and what to do."""
+
+from __future__ import annotations
+
+
+class ChainPublisherError(RuntimeError):
+    """The chain publisher cannot go on; its checkpoint is left as it was."""
+
+
+class RpcError(ChainPublisherError):
+    """A JSON-RPC node refused a request in a way retrying cannot fix."""
+
+
+class RpcUnavailable(RpcError):
+    """No configured RPC URL answered, after retries."""
+
+
+class ReorgTooDeepError(ChainPublisherError):
+    """The chain forked below the oldest block hash the checkpoint keeps."""
+
+
+class CheckpointError(ChainPublisherError):
+    """A checkpoint that cannot be read or belongs to another chain."""

@@ -1,0 +1,140 @@
+"""The pool events dexwatch follows, the factory events that create pools, and the conversion
+of raw ``eth_getLogs`` entries into PoolEvents."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from dexwatch.contracts.pool_event import PoolEvent, event_id
+from dexwatch.settings import FactoryConfig
+from publishers.chain.abi import EventDecoder, LogDecodeError, event_abi
+
+_V3_POOL = (
+    "Swap(address indexed sender, address indexed recipient, int256 amount0, int256 amount1,"
+    " uint160 sqrtPriceX96, uint128 liquidity, int24 tick)",
+    "Mint(address sender, address indexed owner, int24 indexed tickLower, int24 indexed tickUpper,"
+    " uint128 amount, uint256 amount0, uint256 amount1)",
+    "Burn(address indexed owner, int24 indexed tickLower, int24 indexed tickUpper,"
+    " uint128 amount, uint256 amount0, uint256 amount1)",
+    "Collect(address indexed owner, address recipient, int24 indexed tickLower,"
+    " int24 indexed tickUpper, uint128 amount0, uint128 amount1)",
+)
+_V2_PAIR = (
+    "Swap(address indexed sender, uint256 amount0In, uint256 amount1In, uint256 amount0Out,"
+    " uint256 amount1Out, address indexed to)",
+    "Mint(address indexed sender, uint256 amount0, uint256 amount1)",
+    "Burn(address indexed sender, uint256 amount0, uint256 amount1, address indexed to)",
+    "Sync(uint112 reserve0, uint112 reserve1)",
+)
+
+# Pool events by protocol ("v3" pools, "v2" pairs), keyed by topic0.
+POOL_EVENTS: dict[str, dict[str, EventDecoder]] = {
+    protocol: {decoder.topic0: decoder for decoder in map(EventDecoder, map(event_abi, sigs))}
+    for protocol, sigs in (("v3", _V3_POOL), ("v2", _V2_PAIR))
+}
+# The factory event announcing a new pool, and the argument that holds the pool's address.
+POOL_CREATED: dict[str, tuple[EventDecoder, str]] = {
+    "v3": (
+        EventDecoder(
+            event_abi(
+                "PoolCreated(address indexed token0, address indexed token1, uint24 indexed fee,"
+                " int24 tickSpacing, address pool)"
+            )
+        ),
+        "pool",
+    ),
+    "v2": (
+        EventDecoder(
+            event_abi(
+                "PairCreated(address indexed token0, address indexed token1, address pair,"
+                " uint256 allPairsLength)"
+            )
+        ),
+        "pair",
+    ),
+}
+POOL_EVENT_TOPICS = sorted({topic for events in POOL_EVENTS.values() for topic in events})
+POOL_CREATED_TOPICS = sorted(decoder.topic0 for decoder, _ in POOL_CREATED.values())
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Pool:
+    """A pool (or pair) discovered from its factory's creation event."""
+
+    address: str
+    dex: str
+    protocol: str
+    factory: str
+    created_block: int
+
+
+@dataclasses.dataclass(slots=True)
+class DecodedLogs:
+    events: list[PoolEvent] = dataclasses.field(default_factory=list)
+    # (raw log, reason) of logs that could not be decoded.
+    rejected: list[tuple[dict[str, Any], str]] = dataclasses.field(default_factory=list)
+
+
+def raw_event_id(chain_id: int, log: Mapping[str, Any]) -> str:
+    """The event id of a raw log, as far as its fields allow (for logs that fail to decode)."""
+    try:
+        return event_id(
+            chain_id, log["blockHash"], log["transactionHash"], int(log["logIndex"], 16)
+        )
+    except (KeyError, TypeError, ValueError):
+        return f"{chain_id}:unknown"
+
+
+def decode_pool_logs(
+    logs: Iterable[dict[str, Any]],
+    chain_id: int,
+    pools: Mapping[str, Pool],
+    timestamps: Mapping[int, int],
+) -> DecodedLogs:
+    """Raw ``eth_getLogs`` entries of known pools → PoolEvents; undecodable logs are rejected
+    with the reason, never raised. ``timestamps`` maps block numbers to block timestamps."""
+    decoded = DecodedLogs()
+    for log in logs:
+        try:
+            pool = pools[log["address"].lower()]
+            topics = log["topics"]
+            decoder = POOL_EVENTS[pool.protocol].get(topics[0]) if topics else None
+            if decoder is None:
+                raise LogDecodeError(f"not a {pool.protocol} pool event topic: {topics[:1]}")
+            block_number = int(log["blockNumber"], 16)
+            decoded.events.append(
+                PoolEvent(
+                    chain_id=chain_id,
+                    dex=pool.dex,
+                    pool=pool.address,
+                    event=decoder.name,
+                    block_number=block_number,
+                    block_hash=log["blockHash"].lower(),
+                    block_timestamp=timestamps[block_number],
+                    tx_hash=log["transactionHash"].lower(),
+                    log_index=int(log["logIndex"], 16),
+                    args=decoder.decode(topics, log["data"]),
+                )
+            )
+        except (LogDecodeError, KeyError, TypeError, ValueError, AttributeError) as err:
+            reason = str(err) if isinstance(err, LogDecodeError) else f"malformed log: {err!r}"
+            decoded.rejected.append((log, reason))
+    return decoded
+
+
+def decode_pool_created(log: Mapping[str, Any], factory: FactoryConfig) -> Pool:
+    """The pool announced by a factory's creation log; raises LogDecodeError."""
+    decoder, address_arg = POOL_CREATED[factory.protocol]
+    topics = log["topics"]
+    if not topics or topics[0] != decoder.topic0:
+        raise LogDecodeError(f"not a {decoder.name} log: {topics[:1]}")
+    args = decoder.decode(topics, log["data"])
+    return Pool(
+        address=args[address_arg],
+        dex=factory.dex,
+        protocol=factory.protocol,
+        factory=factory.address,
+        created_block=int(log["blockNumber"], 16),
+    )

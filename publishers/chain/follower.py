@@ -1,0 +1,323 @@
+"""The loop that follows the chain and publishes pool events, batch by batch.
+
+Per batch: read the headers, check that the first block extends the checkpointed one (else
+walk back to the fork point and retract what the orphaned blocks published), discover new
+pools from factory logs, read the pool logs, check every log belongs to the headers read,
+publish, wait for all acks, and only then save the checkpoint. Only blocks at least
+``confirmations`` deep are published.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from dexwatch.contracts.pool_event import PoolEvent
+from dexwatch.contracts.topics import POOL_EVENTS, POOL_EVENTS_DLQ
+from dexwatch.settings import ChainSettings, FactoryConfig
+from publishers.chain.abi import LogDecodeError
+from publishers.chain.checkpoint import Checkpoint, CheckpointStore
+from publishers.chain.errors import ChainPublisherError, CheckpointError, ReorgTooDeepError
+from publishers.chain.events import (
+    POOL_CREATED_TOPICS,
+    POOL_EVENT_TOPICS,
+    Pool,
+    decode_pool_created,
+    decode_pool_logs,
+    raw_event_id,
+)
+from publishers.chain.rpc import BlockHeader, RpcClient
+from publishers.pubsub import Message, PubSubSink, dead_letter
+
+log = logging.getLogger("dexwatch.publisher.chain")
+
+
+@dataclasses.dataclass
+class PublishStats:
+    """What one run published."""
+
+    batches: int = 0
+    events: int = 0
+    retractions: int = 0
+    rejected: int = 0
+    # Last block published (the checkpoint's), None if nothing was.
+    last_block: int | None = None
+
+
+class _ChainMoved(Exception):
+    """The chain changed while a batch was being read: read it again."""
+
+
+@dataclasses.dataclass(frozen=True)
+class _Batch:
+    first: int
+    last: int
+    headers: Mapping[int, BlockHeader]
+    new_pools: list[Pool]
+    events: list[PoolEvent]
+    rejected: list[tuple[dict[str, Any], str]]
+
+
+class ChainFollower:
+    def __init__(
+        self,
+        rpc: RpcClient,
+        sink: PubSubSink,
+        store: CheckpointStore,
+        chain: ChainSettings,
+        factories: Sequence[FactoryConfig],
+    ) -> None:
+        if not factories:
+            raise ChainPublisherError("no factories to follow: set chain.factories")
+        self._rpc = rpc
+        self._sink = sink
+        self._store = store
+        self._chain = chain
+        self._factories = {factory.address: factory for factory in factories}
+        self.stats = PublishStats()
+
+    @property
+    def start_block(self) -> int:
+        earliest_factory = min(factory.start_block for factory in self._factories.values())
+        return max(self._chain.start_block, earliest_factory)
+
+    def run(self, once: bool = False, stop: threading.Event | None = None) -> PublishStats:
+        """Publish up to the safe head; with ``once`` return then, else follow the chain until
+        ``stop`` is set. Raises ChainPublisherError subclasses with a clear message."""
+        stop = stop or threading.Event()
+        node_chain_id = self._rpc.chain_id()
+        if node_chain_id != self._chain.chain_id:
+            raise ChainPublisherError(
+                f"the RPC node serves chain {node_chain_id}, settings say chain.chain_id="
+                f"{self._chain.chain_id}"
+            )
+        self._checkpoint = self._load()
+        while not stop.is_set():
+            if not self._step():
+                if once:
+                    break
+                stop.wait(self._chain.poll_interval_s)
+        return self.stats
+
+    def _load(self) -> Checkpoint:
+        checkpoint = self._store.load()
+        if checkpoint is None:
+            pools = self._pools_before(self.start_block)
+            return Checkpoint(self._chain.chain_id, self.start_block - 1, None, pools=pools)
+        if checkpoint.chain_id != self._chain.chain_id:
+            raise CheckpointError(
+                f"the checkpoint belongs to chain {checkpoint.chain_id}, not to chain.chain_id="
+                f"{self._chain.chain_id}: point chain.checkpoint_path elsewhere"
+            )
+        self.stats.last_block = checkpoint.block_number
+        return checkpoint
+
+    def _pools_before(self, block: int) -> dict[str, Pool]:
+        """Pools the factories created before ``block``: when chain.start_block is later than
+        a factory's start_block, publishing starts there but the older pools are followed too."""
+        earliest_factory = min(factory.start_block for factory in self._factories.values())
+        if earliest_factory >= block:
+            return {}
+        rejected: list[tuple[dict[str, Any], str]] = []
+        pools = self._discover_pools(earliest_factory, block - 1, rejected)
+        self._dead_letter(rejected)
+        log.info(
+            "found %d pools created before block %d",
+            len(pools),
+            block,
+            extra={"pools": len(pools), "start_block": block},
+        )
+        return {pool.address: pool for pool in pools}
+
+    def _step(self) -> bool:
+        """Publish one batch or handle a reorg; False when there is nothing to do yet."""
+        head = self._rpc.block_number()
+        first = self._checkpoint.block_number + 1
+        last = min(first + self._chain.batch_blocks - 1, head - self._chain.confirmations)
+        if first > last:
+            return self._check_tip()
+        for _ in range(self._chain.max_retries + 1):
+            try:
+                batch = self._read(first, last)
+                break
+            except _ChainMoved as moved:
+                log.warning("chain moved while reading blocks %d-%d: %s", first, last, moved)
+        else:
+            raise ChainPublisherError(
+                f"the chain kept changing while blocks {first}-{last} were read "
+                f"({self._chain.max_retries + 1} tries): is chain.confirmations too low?"
+            )
+        if batch is None:
+            self._rewind()
+        else:
+            self._publish(batch, head)
+        return True
+
+    def _check_tip(self) -> bool:
+        """When caught up: a reorg may have replaced the checkpointed block without adding one."""
+        number, expected = self._checkpoint.block_number, self._checkpoint.block_hash
+        if expected is None:
+            return False
+        header = self._rpc.get_headers([number])[number]
+        if header is not None and header.hash == expected:
+            return False
+        self._rewind()
+        return True
+
+    def _read(self, first: int, last: int) -> _Batch | None:
+        """The batch [first, last], or None if ``first`` does not extend the checkpoint."""
+        tail = range(max(first, last - self._chain.reorg_window + 1), last + 1)
+        headers = self._headers({first, *tail})
+        for number in tail[1:]:
+            if headers[number].parent_hash != headers[number - 1].hash:
+                raise _ChainMoved(f"block {number} does not extend block {number - 1}")
+        expected_parent = self._checkpoint.block_hash
+        if expected_parent is not None and headers[first].parent_hash != expected_parent:
+            return None
+
+        rejected: list[tuple[dict[str, Any], str]] = []
+        new_pools = self._discover_pools(first, last, rejected)
+        pools = {**self._checkpoint.pools, **{pool.address: pool for pool in new_pools}}
+        logs = self._rpc.get_logs(first, last, sorted(pools), [POOL_EVENT_TOPICS]) if pools else []
+        logs = self._consistent(logs, headers, rejected)
+        decoded = decode_pool_logs(
+            logs, self._chain.chain_id, pools, {n: h.timestamp for n, h in headers.items()}
+        )
+        return _Batch(first, last, headers, new_pools, decoded.events, rejected + decoded.rejected)
+
+    def _headers(self, numbers: Iterable[int]) -> dict[int, BlockHeader]:
+        headers = self._rpc.get_headers(numbers)
+        gone = sorted(n for n, header in headers.items() if header is None)
+        if gone:
+            raise _ChainMoved(f"the node no longer has block(s) {gone}")
+        return headers  # type: ignore[return-value]  # no None left
+
+    def _discover_pools(
+        self, first: int, last: int, rejected: list[tuple[dict[str, Any], str]]
+    ) -> list[Pool]:
+        factories = [f.address for f in self._factories.values() if f.start_block <= last]
+        if not factories:
+            return []
+        logs = self._rpc.get_logs(first, last, factories, [POOL_CREATED_TOPICS])
+        pools = []
+        for raw in logs:
+            factory = self._factories.get(str(raw.get("address", "")).lower())
+            try:
+                if factory is None:
+                    raise LogDecodeError(f"not from a followed factory: {raw.get('address')!r}")
+                pool = decode_pool_created(raw, factory)
+            except (LogDecodeError, KeyError, TypeError, ValueError) as err:
+                rejected.append((raw, f"pool creation log: {err}"))
+                continue
+            if pool.created_block >= factory.start_block:
+                pools.append(pool)
+        return pools
+
+    def _consistent(
+        self,
+        logs: list[dict[str, Any]],
+        headers: dict[int, BlockHeader],
+        rejected: list[tuple[dict[str, Any], str]],
+    ) -> list[dict[str, Any]]:
+        """``logs`` after checking each belongs to the block hashes read (``headers`` gains the
+        headers of their blocks); logs without a readable block are rejected."""
+        located: list[tuple[int, dict[str, Any]]] = []
+        for raw in logs:
+            try:
+                located.append((int(raw["blockNumber"], 16), raw))
+            except (KeyError, TypeError, ValueError) as err:
+                rejected.append((raw, f"malformed log: {err!r}"))
+        missing = {number for number, _ in located} - headers.keys()
+        if missing:
+            headers.update(self._headers(missing))
+        for number, raw in located:
+            if str(raw.get("blockHash", "")).lower() != headers[number].hash:
+                raise _ChainMoved(f"a log of block {number} is from another version of it")
+        return [raw for _, raw in located]
+
+    def _publish(self, batch: _Batch, head: int) -> None:
+        self._sink.publish(POOL_EVENTS, [_message(event) for event in batch.events])
+        self._dead_letter(batch.rejected)
+        hashes = {n: h.hash for n, h in batch.headers.items()}
+        if self._checkpoint.block_hash is None and batch.first > 0:
+            # Lets a fork right below the first block be found too.
+            hashes[batch.first - 1] = batch.headers[batch.first].parent_hash
+        self._checkpoint = self._checkpoint.advanced(
+            batch.last,
+            batch.headers[batch.last].hash,
+            hashes,
+            batch.events,
+            batch.new_pools,
+            self._chain.reorg_window,
+        )
+        self._store.save(self._checkpoint)
+        self.stats.batches += 1
+        self.stats.events += len(batch.events)
+        self.stats.rejected += len(batch.rejected)
+        self.stats.last_block = batch.last
+        log.info(
+            "published blocks %d-%d: %d events, %d rejected, %d new pools, %d blocks behind head",
+            batch.first,
+            batch.last,
+            len(batch.events),
+            len(batch.rejected),
+            len(batch.new_pools),
+            head - batch.last,
+            extra={
+                "from_block": batch.first,
+                "to_block": batch.last,
+                "events": len(batch.events),
+                "rejected": len(batch.rejected),
+                "lag_blocks": head - batch.last,
+            },
+        )
+
+    def _dead_letter(self, rejected: list[tuple[dict[str, Any], str]]) -> None:
+        """Log each rejected log once and publish it with its reason to the dead-letter topic."""
+        if not rejected:
+            return
+        chain_id = self._chain.chain_id
+        letters = []
+        for raw, reason in rejected:
+            event_id = raw_event_id(chain_id, raw)
+            log.warning("rejected log %s: %s", event_id, reason, extra={"event_id": event_id})
+            attributes = {"event_id": event_id, "chain_id": str(chain_id)}
+            letters.append(dead_letter({"log": raw}, reason, attributes))
+        self._sink.publish(POOL_EVENTS_DLQ, letters)
+
+    def _rewind(self) -> None:
+        """Walk back to the fork point, retract the orphaned blocks' events, then checkpoint
+        the fork point."""
+        kept = self._checkpoint.recent_hashes
+        numbers = sorted(kept, reverse=True)
+        canonical = self._rpc.get_headers(numbers)
+        fork = next(
+            (n for n in numbers if (h := canonical[n]) is not None and h.hash == kept[n]), None
+        )
+        if fork is None:
+            raise ReorgTooDeepError(
+                f"the chain forked below block {min(numbers, default=0)}, the oldest of the "
+                f"{len(numbers)} block hashes kept (chain.reorg_window="
+                f"{self._chain.reorg_window}): events published from there on may be orphaned; "
+                "republish from an older chain.start_block with a fresh checkpoint"
+            )
+        orphaned = self._checkpoint.orphaned_events(fork)
+        self._sink.publish(POOL_EVENTS, [_message(event.retraction()) for event in orphaned])
+        log.warning(
+            "reorg: blocks %d-%d left the chain, retracted %d events",
+            fork + 1,
+            self._checkpoint.block_number,
+            len(orphaned),
+            extra={"fork_block": fork, "retractions": len(orphaned)},
+        )
+        self._checkpoint = self._checkpoint.rewound(fork)
+        self._store.save(self._checkpoint)
+        self.stats.retractions += len(orphaned)
+        self.stats.last_block = fork
+
+
+def _message(event: PoolEvent) -> Message:
+    return Message(event.to_json(), event.attributes(), event.ordering_key)

@@ -1,0 +1,287 @@
+"""A small Ethereum JSON-RPC client over httpx for the calls the chain publisher makes.
+
+Transient failures (HTTP 429/5xx, timeouts, refused connections, rate-limit errors) are
+retried with exponential backoff and full jitter, then the next URL is tried; the URL that
+answered stays in use. ``get_logs`` splits a block range the node refuses as too large.
+URLs are only ever shown redacted: they usually carry an API key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import itertools
+import logging
+import random
+import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, TypeVar
+
+import httpx
+import orjson
+
+from dexwatch.logs import register_secret
+from dexwatch.settings import ChainSettings, redact_url
+from publishers.chain.errors import RpcError, RpcUnavailable
+
+log = logging.getLogger("dexwatch.publisher.rpc")
+
+T = TypeVar("T")
+
+# Providers cap JSON-RPC batches (often at 100 calls); larger header fetches are chunked.
+_MAX_BATCH = 100
+# eth_getLogs refusals for too many results or too wide a range, across node implementations.
+_TOO_LARGE_CODES = {-32005}
+_TOO_LARGE_TEXTS = (
+    "query returned more than",
+    "block range",
+    "too many",
+    "limit exceeded",
+    "response size",
+    "max results",
+    "range is too large",
+)
+# Checked first: some providers use -32005 or "too many requests" for rate limiting.
+_RATE_LIMIT_TEXTS = ("rate limit", "too many requests", "rate exceeded", "exceeded rate")
+
+
+class _Transient(Exception):
+    """Worth another try; ``same_url`` False means only another URL can help."""
+
+    def __init__(self, reason: str, same_url: bool = True) -> None:
+        super().__init__(reason)
+        self.same_url = same_url
+
+
+class _RangeTooLarge(RpcError):
+    """The node refused an eth_getLogs range as too large."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class BlockHeader:
+    number: int
+    hash: str
+    parent_hash: str
+    timestamp: int
+
+
+class RpcClient:
+    def __init__(
+        self,
+        urls: Sequence[str],
+        *,
+        timeout_s: float = 10.0,
+        max_retries: int = 6,
+        backoff_base_s: float = 0.2,
+        backoff_max_s: float = 10.0,
+    ) -> None:
+        if not urls:
+            raise ValueError("at least one RPC URL is needed")
+        self._urls = list(urls)
+        for url in self._urls:
+            register_secret(url)  # httpx logs full URLs at DEBUG
+        self._active = 0
+        self._max_retries = max_retries
+        self._backoff_base_s = backoff_base_s
+        self._backoff_max_s = backoff_max_s
+        self._http = httpx.Client(timeout=timeout_s, headers={"content-type": "application/json"})
+        self._ids = itertools.count(1)
+        # Learned from refusals, so later ranges are not refused again.
+        self._max_log_blocks: int | None = None
+
+    @classmethod
+    def from_settings(cls, chain: ChainSettings) -> RpcClient:
+        return cls(
+            chain.rpc_urls,
+            timeout_s=chain.request_timeout_s,
+            max_retries=chain.max_retries,
+            backoff_base_s=chain.backoff_base_s,
+            backoff_max_s=chain.backoff_max_s,
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> RpcClient:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    @property
+    def redacted_urls(self) -> list[str]:
+        return [redact_url(url) for url in self._urls]
+
+    def call(self, method: str, params: Sequence[Any] = ()) -> Any:
+        payload = {"jsonrpc": "2.0", "id": next(self._ids), "method": method, "params": params}
+        return self._exchange(payload, lambda reply: _result(reply, method), method)
+
+    def batch(self, calls: Sequence[tuple[str, Sequence[Any]]]) -> list[Any]:
+        """Results of several calls, sent as JSON-RPC batch requests."""
+        results: list[Any] = []
+        for start in range(0, len(calls), _MAX_BATCH):
+            chunk = calls[start : start + _MAX_BATCH]
+            payload = [
+                {"jsonrpc": "2.0", "id": i, "method": method, "params": params}
+                for i, (method, params) in enumerate(chunk)
+            ]
+            what = f"batch of {len(chunk)} {chunk[0][0]}"
+            results += self._exchange(payload, functools.partial(_batch_results, calls=chunk), what)
+        return results
+
+    def chain_id(self) -> int:
+        return int(self.call("eth_chainId"), 16)
+
+    def block_number(self) -> int:
+        return int(self.call("eth_blockNumber"), 16)
+
+    def get_headers(self, numbers: Iterable[int]) -> dict[int, BlockHeader | None]:
+        """Headers by block number; None for a block the node does not have (yet)."""
+        wanted = sorted(set(numbers))
+        blocks = self.batch([("eth_getBlockByNumber", [hex(n), False]) for n in wanted])
+        headers: dict[int, BlockHeader | None] = {}
+        for number, block in zip(wanted, blocks, strict=True):
+            headers[number] = None if block is None else _header(block, number)
+        return headers
+
+    def get_logs(
+        self, from_block: int, to_block: int, addresses: Sequence[str], topics: Sequence[Any]
+    ) -> list[dict[str, Any]]:
+        """Logs of ``addresses`` matching ``topics`` in [from_block, to_block], in chain order."""
+        step = self._max_log_blocks or to_block - from_block + 1
+        logs: list[dict[str, Any]] = []
+        for start in range(from_block, to_block + 1, step):
+            logs += self._get_logs(start, min(start + step - 1, to_block), addresses, topics)
+        return logs
+
+    def _get_logs(
+        self, from_block: int, to_block: int, addresses: Sequence[str], topics: Sequence[Any]
+    ) -> list[dict[str, Any]]:
+        query = {
+            "fromBlock": hex(from_block),
+            "toBlock": hex(to_block),
+            "address": list(addresses),
+            "topics": list(topics),
+        }
+        try:
+            logs = self.call("eth_getLogs", [query])
+        except _RangeTooLarge as err:
+            if from_block == to_block:
+                raise RpcError(
+                    f"eth_getLogs refused even the single block {from_block}: {err}"
+                ) from None
+            middle = (from_block + to_block) // 2
+            self._max_log_blocks = middle - from_block + 1
+            log.info(
+                "node refused %d blocks for eth_getLogs, splitting",
+                to_block - from_block + 1,
+                extra={"from_block": from_block, "to_block": to_block, "reason": str(err)},
+            )
+            return self._get_logs(from_block, middle, addresses, topics) + self._get_logs(
+                middle + 1, to_block, addresses, topics
+            )
+        if not isinstance(logs, list):
+            raise RpcError(f"eth_getLogs answered {type(logs).__name__}, not a list")
+        return logs
+
+    def _exchange(self, payload: Any, read: Callable[[Any], T], what: str) -> T:
+        body = orjson.dumps(payload)
+        last_error = "nothing tried"
+        for offset in range(len(self._urls)):
+            index = (self._active + offset) % len(self._urls)
+            url = self._urls[index]
+            for attempt in range(self._max_retries + 1):
+                if attempt:
+                    time.sleep(self._backoff(attempt))
+                try:
+                    value = read(self._post(url, body))
+                except _Transient as err:
+                    last_error = str(err)
+                    log.warning(
+                        "%s failed on %s: %s",
+                        what,
+                        redact_url(url),
+                        err,
+                        extra={"attempt": attempt + 1, "rpc": redact_url(url)},
+                    )
+                    if not err.same_url:
+                        break
+                    continue
+                if index != self._active:
+                    log.warning("switched to RPC URL %s", redact_url(url))
+                    self._active = index
+                return value
+        raise RpcUnavailable(
+            f"{what}: no RPC URL answered after {self._max_retries + 1} attempts each "
+            f"({', '.join(self.redacted_urls)}); last error: {last_error}"
+        )
+
+    def _backoff(self, attempt: int) -> float:
+        """Full jitter: uniform in [0, min(max, base * 2^(attempt-1))]."""
+        cap = min(self._backoff_max_s, self._backoff_base_s * 2 ** (attempt - 1))
+        return random.uniform(0, cap)
+
+    def _post(self, url: str, body: bytes) -> Any:
+        try:
+            response = self._http.post(url, content=body)
+        except httpx.TimeoutException:
+            raise _Transient("timed out") from None
+        except httpx.TransportError as err:
+            raise _Transient(f"{type(err).__name__}: {err}") from None
+        status = response.status_code
+        if status == 429 or status >= 500:
+            raise _Transient(f"HTTP {status}")
+        # A 4xx without a JSON-RPC error (bad key, wrong path) is this URL's fault: retrying it
+        # cannot help, another URL may.
+        try:
+            reply = orjson.loads(response.content)
+        except orjson.JSONDecodeError:
+            if status >= 400:
+                raise _Transient(f"HTTP {status}", same_url=False) from None
+            raise _Transient(f"HTTP {status} with a reply that is not JSON") from None
+        if status >= 400 and not (isinstance(reply, dict) and "error" in reply):
+            raise _Transient(f"HTTP {status}", same_url=False)
+        return reply
+
+
+def _result(reply: Any, method: str) -> Any:
+    if not isinstance(reply, dict):
+        raise _Transient(f"{method}: malformed reply")
+    error = reply.get("error")
+    if error is None:
+        if "result" not in reply:
+            raise _Transient(f"{method}: reply without result")
+        return reply["result"]
+    code = error.get("code") if isinstance(error, dict) else None
+    message = str(error.get("message", "")) if isinstance(error, dict) else str(error)
+    text = message.lower()
+    if any(marker in text for marker in _RATE_LIMIT_TEXTS):
+        raise _Transient(f"rate limited ({code}: {message})")
+    if code in _TOO_LARGE_CODES or any(marker in text for marker in _TOO_LARGE_TEXTS):
+        raise _RangeTooLarge(f"{code}: {message}")
+    raise RpcError(f"{method} failed: {code}: {message}")
+
+
+def _batch_results(reply: Any, calls: Sequence[tuple[str, Sequence[Any]]]) -> list[Any]:
+    if not isinstance(reply, list):
+        _result(reply, calls[0][0])  # some nodes answer a whole batch with one error: raise it
+        raise _Transient("a batch answered with a single reply")
+    by_id = {item.get("id"): item for item in reply if isinstance(item, dict)}
+    if len(by_id) != len(calls):
+        raise _Transient(f"batch answered {len(by_id)} of {len(calls)} calls")
+    return [_result(by_id.get(i), method) for i, (method, _) in enumerate(calls)]
+
+
+def _header(block: Any, number: int) -> BlockHeader:
+    try:
+        header = BlockHeader(
+            number=int(block["number"], 16),
+            hash=block["hash"].lower(),
+            parent_hash=block["parentHash"].lower(),
+            timestamp=int(block["timestamp"], 16),
+        )
+    except (KeyError, TypeError, ValueError, AttributeError) as err:
+        raise RpcError(f"malformed header for block {number}: {err!r}") from None
+    if header.number != number:
+        raise RpcError(f"asked for block {number}, node answered block {header.number}")
+    return header
