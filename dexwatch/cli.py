@@ -36,7 +36,15 @@ simulate_app = typer.Typer(
     help="The simulated market on the local chain, and incident injection.", no_args_is_help=True
 )
 publish_app = typer.Typer(help="Publishers that feed the pool-events topic.", no_args_is_help=True)
+pipeline_app = typer.Typer(
+    help="The Beam pipeline: windows, features, scores, anomalies, alerts.", no_args_is_help=True
+)
+model_app = typer.Typer(help="The detector's model.", no_args_is_help=True)
+alerts_app = typer.Typer(help="The alerts topic.", no_args_is_help=True)
 app.add_typer(local_app, name="local")
+app.add_typer(pipeline_app, name="pipeline")
+app.add_typer(model_app, name="model")
+app.add_typer(alerts_app, name="alerts")
 app.add_typer(simulate_app, name="simulate")
 app.add_typer(publish_app, name="publish")
 
@@ -249,6 +257,10 @@ def publish_chain(
     once: Annotated[
         bool, typer.Option("--once", help="Catch up to the safe head and exit (a Cloud Run Job).")
     ] = False,
+    record: Annotated[
+        Path | None,
+        typer.Option(help="Record to JSON lines in this directory instead of Pub/Sub."),
+    ] = None,
 ) -> None:
     """Publish pool events read from chain RPC (eth_getLogs) to the pool-events topic,
     following the chain by default."""
@@ -259,9 +271,87 @@ def publish_chain(
     _use_local_emulator(settings)
     stop = _stop_on_signals()
     try:
-        run(settings, once=once, stop=stop)
+        run(settings, once=once, stop=stop, record_to=record)
     except (ChainPublisherError, PublishError) as err:
         _fail(str(err))
+
+
+# --- pipeline, model, alerts -------------------------------------------------------------
+
+
+@pipeline_app.command("run")
+def pipeline_run() -> None:
+    """Follow pool-events (Pub/Sub) with the streaming pipeline on the local runner: scores
+    to pool_scores, anomalies to anomalies, alerts to the alerts topic. Runs until stopped."""
+    from beam_pipelines.options import local_streaming_options
+    from beam_pipelines.pipeline import build_streaming_pipeline
+
+    settings = _settings()
+    _use_local_emulator(settings)
+    _require_model(settings)
+    build_streaming_pipeline(settings, local_streaming_options()).run().wait_until_finish()
+
+
+@pipeline_app.command("replay")
+def pipeline_replay(
+    events: Annotated[Path, typer.Argument(help="Recorded pool events (JSON lines).")],
+) -> None:
+    """Replay a recorded stream through the same transforms in batch, into the same tables
+    (upserts: replaying twice changes nothing). Record one with
+    `dexwatch publish chain --once --record DIR`."""
+    from beam_pipelines.options import batch_options
+    from beam_pipelines.pipeline import build_replay_pipeline
+
+    settings = _settings()
+    if not events.is_file():
+        _fail(f"no recorded events at {events}")
+    _require_model(settings)
+    build_replay_pipeline(settings, batch_options(), events).run().wait_until_finish()
+    typer.echo(f"replayed {events} into {settings.warehouse_path}")
+
+
+def _require_model(settings: Settings) -> None:
+    if settings.model.serving == "local" and not settings.model_path.is_file():
+        _fail(f"no model at {settings.model_path}: run `dexwatch model bootstrap` first")
+
+
+@model_app.command("bootstrap")
+def model_bootstrap(
+    hours: Annotated[float, typer.Option(help="Simulated hours of normal traffic to learn.")] = 4.0,
+) -> None:
+    """Train the first detector on the simulator's normal traffic (no injections), mined on
+    a private chain and run through the real publisher and pipeline; saves it where the
+    pipeline loads it (model.path)."""
+    from rich.progress import Progress
+
+    from dexwatch.bootstrap import bootstrap_model
+
+    settings = _settings()
+    with Progress(transient=not sys.stderr.isatty()) as progress:
+        tasks: dict[str, object] = {}
+
+        def on_progress(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = progress.add_task(stage, total=total)
+            progress.update(tasks[stage], completed=done, total=total)  # type: ignore[arg-type]
+
+        detector = bootstrap_model(settings, hours, on_progress)
+    typer.echo(
+        f"model {detector.version}: trained on {detector.training_rows} windows of "
+        f"{hours:g} simulated hours; saved to {settings.model_path}"
+    )
+
+
+@alerts_app.command("tail")
+def alerts_tail(
+    count: Annotated[int | None, typer.Option(help="Exit after this many alerts.")] = None,
+) -> None:
+    """Print each alert as it arrives on the alerts topic."""
+    from dexwatch.alerts import tail
+
+    settings = _settings()
+    _use_local_emulator(settings)
+    tail(settings, _stop_on_signals(), count, typer.echo)
 
 
 # --- queries -----------------------------------------------------------------------------

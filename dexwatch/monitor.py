@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from rich.table import Table
 
+from dexwatch.contracts.alert import Alert
 from dexwatch.contracts.pool_event import EVENT_NAMES
 
 _WIDTH = {"pool": 30}
@@ -90,19 +91,20 @@ class PoolEventSummary:
         return out
 
 
-def subscribe(project: str, subscription: str, summary: PoolEventSummary) -> Callable[[], None]:
-    """Start a streaming pull feeding ``summary``; returns a function that stops it."""
+def _pull(
+    project: str, subscription: str, handle: Callable[[bytes, dict[str, str]], None]
+) -> Callable[[], None]:
+    """Start a streaming pull calling ``handle(data, attributes)`` per message; returns a
+    function that stops it. Every message is acked: these are read-only views."""
     from google.cloud import pubsub_v1
 
-    from dexwatch.contracts.pool_event import PoolEvent
     from dexwatch.contracts.topics import subscription_path
 
     subscriber = pubsub_v1.SubscriberClient()
 
     def on_message(message) -> None:  # type: ignore[no-untyped-def]
         try:
-            event = PoolEvent.from_json(message.data)
-            summary.record(dict(message.attributes), event.block_number, event.block_timestamp)
+            handle(message.data, dict(message.attributes))
         finally:
             message.ack()
 
@@ -117,3 +119,23 @@ def subscribe(project: str, subscription: str, summary: PoolEventSummary) -> Cal
         subscriber.close()
 
     return stop
+
+
+def subscribe(project: str, subscription: str, summary: PoolEventSummary) -> Callable[[], None]:
+    """Feed ``summary`` from a pool-events subscription; returns the function that stops it."""
+    from dexwatch.contracts.pool_event import PoolEvent
+
+    def record(data: bytes, attributes: dict[str, str]) -> None:
+        event = PoolEvent.from_json(data)
+        summary.record(attributes, event.block_number, event.block_timestamp)
+
+    return _pull(project, subscription, record)
+
+
+def subscribe_alerts(project: str, on_alert: Callable[[Alert], None]) -> Callable[[], None]:
+    """Call ``on_alert`` for each alert (alerts-monitor subscription); returns its stop."""
+    from dexwatch.contracts.topics import ALERTS_MONITOR_SUBSCRIPTION
+
+    return _pull(
+        project, ALERTS_MONITOR_SUBSCRIPTION, lambda data, _: on_alert(Alert.from_json(data))
+    )

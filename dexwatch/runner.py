@@ -17,12 +17,15 @@ from pathlib import Path
 from rich.console import Console
 from rich.live import Live
 
+from dexwatch.alerts import describe
 from dexwatch.contracts.topics import MONITOR_SUBSCRIPTION
-from dexwatch.monitor import PoolEventSummary, subscribe
+from dexwatch.monitor import PoolEventSummary, subscribe, subscribe_alerts
 from dexwatch.settings import Settings
 
 SIMULATOR = "simulator"
 CHAIN_PUBLISHER = "chain-publisher"
+PIPELINE = "pipeline"
+COMPONENTS = (SIMULATOR, CHAIN_PUBLISHER, PIPELINE)
 _PLAIN_REFRESH_S = 15.0
 
 
@@ -36,6 +39,7 @@ def _component_specs(settings: Settings, config: Path | None):  # type: ignore[n
     return [
         ProcessSpec(SIMULATOR, [*base, "simulate", "run"], env=env),
         ProcessSpec(CHAIN_PUBLISHER, [*base, "publish", "chain"], env=env),
+        ProcessSpec(PIPELINE, [*base, "pipeline", "run"], env=env),
     ]
 
 
@@ -62,8 +66,19 @@ def run_local(
         console.print("[bold]starting the local stack[/] (Pub/Sub emulator, anvil, contracts)")
         deployment = stack.up(settings)
         os.environ["PUBSUB_EMULATOR_HOST"] = settings.local.emulator_host
-        summary = PoolEventSummary({p.address: p.name for p in deployment.pools})
+        names = {p.address: p.name for p in deployment.pools}
+        if settings.model.serving == "local" and not settings.model_path.is_file():
+            _bootstrap_model(settings, console)
+        summary = PoolEventSummary(names)
         stop_monitor = subscribe(settings.pubsub.project, MONITOR_SUBSCRIPTION, summary)
+        stop_alerts = subscribe_alerts(
+            settings.pubsub.project,
+            lambda alert: console.print(
+                f"[bold red]ALERT[/] {names.get(alert.pool, alert.pool)}: {describe(alert)}",
+                highlight=False,
+                soft_wrap=True,
+            ),
+        )
         for spec in _component_specs(settings, config):
             if processes.running_pid(state_dir, spec.name) is None:
                 processes.start(spec, state_dir)
@@ -77,6 +92,7 @@ def run_local(
             _watch(settings, summary, stop, duration_s, console)
         finally:
             stop_monitor()
+            stop_alerts()
         console.print(summary.table())
     finally:
         # Clients before servers, so nothing logs connection errors on the way down.
@@ -105,7 +121,7 @@ def _watch(
     )
     with display as live:
         while not stop.wait(0.5):
-            for name in (SIMULATOR, CHAIN_PUBLISHER):
+            for name in COMPONENTS:
                 if processes.running_pid(settings.local.state_dir, name) is None:
                     log = processes.log_path(settings.local.state_dir, name)
                     tail = log.read_text(errors="replace")[-1500:] if log.exists() else ""
@@ -118,3 +134,23 @@ def _watch(
                     console.print(line, highlight=False)
             if deadline is not None and time.monotonic() >= deadline:
                 break
+
+
+def _bootstrap_model(settings: Settings, console: Console) -> None:
+    from dexwatch.bootstrap import bootstrap_model
+
+    hours = settings.model.bootstrap_hours
+    console.print(
+        f"no model yet: training the first one on {hours:g} simulated hours of normal traffic "
+        "(once; `dexwatch model bootstrap` does the same)"
+    )
+    last: dict[str, int] = {}
+
+    def progress(stage: str, done: int, total: int) -> None:
+        percent = 100 * done // max(total, 1)
+        if percent >= last.get(stage, -25) + 25:
+            last[stage] = percent
+            console.print(f"  {stage}: {percent}%", highlight=False)
+
+    detector = bootstrap_model(settings, hours, progress)
+    console.print(f"model {detector.version} trained on {detector.training_rows} windows")

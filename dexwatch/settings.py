@@ -149,6 +149,40 @@ class WarehouseSettings(StrictModel):
     path: Path | None = None
 
 
+class PipelineSettings(StrictModel):
+    """The streaming pipeline: event-time slices, windows, triggers (see contracts/features)."""
+
+    # Events are summarised per pool in fixed slices of this many seconds of event time.
+    slice_s: int = Field(15, ge=1)
+    # The window under test: the last current_slices slices; its baseline: the ones before.
+    current_slices: int = Field(4, ge=1)
+    baseline_slices: int = Field(20, ge=1)
+    # A window is scored only once its baseline has seen events over this share of its length
+    # (a pool's first minutes have no history to compare with).
+    min_baseline_share: float = Field(0.5, ge=0, le=1)
+    # Panes fire this often (processing time) before the watermark passes a window's end.
+    early_firing_s: int = Field(1, ge=1)
+    # Events this late (event time) still update their windows: covers the publisher's
+    # confirmation wait and reorg retractions.
+    allowed_lateness_s: int = Field(600, ge=0)
+    # Within this much event time, a pool's anomalies form one alert thread (one alert).
+    alert_cooldown_s: int = Field(300, ge=0)
+
+
+class ModelSettings(StrictModel):
+    # local: the scikit-learn model file; vertex: a Vertex AI endpoint (production).
+    serving: Literal["local", "vertex"] = "local"
+    # Empty means <local.state_dir>/models/chain-window/current.joblib
+    path: Path | None = None
+    vertex_endpoint_id: str = ""
+    vertex_project: str = ""
+    vertex_location: str = "us-central1"
+    # Rows per RunInference call: scoring a batch costs about as much as scoring one row.
+    max_batch_size: int = Field(512, ge=1)
+    # `dexwatch run` trains a first model on this many simulated hours when there is none.
+    bootstrap_hours: float = Field(2.0, gt=0)
+
+
 class LoggingSettings(StrictModel):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     format: Literal["console", "json"] = "console"
@@ -167,6 +201,8 @@ class Settings(BaseSettings):
     local: LocalStackSettings = LocalStackSettings()
     simulator: SimulatorSettings = SimulatorSettings()
     warehouse: WarehouseSettings = WarehouseSettings()
+    pipeline: PipelineSettings = PipelineSettings()
+    model: ModelSettings = ModelSettings()
     logging: LoggingSettings = LoggingSettings()
 
     # Set on a subclass by load_settings: pydantic-settings reads sources per class.
@@ -190,6 +226,12 @@ class Settings(BaseSettings):
     def checkpoint_path(self) -> Path:
         return self.chain.checkpoint_path or (
             self.local.state_dir / "checkpoints" / f"chain-{self.chain.chain_id}.json"
+        )
+
+    @property
+    def model_path(self) -> Path:
+        return (
+            self.model.path or self.local.state_dir / "models" / "chain-window" / "current.joblib"
         )
 
     @property

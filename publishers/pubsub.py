@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 from google.cloud import pubsub_v1
@@ -35,6 +35,14 @@ class Message:
     data: bytes
     attributes: Mapping[str, str]
     ordering_key: str = ""
+
+
+class Sink(Protocol):
+    """Where a publisher's messages go: Pub/Sub, or a recording (publishers.recording)."""
+
+    def publish(self, topic: str, messages: Sequence[Message]) -> None:
+        """Deliver ``messages`` to ``topic``; when this returns they are durable."""
+        ...
 
 
 def dead_letter(rejected: Mapping[str, Any], reason: str, attributes: Mapping[str, str]) -> Message:

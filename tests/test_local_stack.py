@@ -116,8 +116,12 @@ def test_injected_drain_is_published_and_labelled(tmp_path: Path, monkeypatch) -
         dexwatch_cli(config, "local", "down")
 
 
+# A small first model: `run` trains one when there is none (bootstrap_hours of history).
+QUICK_RUN = {"simulator": {"block_interval_s": 1.0}, "model": {"bootstrap_hours": 0.3}}
+
+
 def test_run_shows_every_pool_and_leaves_no_process(tmp_path: Path) -> None:
-    config = write_local_config(tmp_path, simulator={"block_interval_s": 1.0})
+    config = write_local_config(tmp_path, **QUICK_RUN)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DEXWATCH_", "PUBSUB_"))}
     proc = subprocess.run(
         [sys.executable, "-m", "dexwatch", "--config", str(config), "run", "--duration", "40"],
@@ -140,7 +144,7 @@ def test_run_shows_every_pool_and_leaves_no_process(tmp_path: Path) -> None:
 
 
 def test_interrupt_stops_every_process_it_started(tmp_path: Path) -> None:
-    config = write_local_config(tmp_path, simulator={"block_interval_s": 1.0})
+    config = write_local_config(tmp_path, **QUICK_RUN)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DEXWATCH_", "PUBSUB_"))}
     proc = subprocess.Popen(
         [sys.executable, "-m", "dexwatch", "--config", str(config), "run"],
@@ -155,7 +159,7 @@ def test_interrupt_stops_every_process_it_started(tmp_path: Path) -> None:
             if line.startswith("running:"):
                 break
         pids = _pids(config)
-        assert len(pids) == 4
+        assert len(pids) == 5  # emulator, anvil, simulator, publisher, pipeline
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=120)
     finally:

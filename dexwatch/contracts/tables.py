@@ -64,4 +64,66 @@ INCIDENT_LABELS = Table(
     cluster_by=("pool",),
 )
 
-TABLES: dict[str, Table] = {t.name: t for t in (INCIDENT_LABELS,)}
+
+def _window_columns() -> tuple[Column, ...]:
+    from dexwatch.contracts.features import FEATURE_DEFINITIONS
+
+    return (
+        Column("window_id", "STRING", "chain_id:pool:window_end (unix seconds)"),
+        Column("chain_id", "INT64"),
+        Column("dex", "STRING"),
+        Column("pool", "STRING", "Pool or pair address, lower-case hex"),
+        Column("source", "STRING", "chain (event windows) or subgraph (hourly rows)"),
+        Column("window_start", "TIMESTAMP", "Start of the window under test (event time)"),
+        Column("window_end", "TIMESTAMP", "End of the window under test (event time)"),
+        *(Column(name, "FLOAT64", definition) for name, definition in FEATURE_DEFINITIONS),
+        Column("events", "INT64", "Pool events in the window under test"),
+        Column("score", "FLOAT64", "Isolation Forest decision function: below 0 is anomalous"),
+        Column("is_anomaly", "BOOL"),
+        Column("top_features", "JSON", "The features that deviate most, with their values"),
+        Column("model_version", "STRING"),
+        Column("scored_at", "TIMESTAMP", "Processing time of the pane that wrote this row"),
+    )
+
+
+POOL_SCORES = Table(
+    name="pool_scores",
+    description="Every scored window of every pool; early panes are replaced by later ones.",
+    columns=_window_columns(),
+    natural_key=("window_id",),
+    partition_by="window_end",
+    cluster_by=("pool",),
+)
+
+ANOMALIES = Table(
+    name="anomalies",
+    description="Scored windows judged anomalous, with the alert thread they belong to.",
+    columns=(
+        *_window_columns(),
+        Column("severity", "STRING", "low | medium | high, from the score's distance below 0"),
+        Column("deviation", "STRING", "The kind of deviation the top feature suggests"),
+        Column("alert_id", "STRING", "The alert thread: chain_id:pool:first window_end"),
+    ),
+    natural_key=("window_id",),
+    partition_by="window_end",
+    cluster_by=("pool",),
+)
+
+DEAD_LETTERS = Table(
+    name="dead_letters",
+    description="Messages the pipeline could not read, with the reason; nothing is dropped.",
+    columns=(
+        Column("letter_id", "STRING", "Pub/Sub message id, or a hash of the payload"),
+        Column("stage", "STRING", "Where it was rejected, e.g. parse"),
+        Column("reason", "STRING"),
+        Column("payload", "STRING", "The message data as received (UTF-8, replaced errors)"),
+        Column("attributes", "JSON"),
+        Column("received_at", "TIMESTAMP"),
+    ),
+    natural_key=("letter_id",),
+    partition_by="received_at",
+)
+
+TABLES: dict[str, Table] = {
+    t.name: t for t in (INCIDENT_LABELS, POOL_SCORES, ANOMALIES, DEAD_LETTERS)
+}

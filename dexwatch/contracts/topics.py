@@ -13,6 +13,9 @@ POOL_EVENTS_DLQ = "pool-events-dlq"
 ALERTS = "alerts"
 MONITOR_SUBSCRIPTION = "pool-events-monitor"
 DLQ_SUBSCRIPTION = "pool-events-dlq-inspect"
+PIPELINE_SUBSCRIPTION = "pool-events-pipeline"
+ALERTS_SUBSCRIPTION = "alerts-tail"
+ALERTS_MONITOR_SUBSCRIPTION = "alerts-monitor"
 
 
 class SubscriptionSpec(BaseModel):

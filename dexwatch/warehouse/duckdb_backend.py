@@ -74,8 +74,10 @@ class DuckDBWarehouse:
     def upsert(self, table: Table, rows: Sequence[dict[str, Any]]) -> int:
         if not rows:
             return 0
+        # Within one batch the last row of a key wins, as it would over separate upserts.
+        latest = {tuple(row[k] for k in table.natural_key): row for row in rows}
         batch = pa.Table.from_pylist(
-            [{name: row.get(name) for name in table.column_names} for row in rows]
+            [{name: row.get(name) for name in table.column_names} for row in latest.values()]
         )
         with self._connect(read_only=False) as conn:
             conn.execute(create_table_sql(table))

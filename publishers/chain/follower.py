@@ -30,7 +30,7 @@ from publishers.chain.events import (
     raw_event_id,
 )
 from publishers.chain.rpc import BlockHeader, RpcClient
-from publishers.pubsub import Message, PubSubSink, dead_letter
+from publishers.pubsub import Message, Sink, dead_letter
 
 log = logging.getLogger("dexwatch.publisher.chain")
 
@@ -65,7 +65,7 @@ class ChainFollower:
     def __init__(
         self,
         rpc: RpcClient,
-        sink: PubSubSink,
+        sink: Sink,
         store: CheckpointStore,
         chain: ChainSettings,
         factories: Sequence[FactoryConfig],

@@ -1,0 +1,1 @@
+"""The pipeline's steps as composite PTransforms, each testable on its own."""

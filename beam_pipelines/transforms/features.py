@@ -1,0 +1,150 @@
+"""Pool events → one feature row per pool and window (definitions in contracts/features).
+
+Two stages, both in event time with early panes, so an incident shows within seconds rather
+than at a window's end, and late events (within the allowed lateness) still correct a window:
+
+1. Fixed slices per pool: a CombineFn keyed by event id drops duplicates and lets a
+   retraction cancel the event it retracts, then summarises what is left.
+2. Sliding windows of slices: the latest pane of each slice wins; the last
+   ``current_slices`` slices are compared with the ones before them.
+
+Panes accumulate, so every firing carries the whole window; rows have a natural id and the
+sinks upsert, so a later pane replaces an earlier one.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+
+import apache_beam as beam
+from apache_beam.transforms import trigger, window
+
+from dexwatch.contracts.features import SliceSummary, summarize_slice, window_features
+from dexwatch.contracts.pool_event import PoolEvent
+from dexwatch.settings import PipelineSettings
+
+
+def _triggered(
+    windowing: window.WindowFn, settings: PipelineSettings, streaming: bool
+) -> beam.WindowInto:
+    if not streaming:
+        # Batch (replay, backfill): each window fires once, complete; the batch runner has
+        # no processing-time clock for early panes.
+        return beam.WindowInto(windowing)
+    return beam.WindowInto(
+        windowing,
+        trigger=trigger.AfterWatermark(
+            early=trigger.AfterProcessingTime(settings.early_firing_s),
+            late=trigger.AfterCount(1),
+        ),
+        accumulation_mode=trigger.AccumulationMode.ACCUMULATING,
+        allowed_lateness=settings.allowed_lateness_s,
+    )
+
+
+def pool_key(event: PoolEvent) -> str:
+    return f"{event.chain_id}:{event.dex}:{event.pool}"
+
+
+class SliceCombineFn(beam.CombineFn):
+    """Events of one pool and slice → SliceSummary of the distinct, non-retracted ones."""
+
+    def __init__(self, slice_s: int) -> None:
+        self._slice_s = slice_s
+
+    def create_accumulator(self) -> dict[str, PoolEvent]:
+        return {}
+
+    def add_input(self, accumulator: dict[str, PoolEvent], event: PoolEvent):
+        known = accumulator.get(event.event_id)
+        # A retraction wins over its event whichever arrives first; duplicates are dropped.
+        if known is None or event.kind == "retraction":
+            accumulator[event.event_id] = event
+        return accumulator
+
+    def merge_accumulators(self, accumulators):
+        merged: dict[str, PoolEvent] = {}
+        for accumulator in accumulators:
+            for event in accumulator.values():
+                self.add_input(merged, event)
+        return merged
+
+    def extract_output(self, accumulator: dict[str, PoolEvent]) -> SliceSummary | None:
+        if not accumulator:
+            return None
+        any_event = next(iter(accumulator.values()))
+        start = any_event.block_timestamp // self._slice_s * self._slice_s
+        live = [e for e in accumulator.values() if e.kind == "event"]
+        return summarize_slice(any_event.pool, start, live)
+
+
+class _VersionSlice(beam.DoFn):
+    """Tags each slice pane with its index: later panes of a slice supersede earlier ones."""
+
+    def process(self, element, pane_info=beam.DoFn.PaneInfoParam):
+        key, summary = element
+        if summary is not None:
+            yield key, (pane_info.index, summary)
+
+
+class _WindowFeaturesFn(beam.DoFn):
+    def __init__(self, settings: PipelineSettings) -> None:
+        self._settings = settings
+
+    def process(self, element, win=beam.DoFn.WindowParam):
+        key, versions = element
+        s = self._settings
+        latest: dict[int, tuple[int, SliceSummary]] = {}
+        for index, summary in versions:
+            if summary.start not in latest or index >= latest[summary.start][0]:
+                latest[summary.start] = (index, summary)
+        slices = [summary for _, summary in latest.values()]
+        window_end = int(math.floor(win.end))
+        current_start = window_end - s.current_slices * s.slice_s
+        # Score only once the pool has a history to compare with.
+        history_s = current_start - min(summary.start for summary in slices)
+        if history_s < s.min_baseline_share * s.baseline_slices * s.slice_s:
+            beam.metrics.Metrics.counter("dexwatch", "windows_warming_up").inc()
+            return
+        features = window_features(slices, window_end, s.slice_s, s.current_slices)
+        if features is None:
+            return
+        chain_id, dex, pool = key.split(":")
+        yield {
+            "window_id": f"{chain_id}:{pool}:{window_end}",
+            "chain_id": int(chain_id),
+            "dex": dex,
+            "pool": pool,
+            "source": "chain",
+            "window_start": datetime.fromtimestamp(current_start, UTC),
+            "window_end": datetime.fromtimestamp(window_end, UTC),
+            "events": sum(x.events for x in slices if x.start >= current_start),
+            **features,
+        }
+
+
+class PoolWindowFeatures(beam.PTransform):
+    """PoolEvents timestamped with their block time → feature rows (dicts)."""
+
+    def __init__(self, settings: PipelineSettings, streaming: bool = True) -> None:
+        super().__init__()
+        self._settings = settings
+        self._streaming = streaming
+
+    def expand(self, events):
+        s = self._settings
+        length = (s.current_slices + s.baseline_slices) * s.slice_s
+        return (
+            events
+            | "KeyByPool" >> beam.Map(lambda event: (pool_key(event), event))
+            | "Slices" >> _triggered(window.FixedWindows(s.slice_s), s, self._streaming)
+            | "SummarizeSlices" >> beam.CombinePerKey(SliceCombineFn(s.slice_s))
+            | "VersionSlices" >> beam.ParDo(_VersionSlice())
+            | "Windows" >> _triggered(window.SlidingWindows(length, s.slice_s), s, self._streaming)
+            | "GroupSlices" >> beam.GroupByKey()
+            | "WindowFeatures" >> beam.ParDo(_WindowFeaturesFn(s))
+            # Each row names its window; in the global window downstream, RunInference batches
+            # rows of many windows into one call and alert threads span windows.
+            | "IntoGlobalWindow" >> beam.WindowInto(window.GlobalWindows())
+        )

@@ -1,0 +1,135 @@
+"""Where the pipeline's results go: warehouse tables, anomaly threads and the alert topic."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import apache_beam as beam
+import orjson
+from apache_beam.coders import StrUtf8Coder, VarIntCoder
+from apache_beam.io.gcp.pubsub import PubsubMessage
+from apache_beam.transforms.userstate import ReadModifyWriteStateSpec
+
+from dexwatch.contracts.alert import Alert, TopFeature, deviation_of, severity_of
+from dexwatch.contracts.tables import Table
+from dexwatch.settings import Settings
+
+
+class _UpsertFn(beam.DoFn):
+    """Buffers a bundle's rows and upserts them at once: one transaction per bundle."""
+
+    def __init__(self, settings: Settings, table: Table) -> None:
+        self._settings = settings
+        self._table = table
+
+    def setup(self) -> None:
+        from dexwatch.warehouse import open_warehouse
+
+        self._warehouse = open_warehouse(self._settings)
+
+    def start_bundle(self) -> None:
+        self._rows: list[dict] = []
+
+    def process(self, row: dict) -> None:
+        self._rows.append(row)
+
+    def finish_bundle(self) -> None:
+        if self._rows:
+            self._warehouse.upsert(self._table, self._rows)
+            beam.metrics.Metrics.counter("dexwatch", f"rows_{self._table.name}").inc(
+                len(self._rows)
+            )
+        self._rows = []
+
+
+class WriteTable(beam.PTransform):
+    """Upsert rows into a warehouse table by its natural key (DuckDB locally)."""
+
+    def __init__(self, settings: Settings, table: Table) -> None:
+        super().__init__()
+        self._settings = settings
+        self._table = table
+
+    def expand(self, rows):
+        return rows | f"Upsert{self._table.name}" >> beam.ParDo(
+            _UpsertFn(self._settings, self._table)
+        )
+
+
+class _AlertThreadsFn(beam.DoFn):
+    """Per pool: an anomaly more than ``cooldown_s`` of event time after the pool's last one
+    opens a new alert thread (and an alert); closer ones join the current thread."""
+
+    THREAD = ReadModifyWriteStateSpec("thread", StrUtf8Coder())
+    LAST_END = ReadModifyWriteStateSpec("last_end", VarIntCoder())
+
+    def __init__(self, cooldown_s: int) -> None:
+        self._cooldown_s = cooldown_s
+
+    def process(
+        self,
+        element,
+        thread=beam.DoFn.StateParam(THREAD),
+        last_end=beam.DoFn.StateParam(LAST_END),
+    ):
+        _, row = element
+        end = int(row["window_end"].timestamp())
+        previous_end, alert_id = last_end.read(), thread.read()
+        new_thread = previous_end is None or end - previous_end > self._cooldown_s
+        if new_thread:
+            alert_id = f"{row['chain_id']}:{row['pool']}:{end}"
+            thread.write(alert_id)
+        last_end.write(max(end, previous_end or end))
+        top = orjson.loads(row["top_features"])
+        anomaly = {
+            **row,
+            "severity": severity_of(row["score"]),
+            "deviation": deviation_of(top[0]["name"], top[0]["value"]) if top else "other",
+            "alert_id": alert_id,
+        }
+        yield anomaly
+        if new_thread:
+            yield beam.pvalue.TaggedOutput("alerts", _alert(anomaly, top))
+
+
+def _alert(anomaly: dict, top: list[dict]) -> Alert:
+    return Alert(
+        alert_id=anomaly["alert_id"],
+        window_id=anomaly["window_id"],
+        chain_id=anomaly["chain_id"],
+        dex=anomaly["dex"],
+        pool=anomaly["pool"],
+        source=anomaly["source"],
+        severity=anomaly["severity"],
+        deviation=anomaly["deviation"],
+        score=anomaly["score"],
+        window_start=anomaly["window_start"],
+        window_end=anomaly["window_end"],
+        top_features=[TopFeature(**t) for t in top],
+        model_version=anomaly["model_version"],
+        detected_at=datetime.now(UTC),
+    )
+
+
+class ThreadAnomalies(beam.PTransform):
+    """Scored rows (in the global window: threads span windows) → outputs ``anomalies``
+    (rows with severity and thread) and ``alerts``."""
+
+    def __init__(self, cooldown_s: int) -> None:
+        super().__init__()
+        self._cooldown_s = cooldown_s
+
+    def expand(self, scored):
+        return (
+            scored
+            | "OnlyAnomalies" >> beam.Filter(lambda row: row["is_anomaly"])
+            | "KeyByPool" >> beam.Map(lambda row: (f"{row['chain_id']}:{row['pool']}", row))
+            | "Threads"
+            >> beam.ParDo(_AlertThreadsFn(self._cooldown_s)).with_outputs(
+                "alerts", main="anomalies"
+            )
+        )
+
+
+def alert_message(alert: Alert) -> PubsubMessage:
+    return PubsubMessage(alert.to_json(), alert.attributes())

@@ -1,0 +1,93 @@
+"""The trained detector as saved by ``model`` and loaded by the pipeline and the server.
+
+A ``Detector`` is an Isolation Forest plus what serving needs to use it the way it was
+trained: the feature names and their definitions' version, the threshold, and robust
+statistics of the training features (to name the features that make a row unusual).
+
+An Isolation Forest isolates a row that is extreme in one feature only in the trees that
+split on that feature, so a drained pool (one or two features far out, the rest normal)
+scores barely below normal traffic's tail. Each feature therefore also has a limit, learned
+from the same normal traffic, in robust standard deviations. The score is the smaller of
+``score_samples(x) - threshold`` and ``1 - max_j |z_j| / limit_j``: below 0 is an anomaly,
+and the further below, the surer. One call scores a whole batch: a call costs about the same
+for 1 row or 1,000.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import joblib
+import numpy as np
+
+from dexwatch.contracts.alert import TopFeature
+
+TOP_FEATURES = 3
+
+
+@dataclasses.dataclass
+class Scores:
+    score: np.ndarray  # below 0: anomaly
+    is_anomaly: np.ndarray
+    top_features: list[list[TopFeature]]
+
+
+@dataclasses.dataclass
+class Detector:
+    forest: Any  # sklearn.ensemble.IsolationForest
+    feature_names: tuple[str, ...]
+    features_version: int
+    threshold: float
+    median: np.ndarray
+    scale: np.ndarray  # robust standard deviation (IQR / 1.349), never 0
+    limits: np.ndarray  # per feature, in units of scale
+    version: str
+    trained_at: datetime
+    training_rows: int
+    params: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def score(self, rows: np.ndarray | Sequence[Sequence[float]]) -> Scores:
+        x = np.asarray(rows, dtype=np.float64)
+        if x.ndim != 2 or x.shape[1] != len(self.feature_names):
+            raise ValueError(
+                f"expected rows of {len(self.feature_names)} features "
+                f"({', '.join(self.feature_names)}), got shape {x.shape}"
+            )
+        deviation = (x - self.median) / self.scale
+        forest_margin = self.forest.score_samples(x) - self.threshold
+        feature_margin = 1.0 - np.max(np.abs(deviation) / self.limits, axis=1)
+        score = np.minimum(forest_margin, feature_margin)
+        order = np.argsort(-np.abs(deviation), axis=1)[:, :TOP_FEATURES]
+        top = [
+            [
+                TopFeature(
+                    name=self.feature_names[j],
+                    value=float(x[i, j]),
+                    deviation=round(float(deviation[i, j]), 3),
+                )
+                for j in order[i]
+            ]
+            for i in range(len(x))
+        ]
+        return Scores(score=score, is_anomaly=score < 0, top_features=top)
+
+    def save(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_name(path.name + ".tmp")
+        joblib.dump(self, temporary)
+        temporary.replace(path)
+
+    @classmethod
+    def load(cls, path: Path) -> Detector:
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"no model at {path}: train one with `dexwatch model bootstrap`"
+            )
+        detector = joblib.load(path)
+        if not isinstance(detector, cls):
+            raise TypeError(f"{path} holds a {type(detector).__name__}, not a Detector")
+        return detector

@@ -1,0 +1,262 @@
+"""Chain-window features: their definitions, written once for training and serving.
+
+The pipeline cuts each pool's events into fixed event-time *slices* (``SliceSummary``, a few
+seconds to a minute long), then looks at a sliding stretch of slices ending at a window end:
+the last ``current`` slices are the window under test, the earlier ones its *baseline*, the
+pool's own recent history. Every feature compares the window with that baseline or with the
+pool's own liquidity, so a $100k pool and a $100M pool give comparable numbers.
+
+Amounts are in the pool's token1 units (volume) and in liquidity units (V3: L; V2: the square
+root of the reserves' product, the same quantity); only their ratios reach the features.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from dexwatch.contracts.pool_event import PoolEvent
+
+FEATURES_VERSION = 1
+
+# (name, definition), in the order the model sees them.
+FEATURE_DEFINITIONS: tuple[tuple[str, str], ...] = (
+    (
+        "volume_ratio",
+        "log of (swap volume per second in the window + 1) over (the same in the baseline + 1), "
+        "volume in token1 units",
+    ),
+    (
+        "swap_count_ratio",
+        "log of (swaps per minute in the window + 1) over (the same in the baseline + 1)",
+    ),
+    (
+        "liquidity_removed_share",
+        "liquidity removed by Burns in the window over the pool's liquidity before it",
+    ),
+    (
+        "net_liquidity_change",
+        "(liquidity added by Mints - removed by Burns) in the window over the pool's liquidity "
+        "before it",
+    ),
+    (
+        "price_change",
+        "absolute log change of the pool price from the baseline's last price to the window's "
+        "last price",
+    ),
+    ("price_range", "log of the highest over the lowest pool price seen in the window"),
+    (
+        "max_swap_price_impact",
+        "largest absolute log price move caused by a single swap in the window",
+    ),
+    (
+        "top_trader_share",
+        "share of the window's swap volume traded by its two busiest addresses, times "
+        "min(1, swaps / 20) so that a quiet window with two swaps is not 'concentrated'",
+    ),
+)
+FEATURE_NAMES: tuple[str, ...] = tuple(name for name, _ in FEATURE_DEFINITIONS)
+
+_Q96 = 2**96
+# Below this many swaps, concentration of volume says little.
+_CONCENTRATION_MIN_SWAPS = 20
+
+
+@dataclass
+class SliceSummary:
+    """What one pool did in one slice of event time; mergeable, and small."""
+
+    pool: str
+    start: int  # unix seconds, slice start
+    events: int = 0
+    swaps: int = 0
+    volume: float = 0.0
+    liquidity_added: float = 0.0
+    liquidity_removed: float = 0.0
+    # Pool liquidity and price seen first and last in the slice (None if none was seen).
+    first_liquidity: float | None = None
+    last_liquidity: float | None = None
+    first_price: float | None = None
+    last_price: float | None = None
+    min_price: float | None = None
+    max_price: float | None = None
+    max_swap_impact: float = 0.0
+    trader_volume: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> SliceSummary:
+        return cls(**data)
+
+
+# The arguments each event must carry for the features above (V3 name first, then V2).
+_REQUIRED_ARGS = {
+    "Swap": (
+        ("sqrtPriceX96", "liquidity", "amount1", "recipient"),
+        ("amount1In", "amount1Out", "to"),
+    ),
+    "Sync": (("reserve0", "reserve1"),),
+    "Mint": (("amount",), ("amount0", "amount1")),
+    "Burn": (("amount",), ("amount0", "amount1")),
+    "Collect": ((),),
+}
+
+
+def check_args(event: PoolEvent) -> None:
+    """Raise ValueError if the event lacks the numeric arguments the features read."""
+    shapes = _REQUIRED_ARGS[event.event]
+    for names in shapes:
+        if all(name in event.args for name in names):
+            try:
+                for name in names:
+                    if not event.args[name].startswith("0x"):
+                        float(event.args[name])
+            except ValueError:
+                raise ValueError(f"{event.event} argument {name} is not a number") from None
+            return
+    expected = " or ".join("(" + ", ".join(names) + ")" for names in shapes)
+    raise ValueError(f"{event.event} lacks the arguments {expected}")
+
+
+def _liquidity_of_amounts(args: dict[str, str]) -> float:
+    return math.sqrt(float(args["amount0"]) * float(args["amount1"]))
+
+
+def summarize_slice(pool: str, start: int, events: Iterable[PoolEvent]) -> SliceSummary:
+    """The summary of one pool's (deduplicated, non-retracted) events of one slice."""
+    summary = SliceSummary(pool=pool, start=start)
+    previous_price: float | None = None
+    for event in sorted(events, key=lambda e: (e.block_number, e.log_index)):
+        summary.events += 1
+        args = event.args
+        price: float | None = None
+        liquidity: float | None = None
+        if event.event == "Swap":
+            if "sqrtPriceX96" in args:  # Uniswap V3
+                price = (int(args["sqrtPriceX96"]) / _Q96) ** 2
+                liquidity = float(args["liquidity"])
+                amount = abs(float(args["amount1"]))
+                trader = args["recipient"]
+            else:  # V2 pair: the price comes with the Sync that precedes the Swap
+                amount = float(args["amount1In"]) + float(args["amount1Out"])
+                trader = args["to"]
+            summary.swaps += 1
+            summary.volume += amount
+            summary.trader_volume[trader] = summary.trader_volume.get(trader, 0.0) + amount
+        elif event.event == "Sync":
+            reserve0, reserve1 = float(args["reserve0"]), float(args["reserve1"])
+            if reserve0 > 0 and reserve1 > 0:
+                price = reserve1 / reserve0
+                liquidity = math.sqrt(reserve0 * reserve1)
+        elif event.event == "Mint":
+            added = float(args["amount"]) if "amount" in args else _liquidity_of_amounts(args)
+            summary.liquidity_added += added
+        elif event.event == "Burn":
+            removed = float(args["amount"]) if "amount" in args else _liquidity_of_amounts(args)
+            summary.liquidity_removed += removed
+        if liquidity is not None:
+            if summary.first_liquidity is None:
+                summary.first_liquidity = liquidity
+            summary.last_liquidity = liquidity
+        if price is not None and price > 0:
+            if previous_price is not None:
+                # A V3 Swap carries its price; a V2 swap moves the Sync just before its Swap.
+                summary.max_swap_impact = max(
+                    summary.max_swap_impact, abs(math.log(price / previous_price))
+                )
+            if summary.first_price is None:
+                summary.first_price = price
+            summary.last_price = price
+            summary.min_price = (
+                price if summary.min_price is None else min(summary.min_price, price)
+            )
+            summary.max_price = (
+                price if summary.max_price is None else max(summary.max_price, price)
+            )
+            previous_price = price
+    return summary
+
+
+def window_features(
+    slices: Sequence[SliceSummary], window_end: int, slice_s: int, current_slices: int
+) -> dict[str, float] | None:
+    """The features of the window made of the ``current_slices`` slices before
+    ``window_end``, against the slices before them. None if the window saw no event."""
+    current_start = window_end - current_slices * slice_s
+    ordered = sorted(slices, key=lambda s: s.start)
+    current = [s for s in ordered if s.start >= current_start]
+    baseline = [s for s in ordered if s.start < current_start]
+    if not current:
+        return None
+    current_s = current_slices * slice_s
+    baseline_s = max(
+        slice_s, current_start - min((s.start for s in baseline), default=current_start)
+    )
+
+    volume = sum(s.volume for s in current)
+    swaps = sum(s.swaps for s in current)
+    base_volume = sum(s.volume for s in baseline)
+    base_swaps = sum(s.swaps for s in baseline)
+    # Units differ per pool: scale volumes by the pool's typical volume per second, so the
+    # +1 below is "one typical second", whatever the token.
+    unit = (base_volume + volume) / (baseline_s + current_s) or 1.0
+    volume_ratio = math.log((volume / current_s / unit + 1) / (base_volume / baseline_s / unit + 1))
+    swap_count_ratio = math.log((swaps * 60 / current_s + 1) / (base_swaps * 60 / baseline_s + 1))
+
+    level = _liquidity_before(baseline, current)
+    added = sum(s.liquidity_added for s in current)
+    removed = sum(s.liquidity_removed for s in current)
+    removed_share = min(removed / level, 1.0) if level else 0.0
+    net_change = max(min((added - removed) / level, 10.0), -1.0) if level else 0.0
+
+    last_price = next((s.last_price for s in reversed(current) if s.last_price), None)
+    base_price = next((s.last_price for s in reversed(baseline) if s.last_price), None)
+    if base_price is None:
+        base_price = next((s.first_price for s in current if s.first_price), None)
+    price_change = abs(math.log(last_price / base_price)) if last_price and base_price else 0.0
+    lows = [s.min_price for s in current if s.min_price]
+    highs = [s.max_price for s in current if s.max_price]
+    price_range = math.log(max(highs) / min(lows)) if lows and highs else 0.0
+    # A jump between slices counts as an impact too: a manipulation's swap may open a slice.
+    impact = max((s.max_swap_impact for s in current), default=0.0)
+
+    traders: dict[str, float] = {}
+    for s in current:
+        for trader, amount in s.trader_volume.items():
+            traders[trader] = traders.get(trader, 0.0) + amount
+    top_two = sum(sorted(traders.values(), reverse=True)[:2])
+    concentration = (top_two / volume if volume else 0.0) * min(
+        1.0, swaps / _CONCENTRATION_MIN_SWAPS
+    )
+    return {
+        "volume_ratio": volume_ratio,
+        "swap_count_ratio": swap_count_ratio,
+        "liquidity_removed_share": removed_share,
+        "net_liquidity_change": net_change,
+        "price_change": price_change,
+        "price_range": price_range,
+        "max_swap_price_impact": impact,
+        "top_trader_share": concentration,
+    }
+
+
+def _liquidity_before(
+    baseline: Sequence[SliceSummary], current: Sequence[SliceSummary]
+) -> float | None:
+    """The pool's liquidity just before the window: the last level the baseline saw, else the
+    first level the window saw plus what the window removed before it (a V3 pool without
+    swaps in the window shows no level at all)."""
+    for s in reversed(baseline):
+        if s.last_liquidity:
+            return s.last_liquidity
+    for s in current:
+        if s.first_liquidity:
+            return s.first_liquidity + s.liquidity_removed - s.liquidity_added
+    return None
+
+
+def feature_vector(features: dict[str, float]) -> list[float]:
+    return [float(features[name]) for name in FEATURE_NAMES]

@@ -1,0 +1,169 @@
+"""The pipeline's transforms on hand-made event streams: TestStream with late and
+out-of-order events, duplicates and retractions, checked with assert_that."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import apache_beam as beam
+import pytest
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+from apache_beam.testing.test_pipeline import TestPipeline
+from apache_beam.testing.test_stream import TestStream
+from apache_beam.testing.util import assert_that, equal_to
+from apache_beam.transforms.window import TimestampedValue
+
+from beam_pipelines.transforms.features import PoolWindowFeatures
+from beam_pipelines.transforms.parse import DEAD_LETTERS, ParsePoolEvents
+from beam_pipelines.transforms.scoring import DetectorModelHandler, ScoreWindows
+from dexwatch.contracts.features import FEATURE_NAMES, summarize_slice, window_features
+from dexwatch.contracts.pool_event import PoolEvent
+from dexwatch.settings import PipelineSettings
+from model.chain_window import train_detector
+
+POOL = "0x" + "ab" * 20
+T0 = 1_800_000_000  # a multiple of the 10 s slices below
+SETTINGS = PipelineSettings(
+    slice_s=10, current_slices=2, baseline_slices=6, min_baseline_share=0.5,
+    early_firing_s=1, allowed_lateness_s=60, alert_cooldown_s=60,
+)  # fmt: skip
+
+
+def _event(n: int, t: int, name: str = "Sync", **args: str) -> PoolEvent:
+    defaults = {
+        "Sync": {"reserve0": "1000000", "reserve1": "2000000"},
+        "Swap": {"amount0In": "0", "amount1In": "1000", "amount0Out": "499", "amount1Out": "0",
+                 "sender": "0x01", "to": f"0x{n % 5:040x}"},
+        "Burn": {"amount0": "100000", "amount1": "200000", "sender": "0x01", "to": "0x02"},
+        "Mint": {"amount0": "1000", "amount1": "2000", "sender": "0x01"},
+    }  # fmt: skip
+    return PoolEvent(
+        chain_id=31337, dex="sushiswap", pool=POOL, event=name, block_number=n,
+        block_hash=f"0x{n:064x}", block_timestamp=t, tx_hash=f"0x{n:064x}", log_index=0,
+        args={**defaults[name], **args},
+    )  # fmt: skip
+
+
+def _streaming_options() -> PipelineOptions:
+    options = PipelineOptions(runner="BundleBasedDirectRunner")
+    options.view_as(StandardOptions).streaming = True
+    return options
+
+
+def test_slice_summary_reads_prices_volumes_and_liquidity():
+    events = [
+        _event(1, T0, "Sync"),
+        _event(2, T0 + 1, "Swap", amount1In="3000"),
+        _event(3, T0 + 2, "Sync", reserve0="900000", reserve1="2222222"),
+        _event(4, T0 + 3, "Burn"),
+    ]
+    summary = summarize_slice(POOL, T0, events)
+    assert summary.swaps == 1 and summary.volume == 3000 and summary.events == 4
+    assert summary.first_price == 2.0 and summary.last_price == pytest.approx(2222222 / 900000)
+    assert summary.max_swap_impact == pytest.approx(math.log(2222222 / 900000 / 2.0))
+    assert summary.liquidity_removed == pytest.approx(math.sqrt(100000 * 200000))
+
+
+def test_window_features_compare_the_window_with_its_baseline():
+    quiet = [summarize_slice(POOL, T0 + 10 * i, [_event(i, T0 + 10 * i, "Swap")]) for i in range(6)]
+    busy = [
+        summarize_slice(POOL, T0 + 60, [_event(100 + k, T0 + 60, "Swap") for k in range(20)]),
+        summarize_slice(POOL, T0 + 70, [_event(200, T0 + 70, "Sync")]),
+    ]
+    features = window_features(quiet + busy, T0 + 80, 10, 2)
+    assert features is not None and list(features) == list(FEATURE_NAMES)
+    assert features["swap_count_ratio"] > 1.5  # 60/min against 6/min
+    assert features["volume_ratio"] > 1.0
+    assert features["liquidity_removed_share"] == 0.0
+
+
+def _burst(stream: TestStream, events: list[PoolEvent]) -> TestStream:
+    return stream.add_elements([TimestampedValue(e, e.block_timestamp) for e in events])
+
+
+def test_duplicates_and_retractions_are_not_counted_and_late_events_are():
+    history = [_event(i, T0 + 5 * i, "Swap") for i in range(12)]  # 60 s of 1 swap / 5 s
+    window_events = [_event(100 + i, T0 + 60 + i, "Swap") for i in range(6)]
+    orphaned = _event(500, T0 + 65, "Swap", amount1In="999999")
+    late = _event(600, T0 + 75, "Swap")
+    stream = TestStream()
+    stream = _burst(stream.advance_watermark_to(T0), history)
+    stream = _burst(stream, window_events + window_events[:3] + [orphaned])  # duplicates
+    stream = stream.advance_watermark_to(T0 + 70)
+    stream = _burst(stream, [orphaned.retraction()])  # a reorg dropped it
+    stream = stream.advance_watermark_to(T0 + 90)  # the window [T0+60, T0+80) closes
+    stream = _burst(stream, [late])  # late but within allowed lateness
+    stream = stream.advance_watermark_to_infinity()
+
+    with TestPipeline(options=_streaming_options()) as p:
+        rows = p | stream | PoolWindowFeatures(SETTINGS)
+        final = (
+            rows
+            | beam.Filter(lambda r: int(r["window_end"].timestamp()) == T0 + 80)
+            | beam.Map(lambda r: r["events"])
+        )
+
+        def check(counts):
+            # Early, on-time and late panes: the window's final count is 6 + the late one,
+            # never the duplicates nor the retracted swap.
+            assert counts, "no pane for the window"
+            assert max(counts) == 7, counts
+            assert 9 not in counts and 10 not in counts
+
+        assert_that(final, check)
+
+
+def test_parse_sends_malformed_messages_to_dead_letters():
+    good = _event(1, T0, "Swap").to_json()
+    lacking = dataclasses.replace(_event(2, T0), args={"reserve0": "1"}).to_json()
+    with TestPipeline() as p:
+        parsed = p | beam.Create([good, b"not json", lacking]) | ParsePoolEvents()
+        assert_that(parsed.main | beam.Map(lambda e: e.block_number), equal_to([1]), label="main")
+        reasons = parsed[DEAD_LETTERS] | beam.Map(lambda row: row["reason"])
+
+        def check(got):
+            assert len(got) == 2
+            assert any("not JSON" in r for r in got)
+            assert any("Sync lacks" in r for r in got)
+
+        assert_that(reasons, check, label="dead")
+
+
+def _normal_rows(n: int, seed: int = 1) -> list[dict]:
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    return [
+        {
+            "volume_ratio": rng.normal(0, 0.3), "swap_count_ratio": rng.normal(0, 0.3),
+            "liquidity_removed_share": abs(rng.normal(0, 0.002)),
+            "net_liquidity_change": rng.normal(0, 0.002), "price_change": abs(rng.normal(0, 0.005)),
+            "price_range": abs(rng.normal(0.01, 0.004)),
+            "max_swap_price_impact": abs(rng.normal(0, 0.002)),
+            "top_trader_share": rng.uniform(0.3, 0.6),
+        }
+        for _ in range(n)
+    ]  # fmt: skip
+
+
+def test_scoring_flags_a_drained_window_and_names_the_feature(tmp_path):
+    detector = train_detector(_normal_rows(2000))
+    path = tmp_path / "model.joblib"
+    detector.save(path)
+    normal = _normal_rows(50, seed=2)
+    drained = {**normal[0], "liquidity_removed_share": 0.7, "net_liquidity_change": -0.7}
+    rows = [{**r, "window_id": f"n{i}"} for i, r in enumerate(normal)] + [
+        {**drained, "window_id": "drain"}
+    ]
+    with TestPipeline() as p:
+        scored = p | beam.Create(rows) | ScoreWindows(DetectorModelHandler(path))
+
+        def check(got):
+            by_id = {r["window_id"]: r for r in got}
+            assert by_id["drain"]["is_anomaly"] and by_id["drain"]["score"] < 0
+            assert '"liquidity_removed_share"' in by_id["drain"]["top_features"][:40]
+            assert sum(r["is_anomaly"] for r in got) <= 2
+            assert {r["model_version"] for r in got} == {detector.version}
+
+        assert_that(scored, check)
