@@ -38,8 +38,11 @@ def detect(events, settings: Settings, streaming: bool, handler=None):
     return threaded.alerts
 
 
-def build_streaming_pipeline(settings: Settings, options: PipelineOptions) -> beam.Pipeline:
-    """Pub/Sub pool-events → tables and the alerts topic, following the stream."""
+def build_streaming_pipeline(
+    settings: Settings, options: PipelineOptions, handler=None
+) -> beam.Pipeline:
+    """Pub/Sub pool-events → tables and the alerts topic, following the stream. The model
+    handler defaults to the configured one (model.serving)."""
     options.view_as(StandardOptions).streaming = True
     pipeline = beam.Pipeline(options=options)
     project = settings.pubsub.project
@@ -54,7 +57,7 @@ def build_streaming_pipeline(settings: Settings, options: PipelineOptions) -> be
         | "Parse" >> ParsePoolEvents()
     )
     parsed[DEAD_LETTERS] | "WriteDeadLetters" >> WriteTable(settings, DEAD_LETTERS_TABLE)
-    alerts = detect(parsed.main, settings, streaming=True)
+    alerts = detect(parsed.main, settings, streaming=True, handler=handler)
     (
         alerts
         | "AlertMessages" >> beam.Map(alert_message)

@@ -144,9 +144,12 @@ class SimulatorSettings(StrictModel):
 
 
 class WarehouseSettings(StrictModel):
-    backend: Literal["duckdb"] = "duckdb"
+    # duckdb: the local file; bigquery: the production dataset (tables created by Terraform).
+    backend: Literal["duckdb", "bigquery"] = "duckdb"
     # Empty means <local.state_dir>/warehouse.duckdb
     path: Path | None = None
+    bigquery_project: str = ""
+    bigquery_dataset: str = "dexwatch"
 
 
 class PipelineSettings(StrictModel):

@@ -31,7 +31,7 @@ class TrainingParams:
     threshold_margin: float = 0.02
     # Per-feature limit: the largest deviation seen in training times this factor, and at
     # least min_feature_limit robust standard deviations.
-    feature_limit_factor: float = 1.5
+    feature_limit_factor: float = 2.0
     min_feature_limit: float = 8.0
     seed: int = 7
 

@@ -25,13 +25,7 @@ from dexwatch.contracts.pool_event import PoolEvent
 from dexwatch.settings import PipelineSettings
 
 
-def _triggered(
-    windowing: window.WindowFn, settings: PipelineSettings, streaming: bool
-) -> beam.WindowInto:
-    if not streaming:
-        # Batch (replay, backfill): each window fires once, complete; the batch runner has
-        # no processing-time clock for early panes.
-        return beam.WindowInto(windowing)
+def _triggered(windowing: window.WindowFn, settings: PipelineSettings) -> beam.WindowInto:
     return beam.WindowInto(
         windowing,
         trigger=trigger.AfterWatermark(
@@ -88,44 +82,102 @@ class _VersionSlice(beam.DoFn):
             yield key, (pane_info.index, summary)
 
 
-class _WindowFeaturesFn(beam.DoFn):
+class LatestSlicesFn(beam.CombineFn):
+    """Versioned slices of one pool and window → the latest version of each slice.
+
+    A CombineFn rather than a GroupByKey: runners combine each bundle's slices before the
+    shuffle, so a slice copied into every sliding window it belongs to stays cheap."""
+
+    def create_accumulator(self) -> dict[int, tuple[int, SliceSummary]]:
+        return {}
+
+    def add_input(self, accumulator, versioned):
+        index, summary = versioned
+        known = accumulator.get(summary.start)
+        if known is None or index >= known[0]:
+            accumulator[summary.start] = (index, summary)
+        return accumulator
+
+    def merge_accumulators(self, accumulators):
+        merged: dict[int, tuple[int, SliceSummary]] = {}
+        for accumulator in accumulators:
+            for versioned in accumulator.values():
+                self.add_input(merged, versioned)
+        return merged
+
+    def extract_output(self, accumulator) -> list[SliceSummary]:
+        return [summary for _, summary in accumulator.values()]
+
+
+def feature_row(
+    key: str, window_end: int, slices: list[SliceSummary], s: PipelineSettings
+) -> dict | None:
+    """The row of one pool's window ending at ``window_end``, or None while the pool has
+    too little history to compare with, or when the window saw no event."""
+    if not slices:
+        return None
+    current_start = window_end - s.current_slices * s.slice_s
+    history_s = current_start - min(summary.start for summary in slices)
+    if history_s < s.min_baseline_share * s.baseline_slices * s.slice_s:
+        beam.metrics.Metrics.counter("dexwatch", "windows_warming_up").inc()
+        return None
+    features = window_features(slices, window_end, s.slice_s, s.current_slices)
+    if features is None:
+        return None
+    chain_id, dex, pool = key.split(":")
+    return {
+        "window_id": f"{chain_id}:{pool}:{window_end}",
+        "chain_id": int(chain_id),
+        "dex": dex,
+        "pool": pool,
+        "source": "chain",
+        "window_start": datetime.fromtimestamp(current_start, UTC),
+        "window_end": datetime.fromtimestamp(window_end, UTC),
+        "events": sum(x.events for x in slices if x.start >= current_start),
+        **features,
+    }
+
+
+class _StreamingFeaturesFn(beam.DoFn):
     def __init__(self, settings: PipelineSettings) -> None:
         self._settings = settings
 
     def process(self, element, win=beam.DoFn.WindowParam):
-        key, versions = element
-        s = self._settings
-        latest: dict[int, tuple[int, SliceSummary]] = {}
-        for index, summary in versions:
-            if summary.start not in latest or index >= latest[summary.start][0]:
-                latest[summary.start] = (index, summary)
-        slices = [summary for _, summary in latest.values()]
-        window_end = int(math.floor(win.end))
-        current_start = window_end - s.current_slices * s.slice_s
-        # Score only once the pool has a history to compare with.
-        history_s = current_start - min(summary.start for summary in slices)
-        if history_s < s.min_baseline_share * s.baseline_slices * s.slice_s:
-            beam.metrics.Metrics.counter("dexwatch", "windows_warming_up").inc()
-            return
-        features = window_features(slices, window_end, s.slice_s, s.current_slices)
-        if features is None:
-            return
-        chain_id, dex, pool = key.split(":")
-        yield {
-            "window_id": f"{chain_id}:{pool}:{window_end}",
-            "chain_id": int(chain_id),
-            "dex": dex,
-            "pool": pool,
-            "source": "chain",
-            "window_start": datetime.fromtimestamp(current_start, UTC),
-            "window_end": datetime.fromtimestamp(window_end, UTC),
-            "events": sum(x.events for x in slices if x.start >= current_start),
-            **features,
-        }
+        key, slices = element
+        row = feature_row(key, int(math.floor(win.end)), slices, self._settings)
+        if row is not None:
+            yield row
+
+
+def _slice_key(event: PoolEvent, slice_s: int) -> tuple[tuple[str, int], PoolEvent]:
+    return (pool_key(event), event.block_timestamp // slice_s * slice_s), event
+
+
+def _into_windows(element, s: PipelineSettings):
+    """A slice, keyed by each window end whose window holds it (batch)."""
+    (key, start), summary = element
+    if summary is None:
+        return
+    for k in range(1, s.current_slices + s.baseline_slices + 1):
+        yield (key, start + k * s.slice_s), (0, summary)
+
+
+def _batch_feature_row(element, s: PipelineSettings):
+    (key, window_end), slices = element
+    row = feature_row(key, window_end, slices, s)
+    if row is not None:
+        yield row
 
 
 class PoolWindowFeatures(beam.PTransform):
-    """PoolEvents timestamped with their block time → feature rows (dicts)."""
+    """PoolEvents timestamped with their block time → feature rows (dicts).
+
+    Streaming uses Beam's event-time windows and triggers (early panes, lateness). Batch
+    (replay, backfill, training data) runs the same CombineFns and feature_row on explicit
+    (pool, slice) and (pool, window end) keys in the global window: every window is then
+    complete, and the batch runner skips its per-window trigger bookkeeping, which grows
+    with the square of a pool's windows.
+    """
 
     def __init__(self, settings: PipelineSettings, streaming: bool = True) -> None:
         super().__init__()
@@ -133,18 +185,32 @@ class PoolWindowFeatures(beam.PTransform):
         self._streaming = streaming
 
     def expand(self, events):
+        rows = self._streaming_rows(events) if self._streaming else self._batch_rows(events)
+        # Each row names its window; in the global window downstream, RunInference batches
+        # rows of many windows into one call and alert threads span windows.
+        return rows | "IntoGlobalWindow" >> beam.WindowInto(window.GlobalWindows())
+
+    def _streaming_rows(self, events):
         s = self._settings
         length = (s.current_slices + s.baseline_slices) * s.slice_s
         return (
             events
             | "KeyByPool" >> beam.Map(lambda event: (pool_key(event), event))
-            | "Slices" >> _triggered(window.FixedWindows(s.slice_s), s, self._streaming)
+            | "Slices" >> _triggered(window.FixedWindows(s.slice_s), s)
             | "SummarizeSlices" >> beam.CombinePerKey(SliceCombineFn(s.slice_s))
             | "VersionSlices" >> beam.ParDo(_VersionSlice())
-            | "Windows" >> _triggered(window.SlidingWindows(length, s.slice_s), s, self._streaming)
-            | "GroupSlices" >> beam.GroupByKey()
-            | "WindowFeatures" >> beam.ParDo(_WindowFeaturesFn(s))
-            # Each row names its window; in the global window downstream, RunInference batches
-            # rows of many windows into one call and alert threads span windows.
-            | "IntoGlobalWindow" >> beam.WindowInto(window.GlobalWindows())
+            | "Windows" >> _triggered(window.SlidingWindows(length, s.slice_s), s)
+            | "LatestSlices" >> beam.CombinePerKey(LatestSlicesFn())
+            | "WindowFeatures" >> beam.ParDo(_StreamingFeaturesFn(s))
+        )
+
+    def _batch_rows(self, events):
+        s = self._settings
+        return (
+            events
+            | "KeyBySlice" >> beam.Map(_slice_key, s.slice_s)
+            | "SummarizeSlices" >> beam.CombinePerKey(SliceCombineFn(s.slice_s))
+            | "IntoWindows" >> beam.FlatMap(_into_windows, s)
+            | "LatestSlices" >> beam.CombinePerKey(LatestSlicesFn())
+            | "WindowFeatures" >> beam.FlatMap(_batch_feature_row, s)
         )

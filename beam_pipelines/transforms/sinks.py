@@ -51,9 +51,29 @@ class WriteTable(beam.PTransform):
         self._table = table
 
     def expand(self, rows):
+        warehouse = self._settings.warehouse
+        if warehouse.backend == "bigquery":
+            # Appends: BigQuery has no upsert on streaming inserts. Readers take the latest
+            # row per natural key (the views Terraform creates do), so replays stay harmless.
+            return (
+                rows
+                | f"ToBigQueryRow{self._table.name}" >> beam.Map(_bigquery_row)
+                | f"Append{self._table.name}"
+                >> beam.io.WriteToBigQuery(
+                    table=f"{warehouse.bigquery_project}:{warehouse.bigquery_dataset}."
+                    f"{self._table.name}",
+                    schema=self._table.bigquery_schema(),
+                    create_disposition=beam.io.BigQueryDisposition.CREATE_NEVER,
+                    write_disposition=beam.io.BigQueryDisposition.WRITE_APPEND,
+                )
+            )
         return rows | f"Upsert{self._table.name}" >> beam.ParDo(
             _UpsertFn(self._settings, self._table)
         )
+
+
+def _bigquery_row(row: dict) -> dict:
+    return {k: v.isoformat() if isinstance(v, datetime) else v for k, v in row.items()}
 
 
 class _AlertThreadsFn(beam.DoFn):

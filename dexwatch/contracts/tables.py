@@ -42,6 +42,20 @@ class Table:
     def column_names(self) -> tuple[str, ...]:
         return tuple(c.name for c in self.columns)
 
+    def bigquery_schema(self) -> dict:
+        """The table schema as BigQuery's JSON (what WriteToBigQuery and Terraform take)."""
+        return {
+            "fields": [
+                {
+                    "name": c.name,
+                    "type": c.type,
+                    "mode": "REQUIRED" if c.required else "NULLABLE",
+                    "description": c.description,
+                }
+                for c in self.columns
+            ]
+        }
+
 
 INCIDENT_LABELS = Table(
     name="incident_labels",

@@ -31,4 +31,7 @@ def open_warehouse(settings: Settings) -> Warehouse:
         from dexwatch.warehouse.duckdb_backend import DuckDBWarehouse
 
         return DuckDBWarehouse(settings.warehouse_path)
-    raise ValueError(f"unknown warehouse backend {settings.warehouse.backend!r}")
+    raise ValueError(
+        f"warehouse.backend={settings.warehouse.backend!r} is written by the pipeline on "
+        "Dataflow; query it with BigQuery (bq query), not from this machine"
+    )
