@@ -38,6 +38,12 @@ def record_history(
             "local": settings.local.model_copy(
                 update={"state_dir": workdir / "state", "anvil_port": port}
             ),
+            # Blocks as far apart as in live runs: the features must look like live ones.
+            "simulator": settings.simulator.model_copy(
+                update={
+                    "history_block_interval_s": max(1, round(settings.simulator.block_interval_s))
+                }
+            ),
             "chain": settings.chain.model_copy(
                 update={
                     "rpc_urls": [f"http://127.0.0.1:{port}"],
