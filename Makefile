@@ -38,6 +38,7 @@ lint: install
 
 bench: install
 	$(BIN)/python bench/decode.py
+	$(BIN)/python bench/pipeline.py
 
 down:
 	$(BIN)/dexwatch local down

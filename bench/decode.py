@@ -26,12 +26,11 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import eth_abi
-import orjson
+from _results import write_results  # noqa: I001 - bench/ is on sys.path when run
 from web3 import Web3
 from web3._utils.method_formatters import log_entry_formatter
 
@@ -44,7 +43,6 @@ from publishers.chain.events import POOL_EVENT_TOPICS, POOL_EVENTS, Pool, decode
 from publishers.chain.rpc import RpcClient
 
 ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "bench" / "results" / "decode.json"
 MIN_LOGS = 5_000
 # Simulated time mined per round until both protocols have MIN_LOGS logs.
 HISTORY_HOURS = 0.4
@@ -183,18 +181,6 @@ def _rates(runs: dict[Any, tuple[Decoder, Sequence[Any]]], repeats: int) -> dict
     return {key: len(runs[key][1]) / statistics.median(seconds[key]) for key in runs}
 
 
-def _machine() -> str:
-    model = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{os.cpu_count()} cores, {model}, Python {sys.version.split()[0]}; measured on 1 core"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--min-logs", type=int, default=MIN_LOGS)
@@ -251,15 +237,8 @@ def main() -> None:
         f"{figures['speedup_vs_eth_abi']['value']}x eth_abi; "
         f"V3: {figures['speedup_vs_web3_v3']['value']}x web3"
     )
-    result = {
-        "benchmark": "decode",
-        "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": _machine(),
-        "figures": figures,
-    }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2) + b"\n")
-    print(f"wrote {RESULTS.relative_to(ROOT)}")
+    path = write_results("decode", figures, note="measured on 1 core")
+    print(f"wrote {path.relative_to(ROOT)}")
 
 
 if __name__ == "__main__":

@@ -27,8 +27,10 @@ class TrainingParams:
     max_samples: int = 256
     # The threshold: this quantile of the training scores ...
     threshold_quantile: float = 0.001
-    # ... minus this margin (score units), so the training data's tail is not flagged.
-    threshold_margin: float = 0.02
+    # ... minus this margin (score units), so the training data's tail is not flagged:
+    # 0.07 left no false window in 12 simulated hours of normal traffic on five pools
+    # (14,355 windows) with a model trained on 4 other hours; 0.02 left 11.
+    threshold_margin: float = 0.07
     # Per-feature limit: the largest deviation seen in training times this factor, and at
     # least min_feature_limit robust standard deviations.
     feature_limit_factor: float = 2.0

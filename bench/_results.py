@@ -1,0 +1,39 @@
+"""What every benchmark writes: bench/results/<name>.json in the project's one format."""
+
+from __future__ import annotations
+
+import os
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import orjson
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+
+
+def machine(note: str = "") -> str:
+    model = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    text = f"{os.cpu_count()} cores, {model}, Python {sys.version.split()[0]}"
+    return f"{text}; {note}" if note else text
+
+
+def write_results(name: str, figures: dict[str, dict], note: str = "") -> Path:
+    """Write the figures ({figure: {"value": number, "unit": text}}) and return the path."""
+    path = RESULTS_DIR / f"{name}.json"
+    result = {
+        "benchmark": name,
+        "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": machine(note),
+        "figures": figures,
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2) + b"\n")
+    return path
