@@ -161,12 +161,18 @@ def _state_at(rpc: _chain.Rpc, deployment: LocalDeployment, pool: str, block: in
     return _chain.read_pools(rpc, [deployment.pool(pool)], hex(block))[pool]
 
 
-@pytest.mark.parametrize("pool", POOLS)
-def test_liquidity_drain_removes_over_half_within_a_few_blocks(deployed, pool):
+def _inject(deployed, kind: str, pool: str):
+    """(settings, deployment, label, rpc) after injecting ``kind`` without waits between
+    blocks; the caller closes rpc."""
     settings, deployment = deployed
     settings = _with(settings, block_interval_s=0.05)
-    label = inject(settings, deployment, "liquidity-drain", pool)
-    rpc = _chain.Rpc(settings.local.rpc_url)
+    label = inject(settings, deployment, kind, pool)
+    return settings, deployment, label, _chain.Rpc(settings.local.rpc_url)
+
+
+@pytest.mark.parametrize("pool", POOLS)
+def test_liquidity_drain_removes_over_half_within_a_few_blocks(deployed, pool):
+    settings, deployment, label, rpc = _inject(deployed, "liquidity-drain", pool)
     before = _state_at(rpc, deployment, pool, label.first_block - 1)
     after = _state_at(rpc, deployment, pool, label.last_block)
     rpc.close()
@@ -178,10 +184,7 @@ def test_liquidity_drain_removes_over_half_within_a_few_blocks(deployed, pool):
 
 @pytest.mark.parametrize("pool", POOLS)
 def test_rug_pull_pumps_then_removes_nearly_everything(deployed, pool):
-    settings, deployment = deployed
-    settings = _with(settings, block_interval_s=0.05)
-    label = inject(settings, deployment, "rug-pull", pool)
-    rpc = _chain.Rpc(settings.local.rpc_url)
+    settings, deployment, label, rpc = _inject(deployed, "rug-pull", pool)
     states = [
         _state_at(rpc, deployment, pool, n)
         for n in range(label.first_block - 1, label.last_block + 1)
@@ -195,10 +198,7 @@ def test_rug_pull_pumps_then_removes_nearly_everything(deployed, pool):
 
 @pytest.mark.parametrize("pool", POOLS)
 def test_price_manipulation_moves_the_price_and_back(deployed, pool):
-    settings, deployment = deployed
-    settings = _with(settings, block_interval_s=0.05)
-    label = inject(settings, deployment, "price-manipulation", pool)
-    rpc = _chain.Rpc(settings.local.rpc_url)
+    settings, deployment, label, rpc = _inject(deployed, "price-manipulation", pool)
     start = _state_at(rpc, deployment, pool, label.first_block - 1)
     moved = _state_at(rpc, deployment, pool, label.first_block)
     end = _state_at(rpc, deployment, pool, label.last_block)

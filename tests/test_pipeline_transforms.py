@@ -190,3 +190,13 @@ def test_batch_plumbing_gives_the_streaming_result():
             | beam.Map(lambda r: (r["events"], r["window_id"]))
         )
         assert_that(final, equal_to([(7, f"31337:{POOL}:{T0 + 80}")]))
+
+
+def test_a_price_jump_that_opens_a_slice_counts_as_swap_impact():
+    calm = [summarize_slice(POOL, T0 + 10 * i, [_event(i, T0 + 10 * i, "Sync")]) for i in range(6)]
+    # The first event of the window's slice already carries the manipulated price.
+    jumped = summarize_slice(
+        POOL, T0 + 60, [_event(100, T0 + 60, "Sync", reserve0="900000", reserve1="2420000")]
+    )
+    features = window_features([*calm, jumped], T0 + 80, 10, 2)
+    assert features["max_swap_price_impact"] == pytest.approx(math.log(2420000 / 900000 / 2.0))

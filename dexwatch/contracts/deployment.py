@@ -10,6 +10,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 
+from dexwatch.files import write_atomically
 from dexwatch.settings import Dex, FactoryConfig, Protocol
 
 
@@ -63,10 +64,7 @@ class LocalDeployment(_Strict):
         raise KeyError(f"no pool {name_or_address!r} in the local deployment (have: {names})")
 
     def save(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(self.model_dump_json(indent=2))
-        tmp.replace(path)
+        write_atomically(path, self.model_dump_json(indent=2).encode())
 
     @classmethod
     def load(cls, path: Path) -> LocalDeployment:

@@ -16,6 +16,7 @@ for 1 row or 1,000.
 from __future__ import annotations
 
 import dataclasses
+import io
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
@@ -25,6 +26,7 @@ import joblib
 import numpy as np
 
 from dexwatch.contracts.alert import TopFeature
+from dexwatch.files import write_atomically
 
 TOP_FEATURES = 3
 
@@ -76,10 +78,9 @@ class Detector:
         return Scores(score=score, is_anomaly=score < 0, top_features=top)
 
     def save(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_name(path.name + ".tmp")
-        joblib.dump(self, temporary)
-        temporary.replace(path)
+        buffer = io.BytesIO()
+        joblib.dump(self, buffer)
+        write_atomically(path, buffer.getvalue())
 
     @classmethod
     def load(cls, path: Path) -> Detector:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from dexwatch.contracts.pool_event import PoolEvent
 
-FEATURES_VERSION = 1
+FEATURES_VERSION = 2  # 2: swap impact includes the step into each slice
 
 # (name, definition), in the order the model sees them.
 FEATURE_DEFINITIONS: tuple[tuple[str, str], ...] = (
@@ -220,8 +220,14 @@ def window_features(
     lows = [s.min_price for s in current if s.min_price]
     highs = [s.max_price for s in current if s.max_price]
     price_range = math.log(max(highs) / min(lows)) if lows and highs else 0.0
-    # A jump between slices counts as an impact too: a manipulation's swap may open a slice.
     impact = max((s.max_swap_impact for s in current), default=0.0)
+    # A slice's impacts start at its first price: the step from the slice before counts too
+    # (a manipulation's swap may open a slice).
+    previous = base_price if baseline else None
+    for s in current:
+        if previous and s.first_price:
+            impact = max(impact, abs(math.log(s.first_price / previous)))
+        previous = s.last_price or previous
 
     traders: dict[str, float] = {}
     for s in current:

@@ -9,7 +9,6 @@ and the events published in those blocks, to retract them.
 from __future__ import annotations
 
 import dataclasses
-import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
@@ -17,6 +16,7 @@ from typing import Any, Protocol
 import orjson
 
 from dexwatch.contracts.pool_event import MessageError, PoolEvent
+from dexwatch.files import write_atomically
 from publishers.chain.errors import CheckpointError
 from publishers.chain.events import Pool
 
@@ -142,15 +142,4 @@ class FileCheckpointStore:
             raise CheckpointError(f"{self.path}: {err}") from None
 
     def save(self, checkpoint: Checkpoint) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = self.path.with_name(self.path.name + ".tmp")
-        with temporary.open("wb") as out:
-            out.write(checkpoint.to_json())
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temporary, self.path)
-        directory = os.open(self.path.parent, os.O_RDONLY)
-        try:
-            os.fsync(directory)  # makes the rename itself durable
-        finally:
-            os.close(directory)
+        write_atomically(self.path, checkpoint.to_json(), durable=True)
