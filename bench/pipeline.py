@@ -30,8 +30,10 @@ _EVENTS_PER_HOUR = 9_000
 
 
 def _settings(state_dir: Path) -> Settings:
+    # 12-second blocks, as on mainnet: a day of history mines in minutes, not hours.
     return load_settings(
-        local={"state_dir": str(state_dir), "node_modules": str(ROOT / "node_modules")}
+        local={"state_dir": str(state_dir), "node_modules": str(ROOT / "node_modules")},
+        simulator={"block_interval_s": 12},
     )
 
 
