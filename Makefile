@@ -19,7 +19,7 @@ install: $(VENV)/.installed node_modules/.installed .debian-packages
 $(VENV)/.installed: requirements.lock pyproject.toml setup.py
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@test -x $(UV) || $(BIN)/pip install -q uv==0.13.8
-	$(UV) pip install -q --python $(BIN)/python -r requirements.lock
+	$(UV) pip install -q --compile-bytecode --python $(BIN)/python -r requirements.lock
 	$(UV) pip install -q --python $(BIN)/python --no-deps -e .
 	@touch $@
 

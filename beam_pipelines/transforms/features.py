@@ -153,30 +153,39 @@ def _slice_key(event: PoolEvent, slice_s: int) -> tuple[tuple[str, int], PoolEve
     return (pool_key(event), event.block_timestamp // slice_s * slice_s), event
 
 
-def _into_windows(element, s: PipelineSettings):
-    """A slice, keyed by each window end whose window holds it (batch)."""
-    (key, start), summary = element
-    if summary is None:
-        return
-    for k in range(1, s.current_slices + s.baseline_slices + 1):
-        yield (key, start + k * s.slice_s), (0, summary)
+def _by_pool(element):
+    (key, _), summary = element
+    if summary is not None:
+        yield key, summary
 
 
-def _batch_feature_row(element, s: PipelineSettings):
-    (key, window_end), slices = element
-    row = feature_row(key, window_end, slices, s)
-    if row is not None:
-        yield row
+def _pool_windows(element, s: PipelineSettings):
+    """Every window of one pool, from its slices in time order (batch): a sliding pass over
+    the sorted slices instead of a copy of each slice per window."""
+    key, slices = element
+    ordered = sorted(slices, key=lambda summary: summary.start)
+    span = (s.current_slices + s.baseline_slices) * s.slice_s
+    first_end = ordered[0].start + s.slice_s
+    last_end = ordered[-1].start + span
+    low = high = 0
+    for window_end in range(first_end, last_end + 1, s.slice_s):
+        while high < len(ordered) and ordered[high].start < window_end:
+            high += 1
+        while ordered[low].start < window_end - span:
+            low += 1
+        row = feature_row(key, window_end, ordered[low:high], s)
+        if row is not None:
+            yield row
 
 
 class PoolWindowFeatures(beam.PTransform):
     """PoolEvents timestamped with their block time → feature rows (dicts).
 
     Streaming uses Beam's event-time windows and triggers (early panes, lateness). Batch
-    (replay, backfill, training data) runs the same CombineFns and feature_row on explicit
-    (pool, slice) and (pool, window end) keys in the global window: every window is then
-    complete, and the batch runner skips its per-window trigger bookkeeping, which grows
-    with the square of a pool's windows.
+    (replay, backfill, training data) runs the same slice CombineFn and feature_row on
+    explicit (pool, slice) keys in the global window, then one sliding pass over each pool's
+    sorted slices: every window is complete, and the batch runner skips its per-window
+    trigger bookkeeping, which grows with the square of a pool's windows.
     """
 
     def __init__(self, settings: PipelineSettings, streaming: bool = True) -> None:
@@ -210,7 +219,7 @@ class PoolWindowFeatures(beam.PTransform):
             events
             | "KeyBySlice" >> beam.Map(_slice_key, s.slice_s)
             | "SummarizeSlices" >> beam.CombinePerKey(SliceCombineFn(s.slice_s))
-            | "IntoWindows" >> beam.FlatMap(_into_windows, s)
-            | "LatestSlices" >> beam.CombinePerKey(LatestSlicesFn())
-            | "WindowFeatures" >> beam.FlatMap(_batch_feature_row, s)
+            | "ByPool" >> beam.FlatMap(_by_pool)
+            | "GroupByPool" >> beam.GroupByKey()
+            | "WindowFeatures" >> beam.FlatMap(_pool_windows, s)
         )
