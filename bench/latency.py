@@ -3,9 +3,11 @@
 Runs the whole detector live (`dexwatch run`, its own stack on free ports under
 bench/work/latency), waits for the pipeline to warm up, then injects ``--incidents``
 price manipulations and liquidity drains round-robin over the five pools and reads the
-alerts topic. Latency is the alert's arrival minus the timestamp of the incident's first
-block; the figures subtract the publisher's confirmation wait (confirmations × block
-interval), as the issue asks. Writes bench/results/latency.json.
+alerts topic. The latency figures are "beyond the confirmation wait", as the issue asks:
+from the timestamp of the block that confirmed the incident's first block (the publisher
+cannot see it before) to the alert's arrival; block timestamps are whole seconds, so this
+errs up to a second long. The latency from the first block itself is reported beside.
+Writes bench/results/latency.json.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import threading
 import time
 from pathlib import Path
 
+import httpx
 import yaml
 from _results import write_results
 from google.cloud import pubsub_v1
@@ -116,7 +119,7 @@ def main() -> None:
         print(f"warming up for {args.warmup_s:g} s", flush=True)
         time.sleep(args.warmup_s)
         deployment = LocalDeployment.load(WORK / ".dexwatch" / "deployment.json")
-        latencies, missed = [], 0
+        latencies, raw, missed = [], [], 0
         for i in range(args.incidents):
             name = POOLS[i % len(POOLS)]
             # Drains shrink a pool for good: two per pool at most, the rest manipulations.
@@ -134,8 +137,10 @@ def main() -> None:
                     new = arrivals.get(address, [])[seen:]
                 if new:
                     arrived, alert = new[0]
-                    first_block_time = _first_block_time(config, address, started)
-                    latency = arrived - first_block_time - CONFIRMATIONS * BLOCK_INTERVAL_S
+                    first_at, confirmed_at = _confirmed_at(config, address, started)
+                    # Beyond the confirmation wait: from the confirming block to the alert.
+                    latency = arrived - confirmed_at
+                    raw.append(arrived - first_at)
             if latency is None:
                 missed += 1
                 print(f"{i + 1:3} {kind:18} {name:26} no alert", flush=True)
@@ -158,6 +163,10 @@ def main() -> None:
     figures = {
         "alert_latency_p50_s": {"value": round(statistics.median(latencies), 2), "unit": "s"},
         "alert_latency_p95_s": {"value": round(quantiles[18], 2), "unit": "s"},
+        "alert_latency_from_first_block_p50_s": {
+            "value": round(statistics.median(raw), 2),
+            "unit": "s",
+        },
         "alert_incidents": {"value": len(latencies) + missed, "unit": "incidents"},
         "alert_incidents_detected": {"value": len(latencies), "unit": "incidents"},
     }
@@ -170,24 +179,23 @@ def main() -> None:
     print(f"wrote {path.relative_to(ROOT)}")
 
 
-def _first_block_time(config: Path, pool: str, since: float) -> float:
-    """The timestamp of the incident's first block: the label the injector recorded."""
+def _confirmed_at(config: Path, pool: str, since: float) -> tuple[float, float]:
+    """(timestamp of the incident's first block, timestamp of the block that confirmed it):
+    the first block from the label the injector recorded, the other from the chain."""
     out = subprocess.run(
         [sys.executable, "-m", "dexwatch", "--config", str(config), "query",
-         f"select epoch(first_timestamp) from incident_labels where pool = '{pool}' "
-         f"and epoch(injected_at) >= {since - 1} order by first_timestamp limit 1"],
+         f"select first_block from incident_labels where pool = '{pool}' "
+         f"and epoch(injected_at) >= {since - 1} order by first_block limit 1"],
         capture_output=True, text=True, check=True, cwd=WORK,
     ).stdout  # fmt: skip
-    numbers = [float(token) for token in out.replace("│", " ").split() if _is_number(token)]
-    return numbers[0]
-
-
-def _is_number(token: str) -> bool:
-    try:
-        float(token)
-    except ValueError:
-        return False
-    return True
+    first_block = int(next(t for t in out.replace("│", " ").split() if t.isdigit()))
+    rpc = yaml.safe_load(config.read_text())["chain"]["rpc_urls"][0]
+    stamps = []
+    for number in (first_block, first_block + CONFIRMATIONS):
+        block = httpx.post(rpc, json={"jsonrpc": "2.0", "id": 1, "method": "eth_getBlockByNumber",
+                                      "params": [hex(number), False]}).json()["result"]  # fmt: skip
+        stamps.append(float(int(block["timestamp"], 16)))
+    return stamps[0], stamps[1]
 
 
 if __name__ == "__main__":

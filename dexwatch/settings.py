@@ -69,7 +69,7 @@ class ChainSettings(StrictModel):
     start_block: int = Field(0, ge=0)
     confirmations: int = Field(2, ge=0)
     batch_blocks: int = Field(500, ge=1)
-    poll_interval_s: float = Field(1.0, gt=0)
+    poll_interval_s: float = Field(0.5, gt=0)
     # How many recent block hashes the checkpoint keeps to find a fork point.
     reorg_window: int = Field(128, ge=1)
     request_timeout_s: float = Field(10.0, gt=0)
@@ -163,8 +163,9 @@ class PipelineSettings(StrictModel):
     # A window is scored only once its baseline has seen events over this share of its length
     # (a pool's first minutes have no history to compare with).
     min_baseline_share: float = Field(0.5, ge=0, le=1)
-    # Panes fire this often (processing time) before the watermark passes a window's end.
-    early_firing_s: int = Field(1, ge=1)
+    # Panes fire this long (processing time, whole seconds) after new data, before the
+    # watermark passes a window's end; 0 fires as soon as the runner can: lowest latency.
+    early_firing_s: int = Field(0, ge=0)
     # Events this late (event time) still update their windows: covers the publisher's
     # confirmation wait and reorg retractions.
     allowed_lateness_s: int = Field(600, ge=0)
