@@ -73,11 +73,7 @@ def build_replay_pipeline(
     """A recorded stream (JSON lines of pool-event messages) → the same tables, in batch.
     Alerts are not published: a replay looks at the past."""
     pipeline = beam.Pipeline(options=options)
-    parsed = (
-        pipeline
-        | "ReadRecorded" >> beam.io.ReadFromText(str(events_file), coder=beam.coders.BytesCoder())
-        | "Parse" >> ParsePoolEvents(stamp_event_time=True)
-    )
+    parsed = _read_recording(pipeline, events_file)
     parsed[DEAD_LETTERS] | "WriteDeadLetters" >> WriteTable(settings, DEAD_LETTERS_TABLE)
     detect(parsed.main, settings, streaming=False, handler=handler)
     return pipeline
@@ -90,15 +86,20 @@ def build_feature_pipeline(
     import orjson
 
     pipeline = beam.Pipeline(options=options)
-    parsed = (
-        pipeline
-        | "ReadRecorded" >> beam.io.ReadFromText(str(events_file), coder=beam.coders.BytesCoder())
-        | "Parse" >> ParsePoolEvents(stamp_event_time=True)
-    )
     (
-        parsed.main
+        _read_recording(pipeline, events_file).main
         | "Features" >> PoolWindowFeatures(settings.pipeline, streaming=False)
         | "ToJson" >> beam.Map(lambda row: orjson.dumps(row).decode())
         | "WriteFeatures" >> beam.io.WriteToText(str(output_prefix), file_name_suffix=".jsonl")
     )
     return pipeline
+
+
+def _read_recording(pipeline: beam.Pipeline, events_file: Path):
+    """A recording (JSON lines of pool-event messages) → parsed events, stamped with their
+    block time, and dead letters."""
+    return (
+        pipeline
+        | "ReadRecorded" >> beam.io.ReadFromText(str(events_file), coder=beam.coders.BytesCoder())
+        | "Parse" >> ParsePoolEvents(stamp_event_time=True)
+    )

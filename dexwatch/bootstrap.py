@@ -84,8 +84,6 @@ def compute_features(settings: Settings, events_file: Path, workdir: Path) -> li
     rows = []
     for path in sorted(prefix.parent.glob("part*.jsonl")):
         rows += [orjson.loads(line) for line in path.read_bytes().splitlines() if line]
-    # Panes of the same window: the last one written is not necessarily the last computed,
-    # but in batch each window fires once.
     return rows
 
 

@@ -19,7 +19,6 @@ Severity = Literal["low", "medium", "high"]
 # What the most deviating feature suggests; a hint for the reader, not a classification.
 DEVIATION_OF_FEATURE = {
     "liquidity_removed_share": "liquidity-drain",
-    "net_liquidity_change": "liquidity-change",  # see deviation_of: drain or inflow
     "price_change": "price-dislocation",
     "price_range": "price-dislocation",
     "max_swap_price_impact": "price-dislocation",

@@ -84,13 +84,6 @@ class SliceSummary:
     max_swap_impact: float = 0.0
     trader_volume: dict[str, float] = field(default_factory=dict)
 
-    def to_dict(self) -> dict:
-        return dict(self.__dict__)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> SliceSummary:
-        return cls(**data)
-
 
 # The arguments each event must carry for the features above (V3 name first, then V2).
 _REQUIRED_ARGS = {
