@@ -39,6 +39,8 @@ lint: install
 bench: install
 	$(BIN)/python bench/decode.py
 	$(BIN)/python bench/pipeline.py
+	$(BIN)/python bench/memory.py --minutes 4
+	$(BIN)/python bench/latency.py
 
 down:
 	$(BIN)/dexwatch local down
