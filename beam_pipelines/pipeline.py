@@ -24,12 +24,15 @@ from dexwatch.contracts.topics import ALERTS, PIPELINE_SUBSCRIPTION, subscriptio
 from dexwatch.settings import Settings
 
 
-def detect(events, settings: Settings, streaming: bool, handler=None):
+def detect(
+    events, settings: Settings, streaming: bool, handler=None, final_before: int | None = None
+):
     """The detector on PoolEvents (timestamped by block time): writes scores and anomalies
-    and returns the alerts (an Alert PCollection)."""
+    and returns the alerts (an Alert PCollection). Windows ending at or before
+    ``final_before`` (unix s) are not emitted again (a resumed run replaying its journal)."""
     scored = (
         events
-        | "Features" >> PoolWindowFeatures(settings.pipeline, streaming)
+        | "Features" >> PoolWindowFeatures(settings.pipeline, streaming, final_before)
         | "Score" >> ScoreWindows(handler or model_handler(settings))
     )
     scored | "WriteScores" >> WriteTable(settings, POOL_SCORES)
@@ -39,10 +42,14 @@ def detect(events, settings: Settings, streaming: bool, handler=None):
 
 
 def build_streaming_pipeline(
-    settings: Settings, options: PipelineOptions, handler=None
+    settings: Settings,
+    options: PipelineOptions,
+    handler=None,
+    final_before: int | None = None,
 ) -> beam.Pipeline:
     """Pub/Sub pool-events → tables and the alerts topic, following the stream. The model
-    handler defaults to the configured one (model.serving)."""
+    handler defaults to the configured one (model.serving); see ``detect`` for
+    final_before."""
     options.view_as(StandardOptions).streaming = True
     pipeline = beam.Pipeline(options=options)
     project = settings.pubsub.project
@@ -57,7 +64,7 @@ def build_streaming_pipeline(
         | "Parse" >> ParsePoolEvents()
     )
     parsed[DEAD_LETTERS] | "WriteDeadLetters" >> WriteTable(settings, DEAD_LETTERS_TABLE)
-    alerts = detect(parsed.main, settings, streaming=True, handler=handler)
+    alerts = detect(parsed.main, settings, True, handler, final_before)
     (
         alerts
         | "AlertMessages" >> beam.Map(alert_message)

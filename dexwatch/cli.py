@@ -282,14 +282,15 @@ def publish_chain(
 @pipeline_app.command("run")
 def pipeline_run() -> None:
     """Follow pool-events (Pub/Sub) with the streaming pipeline on the local runner: scores
-    to pool_scores, anomalies to anomalies, alerts to the alerts topic. Runs until stopped."""
-    from beam_pipelines.options import local_streaming_options
-    from beam_pipelines.pipeline import build_streaming_pipeline
+    to pool_scores, anomalies to anomalies, alerts to the alerts topic. Runs until stopped;
+    messages are journaled before they are acknowledged, and a restart resumes from the
+    journal (in <state_dir>/journal)."""
+    from beam_pipelines.local_pubsub import build_local_streaming_pipeline
 
     settings = _settings()
     _use_local_emulator(settings)
     _require_model(settings)
-    build_streaming_pipeline(settings, local_streaming_options()).run().wait_until_finish()
+    build_local_streaming_pipeline(settings).run().wait_until_finish()
 
 
 @pipeline_app.command("replay")

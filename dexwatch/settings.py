@@ -163,9 +163,6 @@ class PipelineSettings(StrictModel):
     # A window is scored only once its baseline has seen events over this share of its length
     # (a pool's first minutes have no history to compare with).
     min_baseline_share: float = Field(0.5, ge=0, le=1)
-    # Panes fire this long (processing time, whole seconds) after new data, before the
-    # watermark passes a window's end; 0 fires as soon as the runner can: lowest latency.
-    early_firing_s: int = Field(0, ge=0)
     # Events this late (event time) still update their windows: covers the publisher's
     # confirmation wait and reorg retractions.
     allowed_lateness_s: int = Field(600, ge=0)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import random
 
 import apache_beam as beam
 import pytest
@@ -14,7 +15,7 @@ from apache_beam.testing.test_stream import TestStream
 from apache_beam.testing.util import assert_that, equal_to
 from apache_beam.transforms.window import TimestampedValue
 
-from beam_pipelines.transforms.features import PoolWindowFeatures
+from beam_pipelines.transforms.features import PoolWindowFeatures, _pool_windows, pool_key
 from beam_pipelines.transforms.parse import DEAD_LETTERS, ParsePoolEvents
 from beam_pipelines.transforms.scoring import DetectorModelHandler, ScoreWindows
 from dexwatch.contracts.features import FEATURE_NAMES, summarize_slice, window_features
@@ -26,7 +27,7 @@ POOL = "0x" + "ab" * 20
 T0 = 1_800_000_000  # a multiple of the 10 s slices below
 SETTINGS = PipelineSettings(
     slice_s=10, current_slices=2, baseline_slices=6, min_baseline_share=0.5,
-    early_firing_s=1, allowed_lateness_s=60, alert_cooldown_s=60,
+    allowed_lateness_s=60, alert_cooldown_s=60,
 )  # fmt: skip
 
 
@@ -200,3 +201,49 @@ def test_a_price_jump_that_opens_a_slice_counts_as_swap_impact():
     )
     features = window_features([*calm, jumped], T0 + 80, 10, 2)
     assert features["max_swap_price_impact"] == pytest.approx(math.log(2420000 / 900000 / 2.0))
+
+
+def test_streaming_rows_settle_on_the_batch_rows_whatever_the_arrival_order():
+    """Out-of-order arrival within a slice (rebuilt from raw events), duplicates and
+    retractions across bundles: the last streaming row of every window is the batch row."""
+    rng = random.Random(5)
+    events = []
+    for i in range(300):
+        reserve0 = 1_000_000 + rng.randrange(-50_000, 50_000)
+        events.append(_event(i, T0 + i, "Sync", reserve0=str(reserve0)))
+        if i % 3 == 0:
+            events.append(_event(1000 + i, T0 + i, "Swap", amount1In=str(rng.randrange(1, 5000))))
+    orphans = [_event(5000 + i, T0 + 29 * i, "Swap", amount1In="888888") for i in range(10)]
+    arrivals = events + events[::7] + orphans
+    # Shuffle within 4-second stretches: Pub/Sub does not keep order.
+    arrivals.sort(key=lambda e: (e.block_timestamp // 4, rng.random()))
+    arrivals += [orphan.retraction() for orphan in orphans]
+
+    stream = TestStream().advance_watermark_to(T0)
+    for start in range(0, len(arrivals), 25):
+        stream = _burst(stream, arrivals[start : start + 25])
+    stream = stream.advance_watermark_to_infinity()
+
+    by_slice: dict[int, list[PoolEvent]] = {}
+    for event in events:
+        by_slice.setdefault(event.block_timestamp // 10 * 10, []).append(event)
+    key = pool_key(events[0])
+    slices = [summarize_slice(POOL, start, group) for start, group in by_slice.items()]
+    expected = {row["window_id"]: row for row in _pool_windows((key, slices), SETTINGS)}
+
+    def check(rows):
+        settled = {}
+        for row in rows:  # in order of emission: a later row of a window replaces earlier ones
+            settled[row["window_id"]] = row
+        assert settled.keys() == expected.keys()
+        for window_id, row in settled.items():
+            diff = {
+                k: (v, expected[window_id][k])
+                for k, v in row.items()
+                if v != expected[window_id][k]
+            }
+            assert not diff, (window_id, diff)
+
+    with TestPipeline(options=_streaming_options()) as p:
+        assert_that(p | stream | PoolWindowFeatures(SETTINGS), check)
+    assert len(expected) > 20

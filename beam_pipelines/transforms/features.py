@@ -1,40 +1,49 @@
 """Pool events → one feature row per pool and window (definitions in contracts/features).
 
-Two stages, both in event time with early panes, so an incident shows within seconds rather
-than at a window's end, and late events (within the allowed lateness) still correct a window:
+Each pool's events are cut into fixed event-time slices; a window is the last
+``current_slices`` slices (under test) and the ``baseline_slices`` before them.
 
-1. Fixed slices per pool: a CombineFn keyed by event id drops duplicates and lets a
-   retraction cancel the event it retracts, then summarises what is left.
-2. Sliding windows of slices: the latest pane of each slice wins; the last
-   ``current_slices`` slices are compared with the ones before them.
+Streaming keeps per-pool state and sends updates at the end of every bundle, so an incident
+shows within seconds, and late events (within the allowed lateness) still correct a window:
 
-Panes accumulate, so every firing carries the whole window; rows have a natural id and the
-sinks upsert, so a later pane replaces an earlier one.
+1. ``_SliceUpdatesFn``, per pool and slice: drops duplicates, lets a retraction cancel the
+   event it retracts, folds the rest into the slice's summary as they come, and sends the
+   summary on at the end of each bundle that changed it.
+2. ``_PoolWindowsFn``, per pool: keeps the latest summary of its recent slices and emits
+   the row of every window the changed slice belongs to.
+
+Rows have a natural id and the sinks upsert, so a later row replaces an earlier one. Batch
+(replay, backfill, training data) computes the same rows from complete slices.
 """
 
 from __future__ import annotations
 
-import math
+import dataclasses
 from datetime import UTC, datetime
 
 import apache_beam as beam
-from apache_beam.transforms import trigger, window
+from apache_beam.coders import PickleCoder
+from apache_beam.transforms import window
+from apache_beam.transforms.timeutil import TimeDomain
+from apache_beam.transforms.userstate import (
+    BagStateSpec,
+    CombiningValueStateSpec,
+    ReadModifyWriteStateSpec,
+    TimerSpec,
+    on_timer,
+)
+from apache_beam.utils.timestamp import Timestamp
+from apache_beam.utils.windowed_value import WindowedValue
 
-from dexwatch.contracts.features import SliceSummary, summarize_slice, window_features
+from dexwatch.contracts.features import (
+    SliceBuilder,
+    SliceSummary,
+    chain_position,
+    summarize_slice,
+    window_features,
+)
 from dexwatch.contracts.pool_event import PoolEvent
 from dexwatch.settings import PipelineSettings
-
-
-def _triggered(windowing: window.WindowFn, settings: PipelineSettings) -> beam.WindowInto:
-    return beam.WindowInto(
-        windowing,
-        trigger=trigger.AfterWatermark(
-            early=trigger.AfterProcessingTime(settings.early_firing_s),
-            late=trigger.AfterCount(1),
-        ),
-        accumulation_mode=trigger.AccumulationMode.ACCUMULATING,
-        allowed_lateness=settings.allowed_lateness_s,
-    )
 
 
 def pool_key(event: PoolEvent) -> str:
@@ -73,42 +82,6 @@ class SliceCombineFn(beam.CombineFn):
         return summarize_slice(any_event.pool, start, live)
 
 
-class _VersionSlice(beam.DoFn):
-    """Tags each slice pane with its index: later panes of a slice supersede earlier ones."""
-
-    def process(self, element, pane_info=beam.DoFn.PaneInfoParam):
-        key, summary = element
-        if summary is not None:
-            yield key, (pane_info.index, summary)
-
-
-class LatestSlicesFn(beam.CombineFn):
-    """Versioned slices of one pool and window → the latest version of each slice.
-
-    A CombineFn rather than a GroupByKey: runners combine each bundle's slices before the
-    shuffle, so a slice copied into every sliding window it belongs to stays cheap."""
-
-    def create_accumulator(self) -> dict[int, tuple[int, SliceSummary]]:
-        return {}
-
-    def add_input(self, accumulator, versioned):
-        index, summary = versioned
-        known = accumulator.get(summary.start)
-        if known is None or index >= known[0]:
-            accumulator[summary.start] = (index, summary)
-        return accumulator
-
-    def merge_accumulators(self, accumulators):
-        merged: dict[int, tuple[int, SliceSummary]] = {}
-        for accumulator in accumulators:
-            for versioned in accumulator.values():
-                self.add_input(merged, versioned)
-        return merged
-
-    def extract_output(self, accumulator) -> list[SliceSummary]:
-        return [summary for _, summary in accumulator.values()]
-
-
 def feature_row(
     key: str, window_end: int, slices: list[SliceSummary], s: PipelineSettings
 ) -> dict | None:
@@ -138,15 +111,203 @@ def feature_row(
     }
 
 
-class _StreamingFeaturesFn(beam.DoFn):
+class _SliceProgress:
+    """The state of one pool's slice: the ids seen and retracted, and the summary so far."""
+
+    def __init__(self) -> None:
+        self.seen: set[str] = set()
+        self.retracted: set[str] = set()
+        self.builder: SliceBuilder | None = None
+        self.version = 0  # grows with every change, so later updates win downstream
+
+    def is_new(self, event: PoolEvent) -> bool:
+        ids = self.retracted if event.kind == "retraction" else self.seen
+        return event.event_id not in ids
+
+    def needs_rebuild(self, event: PoolEvent) -> bool:
+        """True if the event cannot be folded in as it comes: a retraction of a counted
+        event, or an event older (in chain order) than the slice's newest."""
+        if event.kind == "retraction":
+            return event.event_id in self.seen
+        return self.builder is not None and not self.builder.in_order(event)
+
+
+class _Rebuilt:
+    """An input of _FoldSlice: the slice rebuilt from its raw events."""
+
+    def __init__(self, event: PoolEvent, builder: SliceBuilder) -> None:
+        self.event = event
+        self.builder = builder
+
+
+class _FoldSlice(beam.CombineFn):
+    """Combining state of _SliceUpdatesFn: folds each new event into the slice's progress.
+
+    Runners keep the accumulator in memory through a bundle and encode it once at its
+    end; a read-modify-write state would be encoded on every event."""
+
+    def create_accumulator(self) -> _SliceProgress:
+        return _SliceProgress()
+
+    def add_input(self, progress: _SliceProgress, item: PoolEvent | _Rebuilt) -> _SliceProgress:
+        if isinstance(item, _Rebuilt):
+            event, progress.builder = item.event, item.builder
+        else:
+            event = item
+            if event.kind == "event" and event.event_id not in progress.retracted:
+                progress.builder.add(event)
+        (progress.retracted if event.kind == "retraction" else progress.seen).add(event.event_id)
+        progress.version += 1
+        return progress
+
+    def merge_accumulators(self, accumulators):
+        # A runner merges only when it holds more than one encoded accumulator of a key and
+        # window; there is no order to rebuild from here, so keep the most advanced one.
+        return max(accumulators, key=lambda progress: progress.version)
+
+    def extract_output(self, progress: _SliceProgress) -> _SliceProgress:
+        return progress
+
+
+class _SliceUpdatesFn(beam.DoFn):
+    """(pool, event) in fixed slice windows → (pool, (version, SliceSummary)) at the end of
+    every bundle that changed the slice. State lives until the allowed lateness has passed."""
+
+    PROGRESS = CombiningValueStateSpec("progress", PickleCoder(), _FoldSlice())
+    RAW = BagStateSpec("raw", PickleCoder())  # the distinct events, for a rebuild
+    EXPIRE = TimerSpec("expire", TimeDomain.WATERMARK)
+
     def __init__(self, settings: PipelineSettings) -> None:
         self._settings = settings
+        self._changed: dict[tuple[str, window.BoundedWindow], _SliceProgress] = {}
 
-    def process(self, element, win=beam.DoFn.WindowParam):
-        key, slices = element
-        row = feature_row(key, int(math.floor(win.end)), slices, self._settings)
-        if row is not None:
-            yield row
+    def start_bundle(self) -> None:
+        self._changed = {}
+
+    def process(
+        self,
+        element,
+        win=beam.DoFn.WindowParam,
+        progress=beam.DoFn.StateParam(PROGRESS),
+        raw=beam.DoFn.StateParam(RAW),
+        expire=beam.DoFn.TimerParam(EXPIRE),
+    ):
+        key, event = element
+        state = progress.read()
+        if not state.is_new(event):
+            beam.metrics.Metrics.counter("dexwatch", "duplicate_events").inc()
+            return
+        if state.builder is None or state.needs_rebuild(event):
+            progress.add(_Rebuilt(event, _rebuild(state, event, raw.read(), int(win.start))))
+        else:
+            progress.add(event)
+        raw.add(event)
+        expire.set(win.end + self._settings.allowed_lateness_s)
+        self._changed[(key, win)] = state
+
+    def finish_bundle(self):
+        for (key, win), state in self._changed.items():
+            if state.builder is not None:
+                summary = dataclasses.replace(
+                    state.builder.summary, trader_volume=dict(state.builder.summary.trader_volume)
+                )
+                yield WindowedValue((key, (state.version, summary)), win.max_timestamp(), (win,))
+        self._changed = {}
+
+    @on_timer(EXPIRE)
+    def expire(
+        self, progress=beam.DoFn.StateParam(PROGRESS), raw=beam.DoFn.StateParam(RAW)
+    ) -> None:
+        progress.clear()
+        raw.clear()
+
+
+def _rebuild(state: _SliceProgress, event: PoolEvent, raw, start: int) -> SliceBuilder:
+    """The slice's builder from its raw events and the new one, in chain order."""
+    distinct = {e.event_id: e for e in raw if e.kind == "event"}
+    retracted = state.retracted
+    if event.kind == "retraction":
+        retracted = retracted | {event.event_id}
+    else:
+        distinct[event.event_id] = event
+    builder = SliceBuilder(event.pool, start)
+    for live in sorted(distinct.values(), key=chain_position):
+        if live.event_id not in retracted:
+            builder.add(live)
+    return builder
+
+
+class _PoolWindowsFn(beam.DoFn):
+    """(pool, (version, SliceSummary)) → the feature rows of every window that contains the
+    slice. Keeps each pool's slices while an update of a slice in their windows may still
+    come: until the watermark passes them by a window's span and the allowed lateness."""
+
+    SLICES = ReadModifyWriteStateSpec("slices", PickleCoder())
+    PRUNE = TimerSpec("prune", TimeDomain.WATERMARK)
+
+    def __init__(self, settings: PipelineSettings, final_before: int | None = None) -> None:
+        s = settings
+        self._settings = settings
+        self._span = (s.current_slices + s.baseline_slices) * s.slice_s
+        # A resumed run replays part of a window's span: rows of windows that were final
+        # before the restart would come out incomplete, and are not emitted again.
+        self._first_end = ((final_before or 0) // s.slice_s + 1) * s.slice_s
+
+    def process(
+        self,
+        element,
+        slices_state=beam.DoFn.StateParam(SLICES),
+        prune=beam.DoFn.TimerParam(PRUNE),
+    ):
+        key, (version, summary) = element
+        s = self._settings
+        known: _PoolSlices = slices_state.read() or _PoolSlices()
+        if summary.start < known.horizon:
+            beam.metrics.Metrics.counter("dexwatch", "slice_updates_too_late").inc()
+            return
+        held = known.slices.get(summary.start)
+        if held is not None and held[0] >= version:
+            return
+        known.slices[summary.start] = (version, summary)
+        slices_state.write(known)
+        prune.set(self._prune_time(known))
+        ordered = sorted((held for _, held in known.slices.values()), key=lambda x: x.start)
+        first_end = max(summary.start + s.slice_s, self._first_end)
+        for window_end in range(first_end, summary.start + self._span + 1, s.slice_s):
+            in_window = [x for x in ordered if window_end - self._span <= x.start < window_end]
+            row = feature_row(key, window_end, in_window, s)
+            if row is not None:
+                yield row
+
+    def _prune_time(self, known: _PoolSlices) -> Timestamp:
+        oldest = min(known.slices)
+        return Timestamp(
+            oldest + self._settings.slice_s + self._settings.allowed_lateness_s + self._span
+        )
+
+    @on_timer(PRUNE)
+    def prune(
+        self,
+        now=beam.DoFn.TimestampParam,
+        slices_state=beam.DoFn.StateParam(SLICES),
+        prune=beam.DoFn.TimerParam(PRUNE),
+    ) -> None:
+        s = self._settings
+        known: _PoolSlices = slices_state.read()
+        # Slices that ended more than the allowed lateness ago take no more updates; the
+        # slices before them stay while a window of those may still change.
+        known.horizon = int(now.seconds()) - s.allowed_lateness_s - s.slice_s
+        first_needed = known.horizon - self._span + s.slice_s
+        known.slices = {start: v for start, v in known.slices.items() if start >= first_needed}
+        slices_state.write(known)
+        if known.slices:
+            prune.set(self._prune_time(known))
+
+
+@dataclasses.dataclass
+class _PoolSlices:
+    slices: dict[int, tuple[int, SliceSummary]] = dataclasses.field(default_factory=dict)
+    horizon: int = 0  # updates of slices that start before this come too late
 
 
 def _slice_key(event: PoolEvent, slice_s: int) -> tuple[tuple[str, int], PoolEvent]:
@@ -188,10 +349,13 @@ class PoolWindowFeatures(beam.PTransform):
     trigger bookkeeping, which grows with the square of a pool's windows.
     """
 
-    def __init__(self, settings: PipelineSettings, streaming: bool = True) -> None:
+    def __init__(
+        self, settings: PipelineSettings, streaming: bool = True, final_before: int | None = None
+    ) -> None:
         super().__init__()
         self._settings = settings
         self._streaming = streaming
+        self._final_before = final_before
 
     def expand(self, events):
         rows = self._streaming_rows(events) if self._streaming else self._batch_rows(events)
@@ -201,16 +365,13 @@ class PoolWindowFeatures(beam.PTransform):
 
     def _streaming_rows(self, events):
         s = self._settings
-        length = (s.current_slices + s.baseline_slices) * s.slice_s
         return (
             events
             | "KeyByPool" >> beam.Map(lambda event: (pool_key(event), event))
-            | "Slices" >> _triggered(window.FixedWindows(s.slice_s), s)
-            | "SummarizeSlices" >> beam.CombinePerKey(SliceCombineFn(s.slice_s))
-            | "VersionSlices" >> beam.ParDo(_VersionSlice())
-            | "Windows" >> _triggered(window.SlidingWindows(length, s.slice_s), s)
-            | "LatestSlices" >> beam.CombinePerKey(LatestSlicesFn())
-            | "WindowFeatures" >> beam.ParDo(_StreamingFeaturesFn(s))
+            | "Slices" >> beam.WindowInto(window.FixedWindows(s.slice_s))
+            | "SliceUpdates" >> beam.ParDo(_SliceUpdatesFn(s))
+            | "AllTime" >> beam.WindowInto(window.GlobalWindows())
+            | "WindowFeatures" >> beam.ParDo(_PoolWindowsFn(s, self._final_before))
         )
 
     def _batch_rows(self, events):

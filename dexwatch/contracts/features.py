@@ -120,9 +120,35 @@ def _liquidity_of_amounts(args: dict[str, str]) -> float:
 
 def summarize_slice(pool: str, start: int, events: Iterable[PoolEvent]) -> SliceSummary:
     """The summary of one pool's (deduplicated, non-retracted) events of one slice."""
-    summary = SliceSummary(pool=pool, start=start)
-    previous_price: float | None = None
-    for event in sorted(events, key=lambda e: (e.block_number, e.log_index)):
+    builder = SliceBuilder(pool, start)
+    for event in sorted(events, key=chain_position):
+        builder.add(event)
+    return builder.summary
+
+
+def chain_position(event: PoolEvent) -> tuple[int, int]:
+    return event.block_number, event.log_index
+
+
+class SliceBuilder:
+    """Folds one slice's events into its SliceSummary, one at a time, in chain order.
+
+    Streaming adds events as they arrive; ``in_order`` tells whether an event may be added
+    (the swap impacts and the first and last levels depend on the order); if not, the
+    caller rebuilds the slice with ``summarize_slice``.
+    """
+
+    def __init__(self, pool: str, start: int) -> None:
+        self.summary = SliceSummary(pool=pool, start=start)
+        self._previous_price: float | None = None
+        self._last_position = (-1, -1)
+
+    def in_order(self, event: PoolEvent) -> bool:
+        return chain_position(event) > self._last_position
+
+    def add(self, event: PoolEvent) -> None:
+        self._last_position = chain_position(event)
+        summary = self.summary
         summary.events += 1
         args = event.args
         price: float | None = None
@@ -155,10 +181,11 @@ def summarize_slice(pool: str, start: int, events: Iterable[PoolEvent]) -> Slice
                 summary.first_liquidity = liquidity
             summary.last_liquidity = liquidity
         if price is not None and price > 0:
-            if previous_price is not None:
+            previous = self._previous_price
+            if previous is not None:
                 # A V3 Swap carries its price; a V2 swap moves the Sync just before its Swap.
                 summary.max_swap_impact = max(
-                    summary.max_swap_impact, abs(math.log(price / previous_price))
+                    summary.max_swap_impact, abs(math.log(price / previous))
                 )
             if summary.first_price is None:
                 summary.first_price = price
@@ -169,8 +196,7 @@ def summarize_slice(pool: str, start: int, events: Iterable[PoolEvent]) -> Slice
             summary.max_price = (
                 price if summary.max_price is None else max(summary.max_price, price)
             )
-            previous_price = price
-    return summary
+            self._previous_price = price
 
 
 def window_features(
