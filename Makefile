@@ -38,9 +38,10 @@ lint: install
 
 bench: install
 	$(BIN)/python bench/decode.py
-	$(BIN)/python bench/pipeline.py
+	$(BIN)/python bench/replay.py
 	$(BIN)/python bench/memory.py --minutes 4
 	$(BIN)/python bench/latency.py
+	$(BIN)/python bench/live.py
 
 down:
 	$(BIN)/dexwatch local down

@@ -25,9 +25,30 @@ def machine(note: str = "") -> str:
     return f"{text}; {note}" if note else text
 
 
-def write_results(name: str, figures: dict[str, dict], note: str = "") -> Path:
-    """Write the figures ({figure: {"value": number, "unit": text}}) and return the path."""
+def write_results(
+    name: str, figures: dict[str, dict], note: str = "", summary: str | None = None
+) -> Path:
+    """Write the figures ({figure: {"value": number, "unit": text}}) and return the path.
+
+    ``summary`` names a results file that gathers an issue's figures from several
+    benchmarks: these figures replace their namesakes there, the others stay."""
     path = RESULTS_DIR / f"{name}.json"
+    _write(path, name, figures, note)
+    if summary is not None:
+        summary_path = RESULTS_DIR / f"{summary}.json"
+        gathered = (
+            orjson.loads(summary_path.read_bytes())["figures"] if summary_path.exists() else {}
+        )
+        _write(
+            summary_path,
+            summary,
+            {**gathered, **figures},
+            "figures gathered from several benchmarks; each one's run is in its own file",
+        )
+    return path
+
+
+def _write(path: Path, name: str, figures: dict[str, dict], note: str) -> None:
     result = {
         "benchmark": name,
         "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -36,4 +57,3 @@ def write_results(name: str, figures: dict[str, dict], note: str = "") -> Path:
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2) + b"\n")
-    return path

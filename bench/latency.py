@@ -174,6 +174,7 @@ def main() -> None:
         "latency",
         figures,
         note=f"live local stack, {BLOCK_INTERVAL_S:g} s blocks, {CONFIRMATIONS} confirmation",
+        summary="pipeline",
     )
     print(figures)
     print(f"wrote {path.relative_to(ROOT)}")

@@ -3,28 +3,27 @@
 Generates a synthetic stream (not mined: a chain with 1,000 funded pools would take longer
 to build than to measure) of V2-style Swap and Sync events for ``--pools`` pools, one swap
 per pool every ``--every-s`` seconds of event time over ``--minutes`` minutes, and runs it
-through the streaming transforms (slices, sliding windows with early panes, scoring with
-the model of bench/pipeline.py) on the streaming DirectRunner with TestStream. Reports the
+through the streaming transforms (per-pool slice and window state, scoring with
+the model of bench/replay.py) on the streaming DirectRunner with TestStream. Reports the
 process's peak resident memory. Writes bench/results/memory.json.
 """
 
 from __future__ import annotations
 
 import argparse
-import random
 import resource
 import time
 from pathlib import Path
 
 import apache_beam as beam
 from _results import write_results
+from _synthetic import history
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 from apache_beam.testing.test_stream import TestStream
 from apache_beam.transforms.window import TimestampedValue
 
 from beam_pipelines.transforms.features import PoolWindowFeatures
 from beam_pipelines.transforms.scoring import DetectorModelHandler, ScoreWindows
-from dexwatch.contracts.pool_event import PoolEvent
 from dexwatch.settings import load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -34,36 +33,6 @@ MODEL = (
 T0 = 1_800_000_000
 
 
-def _events(pools: int, minutes: int, every_s: int, seed: int = 1):
-    rng = random.Random(seed)
-    reserves = {p: [10**24, 3 * 10**27] for p in range(pools)}
-    block = 0
-    for t in range(T0, T0 + minutes * 60, every_s):
-        block += 1
-        batch = []
-        for p in range(pools):
-            r0, r1 = reserves[p]
-            amount_in = int(r1 * rng.lognormvariate(-8, 1.3))
-            amount_out = amount_in * r0 // (r1 + amount_in)
-            reserves[p] = [r0 - amount_out, r1 + amount_in]
-            pool = f"0x{p:040x}"
-            common = dict(chain_id=1, dex="sushiswap", pool=pool, block_number=block,
-                          block_hash=f"0x{block:064x}", block_timestamp=t,
-                          tx_hash=f"0x{block * 10_000 + p:064x}")  # fmt: skip
-            sync = {"reserve0": str(reserves[p][0]), "reserve1": str(reserves[p][1])}
-            swap = {
-                "sender": "0x01",
-                "to": f"0x{rng.randrange(13):040x}",
-                "amount0In": "0",
-                "amount1In": str(amount_in),
-                "amount0Out": str(amount_out),
-                "amount1Out": "0",
-            }
-            batch.append(PoolEvent(event="Sync", log_index=2 * p, args=sync, **common))
-            batch.append(PoolEvent(event="Swap", log_index=2 * p + 1, args=swap, **common))
-        yield t, batch
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--pools", type=int, default=1000)
@@ -71,11 +40,11 @@ def main() -> None:
     parser.add_argument("--every-s", type=int, default=15)
     args = parser.parse_args()
     if not MODEL.is_file():
-        raise SystemExit(f"no model at {MODEL}: run bench/pipeline.py first")
+        raise SystemExit(f"no model at {MODEL}: run bench/replay.py first")
     settings = load_settings().pipeline
     stream = TestStream()
     count = 0
-    for t, batch in _events(args.pools, args.minutes, args.every_s):
+    for t, batch in history(args.pools, T0, args.minutes * 60, args.every_s):
         stream = stream.advance_watermark_to(t).add_elements(
             [TimestampedValue(e, e.block_timestamp) for e in batch]
         )
@@ -105,6 +74,7 @@ def main() -> None:
             "rss_before_pipeline_mib": {"value": round(before), "unit": "MiB"},
         },
         note=f"streaming DirectRunner, synthetic stream, {args.minutes} min of event time",
+        summary="pipeline",
     )
     print(f"wrote {path.relative_to(ROOT)}")
 

@@ -238,12 +238,17 @@ def _rebuild(state: _SliceProgress, event: PoolEvent, raw, start: int) -> SliceB
 
 
 class _PoolWindowsFn(beam.DoFn):
-    """(pool, (version, SliceSummary)) → the feature rows of every window that contains the
-    slice. Keeps each pool's slices while an update of a slice in their windows may still
-    come: until the watermark passes them by a window's span and the allowed lateness."""
+    """(pool, (version, SliceSummary)) → the feature rows of the windows that contain the
+    slice, up to the pool's newest slice: in order, one row per update. The windows after
+    the newest slice (it is still in their current part) follow as the watermark passes
+    their ends, unless newer data brings them first.
+
+    Keeps each pool's slices while an update of a slice in their windows may still come:
+    until the watermark passes them by a window's span and the allowed lateness."""
 
     SLICES = ReadModifyWriteStateSpec("slices", PickleCoder())
     PRUNE = TimerSpec("prune", TimeDomain.WATERMARK)
+    TAIL = TimerSpec("tail", TimeDomain.WATERMARK)
 
     def __init__(self, settings: PipelineSettings, final_before: int | None = None) -> None:
         s = settings
@@ -258,6 +263,7 @@ class _PoolWindowsFn(beam.DoFn):
         element,
         slices_state=beam.DoFn.StateParam(SLICES),
         prune=beam.DoFn.TimerParam(PRUNE),
+        tail=beam.DoFn.TimerParam(TAIL),
     ):
         key, (version, summary) = element
         s = self._settings
@@ -271,9 +277,38 @@ class _PoolWindowsFn(beam.DoFn):
         known.slices[summary.start] = (version, summary)
         slices_state.write(known)
         prune.set(self._prune_time(known))
+        newest_end = max(known.slices) + s.slice_s
+        if s.current_slices > 1:
+            tail.set(Timestamp(newest_end + s.slice_s))
+        last_end = min(summary.start + self._span, newest_end)
+        yield from self._rows(key, known, range(summary.start + s.slice_s, last_end + 1, s.slice_s))
+
+    @on_timer(TAIL)
+    def emit_tail(
+        self,
+        key=beam.DoFn.KeyParam,
+        now=beam.DoFn.TimestampParam,
+        slices_state=beam.DoFn.StateParam(SLICES),
+        tail=beam.DoFn.TimerParam(TAIL),
+    ):
+        """The watermark passed the end of the window ``now`` seconds after the newest slice,
+        and no newer slice came: that window is on time."""
+        s = self._settings
+        known: _PoolSlices | None = slices_state.read()
+        if not known or not known.slices:
+            return
+        window_end = int(now.seconds())
+        newest_end = max(known.slices) + s.slice_s
+        yield from self._rows(key, known, [window_end])
+        if window_end + s.slice_s < newest_end + s.current_slices * s.slice_s:
+            tail.set(Timestamp(window_end + s.slice_s))
+
+    def _rows(self, key: str, known: _PoolSlices, window_ends):
+        s = self._settings
         ordered = sorted((held for _, held in known.slices.values()), key=lambda x: x.start)
-        first_end = max(summary.start + s.slice_s, self._first_end)
-        for window_end in range(first_end, summary.start + self._span + 1, s.slice_s):
+        for window_end in window_ends:
+            if window_end < self._first_end:
+                continue
             in_window = [x for x in ordered if window_end - self._span <= x.start < window_end]
             row = feature_row(key, window_end, in_window, s)
             if row is not None:
@@ -298,9 +333,12 @@ class _PoolWindowsFn(beam.DoFn):
         # slices before them stay while a window of those may still change.
         known.horizon = int(now.seconds()) - s.allowed_lateness_s - s.slice_s
         first_needed = known.horizon - self._span + s.slice_s
+        # The windows after the newest slice need its span, whatever the order timers fire in.
+        first_needed = min(first_needed, max(known.slices) + s.slice_s - self._span)
         known.slices = {start: v for start, v in known.slices.items() if start >= first_needed}
         slices_state.write(known)
-        if known.slices:
+        # Slices kept for the newest slice's windows wait for newer data to re-arm this.
+        if self._prune_time(known) > now:
             prune.set(self._prune_time(known))
 
 

@@ -27,6 +27,8 @@ from dexwatch.contracts.detector import Detector
 from dexwatch.contracts.features import FEATURE_NAMES, feature_vector
 from dexwatch.settings import Settings
 
+_LOADED: dict[tuple[str, int], Detector] = {}  # (path, mtime) → the model read from it
+
 
 class DetectorModelHandler(ModelHandler[Sequence[float], dict[str, Any], Detector]):
     """Scores feature vectors with a saved Detector, a batch per call."""
@@ -36,6 +38,17 @@ class DetectorModelHandler(ModelHandler[Sequence[float], dict[str, Any], Detecto
         self._max_batch_size = max_batch_size
 
     def load_model(self) -> Detector:
+        # RunInference shares a model between its DoFn instances only while one holds it;
+        # a runner that makes a DoFn per bundle (the local one) would load it per bundle.
+        key = (str(self._path), self._path.stat().st_mtime_ns)
+        detector = _LOADED.get(key)
+        if detector is None:
+            detector = self._load_checked()
+            _LOADED.clear()
+            _LOADED[key] = detector
+        return detector
+
+    def _load_checked(self) -> Detector:
         detector = Detector.load(self._path)
         if tuple(detector.feature_names) != FEATURE_NAMES:
             raise ValueError(

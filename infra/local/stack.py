@@ -85,10 +85,13 @@ def emulator_spec(settings: Settings) -> ProcessSpec:
     return ProcessSpec(EMULATOR, argv, local.host, local.emulator_port)
 
 
-def ensure_pubsub_resources(project: str) -> list[str]:
-    """Create the declared topics and subscriptions that do not exist yet; returns what it made.
+def ensure_pubsub_resources(project: str, only: set[str] | None = None) -> list[str]:
+    """Create the declared topics and subscriptions (``only`` these subscriptions, if given)
+    that do not exist yet; returns what it made.
 
-    Uses PUBSUB_EMULATOR_HOST when set, as every google-cloud-pubsub client does.
+    Uses PUBSUB_EMULATOR_HOST when set, as every google-cloud-pubsub client does. Acked
+    messages are not retained: the emulator does not implement Seek, so they would only
+    grow its memory (the local pipeline replays from its own journal instead).
     """
     from google.api_core.exceptions import AlreadyExists
     from google.cloud import pubsub_v1
@@ -106,6 +109,8 @@ def ensure_pubsub_resources(project: str) -> list[str]:
             except AlreadyExists:
                 pass
             for name, sub in spec.subscriptions.items():
+                if only is not None and name not in only:
+                    continue
                 try:
                     subscriber.create_subscription(
                         request={
@@ -113,7 +118,6 @@ def ensure_pubsub_resources(project: str) -> list[str]:
                             "topic": topic_path(project, topic),
                             "ack_deadline_seconds": sub.ack_deadline_s,
                             "enable_message_ordering": sub.enable_message_ordering,
-                            "retain_acked_messages": sub.retain_acked_messages,
                         }
                     )
                     created.append(name)

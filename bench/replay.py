@@ -3,8 +3,9 @@
 Records a stream of at least ``--events`` pool events from the simulated market (once; kept
 in bench/work/), bootstraps a model, then replays the recording through the batch pipeline
 twice into fresh warehouses: with RunInference batching rows (what dexwatch runs) and with
-batches of one row. Writes bench/results/pipeline.json: ``replay_events_per_s`` (events/s
-from the recording to the warehouse) and ``replay_speedup_vs_per_row_scoring``.
+batches of one row. Writes bench/results/replay.json and, with the other pipeline figures,
+bench/results/pipeline.json: ``replay_events_per_s`` (events/s from the recording to the
+warehouse) and ``replay_speedup_vs_per_row_scoring``.
 """
 
 from __future__ import annotations
@@ -94,7 +95,7 @@ def main() -> None:
         "replay_events": {"value": count, "unit": "events"},
         "replay_windows": {"value": rows, "unit": "windows"},
     }
-    path = write_results("pipeline", figures, note="FnApiRunner, one process")
+    path = write_results("replay", figures, note="FnApiRunner, one process", summary="pipeline")
     print(f"wrote {path.relative_to(ROOT)}")
 
 

@@ -1,0 +1,55 @@
+"""A synthetic stream of V2-style Sync and Swap events for many pools, for the benchmarks
+that need more pools or more events per second than the local chain can mine."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+
+from dexwatch.contracts.pool_event import PoolEvent
+
+
+class SyntheticMarket:
+    """Pools that each trade once per ``step`` call: a Sync and a Swap, with lognormal
+    amounts against constant-product reserves, so prices wander as they do on a pool."""
+
+    def __init__(self, pools: int, seed: int = 1) -> None:
+        self._rng = random.Random(seed)
+        self._reserves = {p: [10**24, 3 * 10**27] for p in range(pools)}
+        self._block = 0
+
+    def step(self, timestamp: int, pools: range | None = None) -> list[PoolEvent]:
+        """One block at ``timestamp`` with one swap in each of ``pools`` (default: all)."""
+        rng = self._rng
+        self._block += 1
+        block = self._block
+        batch = []
+        for p in pools if pools is not None else range(len(self._reserves)):
+            r0, r1 = self._reserves[p]
+            amount_in = int(r1 * rng.lognormvariate(-8, 1.3))
+            amount_out = amount_in * r0 // (r1 + amount_in)
+            self._reserves[p] = [r0 - amount_out, r1 + amount_in]
+            common = dict(chain_id=1, dex="sushiswap", pool=f"0x{p:040x}", block_number=block,
+                          block_hash=f"0x{block:064x}", block_timestamp=timestamp,
+                          tx_hash=f"0x{block * 10_000 + p:064x}")  # fmt: skip
+            sync = {"reserve0": str(r0 - amount_out), "reserve1": str(r1 + amount_in)}
+            swap = {
+                "sender": "0x01",
+                "to": f"0x{rng.randrange(13):040x}",
+                "amount0In": "0",
+                "amount1In": str(amount_in),
+                "amount0Out": str(amount_out),
+                "amount1Out": "0",
+            }
+            batch.append(PoolEvent(event="Sync", log_index=2 * p, args=sync, **common))
+            batch.append(PoolEvent(event="Swap", log_index=2 * p + 1, args=swap, **common))
+        return batch
+
+
+def history(
+    pools: int, start: int, seconds: int, every_s: int, seed: int = 1
+) -> Iterator[tuple[int, list[PoolEvent]]]:
+    """(timestamp, events) every ``every_s`` seconds of event time, one swap per pool."""
+    market = SyntheticMarket(pools, seed)
+    for t in range(start, start + seconds, every_s):
+        yield t, market.step(t)
