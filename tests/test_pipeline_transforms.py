@@ -18,7 +18,12 @@ from apache_beam.transforms.window import TimestampedValue
 from beam_pipelines.transforms.features import PoolWindowFeatures, _pool_windows, pool_key
 from beam_pipelines.transforms.parse import DEAD_LETTERS, ParsePoolEvents
 from beam_pipelines.transforms.scoring import DetectorModelHandler, ScoreWindows
-from dexwatch.contracts.features import FEATURE_NAMES, summarize_slice, window_features
+from dexwatch.contracts.features import (
+    FEATURE_NAMES,
+    SliceSummary,
+    summarize_slice,
+    window_features,
+)
 from dexwatch.contracts.pool_event import PoolEvent
 from dexwatch.settings import PipelineSettings
 from model.chain_window import train_detector
@@ -77,6 +82,45 @@ def test_window_features_compare_the_window_with_its_baseline():
     assert features["swap_count_ratio"] > 1.5  # 60/min against 6/min
     assert features["volume_ratio"] > 1.0
     assert features["liquidity_removed_share"] == 0.0
+
+
+def _swap(n: int, t: int, trader: str, buy: bool) -> PoolEvent:
+    """A V2 swap by ``trader``: buying token0 pays token1 in, selling takes token1 out."""
+    amounts = (
+        {"amount0In": "0", "amount1In": "1000", "amount0Out": "499", "amount1Out": "0"}
+        if buy
+        else {"amount0In": "500", "amount1In": "0", "amount0Out": "0", "amount1Out": "998"}
+    )
+    return _event(n, t, "Swap", to=trader, **amounts)
+
+
+def test_two_addresses_trading_back_and_forth_stand_out_from_one_sided_flow():
+    a, b = "0x" + "a1" * 20, "0x" + "b2" * 20
+    # Baseline: two swaps per slice by five ordinary traders.
+    history = [
+        summarize_slice(
+            POOL, T0 + 10 * i, [_event(10 * i + k, T0 + 10 * i, "Swap") for k in (0, 1)]
+        )
+        for i in range(6)
+    ]
+    wash = [_swap(100 + k, T0 + 60, (a, b)[k % 2], buy=k % 2 == 0) for k in range(20)]
+    one_sided = [_swap(200 + k, T0 + 60, (a, b)[k % 2], buy=True) for k in range(20)]
+    # One address buying and selling is an arbitrageur's everyday, not a colluding pair.
+    alone = [_swap(300 + k, T0 + 60, a, buy=k % 2 == 0) for k in range(20)]
+    washed, bought = summarize_slice(POOL, T0 + 60, wash), summarize_slice(POOL, T0 + 60, one_sided)
+    assert washed.pair_two_way_swaps == 20 and bought.pair_two_way_swaps == 0
+    assert summarize_slice(POOL, T0 + 60, alone).pair_two_way_swaps == 0
+    # A third address's swaps do not count: only the two busiest addresses form the pair.
+    mixed = summarize_slice(POOL, T0 + 60, [*wash[:10], _swap(400, T0 + 60, "0x03", buy=False)])
+    assert mixed.pair_two_way_swaps == 10
+
+    def excess(window: SliceSummary) -> float:
+        features = window_features([*history, window], T0 + 80, 10, 2)
+        assert features is not None
+        return features["pair_two_way_excess"]
+
+    assert excess(washed) == pytest.approx((20 - 2) / math.sqrt(2 + 1))
+    assert excess(bought) < 0
 
 
 def _burst(stream: TestStream, events: list[PoolEvent]) -> TestStream:
@@ -143,6 +187,7 @@ def _normal_rows(n: int, seed: int = 1) -> list[dict]:
             "price_range": abs(rng.normal(0.01, 0.004)),
             "max_swap_price_impact": abs(rng.normal(0, 0.002)),
             "top_trader_share": rng.uniform(0.3, 0.6),
+            "pair_two_way_excess": rng.normal(-1.0, 0.8),
         }
         for _ in range(n)
     ]  # fmt: skip

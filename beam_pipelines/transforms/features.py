@@ -274,14 +274,20 @@ class _PoolWindowsFn(beam.DoFn):
         held = known.slices.get(summary.start)
         if held is not None and held[0] >= version:
             return
+        previous_end = max(known.slices, default=summary.start) + s.slice_s
         known.slices[summary.start] = (version, summary)
         slices_state.write(known)
         prune.set(self._prune_time(known))
         newest_end = max(known.slices) + s.slice_s
         if s.current_slices > 1:
-            tail.set(Timestamp(newest_end + s.slice_s))
+            tail.set(Timestamp(newest_end + s.slice_s))  # replaces a pending one
+        # The previous newest slice's later windows, which its tail timer may not have
+        # emitted yet, then this slice's windows up to the newest slice.
+        tail_end = min(previous_end + (s.current_slices - 1) * s.slice_s, summary.start)
+        ends = [*range(previous_end + s.slice_s, tail_end + 1, s.slice_s)]
         last_end = min(summary.start + self._span, newest_end)
-        yield from self._rows(key, known, range(summary.start + s.slice_s, last_end + 1, s.slice_s))
+        ends += range(summary.start + s.slice_s, last_end + 1, s.slice_s)
+        yield from self._rows(key, known, ends)
 
     @on_timer(TAIL)
     def emit_tail(

@@ -25,6 +25,7 @@ DEVIATION_OF_FEATURE = {
     "volume_ratio": "volume-spike",
     "swap_count_ratio": "activity-spike",
     "top_trader_share": "wash-trading",
+    "pair_two_way_excess": "wash-trading",
 }
 
 

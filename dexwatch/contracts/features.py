@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 
 from dexwatch.contracts.pool_event import PoolEvent
 
-FEATURES_VERSION = 2  # 2: swap impact includes the step into each slice
+# 2: swap impact includes the step into each slice; 3: pair_two_way_excess (wash trading)
+FEATURES_VERSION = 3
 
 # (name, definition), in the order the model sees them.
 FEATURE_DEFINITIONS: tuple[tuple[str, str], ...] = (
@@ -55,6 +56,15 @@ FEATURE_DEFINITIONS: tuple[tuple[str, str], ...] = (
         "share of the window's swap volume traded by its two busiest addresses, times "
         "min(1, swaps / 20) so that a quiet window with two swaps is not 'concentrated'",
     ),
+    (
+        "pair_two_way_excess",
+        "(the most two-way swaps of one slice of the window - the baseline's swaps per slice) "
+        "over sqrt(the baseline's swaps per slice + 1): by how many Poisson standard "
+        "deviations of the pool's usual count one pair of addresses trading against each "
+        "other out-trades the whole pool; a slice's two-way swaps are those in which its two "
+        "busiest addresses (by swaps) A and B take opposite sides: 2 * (min(A's buys, B's "
+        "sells) + min(A's sells, B's buys))",
+    ),
 )
 FEATURE_NAMES: tuple[str, ...] = tuple(name for name, _ in FEATURE_DEFINITIONS)
 
@@ -83,6 +93,9 @@ class SliceSummary:
     max_price: float | None = None
     max_swap_impact: float = 0.0
     trader_volume: dict[str, float] = field(default_factory=dict)
+    # Swaps in which the slice's two busiest addresses take opposite sides (see
+    # pair_two_way_excess): per slice, as wash trading is a burst of seconds.
+    pair_two_way_swaps: int = 0
 
 
 # The arguments each event must carry for the features above (V3 name first, then V2).
@@ -139,16 +152,28 @@ class SliceBuilder:
     """
 
     def __init__(self, pool: str, start: int) -> None:
-        self.summary = SliceSummary(pool=pool, start=start)
+        self._summary = SliceSummary(pool=pool, start=start)
         self._previous_price: float | None = None
         self._last_position = (-1, -1)
+        # Per address: [buys, sells] of token0, for the slice's two-way swaps.
+        self._sides: dict[str, list[int]] = {}
+
+    @property
+    def summary(self) -> SliceSummary:
+        # Two addresses taking each other's other side. One address trading both ways does
+        # not count: a busy arbitrageur does that, and it made most of the normal tail.
+        busiest = sorted(self._sides.items(), key=lambda item: (-sum(item[1]), item[0]))[:2]
+        if len(busiest) == 2:
+            (a_buys, a_sells), (b_buys, b_sells) = (counts for _, counts in busiest)
+            self._summary.pair_two_way_swaps = 2 * (min(a_buys, b_sells) + min(a_sells, b_buys))
+        return self._summary
 
     def in_order(self, event: PoolEvent) -> bool:
         return chain_position(event) > self._last_position
 
     def add(self, event: PoolEvent) -> None:
         self._last_position = chain_position(event)
-        summary = self.summary
+        summary = self._summary
         summary.events += 1
         args = event.args
         price: float | None = None
@@ -158,10 +183,13 @@ class SliceBuilder:
                 price = (int(args["sqrtPriceX96"]) / _Q96) ** 2
                 liquidity = float(args["liquidity"])
                 amount = abs(float(args["amount1"]))
+                bought = float(args["amount1"]) > 0  # paid token1 in: bought token0
                 trader = args["recipient"]
             else:  # V2 pair: the price comes with the Sync that precedes the Swap
                 amount = float(args["amount1In"]) + float(args["amount1Out"])
+                bought = float(args["amount1In"]) > float(args["amount1Out"])
                 trader = args["to"]
+            self._sides.setdefault(trader, [0, 0])[0 if bought else 1] += 1
             summary.swaps += 1
             summary.volume += amount
             summary.trader_volume[trader] = summary.trader_volume.get(trader, 0.0) + amount
@@ -256,6 +284,12 @@ def window_features(
     concentration = (top_two / volume if volume else 0.0) * min(
         1.0, swaps / _CONCENTRATION_MIN_SWAPS
     )
+    # Per slice, against the baseline's swaps per slice: a burst shorter than the window
+    # would be diluted by the window's other slices. Swap counts are about Poisson, so the
+    # excess is in units of the usual count's noise; a log ratio left normal tails too close.
+    usual = base_swaps * slice_s / baseline_s
+    two_way = max(s.pair_two_way_swaps for s in current)
+    pair_two_way_excess = (two_way - usual) / math.sqrt(usual + 1)
     return {
         "volume_ratio": volume_ratio,
         "swap_count_ratio": swap_count_ratio,
@@ -265,6 +299,7 @@ def window_features(
         "price_range": price_range,
         "max_swap_price_impact": impact,
         "top_trader_share": concentration,
+        "pair_two_way_excess": pair_two_way_excess,
     }
 
 
