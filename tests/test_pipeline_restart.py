@@ -11,12 +11,12 @@ import sys
 import time
 from pathlib import Path
 
-import orjson
 import pytest
 import yaml
 
 from beam_pipelines.options import batch_options
-from beam_pipelines.pipeline import build_feature_pipeline, build_replay_pipeline
+from beam_pipelines.pipeline import build_replay_pipeline
+from dexwatch.bootstrap import compute_features
 from dexwatch.contracts.pool_event import PoolEvent
 from dexwatch.contracts.topics import POOL_EVENTS
 from dexwatch.warehouse import open_warehouse
@@ -144,14 +144,7 @@ def test_a_pipeline_killed_mid_stream_resumes_without_duplicates_or_losses(
     # A model trained on these events' windows, and the rows a batch replay gives.
     model = {"path": str(tmp_path / "model.joblib")}
     expected_settings = make_settings(tmp_path / "expected", pipeline=PIPELINE, model=model)
-    build_feature_pipeline(
-        expected_settings, batch_options(), recording, tmp_path / "features"
-    ).run().wait_until_finish()
-    rows = [
-        orjson.loads(line)
-        for part in tmp_path.glob("features*.jsonl")
-        for line in part.read_bytes().splitlines()
-    ]
+    rows = compute_features(expected_settings, recording, tmp_path)
     train_detector(rows).save(Path(model["path"]))
     build_replay_pipeline(expected_settings, batch_options(), recording).run().wait_until_finish()
     config = _config(tmp_path, pubsub_project, pubsub_emulator, model)
