@@ -10,6 +10,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 POOL_EVENTS = "pool-events"
 POOL_EVENTS_DLQ = "pool-events-dlq"
+POOL_HOURLY = "pool-hourly"
+POOL_HOURLY_SUBSCRIPTION = "pool-hourly-pipeline"
 ALERTS = "alerts"
 MONITOR_SUBSCRIPTION = "pool-events-monitor"
 DLQ_SUBSCRIPTION = "pool-events-dlq-inspect"
