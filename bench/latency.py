@@ -45,6 +45,10 @@ POOLS = (
 BLOCK_INTERVAL_S = 2.0
 CONFIRMATIONS = 1
 WAIT_FOR_ALERT_S = 30.0
+# Event time between two incidents on one pool: more than the window under test (4 slices
+# of 15 s) plus the alert cooldown, so each incident opens its own alert thread instead of
+# joining the previous one's (which would count as a miss).
+SAME_POOL_SPACING_S = 100.0
 
 
 def _config() -> Path:
@@ -120,8 +124,11 @@ def main() -> None:
         time.sleep(args.warmup_s)
         deployment = LocalDeployment.load(WORK / ".dexwatch" / "deployment.json")
         latencies, raw, missed = [], [], 0
+        last_on_pool: dict[str, float] = {}
         for i in range(args.incidents):
             name = POOLS[i % len(POOLS)]
+            time.sleep(max(0.0, last_on_pool.get(name, 0.0) + SAME_POOL_SPACING_S - time.time()))
+            last_on_pool[name] = time.time()
             # Drains shrink a pool for good: two per pool at most, the rest manipulations.
             kind = "liquidity-drain" if i < 2 * len(POOLS) and i % 2 else "price-manipulation"
             address = deployment.pool(name).address
@@ -147,7 +154,6 @@ def main() -> None:
             else:
                 latencies.append(latency)
                 print(f"{i + 1:3} {kind:18} {name:26} {latency:5.2f} s", flush=True)
-            time.sleep(3)
         stream.cancel()
     finally:
         if subscriber is not None:

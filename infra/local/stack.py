@@ -60,6 +60,11 @@ def anvil_binary(node_modules: Path) -> Path:
     raise StackError(f"anvil is not installed under {node_modules}: run `make install`")
 
 
+# Block states anvil keeps for calls at past blocks: a reorg or a look-back stays far
+# shallower than this.
+_ANVIL_STATES_KEPT = 256
+
+
 def anvil_spec(settings: Settings, genesis_timestamp: int | None = None) -> ProcessSpec:
     local = settings.local
     argv = [
@@ -72,6 +77,10 @@ def anvil_spec(settings: Settings, genesis_timestamp: int | None = None) -> Proc
         "--gas-limit", str(_ANVIL_GAS_LIMIT),
         # Transactions in a block in the order they were sent: incidents are sequences.
         "--order", "fifo",
+        # Recent block states in memory only. By default anvil also writes older states to
+        # ~/.foundry/anvil/tmp (about 2 MB per block here) and leaves them behind when it
+        # stops: a day of simulated history filled tens of GB.
+        "--prune-history", str(_ANVIL_STATES_KEPT),
         "--silent",
     ]  # fmt: skip
     if genesis_timestamp is not None:
