@@ -19,6 +19,7 @@ Rows have a natural id and the sinks upsert, so a later row replaces an earlier 
 from __future__ import annotations
 
 import dataclasses
+import operator
 from datetime import UTC, datetime
 
 import apache_beam as beam
@@ -48,38 +49,6 @@ from dexwatch.settings import PipelineSettings
 
 def pool_key(event: PoolEvent) -> str:
     return f"{event.chain_id}:{event.dex}:{event.pool}"
-
-
-class SliceCombineFn(beam.CombineFn):
-    """Events of one pool and slice → SliceSummary of the distinct, non-retracted ones."""
-
-    def __init__(self, slice_s: int) -> None:
-        self._slice_s = slice_s
-
-    def create_accumulator(self) -> dict[str, PoolEvent]:
-        return {}
-
-    def add_input(self, accumulator: dict[str, PoolEvent], event: PoolEvent):
-        known = accumulator.get(event.event_id)
-        # A retraction wins over its event whichever arrives first; duplicates are dropped.
-        if known is None or event.kind == "retraction":
-            accumulator[event.event_id] = event
-        return accumulator
-
-    def merge_accumulators(self, accumulators):
-        merged: dict[str, PoolEvent] = {}
-        for accumulator in accumulators:
-            for event in accumulator.values():
-                self.add_input(merged, event)
-        return merged
-
-    def extract_output(self, accumulator: dict[str, PoolEvent]) -> SliceSummary | None:
-        if not accumulator:
-            return None
-        any_event = next(iter(accumulator.values()))
-        start = any_event.block_timestamp // self._slice_s * self._slice_s
-        live = [e for e in accumulator.values() if e.kind == "event"]
-        return summarize_slice(any_event.pool, start, live)
 
 
 def feature_row(
@@ -354,14 +323,26 @@ class _PoolSlices:
     horizon: int = 0  # updates of slices that start before this come too late
 
 
-def _slice_key(event: PoolEvent, slice_s: int) -> tuple[tuple[str, int], PoolEvent]:
-    return (pool_key(event), event.block_timestamp // slice_s * slice_s), event
+# A PoolEvent as a plain tuple crosses a shuffle with Beam's fast coder instead of pickle.
+_event_fields = operator.attrgetter(*(f.name for f in dataclasses.fields(PoolEvent)))
 
 
-def _by_pool(element):
-    (key, _), summary = element
-    if summary is not None:
-        yield key, summary
+def _slice_key(event: PoolEvent, slice_s: int) -> tuple[tuple[str, int], tuple]:
+    return (pool_key(event), event.block_timestamp // slice_s * slice_s), _event_fields(event)
+
+
+def _summarize_slice_events(element):
+    """((pool, slice start), event tuples) → (pool, SliceSummary) of the distinct events
+    that no retraction cancelled."""
+    (key, start), rows = element
+    latest: dict[str, PoolEvent] = {}
+    for row in rows:
+        event = PoolEvent(*row)
+        # A retraction wins over its event whichever came first; duplicates are dropped.
+        if event.kind == "retraction" or event.event_id not in latest:
+            latest[event.event_id] = event
+    live = [event for event in latest.values() if event.kind == "event"]
+    yield key, summarize_slice(key.rsplit(":", 1)[1], start, live)
 
 
 def _pool_windows(element, s: PipelineSettings):
@@ -386,11 +367,10 @@ def _pool_windows(element, s: PipelineSettings):
 class PoolWindowFeatures(beam.PTransform):
     """PoolEvents timestamped with their block time → feature rows (dicts).
 
-    Streaming uses Beam's event-time windows and triggers (early panes, lateness). Batch
-    (replay, backfill, training data) runs the same slice CombineFn and feature_row on
-    explicit (pool, slice) keys in the global window, then one sliding pass over each pool's
-    sorted slices: every window is complete, and the batch runner skips its per-window
-    trigger bookkeeping, which grows with the square of a pool's windows.
+    Streaming keeps per-pool state (see the module's docstring). Batch (replay, backfill,
+    training data) groups each (pool, slice)'s events, summarises them with the same
+    SliceBuilder, then makes one sliding pass over each pool's sorted slices with the same
+    feature_row: every window is complete, so no state or timers are needed.
     """
 
     def __init__(
@@ -423,8 +403,8 @@ class PoolWindowFeatures(beam.PTransform):
         return (
             events
             | "KeyBySlice" >> beam.Map(_slice_key, s.slice_s)
-            | "SummarizeSlices" >> beam.CombinePerKey(SliceCombineFn(s.slice_s))
-            | "ByPool" >> beam.FlatMap(_by_pool)
+            | "GroupBySlice" >> beam.GroupByKey()
+            | "SummarizeSlices" >> beam.FlatMap(_summarize_slice_events)
             | "GroupByPool" >> beam.GroupByKey()
             | "WindowFeatures" >> beam.FlatMap(_pool_windows, s)
         )
