@@ -25,16 +25,24 @@ from dexwatch.settings import Settings
 
 
 def detect(
-    events, settings: Settings, streaming: bool, handler=None, final_before: int | None = None
+    events,
+    settings: Settings,
+    streaming: bool,
+    handler=None,
+    final_before: int | None = None,
+    window_ends: tuple[int, int] | None = None,
 ):
     """The detector on PoolEvents (timestamped by block time): writes scores and anomalies
     and returns the alerts (an Alert PCollection). Windows ending at or before
-    ``final_before`` (unix s) are not emitted again (a resumed run replaying its journal)."""
-    scored = (
-        events
-        | "Features" >> PoolWindowFeatures(settings.pipeline, streaming, final_before)
-        | "Score" >> ScoreWindows(handler or model_handler(settings))
-    )
+    ``final_before`` (unix s) are not emitted again (a resumed run replaying its journal);
+    with ``window_ends`` (first, last), only windows ending in (first, last] are scored."""
+    rows = events | "Features" >> PoolWindowFeatures(settings.pipeline, streaming, final_before)
+    if window_ends is not None:
+        first, last = window_ends
+        rows = rows | "InRange" >> beam.Filter(
+            lambda row: first < row["window_end"].timestamp() <= last
+        )
+    scored = rows | "Score" >> ScoreWindows(handler or model_handler(settings))
     scored | "WriteScores" >> WriteTable(settings, POOL_SCORES)
     threaded = scored | "Threads" >> ThreadAnomalies(settings.pipeline.alert_cooldown_s)
     threaded.anomalies | "WriteAnomalies" >> WriteTable(settings, ANOMALIES)
@@ -75,14 +83,19 @@ def build_streaming_pipeline(
 
 
 def build_replay_pipeline(
-    settings: Settings, options: PipelineOptions, events_file: Path, handler=None
+    settings: Settings,
+    options: PipelineOptions,
+    events_file: Path,
+    handler=None,
+    window_ends: tuple[int, int] | None = None,
 ) -> beam.Pipeline:
-    """A recorded stream (JSON lines of pool-event messages) → the same tables, in batch.
-    Alerts are not published: a replay looks at the past."""
+    """A recorded stream (JSON lines of pool-event messages) → the same tables, in batch
+    (only windows ending in ``window_ends``, if given). Alerts are not published: a replay
+    looks at the past."""
     pipeline = beam.Pipeline(options=options)
     parsed = _read_recording(pipeline, events_file)
     parsed[DEAD_LETTERS] | "WriteDeadLetters" >> WriteTable(settings, DEAD_LETTERS_TABLE)
-    detect(parsed.main, settings, streaming=False, handler=handler)
+    detect(parsed.main, settings, streaming=False, handler=handler, window_ends=window_ends)
     return pipeline
 
 

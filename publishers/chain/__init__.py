@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from dexwatch.contracts.deployment import LocalDeployment
@@ -53,9 +54,12 @@ def run(
     once: bool = False,
     stop: threading.Event | None = None,
     record_to: Path | None = None,
+    until_block: int | None = None,
+    on_batch: Callable[[PublishStats], None] | None = None,
 ) -> PublishStats:
-    """Publish pool events to Pub/Sub: with ``once`` up to the safe head (head minus
-    chain.confirmations) and return, else follow the chain until ``stop`` is set.
+    """Publish pool events to Pub/Sub (or record them as files under ``record_to``): with
+    ``once`` up to the safe head (head minus chain.confirmations) or ``until_block`` and
+    return, else follow the chain until ``stop`` is set. ``on_batch`` hears of each batch.
 
     Raises ChainPublisherError (and subclasses) with a message naming the cause; the
     checkpoint (settings.checkpoint_path) then still holds the last fully published batch.
@@ -73,4 +77,4 @@ def run(
         follower = ChainFollower(
             rpc, sink, FileCheckpointStore(settings.checkpoint_path), settings.chain, followed
         )
-        return follower.run(once=once, stop=stop)
+        return follower.run(once=once, stop=stop, until_block=until_block, on_batch=on_batch)

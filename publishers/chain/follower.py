@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from dexwatch.contracts.pool_event import PoolEvent
@@ -84,10 +84,19 @@ class ChainFollower:
         earliest_factory = min(factory.start_block for factory in self._factories.values())
         return max(self._chain.start_block, earliest_factory)
 
-    def run(self, once: bool = False, stop: threading.Event | None = None) -> PublishStats:
-        """Publish up to the safe head; with ``once`` return then, else follow the chain until
-        ``stop`` is set. Raises ChainPublisherError subclasses with a clear message."""
+    def run(
+        self,
+        once: bool = False,
+        stop: threading.Event | None = None,
+        until_block: int | None = None,
+        on_batch: Callable[[PublishStats], None] | None = None,
+    ) -> PublishStats:
+        """Publish up to the safe head (or ``until_block``, if earlier); with ``once`` return
+        then, else follow the chain until ``stop`` is set. ``on_batch`` hears of every
+        published batch. Raises ChainPublisherError subclasses with a clear message."""
         stop = stop or threading.Event()
+        self._until_block = until_block
+        self._on_batch = on_batch
         node_chain_id = self._rpc.chain_id()
         if node_chain_id != self._chain.chain_id:
             raise ChainPublisherError(
@@ -137,6 +146,8 @@ class ChainFollower:
         head = self._rpc.block_number()
         first = self._checkpoint.block_number + 1
         last = min(first + self._chain.batch_blocks - 1, head - self._chain.confirmations)
+        if self._until_block is not None:
+            last = min(last, self._until_block)
         if first > last:
             return self._check_tip()
         for _ in range(self._chain.max_retries + 1):
@@ -154,6 +165,8 @@ class ChainFollower:
             self._rewind()
         else:
             self._publish(batch, head)
+            if self._on_batch is not None:
+                self._on_batch(self.stats)
         return True
 
     def _check_tip(self) -> bool:

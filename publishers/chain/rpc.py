@@ -144,6 +144,21 @@ class RpcClient:
             headers[number] = None if block is None else _header(block, number)
         return headers
 
+    def first_block_at(self, timestamp: int, head: int) -> int:
+        """The first block at or after ``timestamp`` (unix s), by bisection over [0, head];
+        head + 1 if every block is older."""
+        low, high = 0, head + 1
+        while low < high:
+            middle = (low + high) // 2
+            header = self.get_headers([middle])[middle]
+            if header is None:
+                raise RpcError(f"the node does not have block {middle} (head {head})")
+            if header.timestamp < timestamp:
+                low = middle + 1
+            else:
+                high = middle
+        return low
+
     def get_logs(
         self, from_block: int, to_block: int, addresses: Sequence[str], topics: Sequence[Any]
     ) -> list[dict[str, Any]]:
