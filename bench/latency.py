@@ -59,6 +59,8 @@ def _config() -> Path:
             "anvil_port": anvil,
             "emulator_port": emulator,
             "node_modules": str(ROOT / "node_modules"),
+            # Live traffic only: the warm-up below gives the windows their baseline.
+            "history_hours": 0,
         },
         "chain": {"rpc_urls": [f"http://127.0.0.1:{anvil}"], "confirmations": CONFIRMATIONS},
         "pubsub": {"emulator_host": f"127.0.0.1:{emulator}"},

@@ -29,20 +29,14 @@ def record_history(
     Returns the recording (JSON lines) and the settings the private chain ran with."""
     from infra.local import processes, stack
     from infra.local.deploy import deploy_local_contracts
-    from infra.local.market import MarketSimulator
+    from infra.local.market import MarketSimulator, with_live_blocks
     from publishers.chain import run as publish_chain
 
     port = processes.free_port()
-    private = settings.model_copy(
+    private = with_live_blocks(settings).model_copy(
         update={
             "local": settings.local.model_copy(
                 update={"state_dir": workdir / "state", "anvil_port": port}
-            ),
-            # Blocks as far apart as in live runs: the features must look like live ones.
-            "simulator": settings.simulator.model_copy(
-                update={
-                    "history_block_interval_s": max(1, round(settings.simulator.block_interval_s))
-                }
             ),
             "chain": settings.chain.model_copy(
                 update={

@@ -40,7 +40,9 @@ local_app = typer.Typer(
 simulate_app = typer.Typer(
     help="The simulated market on the local chain, and incident injection.", no_args_is_help=True
 )
-publish_app = typer.Typer(help="Publishers that feed the pool-events topic.", no_args_is_help=True)
+publish_app = typer.Typer(
+    help="Publishers that feed the pool-events and pool-hourly topics.", no_args_is_help=True
+)
 pipeline_app = typer.Typer(
     help="The Beam pipeline: windows, features, scores, anomalies, alerts.", no_args_is_help=True
 )
@@ -297,6 +299,30 @@ def publish_chain(
     try:
         run(settings, once=once, stop=stop, record_to=record)
     except (ChainPublisherError, PublishError) as err:
+        _fail(str(err))
+
+
+@publish_app.command("subgraph")
+def publish_subgraph(
+    once: Annotated[
+        bool,
+        typer.Option(
+            "--once", help="Publish every complete hour and exit (Cloud Scheduler + Cloud Run Job)."
+        ),
+    ] = False,
+) -> None:
+    """Publish hourly pool statistics from The Graph (Uniswap V3 poolHourDatas, SushiSwap
+    pairHourDatas) to the pool-hourly topic, one record per pool and complete hour, at every
+    time of subgraph.schedule (hourly by default)."""
+    from publishers.pubsub import PublishError
+    from publishers.subgraph import SubgraphPublisherError, run
+
+    settings = _settings()
+    _use_local_emulator(settings)
+    stop = _stop_on_signals()
+    try:
+        run(settings, once=once, stop=stop)
+    except (SubgraphPublisherError, PublishError) as err:
         _fail(str(err))
 
 

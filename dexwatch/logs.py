@@ -17,12 +17,34 @@ import structlog
 _SECRET_KEYS = re.compile(r"(api[_-]?key|token|secret|password|authorization)", re.IGNORECASE)
 _secret_values: set[str] = set()
 _STANDARD_ATTRS = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+# HTTP clients log full request URLs, which may carry API keys.
+_URL_LOGGERS = ("httpx", "httpcore")
+
+
+class _ScrubSecrets(logging.Filter):
+    """Replaces registered secrets in a record before any handler (or pytest's caplog)
+    sees it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if _secret_values:
+            message = record.getMessage()
+            scrubbed = _scrub(message)
+            if scrubbed != message:
+                record.msg, record.args = scrubbed, ()
+        return True
+
+
+_SCRUB_FILTER = _ScrubSecrets()
 
 
 def register_secret(value: str | None) -> None:
     """Never print ``value``: it is replaced by *** wherever it appears in a log line."""
     if value and len(value) >= 6:
         _secret_values.add(value)
+        for name in _URL_LOGGERS:
+            logger = logging.getLogger(name)
+            if _SCRUB_FILTER not in logger.filters:
+                logger.addFilter(_SCRUB_FILTER)
 
 
 def _scrub(text: str) -> str:

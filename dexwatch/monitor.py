@@ -11,11 +11,13 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from rich.table import Table
 
 from dexwatch.contracts.alert import Alert
 from dexwatch.contracts.pool_event import EVENT_NAMES
+from dexwatch.contracts.pool_hour import PoolHour
 
 _WIDTH = {"pool": 30}
 
@@ -130,6 +132,26 @@ def subscribe(project: str, subscription: str, summary: PoolEventSummary) -> Cal
         summary.record(attributes, event.block_number, event.block_timestamp)
 
     return _pull(project, subscription, record)
+
+
+def subscribe_hourly(project: str, on_record: Callable[[PoolHour], None]) -> Callable[[], None]:
+    """Call ``on_record`` for each pool-hourly record (pool-hourly-monitor subscription);
+    returns its stop."""
+    from dexwatch.contracts.topics import HOURLY_MONITOR_SUBSCRIPTION
+
+    return _pull(
+        project, HOURLY_MONITOR_SUBSCRIPTION, lambda data, _: on_record(PoolHour.from_json(data))
+    )
+
+
+def describe_hour(record: PoolHour, name: str) -> str:
+    """One line for a pool-hourly record."""
+    start = datetime.fromtimestamp(record.hour_start, UTC).strftime("%Y-%m-%d %H:%M")
+    line = (
+        f"{name} {start} UTC: volume ${record.volume_usd:,.0f}, TVL ${record.tvl_usd:,.0f}, "
+        f"{record.tx_count} tx"
+    )
+    return line + (" (quiet hour, filled)" if record.filled else "")
 
 
 def subscribe_alerts(project: str, on_alert: Callable[[Alert], None]) -> Callable[[], None]:

@@ -19,28 +19,79 @@ from rich.live import Live
 
 from dexwatch.alerts import describe
 from dexwatch.contracts.topics import MONITOR_SUBSCRIPTION
-from dexwatch.monitor import PoolEventSummary, subscribe, subscribe_alerts
+from dexwatch.monitor import (
+    PoolEventSummary,
+    describe_hour,
+    subscribe,
+    subscribe_alerts,
+    subscribe_hourly,
+)
 from dexwatch.settings import Settings
 
 SIMULATOR = "simulator"
 CHAIN_PUBLISHER = "chain-publisher"
+SUBGRAPH_STANDIN = "subgraph-standin"
+SUBGRAPH_PUBLISHER = "subgraph-publisher"
 PIPELINE = "pipeline"
-COMPONENTS = (SIMULATOR, CHAIN_PUBLISHER, PIPELINE)
 _PLAIN_REFRESH_S = 15.0
+
+
+def uses_local_subgraph(settings: Settings) -> bool:
+    """True when the subgraph publisher reads the local stand-in for The Graph."""
+    return settings.subgraph.endpoint_url == settings.local.subgraph_url
 
 
 def _component_specs(settings: Settings, config: Path | None):  # type: ignore[no-untyped-def]
     from infra.local.processes import ProcessSpec
 
-    base = [sys.executable, "-m", "dexwatch"]
-    if config is not None:
-        base += ["--config", str(config.resolve())]
+    config_args = [] if config is None else ["--config", str(config.resolve())]
+    base = [sys.executable, "-m", "dexwatch", *config_args]
     env = {"PUBSUB_EMULATOR_HOST": settings.local.emulator_host, "PYTHONUNBUFFERED": "1"}
-    return [
+    specs = [
         ProcessSpec(SIMULATOR, [*base, "simulate", "run"], env=env),
         ProcessSpec(CHAIN_PUBLISHER, [*base, "publish", "chain"], env=env),
-        ProcessSpec(PIPELINE, [*base, "pipeline", "run"], env=env),
     ]
+    if uses_local_subgraph(settings):
+        standin = [sys.executable, "-m", "infra.local.subgraph", *config_args]
+        local = settings.local
+        specs += [
+            ProcessSpec(SUBGRAPH_STANDIN, standin, local.host, local.subgraph_port, env=env),
+            ProcessSpec(SUBGRAPH_PUBLISHER, [*base, "publish", "subgraph"], env=env),
+        ]
+    return [*specs, ProcessSpec(PIPELINE, [*base, "pipeline", "run"], env=env)]
+
+
+def _history_start(settings: Settings) -> int | None:
+    """Genesis time of a chain that starts local.history_hours before the current whole
+    hour, or None to start it now."""
+    hours = settings.local.history_hours
+    if hours <= 0:
+        return None
+    return int(time.time()) // 3600 * 3600 - round(hours * 3600)
+
+
+def _mine_history(settings: Settings, deployment, console: Console) -> None:  # type: ignore[no-untyped-def]
+    """Mine the market from the back-dated deployment up to now, as fast as anvil goes."""
+    from infra.local import _chain
+    from infra.local.market import MarketSimulator, with_live_blocks
+
+    settings = with_live_blocks(settings)
+    rpc = _chain.Rpc(settings.local.rpc_url)
+    try:
+        _, latest = _chain.latest_block(rpc)
+    finally:
+        rpc.close()
+    interval = settings.simulator.history_block_interval_s
+    seconds = (int(time.time()) - latest) // interval * interval
+    if seconds <= 0:
+        return
+    console.print(
+        f"the new chain starts {seconds / 3600:.1f} h in the past: mining that history "
+        "(complete hours for the subgraph path)"
+    )
+    started = time.monotonic()
+    first, last = MarketSimulator(settings, deployment).generate_history(seconds / 3600)
+    console.print(f"  mined blocks {first}..{last} in {time.monotonic() - started:.0f} s")
 
 
 def run_local(
@@ -60,11 +111,15 @@ def run_local(
     started: list[str] = []
     if before.emulator_pid is None:
         started.append(stack.EMULATOR)
-    if before.anvil_pid is None:
+    fresh_chain = before.anvil_pid is None
+    if fresh_chain:
         started.append(stack.ANVIL)
     try:
         console.print("[bold]starting the local stack[/] (Pub/Sub emulator, anvil, contracts)")
-        deployment = stack.up(settings)
+        genesis = _history_start(settings) if fresh_chain else None
+        deployment = stack.up(settings, genesis_timestamp=genesis)
+        if genesis is not None:
+            _mine_history(settings, deployment, console)
         os.environ["PUBSUB_EMULATOR_HOST"] = settings.local.emulator_host
         names = {p.address: p.name for p in deployment.pools}
         if settings.model.serving == "local" and not settings.model_path.is_file():
@@ -79,7 +134,16 @@ def run_local(
                 soft_wrap=True,
             ),
         )
-        for spec in _component_specs(settings, config):
+        stop_hourly = subscribe_hourly(
+            settings.pubsub.project,
+            lambda hour: console.print(
+                f"[bold cyan]HOURLY[/] {describe_hour(hour, names.get(hour.pool, hour.pool))}",
+                highlight=False,
+                soft_wrap=True,
+            ),
+        )
+        specs = _component_specs(settings, config)
+        for spec in specs:
             if processes.running_pid(state_dir, spec.name) is None:
                 processes.start(spec, state_dir)
                 started.append(spec.name)
@@ -89,14 +153,16 @@ def run_local(
             + (f" (or after {duration_s:g} s)" if duration_s else "")
         )
         try:
-            _watch(settings, summary, stop, duration_s, console)
+            _watch(settings, [spec.name for spec in specs], summary, stop, duration_s, console)
         finally:
             stop_monitor()
             stop_alerts()
+            stop_hourly()
         console.print(summary.table())
     finally:
         # Clients before servers, so nothing logs connection errors on the way down.
-        for name in sorted(started, key=lambda n: n in (stack.EMULATOR, stack.ANVIL)):
+        servers = (SUBGRAPH_STANDIN, stack.EMULATOR, stack.ANVIL)
+        for name in sorted(started, key=lambda n: n in servers):
             processes.stop(state_dir, name)
         if started:
             console.print(f"stopped: {', '.join(started)}")
@@ -104,6 +170,7 @@ def run_local(
 
 def _watch(
     settings: Settings,
+    components: list[str],
     summary: PoolEventSummary,
     stop: threading.Event,
     duration_s: float | None,
@@ -121,7 +188,7 @@ def _watch(
     )
     with display as live:
         while not stop.wait(0.5):
-            for name in COMPONENTS:
+            for name in components:
                 if processes.running_pid(settings.local.state_dir, name) is None:
                     log = processes.log_path(settings.local.state_dir, name)
                     tail = log.read_text(errors="replace")[-1500:] if log.exists() else ""

@@ -120,15 +120,18 @@ def write_local_config(directory: Path, **sections: dict) -> Path:
     import yaml
 
     anvil_port, emulator_port = processes.free_port(), processes.free_port()
+    subgraph_port = processes.free_port()
     config: dict = {
         "local": {
             "state_dir": str(directory / ".dexwatch"),
             "anvil_port": anvil_port,
             "emulator_port": emulator_port,
+            "subgraph_port": subgraph_port,
             "node_modules": str(ROOT / "node_modules"),
         },
         "chain": {"rpc_urls": [f"http://127.0.0.1:{anvil_port}"]},
         "pubsub": {"emulator_host": f"127.0.0.1:{emulator_port}"},
+        "subgraph": {"endpoint_url": f"http://127.0.0.1:{subgraph_port}"},
     }
     for section, values in sections.items():
         config.setdefault(section, {}).update(values)

@@ -30,7 +30,7 @@ POOL_NAMES = (
 
 def _ports(config: Path) -> list[int]:
     local = yaml.safe_load(config.read_text())["local"]
-    return [local["anvil_port"], local["emulator_port"]]
+    return [local["anvil_port"], local["emulator_port"], local["subgraph_port"]]
 
 
 def _assert_nothing_left(config: Path, pids: list[int]) -> None:
@@ -138,6 +138,11 @@ def test_run_shows_every_pool_and_leaves_no_process(tmp_path: Path) -> None:
         assert row is not None, f"{name} missing from the summary:\n{final_table}"
         swaps = int(row.split("│")[2].strip())
         assert swaps > 0, row
+    # The chain started hours back: the subgraph path published its complete hours.
+    hourly = [line for line in proc.stdout.splitlines() if line.startswith("HOURLY ")]
+    for name in POOL_NAMES:
+        if not name.startswith("uniswap_v2"):  # no subgraph source for the Uniswap V2 pair
+            assert any(f" {name} " in line for line in hourly), f"no hourly row of {name}"
     assert "stopped:" in proc.stdout
     _assert_nothing_left(config, _pids(config))
     assert not list((tmp_path / ".dexwatch" / "run").glob("*.pid"))
@@ -159,7 +164,8 @@ def test_interrupt_stops_every_process_it_started(tmp_path: Path) -> None:
             if line.startswith("running:"):
                 break
         pids = _pids(config)
-        assert len(pids) == 5  # emulator, anvil, simulator, publisher, pipeline
+        # emulator, anvil, simulator, chain publisher, subgraph stand-in and publisher, pipeline
+        assert len(pids) == 7
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=120)
     finally:

@@ -64,3 +64,68 @@ def test_missing_config_file_is_an_error(tmp_path: Path) -> None:
 def test_redact_url_drops_path_query_and_credentials() -> None:
     url = "https://user:pw@eth-mainnet.example.com:8443/v2/SECRETKEY?key=abc"
     assert redact_url(url) == "https://eth-mainnet.example.com:8443"
+
+
+# --- subgraph ---------------------------------------------------------------------------------
+
+_V3_SOURCE = {"dex": "uniswap_v3", "protocol": "v3", "subgraph_id": "x" * 20}
+
+
+def test_subgraph_defaults_read_the_local_standin_for_the_mainnet_subgraphs() -> None:
+    subgraph = load_settings().subgraph
+    assert subgraph.endpoint_url == "http://127.0.0.1:8000"
+    assert (subgraph.schedule, subgraph.page_size, subgraph.api_key) == ("0 * * * *", 1000, None)
+    v3, sushi = subgraph.sources
+    assert (v3.dex, v3.protocol, v3.path) == (
+        "uniswap_v3",
+        "v3",
+        "subgraphs/id/5zvR82QoaXYFyDEKLZ9t6v9adgnptxYpKpSbxtgVENFV",
+    )
+    assert (sushi.dex, sushi.protocol, sushi.path) == (
+        "sushiswap",
+        "v2",
+        "deployments/id/QmQ2h69a3vnE6N3TN7Ys9K1vpjYiJSi8fexnj1pWpRc6uY",
+    )
+
+
+def test_subgraph_api_key_comes_from_the_environment_and_is_never_shown(monkeypatch) -> None:
+    monkeypatch.setenv("DEXWATCH_SUBGRAPH__API_KEY", "TOPSECRETGATEWAYKEY")
+    settings = load_settings(subgraph={"endpoint_url": None})
+    assert settings.subgraph.api_key.get_secret_value() == "TOPSECRETGATEWAYKEY"
+    dumped = settings.model_dump_json()
+    assert "TOPSECRETGATEWAYKEY" not in dumped + repr(settings) + str(settings)
+
+
+def test_the_gateway_without_a_key_is_refused_with_what_to_set() -> None:
+    with pytest.raises(SettingsError, match=r"'subgraph'.*DEXWATCH_SUBGRAPH__API_KEY"):
+        load_settings(subgraph={"endpoint_url": None})
+    secret = "projects/p/secrets/thegraph/versions/latest"
+    settings = load_settings(subgraph={"endpoint_url": None, "api_key_secret": secret})
+    assert settings.subgraph.api_key_secret == secret
+    with pytest.raises(SettingsError, match=r"subgraph\.api_key_secret"):
+        load_settings(subgraph={"endpoint_url": None, "api_key_secret": "thegraph"})
+
+
+@pytest.mark.parametrize(
+    ("subgraph", "named"),
+    [
+        ({"page_size": 1001}, r"subgraph\.page_size"),
+        ({"schedule": "every hour"}, r"subgraph\.schedule.*cron"),
+        ({"gateway_url": "ftp://gateway.example"}, r"subgraph\.gateway_url"),
+        ({"sources": [{"dex": "sushiswap", "protocol": "v2"}]}, r"subgraph\.sources\.0.*exactly"),
+        ({"sources": [{**_V3_SOURCE, "pools": ["0x12"]}]}, r"subgraph\.sources\.0\.pools"),
+        ({"pagesize": 10}, r"unknown setting 'subgraph\.pagesize'"),
+    ],
+)
+def test_bad_subgraph_settings_are_named(subgraph: dict, named: str) -> None:
+    with pytest.raises(SettingsError, match=named):
+        load_settings(subgraph=subgraph)
+
+
+def test_subgraph_pools_and_checkpoint_path() -> None:
+    pool = "0x88e6A0c2dDD26FEEb64F039a2c41296FcB3f5640"
+    settings = load_settings(
+        subgraph={"sources": [{**_V3_SOURCE, "pools": [pool]}]}, chain={"chain_id": 1}
+    )
+    assert settings.subgraph.sources[0].pools == [pool.lower()]
+    assert settings.subgraph_checkpoint_path == Path(".dexwatch/checkpoints/subgraph-1.json")

@@ -65,13 +65,17 @@ _GAS_CREATE_POOL = 6_000_000
 _GAS_SMALL = 200_000
 
 
-def deploy_local_contracts(settings: Settings) -> LocalDeployment:
-    """Deploy everything to the anvil at ``settings.local.rpc_url`` and describe it."""
+def deploy_local_contracts(
+    settings: Settings, start_timestamp: int | None = None
+) -> LocalDeployment:
+    """Deploy everything to the anvil at ``settings.local.rpc_url`` and describe it. Blocks
+    are stamped with the wall clock, or one second apart from ``start_timestamp`` (a chain
+    started in the past, see ``stack.up``)."""
     started = time.monotonic()
     rpc = Rpc(settings.local.rpc_url)
     try:
         with _chain.manual_mining(rpc):
-            deployment = _Deployer(rpc, settings.local.node_modules).run()
+            deployment = _Deployer(rpc, settings.local.node_modules, start_timestamp).run()
     finally:
         rpc.close()
     log.info(
@@ -82,10 +86,11 @@ def deploy_local_contracts(settings: Settings) -> LocalDeployment:
 
 
 class _Deployer:
-    def __init__(self, rpc: Rpc, node_modules) -> None:
+    def __init__(self, rpc: Rpc, node_modules, start_timestamp: int | None = None) -> None:
         self.rpc = rpc
         self.node_modules = node_modules
         self.tx = Transactor(rpc)
+        self._next_timestamp = start_timestamp
         accounts = [a.lower() for a in rpc.call("eth_accounts")]
         if len(accounts) < 8:
             raise _chain.ChainError(
@@ -99,6 +104,14 @@ class _Deployer:
             adversaries=accounts[-2:],
         )
         self.deployer = accounts[0]
+
+    def _execute(self, txs: list[Tx]) -> list[dict]:
+        """Send ``txs`` and mine them in one block (back-dated when the chain starts in the
+        past)."""
+        timestamp = self._next_timestamp
+        if timestamp is not None:
+            self._next_timestamp = timestamp + 1
+        return self.tx.execute(txs, timestamp=timestamp)
 
     def _create(self, contract: str, types: list[str] | None = None, *args) -> Tx:
         code = load_artifact(self.node_modules, contract).bytecode
@@ -121,7 +134,7 @@ class _Deployer:
             self._create("UniswapV2Factory", ["address"], deployer),
             self._create("SushiSwapFactory", ["address"], deployer),
         ]
-        receipts = self.tx.execute(creations)
+        receipts = self._execute(creations)
         addresses = [r["contractAddress"].lower() for r in receipts]
         factory_block = int(receipts[0]["blockNumber"], 16)
         token_addresses = dict(zip([t[0] for t in _TOKENS], addresses, strict=False))
@@ -183,7 +196,7 @@ class _Deployer:
                 self._call(token.address, "mint(address,uint256)", account, amount)
                 for account in self.all_accounts
             ]
-        receipts = self.tx.execute(txs)
+        receipts = self._execute(txs)
         npm, router = (r["contractAddress"].lower() for r in receipts[:2])
         pools = self._pool_infos(tokens, factory_of)
         deployment = LocalDeployment(
@@ -231,7 +244,7 @@ class _Deployer:
                 1 - _LP_SHARE_OF_DEPTH * len(_LP_RANGES),
                 _TEAM_RANGE,
             )
-        self.tx.execute(txs)
+        self._execute(txs)
         txs = []
         for plan, pool in zip(_POOLS, pools, strict=True):
             for provider, price_range in zip(
@@ -240,7 +253,7 @@ class _Deployer:
                 txs += self._liquidity(
                     deployment, plan, pool, provider, _LP_SHARE_OF_DEPTH, price_range
                 )
-        self.tx.execute(txs)
+        self._execute(txs)
         return deployment
 
     def _pool_infos(

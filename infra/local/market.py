@@ -45,6 +45,19 @@ _LP_RANGES = (1.2, 1.5, 2.0, 3.0)
 _REPORT_EVERY_S = 60.0
 
 
+def with_live_blocks(settings: Settings) -> Settings:
+    """``settings`` whose history is mined with blocks as far apart as in live runs: history
+    that the live pipeline or its model sees must look like live traffic."""
+    interval = max(1, round(settings.simulator.block_interval_s))
+    return settings.model_copy(
+        update={
+            "simulator": settings.simulator.model_copy(
+                update={"history_block_interval_s": interval}
+            )
+        }
+    )
+
+
 @dataclass
 class MarketStats:
     blocks: int = 0

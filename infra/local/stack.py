@@ -170,7 +170,10 @@ def _reset_chain_state(settings: Settings) -> None:
 
 
 def up(settings: Settings, genesis_timestamp: int | None = None) -> LocalDeployment:
-    """Start the emulator and anvil (if not running), create topics, deploy contracts."""
+    """Start the emulator and anvil (if not running), create topics, deploy contracts.
+
+    A new chain starts at ``genesis_timestamp`` if given (in the past, for a chain that
+    mines its history before going live), and the deployment's blocks follow it."""
     from infra.local.deploy import deploy_local_contracts
 
     state_dir = settings.local.state_dir
@@ -183,7 +186,8 @@ def up(settings: Settings, genesis_timestamp: int | None = None) -> LocalDeploym
         _reset_chain_state(settings)
         processes.start(anvil_spec(settings, genesis_timestamp), state_dir)
     if not settings.local.deployment_path.is_file():
-        deployment = deploy_local_contracts(settings)
+        start = genesis_timestamp + 1 if fresh_chain and genesis_timestamp is not None else None
+        deployment = deploy_local_contracts(settings, start_timestamp=start)
         deployment.save(settings.local.deployment_path)
     return LocalDeployment.load(settings.local.deployment_path)
 

@@ -12,7 +12,6 @@ import dataclasses
 import functools
 import itertools
 import logging
-import random
 import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
@@ -23,6 +22,7 @@ import orjson
 from dexwatch.logs import register_secret
 from dexwatch.settings import ChainSettings, redact_url
 from publishers.chain.errors import RpcError, RpcUnavailable
+from publishers.retry import full_jitter_backoff
 
 log = logging.getLogger("dexwatch.publisher.rpc")
 
@@ -207,7 +207,9 @@ class RpcClient:
             url = self._urls[index]
             for attempt in range(self._max_retries + 1):
                 if attempt:
-                    time.sleep(self._backoff(attempt))
+                    time.sleep(
+                        full_jitter_backoff(attempt, self._backoff_base_s, self._backoff_max_s)
+                    )
                 try:
                     value = read(self._post(url, body))
                 except _Transient as err:
@@ -230,11 +232,6 @@ class RpcClient:
             f"{what}: no RPC URL answered after {self._max_retries + 1} attempts each "
             f"({', '.join(self.redacted_urls)}); last error: {last_error}"
         )
-
-    def _backoff(self, attempt: int) -> float:
-        """Full jitter: uniform in [0, min(max, base * 2^(attempt-1))]."""
-        cap = min(self._backoff_max_s, self._backoff_base_s * 2 ** (attempt - 1))
-        return random.uniform(0, cap)
 
     def _post(self, url: str, body: bytes) -> Any:
         try:
