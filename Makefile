@@ -48,7 +48,7 @@ down:
 
 # Regenerate the lock after changing dependencies in pyproject.toml.
 lock:
-	$(UV) pip compile -q pyproject.toml --extra dev --python-version 3.11 -o requirements.lock
+	$(UV) pip compile -q pyproject.toml --extra dev --extra serving --python-version 3.11 -o requirements.lock
 
 clean: down
 	rm -rf .dexwatch

@@ -87,9 +87,11 @@ def bootstrap_model(
     progress: Callable[[str, int, int], None] = lambda stage, done, total: None,
     workdir: Path | None = None,
 ) -> Detector:
-    """Train the first detector on ``hours`` of simulated normal traffic and save it at
-    settings.model_path."""
+    """Train the first detector on ``hours`` of simulated normal traffic, register it in
+    the model registry and promote it (settings.model_path is the production link by
+    default; an explicit model.path gets a copy)."""
     from model.chain_window import TrainingParams, train_detector
+    from model.registry import CHAIN_WINDOW, ModelRegistry
 
     with tempfile.TemporaryDirectory(prefix="dexwatch-bootstrap-") as scratch:
         work = workdir or Path(scratch)
@@ -99,7 +101,11 @@ def bootstrap_model(
         progress("features", 1, 1)
         progress("train", 0, 1)
         detector = train_detector(rows, TrainingParams(seed=settings.simulator.seed))
-        detector.save(settings.model_path)
+        registry = ModelRegistry(settings.registry_dir, CHAIN_WINDOW)
+        registry.register(detector, {"training_range": _training_range(rows, hours)})
+        registry.promote(detector.version)
+        if settings.model.path is not None:
+            detector.save(settings.model.path)
         progress("train", 1, 1)
     log.info(
         "saved detector %s (%d training windows) to %s",
@@ -108,3 +114,13 @@ def bootstrap_model(
         settings.model_path,
     )
     return detector
+
+
+def _training_range(rows: list[dict], hours: float) -> dict:
+    """What the model learned from: the span of its windows (simulated chain time)."""
+    ends = [row["window_end"] for row in rows if row.get("window_end") is not None]
+    return {
+        "source": f"simulated normal traffic, {hours:g} hours (dexwatch model bootstrap)",
+        "first_window_end": min(ends, default=None),
+        "last_window_end": max(ends, default=None),
+    }

@@ -46,7 +46,10 @@ publish_app = typer.Typer(
 pipeline_app = typer.Typer(
     help="The Beam pipeline: windows, features, scores, anomalies, alerts.", no_args_is_help=True
 )
-model_app = typer.Typer(help="The detector's model.", no_args_is_help=True)
+model_app = typer.Typer(
+    help="The detector's models: training, the registry, promotion and rollback.",
+    no_args_is_help=True,
+)
 alerts_app = typer.Typer(help="The alerts topic.", no_args_is_help=True)
 app.add_typer(local_app, name="local")
 app.add_typer(pipeline_app, name="pipeline")
@@ -371,8 +374,8 @@ def model_bootstrap(
     hours: Annotated[float, typer.Option(help="Simulated hours of normal traffic to learn.")] = 4.0,
 ) -> None:
     """Train the first detector on the simulator's normal traffic (no injections), mined on
-    a private chain and run through the real publisher and pipeline; saves it where the
-    pipeline loads it (model.path)."""
+    a private chain and run through the real publisher and pipeline; registers it and
+    promotes it to production, where the pipeline loads it (model.path)."""
     from dexwatch.bootstrap import bootstrap_model
 
     settings = _settings()
@@ -380,8 +383,136 @@ def model_bootstrap(
         detector = bootstrap_model(settings, hours, on_progress)
     typer.echo(
         f"model {detector.version}: trained on {detector.training_rows} windows of "
-        f"{hours:g} simulated hours; saved to {settings.model_path}"
+        f"{hours:g} simulated hours; registered and promoted, loaded from {settings.model_path}"
     )
+
+
+@model_app.command("list")
+def model_list(
+    model: Annotated[
+        str | None, typer.Option(help="Only this model (chain-window, pool-hour).")
+    ] = None,
+) -> None:
+    """List the registered versions of each model; production and previous are marked."""
+    from model.registry import ModelRegistry, registered_model_names
+
+    settings = _settings()
+    names = [model] if model else registered_model_names(settings.registry_dir)
+    if not names:
+        _fail(f"no models in {settings.registry_dir}: run `dexwatch model bootstrap` first")
+    for name in names:
+        registry = ModelRegistry(settings.registry_dir, name)
+        versions = registry.versions()
+        aliases = registry.aliases()
+        typer.echo(f"{name}  ({len(versions)} versions, {registry.directory})")
+        for v in versions:
+            mark = {aliases.production: "production", aliases.previous: "previous"}.get(
+                v.version, ""
+            )
+            meta = v.metadata
+            typer.echo(
+                f"  {mark:<10}  {v.version:<24}  trained {meta.get('trained_at', '?')[:19]}  "
+                f"{meta.get('training_rows', '?')} rows  features v{meta.get('features_version')}"
+                f"  code {meta.get('code_version', '?')}"
+            )
+
+
+def _change_production(model_name: str | None, version: str | None, rollback: bool) -> None:
+    """Promote ``version`` (or roll back): on Vertex AI first when GCP is configured, so a
+    failed deployment leaves the local alias where it was too."""
+    from model.registry import CHAIN_WINDOW, ModelRegistry, RegistryError, find_version
+
+    settings = _settings()
+    try:
+        if version is not None:
+            registry = find_version(settings.registry_dir, version, model_name)
+            target = registry.get(version)
+        else:
+            registry = ModelRegistry(settings.registry_dir, model_name or CHAIN_WINDOW)
+            target = registry.rollback_target()
+        if settings.model.gcp_configured:
+            from model.vertex import VertexError, promote_on_vertex
+
+            try:
+                deployed = promote_on_vertex(settings.model, registry, target)
+            except VertexError as err:
+                _fail(str(err), code=2)
+            typer.echo(
+                f"Vertex AI: {deployed.model_resource_name} "
+                f"({'uploaded to ' + deployed.artifact_uri if deployed.uploaded else 'reused'})"
+                f" deployed to endpoint {deployed.endpoint_id} with all the traffic"
+            )
+        if rollback:
+            registry.rollback()
+        else:
+            registry.promote(target.version)
+    except RegistryError as err:
+        _fail(str(err))
+    aliases = registry.aliases()
+    typer.echo(
+        f"{registry.model_name}: production is now {aliases.production}"
+        + (f" (previous {aliases.previous})" if aliases.previous else "")
+        + f"; the pipeline loads {registry.production_path()}"
+    )
+
+
+@model_app.command("promote")
+def model_promote(
+    version: Annotated[str, typer.Argument(help="A version from `dexwatch model list`.")],
+    model: Annotated[
+        str | None, typer.Option(help="The model, when a version name is ambiguous.")
+    ] = None,
+) -> None:
+    """Make VERSION the production model. A running local pipeline and `dexwatch serve`
+    use it from their next batch or request. With GCP configured (model.vertex_project),
+    it is also uploaded to the Vertex AI Model Registry and deployed to its endpoint."""
+    _change_production(model, version, rollback=False)
+
+
+@model_app.command("rollback")
+def model_rollback(
+    model: Annotated[str, typer.Option(help="chain-window or pool-hour.")] = "chain-window",
+) -> None:
+    """Return production to the version promoted before the current one (on Vertex AI too
+    when GCP is configured)."""
+    _change_production(model, None, rollback=True)
+
+
+@app.command("serve")
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[
+        int | None, typer.Option(help="Port (default: $AIP_HTTP_PORT, else 8080).")
+    ] = None,
+    threads: Annotated[int, typer.Option(help="Requests served at once.")] = 4,
+) -> None:
+    """Run the prediction server, a Vertex AI custom container: POST {"instances": [[...]]}
+    to $AIP_PREDICT_ROUTE (/predict), GET $AIP_HEALTH_ROUTE (/health). Serves the production
+    version of each registered model (from $AIP_STORAGE_URI on Vertex); instances of 9
+    numbers go to chain-window, of 13 to the hourly model."""
+    from model.serving.app import Routes, make_server, prediction_app
+    from model.serving.models import ServedModels, artifact_models, registry_models
+
+    settings = _settings()
+    routes = Routes.from_environment()
+    storage_uri = os.environ.get("AIP_STORAGE_URI")
+    models = ServedModels(
+        artifact_models(storage_uri) if storage_uri else registry_models(settings.registry_dir)
+    )
+    app_ = prediction_app(models, routes, settings.model.server_max_instances)
+    server = make_server(app_, host, routes.port if port is None else port, threads)
+    served = models.current()
+    typer.echo(
+        f"serving {', '.join(f'{n} {d.version}' for n, d in sorted(served.items())) or 'no model'}"
+        f" on http://{host}:{server.effective_port}{routes.predict} "
+        f"(health {routes.health})",
+    )
+    try:
+        server.run()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.close()
 
 
 @app.command("backfill")

@@ -191,8 +191,9 @@ class PipelineSettings(StrictModel):
 
 
 class ModelSettings(StrictModel):
-    # local: the scikit-learn model file; vertex: a Vertex AI endpoint (production).
-    serving: Literal["local", "vertex"] = "local"
+    # local: the scikit-learn model file; vertex: a Vertex AI endpoint (production); http:
+    # the prediction server (`dexwatch serve`) at http_url, the same contract as Vertex.
+    serving: Literal["local", "vertex", "http"] = "local"
     # Empty means <local.state_dir>/models/chain-window/current.joblib
     path: Path | None = None
     vertex_endpoint_id: str = ""
@@ -202,6 +203,43 @@ class ModelSettings(StrictModel):
     max_batch_size: int = Field(512, ge=1)
     # `dexwatch run` trains a first model on this many simulated hours when there is none.
     bootstrap_hours: float = Field(2.0, gt=0)
+    # serving: http. The predict route of a prediction server; requests are retried on 5xx,
+    # connection errors and timeouts with capped exponential backoff.
+    http_url: str = "http://127.0.0.1:8080/predict"
+    http_timeout_s: float = Field(10.0, gt=0)
+    http_max_retries: int = Field(4, ge=0)
+    http_backoff_base_s: float = Field(0.2, gt=0)
+    http_backoff_max_s: float = Field(5.0, gt=0)
+    # The prediction server (`dexwatch serve`, the Vertex custom container): instances per
+    # request above this are refused with a 400 (Vertex caps a request at 1.5 MB anyway).
+    server_max_instances: int = Field(1000, ge=1)
+    # `dexwatch model promote` with GCP configured (vertex_project set): the artifact
+    # directory goes to {vertex_staging_uri}/<model>/<version>/, the Model Registry gets a
+    # new version served by serving_image_uri (the Dockerfile's image), and it is deployed
+    # to the model's endpoint: chain-window to vertex_endpoint_id, pool-hour to
+    # hourly_vertex_endpoint_id.
+    vertex_staging_uri: str = ""
+    serving_image_uri: str = ""
+    hourly_vertex_endpoint_id: str = ""
+    vertex_machine_type: str = "n1-standard-2"
+
+    @field_validator("http_url")
+    @classmethod
+    def _http_url(cls, url: str) -> str:
+        if urlsplit(url).scheme not in ("http", "https"):
+            raise ValueError(f"must be an http(s) URL: {redact_url(url)}")
+        return url
+
+    @field_validator("vertex_staging_uri")
+    @classmethod
+    def _gcs_uri(cls, uri: str) -> str:
+        if uri and not re.fullmatch(r"gs://[a-z0-9][a-z0-9._-]{1,220}[a-z0-9](/.*)?", uri):
+            raise ValueError(f"must be a gs://bucket[/prefix] URI: {uri!r}")
+        return uri.rstrip("/")
+
+    @property
+    def gcp_configured(self) -> bool:
+        return bool(self.vertex_project)
 
 
 class SubgraphSource(StrictModel):
@@ -380,6 +418,12 @@ class Settings(BaseSettings):
         return (
             self.model.path or self.local.state_dir / "models" / "chain-window" / "current.joblib"
         )
+
+    @property
+    def registry_dir(self) -> Path:
+        """The local model registry (model/registry.py); its chain-window production link
+        is the default model_path."""
+        return self.local.state_dir / "models"
 
     @property
     def warehouse_path(self) -> Path:

@@ -1,19 +1,24 @@
 """Feature rows → scored rows, through RunInference with a keyed model handler.
 
 The handler is chosen by configuration: the local Detector (scikit-learn Isolation Forest,
-``model.serving: local``) or a Vertex AI endpoint serving the same contract
-(``model.serving: vertex``). Either way RunInference hands the model a whole batch of rows:
-one call per row would cost a full forest traversal setup each time.
+``model.serving: local``), a Vertex AI endpoint serving our prediction container
+(``model.serving: vertex``), or that same container reached over plain HTTP
+(``model.serving: http``, e.g. ``dexwatch serve``: the contract of model/serving/contract.py).
+Either way RunInference hands the model a whole batch of rows: one call per row would cost a
+full forest traversal setup each time.
 """
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import apache_beam as beam
+import httpx
 import orjson
 from apache_beam.ml.inference.base import (
     KeyedModelHandler,
@@ -25,9 +30,14 @@ from apache_beam.ml.inference.base import (
 from dexwatch.contracts.alert import TopFeature
 from dexwatch.contracts.detector import Detector
 from dexwatch.contracts.features import FEATURE_NAMES, feature_vector
-from dexwatch.settings import Settings
+from dexwatch.retry import full_jitter_backoff
+from dexwatch.settings import ModelSettings, Settings
 
-_LOADED: dict[tuple[str, int], Detector] = {}  # (path, mtime) → the model read from it
+log = logging.getLogger("dexwatch.scoring")
+
+# (resolved path, mtime) → the model read from it. The path is resolved because the default
+# model path is the registry's production link: a promotion re-points it.
+_LOADED: dict[tuple[str, int], Detector] = {}
 
 
 class DetectorModelHandler(ModelHandler[Sequence[float], dict[str, Any], Detector]):
@@ -40,16 +50,17 @@ class DetectorModelHandler(ModelHandler[Sequence[float], dict[str, Any], Detecto
     def load_model(self) -> Detector:
         # RunInference shares a model between its DoFn instances only while one holds it;
         # a runner that makes a DoFn per bundle (the local one) would load it per bundle.
-        key = (str(self._path), self._path.stat().st_mtime_ns)
+        resolved = self._path.resolve()
+        key = (str(resolved), resolved.stat().st_mtime_ns)
         detector = _LOADED.get(key)
         if detector is None:
-            detector = self._load_checked()
+            detector = self._load_checked(resolved)
             _LOADED.clear()
             _LOADED[key] = detector
         return detector
 
-    def _load_checked(self) -> Detector:
-        detector = Detector.load(self._path)
+    def _load_checked(self, resolved: Path) -> Detector:
+        detector = Detector.load(resolved)
         if tuple(detector.feature_names) != FEATURE_NAMES:
             raise ValueError(
                 f"{self._path} was trained on features {detector.feature_names}, "
@@ -63,6 +74,10 @@ class DetectorModelHandler(ModelHandler[Sequence[float], dict[str, Any], Detecto
         model: Detector,
         inference_args: dict[str, Any] | None = None,
     ) -> Iterable[PredictionResult]:
+        # A promotion re-points the production link. Looking at it per batch (a stat, next
+        # to milliseconds of scoring) lets a running pipeline score with the promoted version
+        # from its next batch on, however long the runner keeps the model it loaded.
+        model = self.load_model()
         scores = model.score(batch)
         for i, vector in enumerate(batch):
             yield PredictionResult(
@@ -82,6 +97,72 @@ class DetectorModelHandler(ModelHandler[Sequence[float], dict[str, Any], Detecto
         return "dexwatch_detector"
 
 
+class PredictionServerError(RuntimeError):
+    """The prediction server refused a batch or stayed unreachable through the retries."""
+
+
+class HttpModelHandler(ModelHandler[Sequence[float], dict[str, Any], httpx.Client]):
+    """Scores feature vectors through a prediction server (``dexwatch serve``, or our
+    container anywhere) over HTTP: one POST of ``{"instances": batch}`` per batch, the
+    contract Vertex AI uses. 5xx answers, connection errors and timeouts are retried with
+    capped exponential backoff and full jitter; a 4xx is a bug on our side and is not."""
+
+    def __init__(self, settings: ModelSettings) -> None:
+        self._url = settings.http_url
+        self._timeout_s = settings.http_timeout_s
+        self._max_retries = settings.http_max_retries
+        self._backoff = (settings.http_backoff_base_s, settings.http_backoff_max_s)
+        self._max_batch_size = settings.max_batch_size
+
+    def load_model(self) -> httpx.Client:
+        return httpx.Client(timeout=self._timeout_s)
+
+    def run_inference(
+        self,
+        batch: Sequence[Sequence[float]],
+        model: httpx.Client,
+        inference_args: dict[str, Any] | None = None,
+    ) -> Iterable[PredictionResult]:
+        body = orjson.dumps({"instances": [list(map(float, vector)) for vector in batch]})
+        predictions = self._post(model, body)
+        if len(predictions) != len(batch):
+            raise PredictionServerError(
+                f"{self._url} answered {len(predictions)} predictions for {len(batch)} instances"
+            )
+        for vector, prediction in zip(batch, predictions, strict=True):
+            yield PredictionResult(vector, prediction, prediction.get("model_version"))
+
+    def _post(self, client: httpx.Client, body: bytes) -> list[dict[str, Any]]:
+        headers = {"Content-Type": "application/json"}
+        for attempt in range(self._max_retries + 1):
+            try:
+                response = client.post(self._url, content=body, headers=headers)
+            except httpx.TransportError as err:  # connection refused or reset, timeouts
+                failure = f"{type(err).__name__}: {err}"
+            else:
+                if response.status_code == 200:
+                    return response.json()["predictions"]
+                if response.status_code < 500:
+                    raise PredictionServerError(
+                        f"{self._url} refused the batch ({response.status_code}): "
+                        f"{response.text[:300]}"
+                    )
+                failure = f"HTTP {response.status_code}"
+            if attempt < self._max_retries:
+                delay = full_jitter_backoff(attempt + 1, *self._backoff)
+                log.warning("%s: %s; retrying in %.2f s", self._url, failure, delay)
+                time.sleep(delay)
+        raise PredictionServerError(
+            f"{self._url} failed {self._max_retries + 1} times, last: {failure}"
+        )
+
+    def batch_elements_kwargs(self) -> dict[str, Any]:
+        return {"min_batch_size": 1, "max_batch_size": self._max_batch_size}
+
+    def get_metrics_namespace(self) -> str:
+        return "dexwatch_prediction_server"
+
+
 def model_handler(settings: Settings) -> ModelHandler:
     """The configured model handler (a Vertex endpoint is contacted when it is built)."""
     if settings.model.serving == "vertex":
@@ -93,20 +174,25 @@ def model_handler(settings: Settings) -> ModelHandler:
             location=settings.model.vertex_location,
             max_batch_size=settings.model.max_batch_size,
         )
+    if settings.model.serving == "http":
+        return HttpModelHandler(settings.model)
     return DetectorModelHandler(settings.model_path, settings.model.max_batch_size)
 
 
 def _scored_row(element: tuple[dict, PredictionResult]) -> dict:
     row, result = element
     inference = result.inference
-    # A Vertex endpoint answers with our server's JSON: top features as plain dicts.
+    # Our prediction server (on Vertex or over HTTP) answers with JSON: top features as
+    # plain dicts, and the model version in each prediction (Vertex's own model id is its
+    # deployed-model id, not ours).
     top = [t if isinstance(t, TopFeature) else TopFeature(**t) for t in inference["top_features"]]
+    version = inference.get("model_version") or result.model_id
     return {
         **row,
         "score": float(inference["score"]),
         "is_anomaly": bool(inference["is_anomaly"]),
         "top_features": orjson.dumps([t.model_dump() for t in top]).decode(),
-        "model_version": str(result.model_id or "unknown"),
+        "model_version": str(version or "unknown"),
         "scored_at": datetime.now(UTC),
     }
 

@@ -20,9 +20,9 @@ import httpx
 import orjson
 
 from dexwatch.logs import register_secret
+from dexwatch.retry import full_jitter_backoff
 from dexwatch.settings import ChainSettings, redact_url
 from publishers.chain.errors import RpcError, RpcUnavailable
-from publishers.retry import full_jitter_backoff
 
 log = logging.getLogger("dexwatch.publisher.rpc")
 

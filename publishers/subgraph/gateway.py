@@ -20,8 +20,8 @@ import httpx
 import orjson
 
 from dexwatch.logs import register_secret
+from dexwatch.retry import full_jitter_backoff
 from dexwatch.settings import SubgraphSettings, SubgraphSource
-from publishers.retry import full_jitter_backoff
 from publishers.subgraph.errors import (
     SubgraphPublisherError,
     SubgraphQueryError,

@@ -1,4 +1,4 @@
-"""Backoff between retries, shared by the publishers' network clients."""
+"""Backoff between retries, shared by the network clients (publishers, the HTTP model handler)."""
 
 from __future__ import annotations
 
