@@ -186,8 +186,15 @@ class PipelineSettings(StrictModel):
     # Events this late (event time) still update their windows: covers the publisher's
     # confirmation wait and reorg retractions.
     allowed_lateness_s: int = Field(600, ge=0)
-    # Within this much event time, a pool's anomalies form one alert thread (one alert).
+    # An anomaly within this much event time of one of its pool's alert threads, or
+    # overlapping it (an hourly row), joins that thread; otherwise it opens one (an alert).
     alert_cooldown_s: int = Field(300, ge=0)
+    # The hourly branch: reads pool-hourly and scores it with the hourly model (needs one,
+    # see `dexwatch model bootstrap-hourly`). Off, the pipeline reads pool-events only.
+    hourly: bool = False
+    # Hours this much older than a pool's newest hour still recompute the hours after them;
+    # older ones are dropped (their history is gone from state).
+    hourly_allowed_lateness_h: int = Field(24, ge=0)
 
 
 class ModelSettings(StrictModel):
@@ -195,13 +202,22 @@ class ModelSettings(StrictModel):
     serving: Literal["local", "vertex"] = "local"
     # Empty means <local.state_dir>/models/chain-window/current.joblib
     path: Path | None = None
+    # The hourly model (pipeline.hourly). Empty means
+    # <local.state_dir>/models/pool-hour/current.joblib
+    hourly_path: Path | None = None
     vertex_endpoint_id: str = ""
+    # The Vertex endpoint serving the hourly model (the earlier design's 13-number requests).
+    hourly_vertex_endpoint_id: str = ""
     vertex_project: str = ""
     vertex_location: str = "us-central1"
     # Rows per RunInference call: scoring a batch costs about as much as scoring one row.
     max_batch_size: int = Field(512, ge=1)
     # `dexwatch run` trains a first model on this many simulated hours when there is none.
     bootstrap_hours: float = Field(2.0, gt=0)
+    # `dexwatch model bootstrap-hourly` mines this many simulated hours: of each pool's
+    # whole hours (H - 1), the first 20 are history only, the rest training rows; five pools
+    # need H >= 31 for the 50 rows training takes.
+    hourly_bootstrap_hours: int = Field(36, ge=31)
 
 
 class SubgraphSource(StrictModel):
@@ -379,6 +395,13 @@ class Settings(BaseSettings):
     def model_path(self) -> Path:
         return (
             self.model.path or self.local.state_dir / "models" / "chain-window" / "current.joblib"
+        )
+
+    @property
+    def hourly_model_path(self) -> Path:
+        return (
+            self.model.hourly_path
+            or self.local.state_dir / "models" / "pool-hour" / "current.joblib"
         )
 
     @property
