@@ -215,9 +215,9 @@ class ModelSettings(StrictModel):
     # `dexwatch run` trains a first model on this many simulated hours when there is none.
     bootstrap_hours: float = Field(2.0, gt=0)
     # `dexwatch model bootstrap-hourly` mines this many simulated hours: of each pool's
-    # whole hours (H - 1), the first 20 are history only, the rest training rows; five pools
-    # need H >= 31 for the 50 rows training takes.
-    hourly_bootstrap_hours: int = Field(36, ge=31)
+    # whole hours (H - 2 at worst), the first 20 are history only, the rest training rows;
+    # the four pools the subgraphs index need H >= 35 for the 50 rows training takes.
+    hourly_bootstrap_hours: int = Field(38, ge=35)
 
 
 class SubgraphSource(StrictModel):
