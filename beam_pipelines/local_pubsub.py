@@ -12,7 +12,8 @@ the span before the oldest window the previous run may not have finished (from i
 rows in the warehouse, less the allowed lateness): those windows are recomputed whole, and
 the ones before them, final and written, are not emitted again (``ResumePoint``).
 A message both journaled and redelivered (killed between fsync and acknowledgement) comes
-twice; the pipeline drops duplicates by event id.
+twice; the pipeline drops duplicates by event id. Each subscription read (pool-events, and
+pool-hourly for the hourly branch) has its own journal directory and replay plan.
 
 The watermark follows the data: the newest event time read, less a few seconds for
 messages that overtake each other. It does not advance while nothing arrives, so a
@@ -46,8 +47,10 @@ from apache_beam.runners.direct.util import TransformResult
 from apache_beam.transforms.window import GlobalWindows
 from apache_beam.utils.timestamp import MIN_TIMESTAMP, Timestamp
 
+from dexwatch.contracts.hourly_features import HISTORY_HOURS
 from dexwatch.contracts.pool_event import rfc3339
-from dexwatch.contracts.topics import PIPELINE_SUBSCRIPTION
+from dexwatch.contracts.pool_hour import HOUR_S
+from dexwatch.contracts.topics import PIPELINE_SUBSCRIPTION, POOL_HOURLY_SUBSCRIPTION
 from dexwatch.settings import PipelineSettings, Settings
 
 log = logging.getLogger("dexwatch.pipeline.local_read")
@@ -334,11 +337,21 @@ class _JournaledReadEvaluator(_TransformEvaluator):
 TransformEvaluatorRegistry._test_evaluators_overrides[JournaledPubSubRead] = _JournaledReadEvaluator
 
 
+@dataclass(frozen=True)
+class JournalPlan:
+    """How one subscription's journal is kept and replayed (event time, unix s)."""
+
+    keep_s: int
+    replay_from: int
+
+
 class _JournaledReadOverride(PTransformOverride):
-    def __init__(self, journal_dir: Path, keep_s: int, replay_from: int) -> None:
-        self._journal_dir = journal_dir
-        self._keep_s = keep_s
-        self._replay_from = replay_from
+    """Replaces every ReadFromPubSub with a journaled read of its subscription, each with
+    its own journal (``<journal_root>/<subscription>``) and plan."""
+
+    def __init__(self, journal_root: Path, plans: dict[str, JournalPlan]) -> None:
+        self._journal_root = journal_root
+        self._plans = plans
 
     def matches(self, applied_ptransform) -> bool:
         return isinstance(applied_ptransform.transform, ReadFromPubSub)
@@ -347,26 +360,44 @@ class _JournaledReadOverride(PTransformOverride):
         source = applied_ptransform.transform._source
         if source.full_subscription is None:
             raise ValueError("the local journaled read needs a subscription, not a topic")
+        name = source.full_subscription.rsplit("/", 1)[-1]
+        if name not in self._plans:
+            raise ValueError(f"no journal plan for the subscription {name}")
+        plan = self._plans[name]
         return JournaledPubSubRead(
             source.full_subscription,
             source.timestamp_attribute,
             source.with_attributes,
-            self._journal_dir,
-            self._keep_s,
-            self._replay_from,
+            self._journal_root / name,
+            plan.keep_s,
+            plan.replay_from,
         )
 
 
-def build_local_streaming_pipeline(settings: Settings, handler=None) -> beam.Pipeline:
+def hourly_journal_keep_s(settings: PipelineSettings) -> int:
+    """The hourly journal keeps what rebuilds the per-pool state of hours: the history of
+    the oldest hour that may still be replaced, and an hour more."""
+    return (HISTORY_HOURS + settings.hourly_allowed_lateness_h + 1) * HOUR_S
+
+
+def build_local_streaming_pipeline(
+    settings: Settings, handler=None, hourly_handler=None
+) -> beam.Pipeline:
     """The streaming pipeline for the local runner, reading through the journal and
-    resuming where a previous run stopped."""
+    resuming where a previous run stopped. The hourly branch (pipeline.hourly) replays its
+    whole journal into its state, and emits again only the rows of hours that end after the
+    newest hour the previous run wrote of their pool."""
     from beam_pipelines.options import local_streaming_options
     from beam_pipelines.pipeline import build_streaming_pipeline
 
-    journal_dir = (
-        settings.local.state_dir / "journal" / settings.pubsub.project / PIPELINE_SUBSCRIPTION
+    journal_root = settings.local.state_dir / "journal" / settings.pubsub.project
+    newest_chain, written_hours = _newest_written(settings)
+    # Chain rows reach the end of the newest slice seen; a window's current part back is on
+    # the safe side.
+    resume = resume_point(
+        settings.pipeline,
+        None if newest_chain is None else newest_chain - _window_current_s(settings.pipeline),
     )
-    resume = resume_point(settings.pipeline, _processed_until(settings))
     if resume.final_before is not None:
         log.info(
             "resuming: replaying journaled events from %s; windows up to %s were final",
@@ -374,30 +405,45 @@ def build_local_streaming_pipeline(settings: Settings, handler=None) -> beam.Pip
             rfc3339(resume.final_before),
         )
     pipeline = build_streaming_pipeline(
-        settings, local_streaming_options(), handler=handler, final_before=resume.final_before
+        settings,
+        local_streaming_options(),
+        handler=handler,
+        final_before=resume.final_before,
+        hourly_handler=hourly_handler,
+        hours_final_before=written_hours,
     )
-    keep_s = journal_keep_s(settings.pipeline)
-    pipeline.replace_all([_JournaledReadOverride(journal_dir, keep_s, resume.replay_from)])
+    plans = {
+        PIPELINE_SUBSCRIPTION: JournalPlan(journal_keep_s(settings.pipeline), resume.replay_from)
+    }
+    if settings.pipeline.hourly:
+        plans[POOL_HOURLY_SUBSCRIPTION] = JournalPlan(
+            hourly_journal_keep_s(settings.pipeline), replay_from=0
+        )
+    pipeline.replace_all([_JournaledReadOverride(journal_root, plans)])
     return pipeline
 
 
-def _processed_until(settings: Settings) -> int | None:
-    """The event time the last run had processed, from its newest chain window (rows reach
-    the end of the newest slice seen; a window's current part back is on the safe side)."""
+def _window_current_s(settings: PipelineSettings) -> int:
+    return settings.current_slices * settings.slice_s
+
+
+def _newest_written(settings: Settings) -> tuple[int | None, dict[str, int]]:
+    """The newest window end the last run wrote (unix s): of the chain windows, and of the
+    hours per pool (chain_id:pool)."""
     from dexwatch.warehouse import open_warehouse
 
     if not settings.warehouse_path.exists():
-        return None
+        return None, {}
     warehouse = open_warehouse(settings)
     tables = warehouse.query(
         "select count(*) from information_schema.tables where table_name = 'pool_scores'"
     ).rows
     if not tables[0][0]:
-        return None
+        return None, {}
     newest = warehouse.query(
-        "select max(epoch(window_end)) from pool_scores where source = 'chain'"
+        "select source, chain_id, pool, max(epoch(window_end)) from pool_scores "
+        "group by source, chain_id, pool"
     ).rows
-    if not newest or newest[0][0] is None:
-        return None
-    s = settings.pipeline
-    return int(newest[0][0]) - s.current_slices * s.slice_s
+    chain = [int(end) for source, _, _, end in newest if source == "chain"]
+    hours = {f"{c}:{pool}": int(end) for source, c, pool, end in newest if source == "subgraph"}
+    return max(chain, default=None), hours

@@ -4,6 +4,11 @@ On a private anvil (its own port and state, so a running local stack is not dist
 deploy the contracts, mine ``hours`` of normal market history (no injections), record it
 with the real chain publisher, compute the features with the real pipeline in batch, and
 train the Isolation Forest on them. Nothing here is trained on random numbers.
+
+`dexwatch model bootstrap-hourly` does the same for the hourly model: the local stand-in for
+The Graph indexes the private chain and the real subgraph publisher reads its hours as
+PoolHours (what the live hourly path sees), and the hourly features of every hour with
+enough history are its training rows.
 """
 
 from __future__ import annotations
@@ -15,18 +20,25 @@ from pathlib import Path
 
 import orjson
 
+from dexwatch.contracts.deployment import LocalDeployment
 from dexwatch.contracts.detector import Detector
-from dexwatch.contracts.topics import POOL_EVENTS
+from dexwatch.contracts.pool_hour import HOUR_S, PoolHour
+from dexwatch.contracts.topics import POOL_EVENTS, POOL_HOURLY
 from dexwatch.settings import Settings
 
 log = logging.getLogger("dexwatch.bootstrap")
 
 
 def record_history(
-    settings: Settings, hours: float, workdir: Path, progress: Callable[[str, int, int], None]
+    settings: Settings,
+    hours: float,
+    workdir: Path,
+    progress: Callable[[str, int, int], None],
+    while_chain_runs: Callable[[Settings], None] | None = None,
 ) -> tuple[Path, Settings]:
     """Mine ``hours`` of normal history on a private anvil and record its pool events.
-    Returns the recording (JSON lines) and the settings the private chain ran with."""
+    Returns the recording (JSON lines) and the settings the private chain ran with;
+    ``while_chain_runs`` gets those settings before the private chain stops."""
     from infra.local import processes, stack
     from infra.local.deploy import deploy_local_contracts
     from infra.local.market import MarketSimulator, with_live_blocks
@@ -63,6 +75,8 @@ def record_history(
         stats = publish_chain(private, once=True, record_to=recording)
         progress("publish", 1, 1)
         log.info("recorded %d pool events", stats.events)
+        if while_chain_runs is not None:
+            while_chain_runs(private)
     finally:
         processes.stop(private.local.state_dir, stack.ANVIL)
     return recording / f"{POOL_EVENTS}.jsonl", private
@@ -124,3 +138,124 @@ def _training_range(rows: list[dict], hours: float) -> dict:
         "first_window_end": min(ends, default=None),
         "last_window_end": max(ends, default=None),
     }
+# Blocks of the hourly bootstrap, in seconds of chain time. The simulator trades per second
+# of chain time, so an hour holds the same trades whatever the block length; longer blocks
+# mine faster (about 10 ms a block besides 1 ms a swap). 15 s as in tests/test_false_alarms.
+HOURLY_BOOTSTRAP_BLOCK_S = 15
+
+
+def bootstrap_hourly_model(
+    settings: Settings,
+    hours: int,
+    progress: Callable[[str, int, int], None] = lambda stage, done, total: None,
+    workdir: Path | None = None,
+) -> tuple[Detector, list[PoolHour]]:
+    """Train the first hourly detector on ``hours`` of simulated normal traffic, register it
+    in the model registry and promote it (settings.hourly_model_path), with the PoolHours it
+    learned from beside it
+    (training-hours.jsonl, pool-hourly messages: a replay can feed them to the pipeline)."""
+    from model.hourly import train_hourly_detector
+    from model.registry import POOL_HOUR, ModelRegistry
+    from model.training import TrainingParams
+
+    mining = settings.model_copy(
+        update={
+            "simulator": settings.simulator.model_copy(
+                update={"block_interval_s": HOURLY_BOOTSTRAP_BLOCK_S}
+            )
+        }
+    )
+    with tempfile.TemporaryDirectory(prefix="dexwatch-bootstrap-hourly-") as scratch:
+        work = workdir or Path(scratch)
+        pool_hours: list[PoolHour] = []
+
+        def read_hours(private: Settings) -> None:
+            progress("hours", 0, 1)
+            pool_hours.extend(subgraph_hours(private, work / "subgraph"))
+            progress("hours", 1, 1)
+
+        record_history(mining, hours, work, progress, while_chain_runs=read_hours)
+    progress("train", 0, 1)
+    detector = train_hourly_detector(pool_hours, TrainingParams(seed=settings.simulator.seed))
+    registry = ModelRegistry(settings.registry_dir, POOL_HOUR)
+    stamps = [hour.hour_start for hour in pool_hours]
+    training_range = {
+        "source": f"simulated normal traffic, {hours} hours (dexwatch model bootstrap-hourly)",
+        "first_hour_start": min(stamps, default=None),
+        "last_hour_start": max(stamps, default=None),
+    }
+    registry.register(detector, {"training_range": training_range})
+    registry.promote(detector.version)
+    if settings.model.hourly_path is not None:
+        detector.save(settings.model.hourly_path)
+    training_hours = settings.hourly_model_path.parent / "training-hours.jsonl"
+    training_hours.write_bytes(b"".join(hour.to_json() + b"\n" for hour in pool_hours))
+    progress("train", 1, 1)
+    log.info(
+        "saved hourly detector %s (%d training hours of %d pool hours) to %s",
+        detector.version,
+        detector.training_rows,
+        len(pool_hours),
+        settings.hourly_model_path,
+    )
+    return detector, pool_hours
+
+
+def subgraph_hours(private: Settings, workdir: Path) -> list[PoolHour]:
+    """Every whole hour of a private chain's pools as the live hourly path sees them: indexed
+    by the local stand-in for The Graph, read by the real subgraph publisher."""
+    from infra.local.processes import free_port
+    from infra.local.subgraph.indexer import ChainIndexer
+    from infra.local.subgraph.schema import StandInSubgraph
+    from infra.local.subgraph.server import SubgraphStandIn
+    from publishers.subgraph import run as read_subgraph
+
+    sources = private.subgraph.sources
+    subgraphs = {source.path: StandInSubgraph(source.protocol) for source in sources}
+    deployment = LocalDeployment.load(private.local.deployment_path)
+    indexer = ChainIndexer(
+        private.local.rpc_url,
+        deployment,
+        {source.dex: subgraphs[source.path] for source in sources},
+    )
+    try:
+        indexer.index_once()
+    finally:
+        indexer.close()
+    first_stamp, last_stamp = _block_timestamps(
+        private.local.rpc_url, deployment.deployed_at_block, "latest"
+    )
+    # Whole hours only: the first one is cut by the deployment, the last by the end.
+    first_hour = -(-first_stamp // HOUR_S) * HOUR_S
+    end_hour = last_stamp // HOUR_S * HOUR_S
+    if end_hour <= first_hour:
+        return []
+    with SubgraphStandIn(subgraphs, "127.0.0.1", free_port()) as standin:
+        reader = private.model_copy(
+            update={
+                "subgraph": private.subgraph.model_copy(
+                    update={
+                        "endpoint_url": standin.url,
+                        "checkpoint_path": workdir / "checkpoint.json",
+                        "catch_up_wait_s": 0.0,
+                    }
+                )
+            }
+        )
+        read_subgraph(reader, once=True, record_to=workdir, hours=(first_hour, end_hour))
+    recorded = workdir / f"{POOL_HOURLY}.jsonl"
+    return [PoolHour.from_json(line) for line in recorded.read_bytes().splitlines() if line]
+
+
+def _block_timestamps(rpc_url: str, *blocks: int | str) -> list[int]:
+    from infra.local._chain import Rpc
+
+    rpc = Rpc(rpc_url)
+    try:
+        return [
+            int(rpc.call("eth_getBlockByNumber", b if isinstance(b, str) else hex(b), False)
+                ["timestamp"], 16)
+            for b in blocks
+        ]  # fmt: skip
+    finally:
+        rpc.close()

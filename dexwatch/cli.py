@@ -342,13 +342,17 @@ def pipeline_run() -> None:
 
     settings = _settings()
     _use_local_emulator(settings)
-    _require_model(settings)
+    _require_model(settings, hourly=settings.pipeline.hourly)
     build_local_streaming_pipeline(settings).run().wait_until_finish()
 
 
 @pipeline_app.command("replay")
 def pipeline_replay(
     events: Annotated[Path, typer.Argument(help="Recorded pool events (JSON lines).")],
+    hours: Annotated[
+        Path | None,
+        typer.Option(help="Recorded pool-hourly messages (JSON lines), for the hourly branch."),
+    ] = None,
 ) -> None:
     """Replay a recorded stream through the same transforms in batch, into the same tables
     (upserts: replaying twice changes nothing). Record one with
@@ -357,16 +361,26 @@ def pipeline_replay(
     from beam_pipelines.pipeline import build_replay_pipeline
 
     settings = _settings()
-    if not events.is_file():
-        _fail(f"no recorded events at {events}")
-    _require_model(settings)
-    build_replay_pipeline(settings, batch_options(), events).run().wait_until_finish()
+    for path in (events, hours):
+        if path is not None and not path.is_file():
+            _fail(f"no recording at {path}")
+    _require_model(settings, hourly=hours is not None)
+    build_replay_pipeline(
+        settings, batch_options(), events, hours_file=hours
+    ).run().wait_until_finish()
     typer.echo(f"replayed {events} into {settings.warehouse_path}")
 
 
-def _require_model(settings: Settings) -> None:
-    if settings.model.serving == "local" and not settings.model_path.is_file():
+def _require_model(settings: Settings, hourly: bool = False) -> None:
+    if settings.model.serving != "local":
+        return
+    if not settings.model_path.is_file():
         _fail(f"no model at {settings.model_path}: run `dexwatch model bootstrap` first")
+    if hourly and not settings.hourly_model_path.is_file():
+        _fail(
+            f"no hourly model at {settings.hourly_model_path}: run "
+            "`dexwatch model bootstrap-hourly` first, or set pipeline.hourly to false"
+        )
 
 
 @model_app.command("bootstrap")
@@ -515,9 +529,39 @@ def serve(
         server.close()
 
 
+@model_app.command("bootstrap-hourly")
+def model_bootstrap_hourly(
+    hours: Annotated[
+        int | None,
+        typer.Option(
+            help="Simulated hours to mine (default model.hourly_bootstrap_hours); each pool's "
+            "first 20 are history only."
+        ),
+    ] = None,
+) -> None:
+    """Train the first hourly model (the pool-hourly branch's) on the simulator's normal
+    traffic: mined on a private chain, recorded by the real publisher, aggregated into
+    PoolHours as a subgraph would; saves it at model.hourly_path."""
+    from dexwatch.bootstrap import bootstrap_hourly_model
+
+    settings = _settings()
+    hours = hours or settings.model.hourly_bootstrap_hours
+    with _stage_progress() as on_progress:
+        detector, _ = bootstrap_hourly_model(settings, hours, on_progress)
+    typer.echo(
+        f"hourly model {detector.version}: trained on {detector.training_rows} pool hours of "
+        f"{hours} simulated hours; saved to {settings.hourly_model_path}"
+    )
+
+
 @app.command("backfill")
 def backfill(
-    source: Annotated[str, typer.Option(help="chain: pool events from the RPC node.")],
+    source: Annotated[
+        str,
+        typer.Option(
+            help="chain: pool events from the RPC node; subgraph: pool hours from the subgraphs."
+        ),
+    ],
     start: Annotated[
         datetime, typer.Option("--from", help="Start of the range (UTC).", formats=_DATE_FORMATS)
     ],
@@ -531,21 +575,23 @@ def backfill(
     """Score a past range through the pipeline's own transforms in batch, into the same
     tables (upserts: a second run changes nothing). An interrupted run of the same range
     resumes where it stopped."""
-    from dexwatch.backfill import BackfillError, backfill_chain
+    from dexwatch.backfill import BackfillError, backfill_chain, backfill_subgraph
 
-    if source != "chain":
-        _fail(f"unknown --source {source!r}: chain")
+    runs = {"chain": (backfill_chain, "events"), "subgraph": (backfill_subgraph, "pool hours")}
+    if source not in runs:
+        _fail(f"unknown --source {source!r}: chain or subgraph")
+    backfill_source, items = runs[source]
     settings = _settings()
     start, end = start.replace(tzinfo=UTC), end.replace(tzinfo=UTC)
     try:
         with _stage_progress() as on_progress:
-            result = backfill_chain(settings, start, end, on_progress, restart)
+            result = backfill_source(settings, start, end, on_progress, restart)
     except BackfillError as err:
         _fail(str(err))
     typer.echo(
         f"{'resumed and ' if result.resumed else ''}backfilled {source} "
-        f"{start:%Y-%m-%d %H:%M}..{end:%Y-%m-%d %H:%M}: {result.items} events read, "
-        f"{result.rows} windows in pool_scores, {result.seconds:.1f} s"
+        f"{start:%Y-%m-%d %H:%M}..{end:%Y-%m-%d %H:%M}: {result.items} {items} read, "
+        f"{result.rows} rows of this source in pool_scores, {result.seconds:.1f} s"
     )
 
 

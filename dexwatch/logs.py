@@ -97,6 +97,9 @@ def configure(level: str = "INFO", fmt: str = "console") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    # Client libraries are chatty at INFO (every HTTP request, every gRPC channel).
-    for noisy in ("httpx", "httpcore", "urllib3", "google", "grpc", "web3", "asyncio"):
+    # Client libraries are chatty at INFO (every HTTP request, every gRPC channel; Beam on
+    # every postponed type hint).
+    chatty = ("httpx", "httpcore", "urllib3", "google", "grpc", "web3", "asyncio",
+              "apache_beam.typehints")  # fmt: skip
+    for noisy in chatty:
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))

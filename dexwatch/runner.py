@@ -12,6 +12,7 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from rich.console import Console
@@ -124,6 +125,12 @@ def run_local(
         names = {p.address: p.name for p in deployment.pools}
         if settings.model.serving == "local" and not settings.model_path.is_file():
             _bootstrap_model(settings, console)
+        if (
+            settings.pipeline.hourly
+            and settings.model.serving == "local"
+            and not settings.hourly_model_path.is_file()
+        ):
+            _bootstrap_hourly_model(settings, console)
         summary = PoolEventSummary(names)
         stop_monitor = subscribe(settings.pubsub.project, MONITOR_SUBSCRIPTION, summary)
         stop_alerts = subscribe_alerts(
@@ -211,6 +218,24 @@ def _bootstrap_model(settings: Settings, console: Console) -> None:
         f"no model yet: training the first one on {hours:g} simulated hours of normal traffic "
         "(once; `dexwatch model bootstrap` does the same)"
     )
+    detector = bootstrap_model(settings, hours, _progress_printer(console))
+    console.print(f"model {detector.version} trained on {detector.training_rows} windows")
+
+
+def _bootstrap_hourly_model(settings: Settings, console: Console) -> None:
+    from dexwatch.bootstrap import bootstrap_hourly_model
+
+    hours = settings.model.hourly_bootstrap_hours
+    console.print(
+        f"pipeline.hourly and no hourly model yet: training the first one on {hours} simulated "
+        "hours of normal traffic (once; `dexwatch model bootstrap-hourly` does the same)"
+    )
+    detector, _ = bootstrap_hourly_model(settings, hours, _progress_printer(console))
+    console.print(f"hourly model {detector.version} trained on {detector.training_rows} pool hours")
+
+
+def _progress_printer(console: Console) -> Callable[[str, int, int], None]:
+    """Prints each stage's progress every 25 %."""
     last: dict[str, int] = {}
 
     def progress(stage: str, done: int, total: int) -> None:
@@ -219,5 +244,4 @@ def _bootstrap_model(settings: Settings, console: Console) -> None:
             last[stage] = percent
             console.print(f"  {stage}: {percent}%", highlight=False)
 
-    detector = bootstrap_model(settings, hours, progress)
-    console.print(f"model {detector.version} trained on {detector.training_rows} windows")
+    return progress

@@ -186,8 +186,15 @@ class PipelineSettings(StrictModel):
     # Events this late (event time) still update their windows: covers the publisher's
     # confirmation wait and reorg retractions.
     allowed_lateness_s: int = Field(600, ge=0)
-    # Within this much event time, a pool's anomalies form one alert thread (one alert).
+    # An anomaly within this much event time of one of its pool's alert threads, or
+    # overlapping it (an hourly row), joins that thread; otherwise it opens one (an alert).
     alert_cooldown_s: int = Field(300, ge=0)
+    # The hourly branch: reads pool-hourly and scores it with the hourly model (needs one,
+    # see `dexwatch model bootstrap-hourly`). Off, the pipeline reads pool-events only.
+    hourly: bool = False
+    # Hours this much older than a pool's newest hour still recompute the hours after them;
+    # older ones are dropped (their history is gone from state).
+    hourly_allowed_lateness_h: int = Field(24, ge=0)
 
 
 class ModelSettings(StrictModel):
@@ -196,7 +203,12 @@ class ModelSettings(StrictModel):
     serving: Literal["local", "vertex", "http"] = "local"
     # Empty means <local.state_dir>/models/chain-window/current.joblib
     path: Path | None = None
+    # The hourly model (pipeline.hourly). Empty means
+    # <local.state_dir>/models/pool-hour/current.joblib
+    hourly_path: Path | None = None
     vertex_endpoint_id: str = ""
+    # The Vertex endpoint serving the hourly model (the earlier design's 13-number requests).
+    hourly_vertex_endpoint_id: str = ""
     vertex_project: str = ""
     vertex_location: str = "us-central1"
     # Rows per RunInference call: scoring a batch costs about as much as scoring one row.
@@ -220,7 +232,6 @@ class ModelSettings(StrictModel):
     # hourly_vertex_endpoint_id.
     vertex_staging_uri: str = ""
     serving_image_uri: str = ""
-    hourly_vertex_endpoint_id: str = ""
     vertex_machine_type: str = "n1-standard-2"
 
     @field_validator("http_url")
@@ -240,6 +251,10 @@ class ModelSettings(StrictModel):
     @property
     def gcp_configured(self) -> bool:
         return bool(self.vertex_project)
+    # `dexwatch model bootstrap-hourly` mines this many simulated hours: of each pool's
+    # whole hours (H - 2 at worst), the first 20 are history only, the rest training rows;
+    # the four pools the subgraphs index need H >= 35 for the 50 rows training takes.
+    hourly_bootstrap_hours: int = Field(38, ge=35)
 
 
 class SubgraphSource(StrictModel):
@@ -424,6 +439,13 @@ class Settings(BaseSettings):
         """The local model registry (model/registry.py); its chain-window production link
         is the default model_path."""
         return self.local.state_dir / "models"
+
+    @property
+    def hourly_model_path(self) -> Path:
+        return (
+            self.model.hourly_path
+            or self.local.state_dir / "models" / "pool-hour" / "current.joblib"
+        )
 
     @property
     def warehouse_path(self) -> Path:

@@ -1,87 +1,20 @@
-"""Training the chain-window detector: an Isolation Forest on normal traffic's features.
-
-The threshold is set on the training data itself: a low quantile of the training scores,
-lowered by a margin, so normal traffic like the training data is almost never flagged.
-"""
+"""Training the chain-window detector: an Isolation Forest on normal traffic's window
+features (``dexwatch/contracts/features.py``); the fitting itself is ``model.training``."""
 
 from __future__ import annotations
 
-import logging
-import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
 
 import numpy as np
-from sklearn.ensemble import IsolationForest
 
 from dexwatch.contracts.detector import Detector
 from dexwatch.contracts.features import FEATURE_NAMES, FEATURES_VERSION, feature_vector
+from model.training import DEFAULT_PARAMS, TrainingParams, fit_detector
 
-log = logging.getLogger("dexwatch.model")
-
-
-@dataclass(frozen=True)
-class TrainingParams:
-    n_estimators: int = 200
-    max_samples: int = 256
-    # The threshold: this quantile of the training scores ...
-    threshold_quantile: float = 0.001
-    # ... minus this margin (score units), so the training data's tail is not flagged.
-    # Measured with feature_limit_factor below on 2 normal simulated days of five pools
-    # (28,750 windows each) and 18 models (bootstraps of 1 to 3 other hours, 2 forest seeds):
-    # 0.1 and 2.5 left at most one false alert thread a day (on 4 of 36 model-days); 0.07
-    # and 2.0 up to 7: LP removals with a price move (the forest), and V3 LP removals of 3%
-    # of the liquidity where a 2-hour bootstrap's largest was 1.5% (the limits).
-    threshold_margin: float = 0.1
-    # Per-feature limit: the largest deviation seen in training times this factor, and at
-    # least min_feature_limit robust standard deviations.
-    feature_limit_factor: float = 2.5
-    min_feature_limit: float = 8.0
-    seed: int = 7
+__all__ = ["TrainingParams", "train_detector"]
 
 
-def train_detector(rows: Sequence[dict], params: TrainingParams = TrainingParams()) -> Detector:
+def train_detector(rows: Sequence[dict], params: TrainingParams = DEFAULT_PARAMS) -> Detector:
     """A Detector trained on feature rows (dicts with every name in FEATURE_NAMES)."""
-    if len(rows) < 50:
-        raise ValueError(f"{len(rows)} feature rows are too few to train on (need 50 or more)")
     x = np.array([feature_vector(row) for row in rows], dtype=np.float64)
-    forest = IsolationForest(
-        n_estimators=params.n_estimators,
-        max_samples=min(params.max_samples, len(x)),
-        random_state=params.seed,
-    ).fit(x)
-    training_scores = forest.score_samples(x)
-    threshold = (
-        float(np.quantile(training_scores, params.threshold_quantile)) - params.threshold_margin
-    )
-    q1, median, q3 = np.quantile(x, [0.25, 0.5, 0.75], axis=0)
-    # Features that barely vary in normal traffic (a removed share is usually 0) get a small
-    # floor, so any real movement stands out.
-    scale = np.maximum((q3 - q1) / 1.349, np.maximum(np.abs(median) * 0.05, 1e-3))
-    deviation = np.abs((x - median) / scale)
-    limits = np.maximum(
-        deviation.max(axis=0) * params.feature_limit_factor, params.min_feature_limit
-    )
-    version = datetime.now(UTC).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
-    detector = Detector(
-        forest=forest,
-        feature_names=FEATURE_NAMES,
-        features_version=FEATURES_VERSION,
-        threshold=threshold,
-        median=median,
-        scale=scale,
-        limits=limits,
-        version=version,
-        trained_at=datetime.now(UTC),
-        training_rows=len(x),
-        params=params.__dict__.copy(),
-    )
-    flagged = int(detector.score(x).is_anomaly.sum())
-    log.info(
-        "trained detector %s on %d windows; %d of them score below the threshold",
-        version,
-        len(x),
-        flagged,
-    )
-    return detector
+    return fit_detector(x, FEATURE_NAMES, FEATURES_VERSION, params)

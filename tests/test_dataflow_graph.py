@@ -48,6 +48,27 @@ def test_streaming_graph_translates_to_a_dataflow_job(tmp_path: Path):
     assert any("AppendPool_scores" in n or "Appendpool_scores" in n for n in names)
 
 
+def test_the_hourly_branch_joins_the_same_sinks_in_the_dataflow_job(tmp_path: Path):
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from dexwatch.contracts.hourly_features import HOURLY_FEATURE_NAMES
+
+    settings = load_settings(**PRODUCTION, pipeline={"hourly": True})
+    result = build_streaming_pipeline(
+        settings,
+        PipelineOptions(DRY_RUN),
+        DetectorModelHandler(tmp_path / "model.joblib"),
+        hourly_handler=DetectorModelHandler(
+            tmp_path / "hourly.joblib", feature_names=HOURLY_FEATURE_NAMES
+        ),
+    ).run()
+    names = _transform_names(result)
+    for expected in ("ReadPoolHours", "ParseHours", "ScoreHours/RunInference", "BothSources"):
+        assert expected in names, expected
+    # Both sources reach the one threading step and the same table writers.
+    assert {"Threads", "WriteScores", "WriteAnomalies"} <= names
+
+
 def test_launcher_only_parses_options_and_submits(tmp_path: Path):
     config = tmp_path / "dexwatch.yaml"
     config.write_text(

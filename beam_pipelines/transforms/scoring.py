@@ -29,42 +29,48 @@ from apache_beam.ml.inference.base import (
 
 from dexwatch.contracts.alert import TopFeature
 from dexwatch.contracts.detector import Detector
-from dexwatch.contracts.features import FEATURE_NAMES, feature_vector
+from dexwatch.contracts.features import FEATURE_NAMES
+from dexwatch.contracts.hourly_features import HOURLY_FEATURE_NAMES
 from dexwatch.retry import full_jitter_backoff
 from dexwatch.settings import ModelSettings, Settings
 
 log = logging.getLogger("dexwatch.scoring")
 
-# (resolved path, mtime) → the model read from it. The path is resolved because the default
-# model path is the registry's production link: a promotion re-points it.
-_LOADED: dict[tuple[str, int], Detector] = {}
+# path → ((the file it resolves to, its mtime), the model read from it): one model per path
+# (chain and hourly). Resolved, because the default paths are the registry's production
+# links, which a promotion re-points.
+_LOADED: dict[str, tuple[tuple[str, int], Detector]] = {}
 
 
 class DetectorModelHandler(ModelHandler[Sequence[float], dict[str, Any], Detector]):
     """Scores feature vectors with a saved Detector, a batch per call."""
 
-    def __init__(self, path: Path, max_batch_size: int = 512) -> None:
+    def __init__(
+        self,
+        path: Path,
+        max_batch_size: int = 512,
+        feature_names: Sequence[str] = FEATURE_NAMES,
+    ) -> None:
         self._path = path
         self._max_batch_size = max_batch_size
+        self._feature_names = tuple(feature_names)
 
     def load_model(self) -> Detector:
         # RunInference shares a model between its DoFn instances only while one holds it;
         # a runner that makes a DoFn per bundle (the local one) would load it per bundle.
         resolved = self._path.resolve()
         key = (str(resolved), resolved.stat().st_mtime_ns)
-        detector = _LOADED.get(key)
-        if detector is None:
-            detector = self._load_checked(resolved)
-            _LOADED.clear()
-            _LOADED[key] = detector
-        return detector
+        loaded = _LOADED.get(str(self._path))
+        if loaded is None or loaded[0] != key:
+            loaded = _LOADED[str(self._path)] = (key, self._load_checked(resolved))
+        return loaded[1]
 
     def _load_checked(self, resolved: Path) -> Detector:
         detector = Detector.load(resolved)
-        if tuple(detector.feature_names) != FEATURE_NAMES:
+        if tuple(detector.feature_names) != self._feature_names:
             raise ValueError(
                 f"{self._path} was trained on features {detector.feature_names}, "
-                f"the pipeline computes {FEATURE_NAMES}: retrain it"
+                f"the pipeline computes {self._feature_names}: retrain it"
             )
         return detector
 
@@ -164,19 +170,39 @@ class HttpModelHandler(ModelHandler[Sequence[float], dict[str, Any], httpx.Clien
 
 
 def model_handler(settings: Settings) -> ModelHandler:
-    """The configured model handler (a Vertex endpoint is contacted when it is built)."""
+    """The configured handler of the chain-window model (a Vertex endpoint is contacted
+    when it is built)."""
+    return _configured_handler(
+        settings, settings.model_path, settings.model.vertex_endpoint_id, FEATURE_NAMES
+    )
+
+
+def hourly_model_handler(settings: Settings) -> ModelHandler:
+    """The configured handler of the hourly model: the same machinery, its own model."""
+    return _configured_handler(
+        settings,
+        settings.hourly_model_path,
+        settings.model.hourly_vertex_endpoint_id,
+        HOURLY_FEATURE_NAMES,
+    )
+
+
+def _configured_handler(
+    settings: Settings, path: Path, endpoint_id: str, feature_names: Sequence[str]
+) -> ModelHandler:
     if settings.model.serving == "vertex":
         from apache_beam.ml.inference.vertex_ai_inference import VertexAIModelHandlerJSON
 
         return VertexAIModelHandlerJSON(
-            endpoint_id=settings.model.vertex_endpoint_id,
+            endpoint_id=endpoint_id,
             project=settings.model.vertex_project,
             location=settings.model.vertex_location,
             max_batch_size=settings.model.max_batch_size,
         )
     if settings.model.serving == "http":
+        # One server for both models: it picks the model by the instances' length.
         return HttpModelHandler(settings.model)
-    return DetectorModelHandler(settings.model_path, settings.model.max_batch_size)
+    return DetectorModelHandler(path, settings.model.max_batch_size, feature_names)
 
 
 def _scored_row(element: tuple[dict, PredictionResult]) -> dict:
@@ -198,16 +224,19 @@ def _scored_row(element: tuple[dict, PredictionResult]) -> dict:
 
 
 class ScoreWindows(beam.PTransform):
-    """Feature rows → the same rows with score, is_anomaly, top_features, model_version."""
+    """Feature rows → the same rows with score, is_anomaly, top_features, model_version.
+    ``feature_names``: the model's input, in order (the chain windows' by default)."""
 
-    def __init__(self, handler: ModelHandler) -> None:
+    def __init__(self, handler: ModelHandler, feature_names: Sequence[str] = FEATURE_NAMES):
         super().__init__()
         self._handler = handler
+        self._feature_names = tuple(feature_names)
 
     def expand(self, rows):
+        names = self._feature_names
         return (
             rows
-            | "KeyByRow" >> beam.Map(lambda row: (row, feature_vector(row)))
+            | "KeyByRow" >> beam.Map(lambda row: (row, [float(row[name]) for name in names]))
             | "RunInference" >> RunInference(KeyedModelHandler(self._handler))
             | "ToScoredRow" >> beam.Map(_scored_row)
         )

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import apache_beam as beam
 import orjson
-from apache_beam.coders import StrUtf8Coder, VarIntCoder
+from apache_beam.coders import PickleCoder
 from apache_beam.io.gcp.pubsub import PubsubMessage
 from apache_beam.transforms.userstate import ReadModifyWriteStateSpec
 
@@ -77,39 +77,59 @@ def _bigquery_row(row: dict) -> dict:
 
 
 class _AlertThreadsFn(beam.DoFn):
-    """Per pool: an anomaly more than ``cooldown_s`` of event time after the pool's last one
-    opens a new alert thread (and an alert); closer ones join the current thread."""
+    """Per pool, both sources together: an anomaly joins the latest recent thread it
+    overlaps or comes within ``cooldown_s`` of event time of (before its start or after its
+    end); otherwise it opens a thread of its own, and an alert. A chain window is shorter
+    than the cooldown, so in order only the cooldown decides between chain windows, as it
+    always did; an hourly row overlaps the chain windows of its hour and touches the
+    previous hour, so an incident both paths flag, or a run of anomalous hours, is one
+    thread, while an hour an hour late still finds the thread of its own time."""
 
-    THREAD = ReadModifyWriteStateSpec("thread", StrUtf8Coder())
-    LAST_END = ReadModifyWriteStateSpec("last_end", VarIntCoder())
+    # [alert_id, first window start, last window end] per thread, unix s.
+    THREADS = ReadModifyWriteStateSpec("threads", PickleCoder())
+    # Threads this much older than the pool's newest are forgotten: beyond any lateness.
+    KEEP_S = 2 * 86400
 
     def __init__(self, cooldown_s: int) -> None:
         self._cooldown_s = cooldown_s
 
-    def process(
-        self,
-        element,
-        thread=beam.DoFn.StateParam(THREAD),
-        last_end=beam.DoFn.StateParam(LAST_END),
-    ):
+    def process(self, element, threads_state=beam.DoFn.StateParam(THREADS)):
         _, row = element
-        end = int(row["window_end"].timestamp())
-        previous_end, alert_id = last_end.read(), thread.read()
-        new_thread = previous_end is None or end - previous_end > self._cooldown_s
-        if new_thread:
-            alert_id = f"{row['chain_id']}:{row['pool']}:{end}"
-            thread.write(alert_id)
-        last_end.write(max(end, previous_end or end))
+        start, end = int(row["window_start"].timestamp()), int(row["window_end"].timestamp())
+        threads: list[list] = threads_state.read() or []
+        thread = self._thread_of(threads, start, end)
+        new_thread = thread is None
+        if thread is None:
+            thread = [f"{row['chain_id']}:{row['pool']}:{end}", start, end]
+            threads.append(thread)
+        else:
+            thread[1], thread[2] = min(thread[1], start), max(thread[2], end)
+        newest = max(t[2] for t in threads)
+        threads_state.write([t for t in threads if t[2] >= newest - self.KEEP_S])
+        alert_id = thread[0]
         top = orjson.loads(row["top_features"])
         anomaly = {
             **row,
             "severity": severity_of(row["score"]),
-            "deviation": deviation_of(top[0]["name"], top[0]["value"]) if top else "other",
+            "deviation": (
+                deviation_of(top[0]["name"], top[0]["value"], top[0]["deviation"])
+                if top
+                else "other"
+            ),
             "alert_id": alert_id,
         }
         yield anomaly
         if new_thread:
             yield beam.pvalue.TaggedOutput("alerts", _alert(anomaly, top))
+
+    def _thread_of(self, threads: list[list], start: int, end: int) -> list | None:
+        """The latest thread the window [start, end] belongs to, if any."""
+        for thread in sorted(threads, key=lambda t: t[2], reverse=True):
+            _, first_start, last_end = thread
+            overlaps = start <= last_end and end >= first_start
+            if overlaps or first_start - self._cooldown_s <= end <= last_end + self._cooldown_s:
+                return thread
+        return None
 
 
 def _alert(anomaly: dict, top: list[dict]) -> Alert:
@@ -132,8 +152,9 @@ def _alert(anomaly: dict, top: list[dict]) -> Alert:
 
 
 class ThreadAnomalies(beam.PTransform):
-    """Scored rows (in the global window: threads span windows) → outputs ``anomalies``
-    (rows with severity and thread) and ``alerts``."""
+    """Scored rows of either source (in the global window: threads span windows) → outputs
+    ``anomalies`` (rows with severity and thread) and ``alerts``, threads keyed by chain and
+    pool whatever the source."""
 
     def __init__(self, cooldown_s: int) -> None:
         super().__init__()

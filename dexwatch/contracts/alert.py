@@ -3,7 +3,9 @@
 Data is the JSON of ``Alert`` (``schema_version`` 1). Attributes, for subscription filters:
 ``schema_version``, ``chain_id``, ``dex``, ``pool``, ``severity``, ``deviation``.
 One alert opens a *thread* per pool (``alert_id``); further anomalous windows of the same pool
-within ``pipeline.alert_cooldown_s`` of event time join it without a new message.
+within ``pipeline.alert_cooldown_s`` of event time, or overlapping the thread's span, join it
+without a new message, whichever path (``source``: chain windows or subgraph hours) flags
+them: an incident both paths see is one alert, from the path that saw it first.
 """
 
 from __future__ import annotations
@@ -27,6 +29,18 @@ DEVIATION_OF_FEATURE = {
     "top_trader_share": "wash-trading",
     "pair_two_way_excess": "wash-trading",
 }
+# Hourly features: what a value above / below the pool's usual suggests.
+DEVIATION_BY_DIRECTION = {
+    **dict.fromkeys(
+        ("volume_usd", "vol_rate_24h", "volume_zscore", "vol_tvl_ratio", "vol_ma_6h",
+         "vol_ma_24h", "vol_std_24h"),
+        ("volume-spike", "volume-drop"),
+    ),
+    "tx_count": ("activity-spike", "activity-drop"),
+    **dict.fromkeys(
+        ("tvl_usd", "liquidity", "tvl_rate_24h"), ("liquidity-inflow", "liquidity-drain")
+    ),
+}  # fmt: skip
 
 
 class TopFeature(BaseModel):
@@ -84,8 +98,12 @@ def severity_of(score: float) -> Severity:
     return "low"
 
 
-def deviation_of(feature: str, value: float) -> str:
-    """The kind of deviation the most deviating feature (and its sign) suggests."""
+def deviation_of(feature: str, value: float, deviation: float = 0.0) -> str:
+    """The kind of deviation the most deviating feature (its value's sign, or for hourly
+    features the sign of its deviation from the usual) suggests."""
     if feature == "net_liquidity_change":
         return "liquidity-drain" if value < 0 else "liquidity-inflow"
+    if feature in DEVIATION_BY_DIRECTION:
+        above, below = DEVIATION_BY_DIRECTION[feature]
+        return above if deviation >= 0 else below
     return DEVIATION_OF_FEATURE.get(feature, "other")

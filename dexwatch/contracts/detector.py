@@ -46,7 +46,7 @@ class Detector:
     threshold: float
     median: np.ndarray
     scale: np.ndarray  # robust standard deviation (IQR / 1.349), never 0
-    limits: np.ndarray  # per feature, in units of scale
+    limits: np.ndarray  # per feature, in units of scale; np.inf for context features
     version: str
     trained_at: datetime
     training_rows: int
@@ -63,7 +63,10 @@ class Detector:
         forest_margin = self.forest.score_samples(x) - self.threshold
         feature_margin = 1.0 - np.max(np.abs(deviation) / self.limits, axis=1)
         score = np.minimum(forest_margin, feature_margin)
-        order = np.argsort(-np.abs(deviation), axis=1)[:, :TOP_FEATURES]
+        # A feature without a limit (np.inf) is context, like the hour of day: it informs the
+        # forest but is never named as what makes a row unusual.
+        ranked = np.where(np.isinf(self.limits), -1.0, np.abs(deviation))
+        order = np.argsort(-ranked, axis=1)[:, :TOP_FEATURES]
         top = [
             [
                 TopFeature(

@@ -81,17 +81,37 @@ INCIDENT_LABELS = Table(
 
 def _window_columns() -> tuple[Column, ...]:
     from dexwatch.contracts.features import FEATURE_DEFINITIONS
+    from dexwatch.contracts.hourly_features import HOURLY_FEATURE_DEFINITIONS
 
+    # Both paths share the scored tables: each fills its own feature columns and leaves the
+    # other path's empty (nullable; adding nullable columns is a compatible schema change
+    # in BigQuery and DuckDB alike).
     return (
-        Column("window_id", "STRING", "chain_id:pool:window_end (unix seconds)"),
+        Column(
+            "window_id",
+            "STRING",
+            "chain: chain_id:pool:window_end (unix seconds); subgraph: chain_id:pool:"
+            "hour_start:hour (the PoolHour's hour_id, marked so it never meets a chain window)",
+        ),
         Column("chain_id", "INT64"),
         Column("dex", "STRING"),
         Column("pool", "STRING", "Pool or pair address, lower-case hex"),
         Column("source", "STRING", "chain (event windows) or subgraph (hourly rows)"),
-        Column("window_start", "TIMESTAMP", "Start of the window under test (event time)"),
-        Column("window_end", "TIMESTAMP", "End of the window under test (event time)"),
-        *(Column(name, "FLOAT64", definition) for name, definition in FEATURE_DEFINITIONS),
-        Column("events", "INT64", "Pool events in the window under test"),
+        Column("window_start", "TIMESTAMP", "Start of the window or hour under test (event time)"),
+        Column("window_end", "TIMESTAMP", "End of the window or hour under test (event time)"),
+        *(
+            Column(name, "FLOAT64", f"chain: {definition}", required=False)
+            for name, definition in FEATURE_DEFINITIONS
+        ),
+        *(
+            Column(name, "FLOAT64", f"subgraph: {definition}", required=False)
+            for name, definition in HOURLY_FEATURE_DEFINITIONS
+        ),
+        Column(
+            "events",
+            "INT64",
+            "chain: pool events in the window under test; subgraph: transactions in the hour",
+        ),
         Column("score", "FLOAT64", "Isolation Forest decision function: below 0 is anomalous"),
         Column("is_anomaly", "BOOL"),
         Column("top_features", "JSON", "The features that deviate most, with their values"),
@@ -102,7 +122,10 @@ def _window_columns() -> tuple[Column, ...]:
 
 POOL_SCORES = Table(
     name="pool_scores",
-    description="Every scored window of every pool; early panes are replaced by later ones.",
+    description=(
+        "Every scored chain window and subgraph hour of every pool; early panes and "
+        "recomputed hours are replaced by later ones."
+    ),
     columns=_window_columns(),
     natural_key=("window_id",),
     partition_by="window_end",
@@ -111,12 +134,20 @@ POOL_SCORES = Table(
 
 ANOMALIES = Table(
     name="anomalies",
-    description="Scored windows judged anomalous, with the alert thread they belong to.",
+    description=(
+        "Scored windows and hours judged anomalous, with the alert thread they belong to "
+        "(shared by both sources)."
+    ),
     columns=(
         *_window_columns(),
         Column("severity", "STRING", "low | medium | high, from the score's distance below 0"),
         Column("deviation", "STRING", "The kind of deviation the top feature suggests"),
-        Column("alert_id", "STRING", "The alert thread: chain_id:pool:first window_end"),
+        Column(
+            "alert_id",
+            "STRING",
+            "The alert thread, shared by both sources: chain_id:pool:window_end of the row "
+            "that opened it",
+        ),
     ),
     natural_key=("window_id",),
     partition_by="window_end",

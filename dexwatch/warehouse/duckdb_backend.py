@@ -46,9 +46,32 @@ def create_table_sql(table: Table) -> str:
     return f'CREATE TABLE IF NOT EXISTS "{table.name}" (\n  {columns},\n  PRIMARY KEY ({key})\n)'
 
 
+def migrate_table(conn: duckdb.DuckDBPyConnection, table: Table) -> None:
+    """Creates the table, or brings a file written with an older declaration up to it: adds
+    the columns it lacks and drops NOT NULL where a column became nullable. Only such
+    compatible changes are made; anything else is left for a person to decide."""
+    conn.execute(create_table_sql(table))
+    existing = dict(
+        conn.execute(
+            "select column_name, is_nullable from information_schema.columns "
+            "where table_name = ? and table_schema = current_schema()",
+            [table.name],
+        ).fetchall()
+    )
+    for column in table.columns:
+        if column.name not in existing:
+            conn.execute(
+                f'ALTER TABLE "{table.name}" ADD COLUMN "{column.name}" '
+                f"{_DUCKDB_TYPES[column.type]}"
+            )
+        elif not column.required and existing[column.name] == "NO":
+            conn.execute(f'ALTER TABLE "{table.name}" ALTER COLUMN "{column.name}" DROP NOT NULL')
+
+
 class DuckDBWarehouse:
     def __init__(self, path: Path) -> None:
         self.path = path
+        self._migrated: set[str] = set()  # tables checked against their declaration
 
     @contextmanager
     def _connect(self, read_only: bool) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -81,6 +104,9 @@ class DuckDBWarehouse:
         )
         with self._connect(read_only=False) as conn:
             conn.execute(create_table_sql(table))
+            if table.name not in self._migrated:  # once per process: a catalog query
+                migrate_table(conn, table)
+                self._migrated.add(table.name)
             conn.register("incoming", batch)
             columns = ", ".join(f'"{c}"' for c in table.column_names)
             conn.execute(

@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable
+from pathlib import Path
 
 from dexwatch.settings import Settings
 from publishers.pubsub import PubSubSink
+from publishers.recording import RecordingSink
 from publishers.subgraph.checkpoint import FileHourCheckpointStore
 from publishers.subgraph.errors import (
     CheckpointError,
@@ -36,10 +39,17 @@ __all__ = [
 
 
 def run(
-    settings: Settings, once: bool = False, stop: threading.Event | None = None
+    settings: Settings,
+    once: bool = False,
+    stop: threading.Event | None = None,
+    record_to: Path | None = None,
+    hours: tuple[int, int] | None = None,
+    on_batch: Callable[[HourlyStats], None] | None = None,
 ) -> HourlyStats:
-    """Publish complete subgraph hours to Pub/Sub: with ``once`` catch up and return, else
-    at every time of subgraph.schedule until ``stop`` is set.
+    """Publish complete subgraph hours to Pub/Sub (or record them as files under
+    ``record_to``): with ``once`` catch up and return, else at every time of
+    subgraph.schedule until ``stop`` is set. ``hours`` (first, end) bounds what is published
+    to [first, end) (a backfill); ``on_batch`` hears of each published batch.
 
     Raises SubgraphPublisherError (and subclasses) with a message naming the cause; the
     checkpoint (settings.subgraph_checkpoint_path) then still holds the last published hour.
@@ -48,11 +58,14 @@ def run(
         # The google-cloud-pubsub clients find the emulator only through this variable.
         os.environ.setdefault("PUBSUB_EMULATOR_HOST", settings.pubsub.emulator_host)
     store = FileHourCheckpointStore(settings.subgraph_checkpoint_path)
-    with (
-        GraphQLClient.from_settings(settings.subgraph) as client,
-        PubSubSink(settings.pubsub.project, settings.pubsub.publish_timeout_s) as sink,
-    ):
+    sink = (
+        RecordingSink(record_to)
+        if record_to is not None
+        else PubSubSink(settings.pubsub.project, settings.pubsub.publish_timeout_s)
+    )
+    with GraphQLClient.from_settings(settings.subgraph) as client, sink:
         publisher = SubgraphPublisher(
-            client, sink, store, settings.subgraph, settings.chain.chain_id
-        )
+            client, sink, store, settings.subgraph, settings.chain.chain_id,
+            hours=hours, on_batch=on_batch,
+        )  # fmt: skip
         return publisher.run(once=once, stop=stop)

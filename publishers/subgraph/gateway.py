@@ -71,8 +71,7 @@ def resolve_api_key(settings: SubgraphSettings) -> str | None:
         response = client.access_secret_version(name=name)
     except Exception as err:  # noqa: BLE001 - credentials, permissions, network: all fatal here
         raise SubgraphPublisherError(
-            f"cannot read the gateway API key from Secret Manager ({name}): "
-            f"{type(err).__name__}"
+            f"cannot read the gateway API key from Secret Manager ({name}): {type(err).__name__}"
         ) from None
     return response.payload.data.decode().strip()
 

@@ -76,7 +76,11 @@ class SubgraphPublisher:
         settings: SubgraphSettings,
         chain_id: int,
         clock: Callable[[], float] = time.time,
+        hours: tuple[int, int] | None = None,
+        on_batch: Callable[[HourlyStats], None] | None = None,
     ) -> None:
+        """``hours`` (first, end), whole hours in unix s: publish only [first, end), from
+        first on when there is no checkpoint (a backfill), else as far as is complete."""
         self._client = client
         self._sink = sink
         self._store = store
@@ -84,6 +88,8 @@ class SubgraphPublisher:
         self._chain_id = chain_id
         self._clock = clock
         self._checkpoint: HourCheckpoint | None = None
+        self._hours = hours
+        self._on_batch = on_batch
         self.stats = HourlyStats()
 
     # --- running ----------------------------------------------------------------------------
@@ -126,6 +132,8 @@ class SubgraphPublisher:
         while True:
             self.publish_complete_hours()
             ended = int(self._clock()) // HOUR_S * HOUR_S
+            if self._hours is not None:
+                ended = min(ended, self._hours[1])
             published_until = self._checkpoint.next_hour if self._checkpoint else None
             if published_until is not None and published_until >= ended:
                 return
@@ -150,9 +158,14 @@ class SubgraphPublisher:
         if complete_until <= 0:
             log.info("a subgraph has not indexed any block yet")
             return 0
-        checkpoint = self._checkpoint or HourCheckpoint(
-            self._chain_id, complete_until - self._settings.first_run_hours * HOUR_S
+        if self._hours is not None:
+            complete_until = min(complete_until, self._hours[1])
+        first = (
+            self._hours[0]
+            if self._hours is not None
+            else complete_until - self._settings.first_run_hours * HOUR_S
         )
+        checkpoint = self._checkpoint or HourCheckpoint(self._chain_id, first)
         self._checkpoint = checkpoint
         if checkpoint.next_hour >= complete_until:
             return 0
@@ -171,6 +184,8 @@ class SubgraphPublisher:
             self._store.save(checkpoint)
             self._checkpoint = checkpoint
             self._count(start, end, records)
+            if self._on_batch is not None:
+                self._on_batch(self.stats)
             published_hours += (end - start) // HOUR_S
         return published_hours
 

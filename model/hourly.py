@@ -1,0 +1,53 @@
+"""Training the hourly detector: an Isolation Forest on the 13-number vectors of normal
+pool hours (``dexwatch/contracts/hourly_features.py``); the fitting is ``model.training``'s,
+shared with the chain-window detector.
+
+The hour of day and the weekday are context features: a first model trained on a day or
+two has seen few of their values, and an unseen weekday is not an anomaly.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+
+import numpy as np
+
+from dexwatch.contracts.detector import Detector
+from dexwatch.contracts.hourly_features import (
+    CONTEXT_FEATURES,
+    HOURLY_FEATURE_NAMES,
+    HOURLY_FEATURES_VERSION,
+    hourly_vector,
+    series_features,
+)
+from dexwatch.contracts.pool_hour import PoolHour
+from model.training import DEFAULT_PARAMS, TrainingParams, fit_detector
+
+# Hours are scarce (one row per pool and hour): five pools give 50 rows in 10 hours after
+# their warm-up day.
+MIN_TRAINING_ROWS = 50
+
+
+def training_rows(hours: Iterable[PoolHour]) -> list[dict[str, float]]:
+    """The feature rows of every pool's hours that have enough history."""
+    by_pool: dict[tuple[int, str], list[PoolHour]] = defaultdict(list)
+    for hour in hours:
+        by_pool[(hour.chain_id, hour.pool)].append(hour)
+    return [features for series in by_pool.values() for _, features in series_features(series)]
+
+
+def train_hourly_detector(
+    hours: Iterable[PoolHour], params: TrainingParams = DEFAULT_PARAMS
+) -> Detector:
+    """A Detector for the hourly vector, trained on the hours of normal traffic."""
+    rows = training_rows(hours)
+    x = np.array([hourly_vector(row) for row in rows], dtype=np.float64)
+    return fit_detector(
+        x,
+        HOURLY_FEATURE_NAMES,
+        HOURLY_FEATURES_VERSION,
+        params,
+        min_rows=MIN_TRAINING_ROWS,
+        context_features=CONTEXT_FEATURES,
+    )
