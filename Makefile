@@ -42,6 +42,7 @@ bench: install
 	$(BIN)/python bench/memory.py --minutes 4
 	$(BIN)/python bench/latency.py
 	$(BIN)/python bench/live.py
+	$(BIN)/python bench/nab.py
 
 down:
 	$(BIN)/dexwatch local down

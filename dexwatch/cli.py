@@ -595,6 +595,31 @@ def backfill(
     )
 
 
+@app.command("evaluate")
+def evaluate(
+    nab: Annotated[
+        bool, typer.Option("--nab", help="The Numenta Anomaly Benchmark (bench/nab.py).")
+    ] = False,
+    data: Annotated[
+        Path | None, typer.Option(help="The NAB corpus (default: ../shared/data/nab).")
+    ] = None,
+    workers: Annotated[int, typer.Option(help="Worker processes.")] = 2,
+) -> None:
+    """Honest evaluation on a public benchmark, beside baselines in the same run; writes
+    bench/results/<benchmark>.json."""
+    import subprocess
+
+    if not nab:
+        _fail("choose a benchmark: --nab")
+    script = Path(__file__).resolve().parent.parent / "bench" / "nab.py"
+    if not script.is_file():
+        _fail(f"{script} not found: run from a checkout of dexwatch")
+    args = [sys.executable, str(script), "--workers", str(workers)]
+    if data is not None:
+        args += ["--data", str(data)]
+    raise typer.Exit(subprocess.call(args))
+
+
 @alerts_app.command("tail")
 def alerts_tail(
     count: Annotated[int | None, typer.Option(help="Exit after this many alerts.")] = None,

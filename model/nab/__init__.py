@@ -1,0 +1,1 @@
+"""Evaluation on the Numenta Anomaly Benchmark: its corpus, its scorer, and streaming detectors."""
