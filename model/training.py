@@ -88,7 +88,7 @@ def fit_detector(
         training_rows=len(x),
         params=params.__dict__.copy(),
     )
-    flagged = int(detector.score(x).is_anomaly.sum())
+    flagged = int((detector.anomaly_score(x) < 0).sum())
     log.info(
         "trained detector %s on %d rows; %d of them score below the threshold",
         version,

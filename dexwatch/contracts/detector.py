@@ -53,16 +53,9 @@ class Detector:
     params: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def score(self, rows: np.ndarray | Sequence[Sequence[float]]) -> Scores:
-        x = np.asarray(rows, dtype=np.float64)
-        if x.ndim != 2 or x.shape[1] != len(self.feature_names):
-            raise ValueError(
-                f"expected rows of {len(self.feature_names)} features "
-                f"({', '.join(self.feature_names)}), got shape {x.shape}"
-            )
+        x = self._checked(rows)
         deviation = (x - self.median) / self.scale
-        forest_margin = self.forest.score_samples(x) - self.threshold
-        feature_margin = 1.0 - np.max(np.abs(deviation) / self.limits, axis=1)
-        score = np.minimum(forest_margin, feature_margin)
+        score = self._margin(x, deviation)
         # A feature without a limit (np.inf) is context, like the hour of day: it informs the
         # forest but is never named as what makes a row unusual.
         ranked = np.where(np.isinf(self.limits), -1.0, np.abs(deviation))
@@ -79,6 +72,25 @@ class Detector:
             for i in range(len(x))
         ]
         return Scores(score=score, is_anomaly=score < 0, top_features=top)
+
+    def anomaly_score(self, rows: np.ndarray | Sequence[Sequence[float]]) -> np.ndarray:
+        """``score(rows).score`` alone (below 0: anomaly), without naming top features."""
+        x = self._checked(rows)
+        return self._margin(x, (x - self.median) / self.scale)
+
+    def _margin(self, x: np.ndarray, deviation: np.ndarray) -> np.ndarray:
+        forest_margin = self.forest.score_samples(x) - self.threshold
+        feature_margin = 1.0 - np.max(np.abs(deviation) / self.limits, axis=1)
+        return np.minimum(forest_margin, feature_margin)
+
+    def _checked(self, rows: np.ndarray | Sequence[Sequence[float]]) -> np.ndarray:
+        x = np.asarray(rows, dtype=np.float64)
+        if x.ndim != 2 or x.shape[1] != len(self.feature_names):
+            raise ValueError(
+                f"expected rows of {len(self.feature_names)} features "
+                f"({', '.join(self.feature_names)}), got shape {x.shape}"
+            )
+        return x
 
     def save(self, path: Path) -> None:
         buffer = io.BytesIO()

@@ -22,8 +22,7 @@ import numpy as np
 import pandas as pd
 from sklearn.ensemble import IsolationForest
 
-from dexwatch.contracts.detector import Detector
-from model.chain_window import TrainingParams
+from model.training import TrainingParams, fit_detector
 
 _ROBUST_SD_PER_MAD = 1.4826
 SD_FLOOR_SHARE = 1.0
@@ -107,48 +106,6 @@ def _floored(robust: pd.Series, sd: pd.Series, median: pd.Series) -> pd.Series:
     return np.maximum(robust.fillna(0.0), np.maximum(floor, 1e-6))
 
 
-def fit_detector(x: np.ndarray, names: tuple[str, ...], params: TrainingParams) -> Detector:
-    """dexwatch's detector (forest, threshold, robust per-feature limits) on these rows.
-
-    The same rules as ``model.chain_window.train_detector``, on NAB features."""
-    forest = IsolationForest(
-        n_estimators=params.n_estimators,
-        max_samples=min(params.max_samples, len(x)),
-        random_state=params.seed,
-    ).fit(x)
-    training_scores = forest.score_samples(x)
-    threshold = (
-        float(np.quantile(training_scores, params.threshold_quantile)) - params.threshold_margin
-    )
-    q1, median, q3 = np.quantile(x, [0.25, 0.5, 0.75], axis=0)
-    scale = np.maximum((q3 - q1) / 1.349, np.maximum(np.abs(median) * 0.05, 1e-3))
-    deviation = np.abs((x - median) / scale)
-    limits = np.maximum(
-        deviation.max(axis=0) * params.feature_limit_factor, params.min_feature_limit
-    )
-    return Detector(
-        forest=forest,
-        feature_names=names,
-        features_version=1,
-        threshold=threshold,
-        median=median,
-        scale=scale,
-        limits=limits,
-        version="nab",
-        trained_at=pd.Timestamp.now(tz="UTC").to_pydatetime(),
-        training_rows=len(x),
-        params=params.__dict__.copy(),
-    )
-
-
-def detector_margin(detector: Detector, x: np.ndarray) -> np.ndarray:
-    """``Detector.score``'s score (below 0: anomaly), without naming the top features."""
-    forest_margin = detector.forest.score_samples(x) - detector.threshold
-    deviation = np.abs((x - detector.median) / detector.scale)
-    feature_margin = 1.0 - np.max(deviation / detector.limits, axis=1)
-    return np.minimum(forest_margin, feature_margin)
-
-
 def dexwatch_scores(
     values: np.ndarray, probation: int, config: StreamingConfig = StreamingConfig()
 ) -> np.ndarray:
@@ -157,8 +114,8 @@ def dexwatch_scores(
     params = TrainingParams(n_estimators=config.n_estimators, seed=config.seed)
 
     def fit(rows: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
-        detector = fit_detector(rows, names, params)
-        return lambda batch: detector_margin(detector, batch)
+        detector = fit_detector(rows, names, features_version=1, params=params, min_rows=1)
+        return detector.anomaly_score
 
     margin = _refit_schedule(features, probation, config, fit)
     score = 1.0 / (1.0 + np.exp(np.clip(margin / config.score_scale, -50, 50)))
