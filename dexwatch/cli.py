@@ -675,3 +675,222 @@ def run(
         run_local(settings, stop, duration_s=duration, config=_State.config)
     except RuntimeError as err:
         _fail(str(err))
+
+
+# --- training runs, drift and metrics ----------------------------------------------------
+
+drift_app = typer.Typer(help="Feature drift of the production models.", no_args_is_help=True)
+metrics_app = typer.Typer(help="The detector's metrics (Prometheus).", no_args_is_help=True)
+app.add_typer(drift_app, name="drift")
+app.add_typer(metrics_app, name="metrics")
+
+
+def _moment(value: str | None, flag: str) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        _fail(f"{flag}: not a date or ISO time: {value!r}", code=2)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+@app.command("train")
+def train(
+    params_file: Annotated[
+        Path | None, typer.Option("--params", help="A YAML file of training parameters.")
+    ] = None,
+    path: Annotated[str | None, typer.Option(help="chain or hourly.")] = None,
+    start: Annotated[
+        str | None, typer.Option("--from", help="Data window start (window_end, UTC).")
+    ] = None,
+    end: Annotated[str | None, typer.Option("--to", help="Data window end (default now).")] = None,
+    days: Annotated[float | None, typer.Option(help="Data window: the N days before --to.")] = None,
+    n_estimators: Annotated[int | None, typer.Option(help="Trees in the forest.")] = None,
+    max_samples: Annotated[int | None, typer.Option(help="Rows per tree.")] = None,
+    threshold_rule: Annotated[
+        str | None, typer.Option(help="quantile (with margin) or contamination.")
+    ] = None,
+    threshold_quantile: Annotated[float | None, typer.Option()] = None,
+    threshold_margin: Annotated[float | None, typer.Option()] = None,
+    contamination: Annotated[float | None, typer.Option()] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed of the forest.")] = None,
+    holdout_share: Annotated[
+        float | None, typer.Option(help="Latest share of the window kept for evaluation.")
+    ] = None,
+    include_incidents: Annotated[
+        bool, typer.Option("--include-incidents", help="Train on labelled incident rows too.")
+    ] = False,
+    schedule: Annotated[
+        str | None,
+        typer.Option(
+            help='Run at every time of this cron (UTC), e.g. "0 3 * * 1", until Ctrl-C; '
+            '"default": monitoring.training_schedule (weekly).'
+        ),
+    ] = None,
+    submit: Annotated[
+        str | None, typer.Option(help="vertex: submit the run as a Vertex AI CustomJob.")
+    ] = None,
+) -> None:
+    """Train a detector on the warehouse's feature rows, evaluate it, register it as a new
+    version (not promoted) and write its HTML report beside it."""
+    from pydantic import ValidationError
+
+    from model.train_run import load_run_params, run_training
+
+    settings = _settings()
+    overrides = {
+        "path": path, "from": _moment(start, "--from"), "to": _moment(end, "--to"), "days": days,
+        "n_estimators": n_estimators, "max_samples": max_samples,
+        "threshold_rule": threshold_rule, "threshold_quantile": threshold_quantile,
+        "threshold_margin": threshold_margin, "contamination": contamination, "seed": seed,
+        "holdout_share": holdout_share, "exclude_incidents": False if include_incidents else None,
+    }  # fmt: skip
+    try:
+        params = load_run_params(params_file, overrides)
+    except (ValidationError, ValueError, OSError) as err:
+        _fail(f"training parameters: {err}", code=2)
+
+    if submit is not None:
+        from model.train_schedule import VertexJobError, custom_job_spec, submit_custom_job
+
+        if submit != "vertex":
+            _fail(f"--submit: only vertex is known, not {submit!r}", code=2)
+        try:
+            spec = custom_job_spec(
+                settings.model, params.cli_args(), f"dexwatch-train-{params.path}"
+            )
+        except VertexJobError as err:
+            _fail(str(err), code=2)
+        typer.echo(f"submitted Vertex AI job {submit_custom_job(settings.model, spec)}")
+        return
+
+    def train_once() -> None:
+        from dexwatch.warehouse import open_reader
+
+        try:
+            run = run_training(open_reader(settings), settings.registry_dir, params)
+        except (ValueError, FileNotFoundError) as err:
+            _fail(str(err))
+        metrics = run.evaluation
+        typer.echo(
+            f"{run.spec.model_name} {run.version}: trained on {len(run.train):,} rows, "
+            f"held-out anomaly rate {100 * metrics.held_out_anomaly_rate:.2f} %"
+            + (f", incident recall {100 * metrics.recall:.0f} %" if metrics.recall is not None
+               else "")
+            + "; registered, not promoted (`dexwatch model promote "
+            f"{run.version}`)\nreport: {run.directory / 'report.html'}"
+        )  # fmt: skip
+
+    if schedule is None:
+        train_once()
+        return
+    from croniter import croniter
+
+    from model.train_schedule import run_on_schedule
+
+    if schedule == "default":
+        schedule = settings.monitoring.training_schedule
+    if not croniter.is_valid(schedule):
+        _fail(f"--schedule: not a cron expression: {schedule!r}", code=2)
+
+    run_on_schedule(
+        schedule,
+        train_once,
+        _stop_on_signals(),
+        on_wait=lambda due: typer.echo(f"next training run at {due:%Y-%m-%d %H:%M} UTC"),
+    )
+
+
+def _snapshot(settings: Settings):  # type: ignore[no-untyped-def]
+    from dexwatch.warehouse import open_reader
+    from model.monitoring import take_snapshot
+
+    return take_snapshot(
+        open_reader(settings),
+        settings.registry_dir,
+        settings.monitoring.drift_hours,
+        settings.monitoring.anomaly_rate_hours,
+    )
+
+
+@drift_app.command("check")
+def drift_check(
+    threshold: Annotated[
+        float | None,
+        typer.Option(
+            help="PSI above which a feature has drifted (default monitoring.psi_threshold)."
+        ),
+    ] = None,
+) -> None:
+    """PSI of each feature of each production model, its training data against the last
+    monitoring.drift_hours of rows; publishes a feature-drift alert on the alerts topic
+    for each model with a feature above the threshold. Exit code 3 when one did."""
+    from dexwatch.contracts.topics import ALERTS
+    from model.drift_alert import drift_alerts
+    from publishers.pubsub import Message, PubSubSink
+
+    settings = _settings()
+    limit = threshold if threshold is not None else settings.monitoring.psi_threshold
+    snapshot = _snapshot(settings)
+    for model in snapshot.models:
+        worst = sorted(model.psi.items(), key=lambda item: -item[1])[:3]
+        typer.echo(
+            f"{model.model_name} {model.version}: {model.recent_rows} recent rows; "
+            + (", ".join(f"{n} PSI {v:.3f}" for n, v in worst) or "no feature bins")
+        )
+    alerts = drift_alerts(
+        snapshot.models, limit, settings.chain.chain_id, settings.monitoring.drift_hours
+    )
+    if not alerts:
+        typer.echo(f"no feature above PSI {limit:g}")
+        return
+    _use_local_emulator(settings)
+    with PubSubSink(settings.pubsub.project) as sink:
+        sink.publish(ALERTS, [Message(a.to_json(), a.attributes()) for a in alerts])
+    for alert in alerts:
+        typer.echo(
+            f"ALERT {alert.deviation} {alert.alert_id}: "
+            + ", ".join(f"{f.name} PSI {f.value:.3f}" for f in alert.top_features)
+        )
+    raise typer.Exit(3)
+
+
+@metrics_app.command("serve")
+def metrics_serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[
+        int | None, typer.Option(help="Port (default monitoring.metrics_port, 9464).")
+    ] = None,
+) -> None:
+    """Serve GET /metrics in Prometheus format: per-feature PSI, the anomaly rate per source
+    over the last monitoring.anomaly_rate_hours, and the model versions in production."""
+    from model.monitoring import metrics_server
+
+    settings = _settings()
+    server = metrics_server(
+        lambda: _snapshot(settings),
+        host,
+        settings.monitoring.metrics_port if port is None else port,
+    )
+    typer.echo(f"metrics on http://{host}:{server.server_address[1]}/metrics")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+
+
+@metrics_app.command("export")
+def metrics_export() -> None:
+    """Production: write the same metrics once to Cloud Monitoring
+    (monitoring.cloud_monitoring_project); schedule it like the drift check."""
+    from model.monitoring import export_to_cloud_monitoring
+
+    settings = _settings()
+    project = settings.monitoring.cloud_monitoring_project
+    if not project:
+        _fail("set monitoring.cloud_monitoring_project to export to Cloud Monitoring", code=2)
+    written = export_to_cloud_monitoring(project, _snapshot(settings))
+    typer.echo(f"wrote {written} time series to Cloud Monitoring ({project})")

@@ -257,6 +257,33 @@ class ModelSettings(StrictModel):
     hourly_bootstrap_hours: int = Field(38, ge=35)
 
 
+class MonitoringSettings(StrictModel):
+    """Training schedule, feature drift and metrics (`dexwatch train`, `drift check`,
+    `metrics serve`)."""
+
+    # `dexwatch train --schedule` without a value, and the production schedule: weekly.
+    training_schedule: str = "0 3 * * 1"
+    # A feature whose PSI (production's training data vs the recent rows) passes this
+    # raises a feature-drift alert.
+    psi_threshold: float = Field(0.25, gt=0)
+    # Drift compares the training data with the rows of the last drift_hours.
+    drift_hours: float = Field(24.0, gt=0)
+    # The live anomaly rate is over the rows of the last anomaly_rate_hours.
+    anomaly_rate_hours: float = Field(1.0, gt=0)
+    metrics_port: int = Field(9464, ge=0, le=65535)
+    # Set: `dexwatch metrics export` writes the same values to Cloud Monitoring (production).
+    cloud_monitoring_project: str = ""
+
+    @field_validator("training_schedule")
+    @classmethod
+    def _cron(cls, expression: str) -> str:
+        from croniter import croniter
+
+        if not croniter.is_valid(expression):
+            raise ValueError(f"not a cron expression: {expression!r}")
+        return expression
+
+
 class SubgraphSource(StrictModel):
     """One subgraph the subgraph publisher reads: which dex it indexes, its entity schema,
     and its id on The Graph's network (a subgraph id, or a deployment id)."""
@@ -397,6 +424,7 @@ class Settings(BaseSettings):
     pipeline: PipelineSettings = PipelineSettings()
     model: ModelSettings = ModelSettings()
     subgraph: SubgraphSettings = SubgraphSettings()
+    monitoring: MonitoringSettings = MonitoringSettings()
     logging: LoggingSettings = LoggingSettings()
 
     # Set on a subclass by load_settings: pydantic-settings reads sources per class.

@@ -35,3 +35,15 @@ def open_warehouse(settings: Settings) -> Warehouse:
         f"warehouse.backend={settings.warehouse.backend!r} is written by the pipeline on "
         "Dataflow; query it with BigQuery (bq query), not from this machine"
     )
+
+
+def open_reader(settings: Settings) -> Warehouse:
+    """The warehouse to read from: the local file, or in production the BigQuery dataset
+    (training runs and drift checks read it; only the pipeline writes it)."""
+    if settings.warehouse.backend == "bigquery":
+        from dexwatch.warehouse.bigquery_reader import BigQueryReader
+
+        return BigQueryReader(  # type: ignore[return-value]
+            settings.warehouse.bigquery_project, settings.warehouse.bigquery_dataset
+        )
+    return open_warehouse(settings)

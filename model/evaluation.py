@@ -1,0 +1,185 @@
+"""Evaluating a detector on rows it did not train on: anomaly rates, and against labelled
+incidents (recall per kind, precision, detection delay)."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import Counter
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+
+from dexwatch.contracts.detector import Detector
+
+
+@dataclasses.dataclass(frozen=True)
+class LabelledIncident:
+    label_id: str
+    pool: str
+    kind: str
+    first_timestamp: datetime
+    last_timestamp: datetime
+
+
+@dataclasses.dataclass(frozen=True)
+class ScoredRows:
+    """Feature rows of one path with the pool and window each came from."""
+
+    pools: np.ndarray  # object: pool address
+    window_start: np.ndarray  # object: aware datetimes
+    window_end: np.ndarray
+    x: np.ndarray  # (rows, features)
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def subset(self, mask: np.ndarray) -> ScoredRows:
+        return ScoredRows(self.pools[mask], self.window_start[mask], self.window_end[mask],
+                          self.x[mask])  # fmt: skip
+
+    def overlapping(self, incidents: list[LabelledIncident], padding_s: float) -> np.ndarray:
+        """Which rows' windows overlap an incident of their pool (widened by padding_s)."""
+        hit = np.zeros(len(self), dtype=bool)
+        for incident in incidents:
+            hit |= self.overlapping_one(incident, padding_s)
+        return hit
+
+    def overlapping_one(self, incident: LabelledIncident, padding_s: float) -> np.ndarray:
+        if len(self) == 0:
+            return np.zeros(0, dtype=bool)
+        starts = np.array([s.timestamp() for s in self.window_start])
+        ends = np.array([e.timestamp() for e in self.window_end])
+        first = incident.first_timestamp.timestamp() - padding_s
+        last = incident.last_timestamp.timestamp() + padding_s
+        return (self.pools == incident.pool) & (ends >= first) & (starts <= last)
+
+
+@dataclasses.dataclass(frozen=True)
+class IncidentOutcome:
+    label_id: str
+    pool: str
+    kind: str
+    detected: bool
+    delay_s: float | None  # first flagged window's end after the incident's first block
+
+
+@dataclasses.dataclass(frozen=True)
+class Evaluation:
+    train_scores: np.ndarray
+    held_out_scores: np.ndarray
+    evaluated_scores: np.ndarray
+    evaluated_flagged: np.ndarray
+    train_anomaly_rate: float
+    held_out_anomaly_rate: float
+    incidents: list[IncidentOutcome]
+    precision: float | None  # flagged evaluation rows that overlap an incident
+
+    def recall_by_kind(self) -> dict[str, dict[str, Any]]:
+        by_kind: dict[str, list[IncidentOutcome]] = {}
+        for outcome in self.incidents:
+            by_kind.setdefault(outcome.kind, []).append(outcome)
+        summary = {}
+        for kind, outcomes in sorted(by_kind.items()):
+            delays = [o.delay_s for o in outcomes if o.delay_s is not None]
+            summary[kind] = {
+                "incidents": len(outcomes),
+                "detected": sum(o.detected for o in outcomes),
+                "recall": sum(o.detected for o in outcomes) / len(outcomes),
+                "median_delay_s": float(np.median(delays)) if delays else None,
+            }
+        return summary
+
+    @property
+    def recall(self) -> float | None:
+        if not self.incidents:
+            return None
+        return sum(o.detected for o in self.incidents) / len(self.incidents)
+
+    def as_metrics(self) -> dict[str, Any]:
+        """metadata.json's ``metrics``: numbers only, JSON-ready."""
+        return {
+            "train_rows": len(self.train_scores),
+            "held_out_rows": len(self.held_out_scores),
+            "train_anomaly_rate": self.train_anomaly_rate,
+            "held_out_anomaly_rate": self.held_out_anomaly_rate,
+            "held_out_score_quantiles": _quantiles(self.held_out_scores),
+            "train_score_quantiles": _quantiles(self.train_scores),
+            "incidents": len(self.incidents),
+            "recall": self.recall,
+            "precision": self.precision,
+            "recall_by_kind": self.recall_by_kind(),
+        }
+
+
+def _quantiles(scores: np.ndarray) -> dict[str, float] | None:
+    if len(scores) == 0:
+        return None
+    q = np.quantile(scores, [0.01, 0.5, 0.99])
+    return {"p01": float(q[0]), "p50": float(q[1]), "p99": float(q[2])}
+
+
+def _rate(scores: np.ndarray) -> float:
+    return float((scores < 0).mean()) if len(scores) else 0.0
+
+
+def evaluate(
+    detector: Detector,
+    train: Any,
+    held_out: Any,
+    evaluated: Any,
+    incidents: list[LabelledIncident],
+    padding_s: float = 300.0,
+) -> Evaluation:
+    """Scores every slice; an incident counts as detected when one of its pool's evaluation
+    windows overlapping it (padded, as in training) is flagged."""
+
+    def scores(rows: ScoredRows) -> np.ndarray:
+        return detector.anomaly_score(rows.x) if len(rows) else np.zeros(0)
+
+    train_scores, held_out_scores, evaluated_scores = (
+        scores(train),
+        scores(held_out),
+        scores(evaluated),
+    )
+    flagged = evaluated_scores < 0
+    outcomes = []
+    in_any = np.zeros(len(evaluated), dtype=bool)
+    for incident in incidents:
+        overlap = evaluated.overlapping_one(incident, padding_s)
+        if not overlap.any():
+            continue  # the incident falls in the training slice: it says nothing here
+        in_any |= overlap
+        hits = overlap & flagged
+        delay = None
+        if hits.any():
+            first_end = min(e for e, hit in zip(evaluated.window_end, hits, strict=True) if hit)
+            delay = max(0.0, (first_end - incident.first_timestamp).total_seconds())
+        outcomes.append(
+            IncidentOutcome(
+                incident.label_id, incident.pool, incident.kind, bool(hits.any()), delay
+            )  # fmt: skip
+        )
+    precision = float((flagged & in_any).sum() / flagged.sum()) if flagged.any() else None
+    return Evaluation(
+        train_scores=train_scores,
+        held_out_scores=held_out_scores,
+        evaluated_scores=evaluated_scores,
+        evaluated_flagged=flagged,
+        train_anomaly_rate=_rate(train_scores),
+        held_out_anomaly_rate=_rate(held_out_scores),
+        incidents=outcomes,
+        precision=precision if incidents else None,
+    )
+
+
+def top_feature_counts(detector: Detector, rows: ScoredRows) -> Counter[str]:
+    """How often each feature is the top one among the flagged rows."""
+    if len(rows) == 0:
+        return Counter()
+    scored = detector.score(rows.x)
+    return Counter(
+        top[0].name
+        for top, flagged in zip(scored.top_features, scored.is_anomaly, strict=True)
+        if flagged and top
+    )
