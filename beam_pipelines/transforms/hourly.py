@@ -16,18 +16,15 @@ from datetime import UTC, datetime
 
 import apache_beam as beam
 from apache_beam.coders import PickleCoder
-from apache_beam.io.gcp.pubsub import PubsubMessage
 from apache_beam.transforms.userstate import ReadModifyWriteStateSpec
-from apache_beam.transforms.window import TimestampedValue
 
-from beam_pipelines.transforms.parse import DEAD_LETTERS, dead_letter_row
+from beam_pipelines.transforms.parse import ParseMessages
 from dexwatch.contracts.hourly_features import (
     HISTORY_HOURS,
     hourly_features,
     series_features,
     supersedes,
 )
-from dexwatch.contracts.pool_event import MessageError
 from dexwatch.contracts.pool_hour import HOUR_S, PoolHour
 
 SOURCE = "subgraph"
@@ -58,38 +55,16 @@ def hourly_row(hour: PoolHour, features: dict[str, float]) -> dict:
     }
 
 
-class _ParseHourFn(beam.DoFn):
-    def __init__(self, stamp: bool) -> None:
-        # Messages read from files carry no event time yet; Pub/Sub sets it from the
-        # event_time attribute (the hour's end).
-        self._stamp = stamp
-
-    def process(self, message: PubsubMessage | bytes):
-        data = message.data if isinstance(message, PubsubMessage) else message
-        attributes = dict(message.attributes or {}) if isinstance(message, PubsubMessage) else None
-        try:
-            hour = PoolHour.from_json(data)
-        except MessageError as err:
-            beam.metrics.Metrics.counter("dexwatch", "dead_letters").inc()
-            yield beam.pvalue.TaggedOutput(
-                DEAD_LETTERS, dead_letter_row("parse-hourly", str(err), data, attributes)
-            )
-            return
-        yield TimestampedValue(hour, hour.hour_end) if self._stamp else hour
+def _hour_end(hour: PoolHour) -> int:
+    return hour.hour_end
 
 
-class ParsePoolHours(beam.PTransform):
-    """pool-hourly messages → outputs ``main`` (PoolHour) and ``dead_letters`` (rows of the
-    dead_letters table, the same table as the chain path's)."""
+class ParsePoolHours(ParseMessages):
+    """pool-hourly messages → ``main`` (PoolHour) and ``dead_letters`` (the same table as the
+    chain path's), stamped with the hour's end when asked."""
 
     def __init__(self, stamp_event_time: bool = False) -> None:
-        super().__init__()
-        self._stamp = stamp_event_time
-
-    def expand(self, messages):
-        return messages | beam.ParDo(_ParseHourFn(self._stamp)).with_outputs(
-            DEAD_LETTERS, main="main"
-        )
+        super().__init__(PoolHour.from_json, _hour_end, "parse-hourly", stamp_event_time)
 
 
 class _PoolHoursFn(beam.DoFn):
