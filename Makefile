@@ -43,6 +43,8 @@ bench: install
 	$(BIN)/python bench/latency.py
 	$(BIN)/python bench/live.py
 	$(BIN)/python bench/nab.py
+	$(BIN)/python bench/scoring.py
+	$(BIN)/python bench/backfill.py
 
 down:
 	$(BIN)/dexwatch local down
