@@ -1,4 +1,5 @@
-"""Batch scoring speed, side by side: scikit-learn, ONNX Runtime and isotree.
+"""Batch scoring speed, side by side: scikit-learn (stock and tree by tree), ONNX Runtime and
+isotree.
 
 The forest is the chain-window detector's Isolation Forest (the replay benchmark's model,
 trained on simulated normal traffic), the rows its real feature rows (the replay's
@@ -6,7 +7,10 @@ windows). Each backend scores batches of 1, 64 and 4096 rows, repeated for about
 ``--seconds`` per cell; rows/s is rows scored over wall time. Agreement with scikit-learn:
 the largest absolute difference of score_samples over all rows.
 
-- scikit-learn: ``IsolationForest.score_samples``, what the Detector runs.
+- scikit-learn: ``IsolationForest.score_samples``, stock: it dispatches every tree through
+  joblib, even one after another.
+- scikit-learn trees (``sklearn_trees``): the same trees applied one after another without
+  joblib, what the Detector runs (dexwatch/contracts/detector.py).
 - ONNX Runtime: the same forest converted with skl2onnx (its scores are the decision
   function, score_samples minus ``offset_``, in float32).
 - isotree: its own Isolation Forest, fitted on the same training rows with the same size
@@ -109,6 +113,7 @@ def main() -> None:
     reference = forest.score_samples(rows)
     backends = {
         "sklearn": forest.score_samples,
+        "sklearn_trees": detector._depths.score_samples,
         "onnx": _onnx(forest, rows.shape[1]),
         "isotree": _isotree(forest, rows[: len(rows) // 2]),
     }
@@ -124,8 +129,8 @@ def main() -> None:
         for batch in BATCHES:
             rate = _rate(score, rows, batch, args.seconds)
             figures[f"{name}_rows_per_s_{batch}"] = {"value": round(rate), "unit": "rows/s"}
-            print(f"{name:8} batch {batch:5}: {rate:12,.0f} rows/s", flush=True)
-        print(f"{name:8} max |score - sklearn| = {difference:.2e}", flush=True)
+            print(f"{name:13} batch {batch:5}: {rate:12,.0f} rows/s", flush=True)
+        print(f"{name:13} max |score - sklearn| = {difference:.2e}", flush=True)
     in_use = max(
         (name for name in backends if agrees[name]),
         key=lambda name: figures[f"{name}_rows_per_s_4096"]["value"],

@@ -81,3 +81,29 @@ def test_declared_topics_exist_for_every_contract() -> None:
 def test_tables_declare_natural_keys() -> None:
     for table in TABLES.values():
         assert table.natural_key and set(table.natural_key) <= set(table.column_names)
+
+
+@pytest.mark.parametrize("max_features", [1.0, 0.6])
+def test_the_detector_scores_its_forest_exactly_as_scikit_learn(max_features, tmp_path) -> None:
+    """Detector scores the forest tree by tree (without joblib's per-tree dispatch): the same
+    score_samples to the last bit, also with per-tree feature subsets, and after a save."""
+    import dataclasses
+
+    import numpy as np
+    from sklearn.ensemble import IsolationForest
+
+    from dexwatch.contracts.detector import Detector
+    from tests._detectors import hourly_detector, hourly_rows
+
+    base = hourly_detector()
+    x = hourly_rows(400, seed=7)
+    forest = IsolationForest(n_estimators=40, max_samples=128, max_features=max_features,
+                             random_state=5).fit(x)  # fmt: skip
+    detector = dataclasses.replace(base, forest=forest)
+    assert np.array_equal(detector._depths.score_samples(x), forest.score_samples(x))
+    outliers = x * np.array([30.0] + [1.0] * (x.shape[1] - 1))
+    assert np.array_equal(detector._depths.score_samples(outliers), forest.score_samples(outliers))
+    detector.save(tmp_path / "d.joblib")  # with the derived trees cached: not saved
+    loaded = Detector.load(tmp_path / "d.joblib")
+    assert "_depths" not in loaded.__dict__
+    assert np.array_equal(loaded.anomaly_score(x), detector.anomaly_score(x))
