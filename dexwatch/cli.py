@@ -598,26 +598,43 @@ def backfill(
 @app.command("evaluate")
 def evaluate(
     nab: Annotated[
-        bool, typer.Option("--nab", help="The Numenta Anomaly Benchmark (bench/nab.py).")
+        bool, typer.Option("--nab", help="Only the Numenta Anomaly Benchmark (bench/nab.py).")
+    ] = False,
+    incidents: Annotated[
+        bool,
+        typer.Option(
+            "--incidents",
+            help="Only the injected incidents on the local chain (bench/incidents.py).",
+        ),
     ] = False,
     data: Annotated[
         Path | None, typer.Option(help="The NAB corpus (default: ../shared/data/nab).")
     ] = None,
-    workers: Annotated[int, typer.Option(help="Worker processes.")] = 2,
+    workers: Annotated[int, typer.Option(help="NAB: worker processes.")] = 2,
+    model: Annotated[
+        Path | None,
+        typer.Option(help="Incidents: a saved chain detector (default: bootstrap a first one)."),
+    ] = None,
 ) -> None:
-    """Honest evaluation on a public benchmark, beside baselines in the same run; writes
-    bench/results/<benchmark>.json."""
+    """Honest evaluation, each beside baselines in the same run: the Numenta Anomaly
+    Benchmark and injected incidents on the local chain (both unless one is chosen); writes
+    bench/results/nab.json and bench/results/incidents.json."""
     import subprocess
 
-    if not nab:
-        _fail("choose a benchmark: --nab")
-    script = Path(__file__).resolve().parent.parent / "bench" / "nab.py"
-    if not script.is_file():
-        _fail(f"{script} not found: run from a checkout of dexwatch")
-    args = [sys.executable, str(script), "--workers", str(workers)]
-    if data is not None:
-        args += ["--data", str(data)]
-    raise typer.Exit(subprocess.call(args))
+    bench = Path(__file__).resolve().parent.parent / "bench"
+    if not bench.is_dir():
+        _fail(f"{bench} not found: run from a checkout of dexwatch")
+    runs = []
+    if nab or not incidents:
+        args = ["--workers", str(workers)] + ([] if data is None else ["--data", str(data)])
+        runs.append([sys.executable, str(bench / "nab.py"), *args])
+    if incidents or not nab:
+        args = [] if model is None else ["--model", str(model.resolve())]
+        runs.append([sys.executable, str(bench / "incidents.py"), *args])
+    for args in runs:
+        code = subprocess.call(args)
+        if code:
+            raise typer.Exit(code)
 
 
 @alerts_app.command("tail")

@@ -76,19 +76,7 @@ class Evaluation:
     precision: float | None  # flagged evaluation rows that overlap an incident
 
     def recall_by_kind(self) -> dict[str, dict[str, Any]]:
-        by_kind: dict[str, list[IncidentOutcome]] = {}
-        for outcome in self.incidents:
-            by_kind.setdefault(outcome.kind, []).append(outcome)
-        summary = {}
-        for kind, outcomes in sorted(by_kind.items()):
-            delays = [o.delay_s for o in outcomes if o.delay_s is not None]
-            summary[kind] = {
-                "incidents": len(outcomes),
-                "detected": sum(o.detected for o in outcomes),
-                "recall": sum(o.detected for o in outcomes) / len(outcomes),
-                "median_delay_s": float(np.median(delays)) if delays else None,
-            }
-        return summary
+        return outcomes_by_kind(self.incidents)
 
     @property
     def recall(self) -> float | None:
@@ -183,3 +171,133 @@ def top_feature_counts(detector: Detector, rows: ScoredRows) -> Counter[str]:
         for top, flagged in zip(scored.top_features, scored.is_anomaly, strict=True)
         if flagged and top
     )
+
+
+# --- alerts against injected incidents ------------------------------------------------------
+
+WEEK_S = 7 * 24 * 3600
+
+
+@dataclasses.dataclass(frozen=True)
+class AlertThread:
+    pool: str
+    start: float  # epoch seconds: the first flagged window's start
+    end: float  # the last flagged window's end
+
+
+def alert_threads(
+    pools: np.ndarray, starts: np.ndarray, ends: np.ndarray, flagged: np.ndarray, cooldown_s: float
+) -> list[AlertThread]:
+    """Flagged windows grouped into alerts as the pipeline threads them (pipeline
+    .alert_cooldown_s): in window order, a flagged window that ends within ``cooldown_s`` of
+    its pool's open thread joins it, otherwise it opens a new thread (a new alert)."""
+    threads: list[AlertThread] = []
+    open_by_pool: dict[str, int] = {}
+    order = np.lexsort((ends, pools))  # by pool, then window end
+    for i in order[flagged[order]]:
+        pool, start, end = str(pools[i]), float(starts[i]), float(ends[i])
+        index = open_by_pool.get(pool)
+        if index is not None and end <= threads[index].end + cooldown_s:
+            held = threads[index]
+            threads[index] = AlertThread(pool, held.start, max(held.end, end))
+        else:
+            open_by_pool[pool] = len(threads)
+            threads.append(AlertThread(pool, start, end))
+    return threads
+
+
+@dataclasses.dataclass(frozen=True)
+class IncidentDetection:
+    """How one detector's flags fare against injected incidents, per incident and per alert."""
+
+    outcomes: list[IncidentOutcome]
+    threads: int
+    false_threads: int
+    pool_weeks: float
+
+    @property
+    def recall(self) -> float | None:
+        return _share(sum(o.detected for o in self.outcomes), len(self.outcomes))
+
+    @property
+    def precision(self) -> float | None:
+        return _share(self.threads - self.false_threads, self.threads)
+
+    @property
+    def false_alerts_per_pool_week(self) -> float | None:
+        return self.false_threads / self.pool_weeks if self.pool_weeks else None
+
+    @property
+    def median_delay_s(self) -> float | None:
+        delays = [o.delay_s for o in self.outcomes if o.delay_s is not None]
+        return float(np.median(delays)) if delays else None
+
+    def by_kind(self) -> dict[str, dict[str, Any]]:
+        return outcomes_by_kind(self.outcomes)
+
+
+def outcomes_by_kind(outcomes: list[IncidentOutcome]) -> dict[str, dict[str, Any]]:
+    """Per incident kind: incidents, detected, recall, median detection delay."""
+    kinds: dict[str, list[IncidentOutcome]] = {}
+    for outcome in outcomes:
+        kinds.setdefault(outcome.kind, []).append(outcome)
+    summary = {}
+    for kind, group in sorted(kinds.items()):
+        delays = [o.delay_s for o in group if o.delay_s is not None]
+        detected = sum(o.detected for o in group)
+        summary[kind] = {
+            "incidents": len(group),
+            "detected": detected,
+            "recall": detected / len(group),
+            "median_delay_s": float(np.median(delays)) if delays else None,
+        }
+    return summary
+
+
+def _share(part: int, whole: int) -> float | None:
+    return part / whole if whole else None
+
+
+def incident_detection(
+    pools: np.ndarray,
+    starts: np.ndarray,
+    ends: np.ndarray,
+    flagged: np.ndarray,
+    incidents: list[LabelledIncident],
+    after_s: float,
+    cooldown_s: float,
+) -> IncidentDetection:
+    """Score one detector's flags over windows (epoch-second ``starts``/``ends`` per pool)
+    against incidents.
+
+    An incident is detected by a flagged window of its pool that ends after its first block
+    and starts no later than ``after_s`` after its last (a window that holds part of it);
+    the delay is the first such window's end after the first block (event time). An alert
+    thread (``alert_threads``) is true when it overlaps that same span of an incident of its
+    pool, false otherwise: aftermath alerts beyond the cooldown count as false. Observed
+    time is each pool's span of scored windows."""
+    outcomes = []
+    for incident in incidents:
+        first = incident.first_timestamp.timestamp()
+        last = incident.last_timestamp.timestamp() + after_s
+        holds = (pools == incident.pool) & (ends > first) & (starts <= last)
+        hits = holds & flagged
+        delay = float(ends[hits].min() - first) if hits.any() else None
+        outcomes.append(
+            IncidentOutcome(
+                incident.label_id, incident.pool, incident.kind, bool(hits.any()), delay
+            )  # fmt: skip
+        )
+    threads = alert_threads(pools, starts, ends, flagged, cooldown_s)
+    spans = [
+        (i.pool, i.first_timestamp.timestamp(), i.last_timestamp.timestamp() + after_s)
+        for i in incidents
+    ]
+    false_threads = sum(
+        not any(t.pool == pool and t.end > first and t.start <= last for pool, first, last in spans)
+        for t in threads
+    )
+    observed = sum(
+        float(ends[pools == pool].max() - starts[pools == pool].min()) for pool in set(pools)
+    )
+    return IncidentDetection(outcomes, len(threads), false_threads, observed / WEEK_S)

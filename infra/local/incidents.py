@@ -11,7 +11,8 @@ Each kind is a short sequence of blocks, each built from the pool's state when i
   forth, 20 times the pool's normal volume for that time.
 
 Blocks are mined with wall-clock timestamps, ``simulator.block_interval_s`` apart, so the
-injector runs beside the live simulator without pushing the chain clock ahead.
+injector runs beside the live simulator without pushing the chain clock ahead. Into a history
+run (``history=True``) they are mined at once, stamped that far apart after the latest block.
 """
 
 from __future__ import annotations
@@ -45,9 +46,14 @@ _Step = Callable[[PoolState], list[Tx]]
 
 
 def inject(
-    settings: Settings, deployment: LocalDeployment, kind: str, pool_name: str
+    settings: Settings,
+    deployment: LocalDeployment,
+    kind: str,
+    pool_name: str,
+    history: bool = False,
 ) -> IncidentLabel:
-    """Inject an incident of ``kind`` into the pool and return its ground-truth label."""
+    """Inject an incident of ``kind`` into the pool and return its ground-truth label;
+    ``history`` stamps its blocks in chain time instead of waiting for the wall clock."""
     if kind not in INCIDENT_KINDS:
         raise ValueError(f"unknown incident kind {kind!r}; choose one of {INCIDENT_KINDS}")
     pool = deployment.pool(pool_name)
@@ -56,16 +62,22 @@ def inject(
         # One block per step, its transactions in send order (automine would give each its
         # own block, and reorder the two transactions of a V2 swap across senders).
         with _chain.manual_mining(rpc):
-            return _Injector(settings, deployment, rpc, pool).run(kind)
+            return _Injector(settings, deployment, rpc, pool, history).run(kind)
     finally:
         rpc.close()
 
 
 class _Injector:
     def __init__(
-        self, settings: Settings, deployment: LocalDeployment, rpc: Rpc, pool: PoolInfo
+        self,
+        settings: Settings,
+        deployment: LocalDeployment,
+        rpc: Rpc,
+        pool: PoolInfo,
+        history: bool,
     ) -> None:
         self.settings = settings
+        self.history = history
         self.deployment = deployment
         self.rpc = rpc
         self.pool = pool
@@ -82,10 +94,14 @@ class _Injector:
         }[kind](before)
         transactor = Transactor(self.rpc)
         numbers: set[int] = set()
+        interval = self.settings.simulator.block_interval_s
         for index, step in enumerate(steps):
-            if index:
-                time.sleep(self.settings.simulator.block_interval_s)
-            receipts = transactor.execute(step(self._state()))
+            timestamp = None
+            if self.history:
+                timestamp = _chain.latest_block(self.rpc)[1] + max(1, round(interval))
+            elif index:
+                time.sleep(interval)
+            receipts = transactor.execute(step(self._state()), timestamp=timestamp)
             numbers.update(int(receipt["blockNumber"], 16) for receipt in receipts)
         first, last = min(numbers), max(numbers)
         first_ts, last_ts = (self._timestamp(n) for n in (first, last))

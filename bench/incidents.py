@@ -1,0 +1,234 @@
+"""Injected incidents on the local chain: how well dexwatch's alerts find them, beside a
+fixed-threshold rule on the same windows.
+
+One fixed simulated period per trial, fixed seeds: a private anvil with the real contracts
+and the market simulator (blocks one slice apart, as in tests/test_false_alarms.py), with
+incidents injected into every pool in rounds of ``--gap-hours`` (pools take turns, with
+normal trading between; incident blocks as far apart as in live runs): first ``--rounds``
+rounds of the kinds that leave a pool as it was (wash trading, price manipulation,
+alternating across pools), then one round of liquidity drains and rug pulls (alternating,
+swapped in the next trial), each followed by the rest of the round as aftermath. The real
+chain publisher records it, the real pipeline replays it in batch into a warehouse, scored by a
+first model bootstrapped from other normal traffic (another chain, another seed; what
+`dexwatch run` trains when it has no model), or by ``--model``.
+
+Each detector's flagged windows become alerts as the pipeline threads them, then
+(model.evaluation.incident_detection): ``recall`` (incidents with a flagged window holding
+part of them), ``precision`` (alerts that overlap an incident of their pool),
+``false_alerts_per_pool_week``, ``median_delay_s`` (event time from an incident's first
+block to the end of the first flagged window; live alerts fire earlier, on early panes: see
+bench/latency.py); ``rule_recall``, ``rule_precision`` (and the rule's other figures) for
+model.rules. Writes bench/results/incidents.json.
+
+    python bench/incidents.py [--trials 2] [--rounds 4] [--gap-hours 1.5] [--model PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from _results import write_results
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from beam_pipelines.options import batch_options  # noqa: E402
+from beam_pipelines.pipeline import build_replay_pipeline  # noqa: E402
+from dexwatch.bootstrap import bootstrap_model  # noqa: E402
+from dexwatch.contracts.features import FEATURE_NAMES  # noqa: E402
+from dexwatch.contracts.labels import IncidentLabel  # noqa: E402
+from dexwatch.contracts.tables import INCIDENT_LABELS  # noqa: E402
+from dexwatch.settings import Settings, SimulatorSettings, load_settings  # noqa: E402
+from dexwatch.warehouse import open_warehouse  # noqa: E402
+from infra.local import processes, stack  # noqa: E402
+from infra.local.deploy import deploy_local_contracts  # noqa: E402
+from infra.local.incidents import inject  # noqa: E402
+from infra.local.market import MarketSimulator  # noqa: E402
+from model.evaluation import IncidentDetection, LabelledIncident, incident_detection  # noqa: E402
+from model.rules import describe_rules, rule_flags  # noqa: E402
+from publishers.chain import run as publish_chain  # noqa: E402
+
+WORK = ROOT / "bench" / "work" / "incidents"
+BOOTSTRAP_SEED = 21
+TRIAL_SEEDS = (31, 32, 33, 34)
+REVERSIBLE = ("wash-trading", "price-manipulation")
+DESTRUCTIVE = ("liquidity-drain", "rug-pull")
+WARMUP_HOURS = 0.5
+LIVE_BLOCK_S = SimulatorSettings().block_interval_s
+
+
+def _settings(state: Path, seed: int, model: Path) -> Settings:
+    port = processes.free_port()
+    block_s = load_settings().pipeline.slice_s
+    return load_settings(
+        local={"state_dir": str(state), "anvil_port": port,
+               "node_modules": str(ROOT / "node_modules")},
+        chain={"rpc_urls": [f"http://127.0.0.1:{port}"], "confirmations": 0,
+               "checkpoint_path": str(state / "checkpoint.json"), "batch_blocks": 2000},
+        simulator={"block_interval_s": block_s, "history_block_interval_s": block_s,
+                   "seed": seed},
+        model={"path": str(model)},
+        warehouse={"path": str(state / "warehouse.duckdb")},
+    )  # fmt: skip
+
+
+def mine_trial(settings: Settings, trial: int, rounds: int, gap_hours: float) -> list:
+    """Mine one trial's period with its incidents; returns their labels."""
+    processes.start(stack.anvil_spec(settings), settings.local.state_dir)
+    try:
+        deployment = deploy_local_contracts(settings)
+        deployment.save(settings.local.deployment_path)
+        simulator = MarketSimulator(settings, deployment)
+        simulator.generate_history(WARMUP_HOURS)
+        # Incident blocks as far apart as in live runs: how fast an incident unfolds is part
+        # of what it looks like (a wash-trading burst's swaps per slice).
+        live_blocks = settings.model_copy(
+            update={"simulator": settings.simulator.model_copy(
+                update={"block_interval_s": LIVE_BLOCK_S})}
+        )  # fmt: skip
+        labels: list[IncidentLabel] = []
+        for round_ in range(rounds + 1):
+            kinds = REVERSIBLE if round_ < rounds else DESTRUCTIVE
+            # Pools take turns, with normal trading between: every pool keeps its baseline.
+            for index, pool in enumerate(deployment.pools):
+                kind = kinds[(index + round_ + trial) % 2]
+                labels.append(inject(live_blocks, deployment, kind, pool.name, history=True))
+                simulator.generate_history(gap_hours / len(deployment.pools))
+            print(f"  round {round_ + 1}/{rounds + 1}: {' and '.join(kinds)}", flush=True)
+        publish_chain(settings, once=True, record_to=settings.local.state_dir / "recording")
+    finally:
+        processes.stop(settings.local.state_dir, stack.ANVIL)
+    return labels
+
+
+def replay(settings: Settings, labels: list) -> tuple[dict[str, np.ndarray], list, int]:
+    """Replay the recording into the trial's warehouse; returns its chain windows as
+    columns, the incidents, and the pipeline's own alert count."""
+    warehouse = open_warehouse(settings)
+    warehouse.upsert(INCIDENT_LABELS, [label.model_dump() for label in labels])
+    events = settings.local.state_dir / "recording" / "pool-events.jsonl"
+    build_replay_pipeline(settings, batch_options(), events).run().wait_until_finish()
+    names = ", ".join(FEATURE_NAMES)
+    result = warehouse.query(
+        "select pool, epoch(window_start), epoch(window_end), is_anomaly, "
+        f"{names} from pool_scores where source = 'chain'"
+    )
+    columns = {
+        name: np.array(values, dtype=object if name == "pool" else float)
+        for name, values in zip(
+            ["pool", "start", "end", "is_anomaly", *FEATURE_NAMES],
+            zip(*result.rows, strict=True),
+            strict=True,
+        )
+    }
+    (alerts,) = warehouse.query("select count(distinct alert_id) from anomalies").rows[0]
+    incidents = [
+        LabelledIncident(
+            label.label_id, label.pool, label.kind, label.first_timestamp, label.last_timestamp
+        )  # fmt: skip
+        for label in labels
+    ]
+    return columns, incidents, alerts
+
+
+def _merge(results: list[IncidentDetection]) -> IncidentDetection:
+    return IncidentDetection(
+        outcomes=[o for r in results for o in r.outcomes],
+        threads=sum(r.threads for r in results),
+        false_threads=sum(r.false_threads for r in results),
+        pool_weeks=sum(r.pool_weeks for r in results),
+    )
+
+
+def _figures(prefix: str, detection: IncidentDetection) -> dict[str, dict]:
+    figures = {
+        "recall": (detection.recall, "share of incidents"),
+        "precision": (detection.precision, "share of alerts"),
+        "false_alerts_per_pool_week": (detection.false_alerts_per_pool_week, "alerts"),
+        "median_delay_s": (detection.median_delay_s, "s (event time)"),
+    }
+    for kind, summary in detection.by_kind().items():
+        key = kind.replace("-", "_")
+        figures[f"recall_{key}"] = (summary["recall"], f"share of {summary['incidents']}")
+        figures[f"median_delay_s_{key}"] = (summary["median_delay_s"], "s (event time)")
+    return {
+        f"{prefix}{name}": {"value": round(value, 4), "unit": unit}
+        for name, (value, unit) in figures.items()
+        if value is not None
+    }
+
+
+def _print(name: str, detection: IncidentDetection) -> None:
+    def show(value: float | None, spec: str) -> str:
+        return "-" if value is None else format(value, spec)
+
+    print(
+        f"\n{name}: recall {show(detection.recall, '.2f')}, "
+        f"precision {show(detection.precision, '.2f')} "
+        f"({detection.threads} alerts, {detection.false_threads} false), "
+        f"{show(detection.false_alerts_per_pool_week, '.1f')} false alerts per pool-week, "
+        f"median delay {show(detection.median_delay_s, '.0f')} s"
+    )
+    for kind, summary in detection.by_kind().items():
+        print(
+            f"  {kind:<20} recall {show(summary['recall'], '.2f')} of {summary['incidents']}, "
+            f"median delay {show(summary['median_delay_s'], '.0f')} s"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trials", type=int, default=2, choices=range(1, len(TRIAL_SEEDS) + 1))
+    parser.add_argument("--rounds", type=int, default=4, help="rounds of reversible incidents")
+    parser.add_argument("--gap-hours", type=float, default=1.5)
+    parser.add_argument("--model", type=Path, help="a saved detector (default: bootstrap one)")
+    args = parser.parse_args()
+
+    shutil.rmtree(WORK, ignore_errors=True)
+    started = time.monotonic()
+    model = args.model or WORK / "model" / "bootstrap.joblib"
+    if args.model is None:
+        base = _settings(WORK / "bootstrap", BOOTSTRAP_SEED, model)
+        print(f"bootstrapping a first model ({base.model.bootstrap_hours:g} h, seed "
+              f"{BOOTSTRAP_SEED})", flush=True)  # fmt: skip
+        bootstrap_model(base, hours=base.model.bootstrap_hours)
+    model_results, rule_results, pipeline_alerts = [], [], 0
+    for trial in range(args.trials):
+        settings = _settings(WORK / f"trial-{trial}", TRIAL_SEEDS[trial], model)
+        print(f"trial {trial + 1}/{args.trials} (seed {TRIAL_SEEDS[trial]}): mining", flush=True)
+        labels = mine_trial(settings, trial, args.rounds, args.gap_hours)
+        print("  replaying through the pipeline", flush=True)
+        columns, incidents, alerts = replay(settings, labels)
+        pipeline_alerts += alerts
+        after_s = settings.pipeline.current_slices * settings.pipeline.slice_s
+        cooldown_s = settings.pipeline.alert_cooldown_s
+        where = (columns["pool"], columns["start"], columns["end"])
+        for results, flagged in (
+            (model_results, columns["is_anomaly"].astype(bool)),
+            (rule_results, rule_flags(columns)),
+        ):
+            results.append(incident_detection(*where, flagged, incidents, after_s, cooldown_s))
+    dexwatch, rule = _merge(model_results), _merge(rule_results)
+    _print("dexwatch", dexwatch)
+    _print(f"rule ({describe_rules()})", rule)
+    print(f"(the pipeline itself opened {pipeline_alerts} alert threads; "
+          f"{dexwatch.threads} counted here)")  # fmt: skip
+    figures = {**_figures("", dexwatch), **_figures("rule_", rule)}
+    figures["incidents"] = {"value": len(dexwatch.outcomes), "unit": "incidents"}
+    figures["pool_weeks"] = {"value": round(dexwatch.pool_weeks, 4), "unit": "pool-weeks"}
+    path = write_results(
+        "incidents",
+        figures,
+        note=f"{args.trials} trials x 5 pools, {args.rounds} reversible rounds + 1 destructive, "
+        f"{args.gap_hours:g} h apart; {time.monotonic() - started:.0f} s",
+    )
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
