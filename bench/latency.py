@@ -67,7 +67,8 @@ def _config() -> Path:
         "pubsub": {"emulator_host": f"127.0.0.1:{emulator}"},
         "simulator": {"block_interval_s": BLOCK_INTERVAL_S},
         # Incidents on the same pool come about a minute apart: each opens its own thread.
-        "pipeline": {"alert_cooldown_s": 20},
+        # The chain path alone: its alerts are what this measures.
+        "pipeline": {"alert_cooldown_s": 20, "hourly": False},
         "model": {"bootstrap_hours": 1.0},
     }
     path = WORK / "dexwatch.yaml"

@@ -42,15 +42,29 @@ def uses_local_subgraph(settings: Settings) -> bool:
     return settings.subgraph.endpoint_url == settings.local.subgraph_url
 
 
-def _component_specs(settings: Settings, config: Path | None):  # type: ignore[no-untyped-def]
+def scores_hours(settings: Settings) -> bool:
+    """Whether `dexwatch run`'s pipeline scores the hourly rows: pipeline.hourly when it is
+    set, otherwise whenever the subgraph publisher runs (against the local stand-in)."""
+    if "hourly" in settings.pipeline.model_fields_set:
+        return settings.pipeline.hourly
+    return uses_local_subgraph(settings)
+
+
+def _component_specs(  # type: ignore[no-untyped-def]
+    settings: Settings, config: Path | None, chain_start_block: int | None, hourly: bool
+):
     from infra.local.processes import ProcessSpec
 
     config_args = [] if config is None else ["--config", str(config.resolve())]
     base = [sys.executable, "-m", "dexwatch", *config_args]
     env = {"PUBSUB_EMULATOR_HOST": settings.local.emulator_host, "PYTHONUNBUFFERED": "1"}
+    publisher_env = dict(env)
+    if chain_start_block is not None:
+        publisher_env["DEXWATCH_CHAIN__START_BLOCK"] = str(chain_start_block)
+    pipeline_env = {**env, "DEXWATCH_PIPELINE__HOURLY": str(hourly).lower()}
     specs = [
         ProcessSpec(SIMULATOR, [*base, "simulate", "run"], env=env),
-        ProcessSpec(CHAIN_PUBLISHER, [*base, "publish", "chain"], env=env),
+        ProcessSpec(CHAIN_PUBLISHER, [*base, "publish", "chain"], env=publisher_env),
     ]
     if uses_local_subgraph(settings):
         standin = [sys.executable, "-m", "infra.local.subgraph", *config_args]
@@ -59,7 +73,7 @@ def _component_specs(settings: Settings, config: Path | None):  # type: ignore[n
             ProcessSpec(SUBGRAPH_STANDIN, standin, local.host, local.subgraph_port, env=env),
             ProcessSpec(SUBGRAPH_PUBLISHER, [*base, "publish", "subgraph"], env=env),
         ]
-    return [*specs, ProcessSpec(PIPELINE, [*base, "pipeline", "run"], env=env)]
+    return [*specs, ProcessSpec(PIPELINE, [*base, "pipeline", "run"], env=pipeline_env)]
 
 
 def _history_start(settings: Settings) -> int | None:
@@ -71,28 +85,42 @@ def _history_start(settings: Settings) -> int | None:
     return int(time.time()) // 3600 * 3600 - round(hours * 3600)
 
 
-def _mine_history(settings: Settings, deployment, console: Console) -> None:  # type: ignore[no-untyped-def]
-    """Mine the market from the back-dated deployment up to now, as fast as anvil goes."""
+def _mine_history(settings: Settings, deployment, console: Console) -> int | None:  # type: ignore[no-untyped-def]
+    """Mine the market from the back-dated deployment up to now, as fast as anvil goes:
+    history_block_interval_s blocks, then live-like ones for the last live_history_minutes.
+    Returns the first live-like block (None if there is no history to mine)."""
     from infra.local import _chain
-    from infra.local.market import MarketSimulator, with_live_blocks
+    from infra.local.market import MarketSimulator
 
-    settings = with_live_blocks(settings)
     rpc = _chain.Rpc(settings.local.rpc_url)
     try:
         _, latest = _chain.latest_block(rpc)
     finally:
         rpc.close()
-    interval = settings.simulator.history_block_interval_s
-    seconds = (int(time.time()) - latest) // interval * interval
-    if seconds <= 0:
-        return
+    early_interval = settings.simulator.history_block_interval_s
+    live_interval = max(1, round(settings.simulator.block_interval_s))
+    total = int(time.time()) - latest
+    early = max(0, total - round(settings.local.live_history_minutes * 60))
+    early = early // early_interval * early_interval
+    live = (total - early) // live_interval * live_interval
+    if early + live <= 0:
+        return None
     console.print(
-        f"the new chain starts {seconds / 3600:.1f} h in the past: mining that history "
+        f"the new chain starts {total / 3600:.1f} h in the past: mining that history "
         "(complete hours for the subgraph path)"
     )
     started = time.monotonic()
-    first, last = MarketSimulator(settings, deployment).generate_history(seconds / 3600)
-    console.print(f"  mined blocks {first}..{last} in {time.monotonic() - started:.0f} s")
+    simulator = MarketSimulator(settings, deployment)
+    first = last = None
+    if early:
+        first, last = simulator.generate_history(early / 3600, block_interval_s=early_interval)
+    live_first = None
+    if live:
+        live_first, last = simulator.generate_history(live / 3600, block_interval_s=live_interval)
+    console.print(
+        f"  mined blocks {first or live_first}..{last} in {time.monotonic() - started:.0f} s"
+    )
+    return live_first
 
 
 def run_local(
@@ -119,14 +147,16 @@ def run_local(
         console.print("[bold]starting the local stack[/] (Pub/Sub emulator, anvil, contracts)")
         genesis = _history_start(settings) if fresh_chain else None
         deployment = stack.up(settings, genesis_timestamp=genesis)
+        chain_start_block = None
         if genesis is not None:
-            _mine_history(settings, deployment, console)
+            chain_start_block = _mine_history(settings, deployment, console)
         os.environ["PUBSUB_EMULATOR_HOST"] = settings.local.emulator_host
         names = {p.address: p.name for p in deployment.pools}
         if settings.model.serving == "local" and not settings.model_path.is_file():
             _bootstrap_model(settings, console)
+        hourly = scores_hours(settings)
         if (
-            settings.pipeline.hourly
+            hourly
             and settings.model.serving == "local"
             and not settings.hourly_model_path.is_file()
         ):
@@ -149,7 +179,7 @@ def run_local(
                 soft_wrap=True,
             ),
         )
-        specs = _component_specs(settings, config)
+        specs = _component_specs(settings, config, chain_start_block, hourly)
         for spec in specs:
             if processes.running_pid(state_dir, spec.name) is None:
                 processes.start(spec, state_dir)
@@ -227,7 +257,7 @@ def _bootstrap_hourly_model(settings: Settings, console: Console) -> None:
 
     hours = settings.model.hourly_bootstrap_hours
     console.print(
-        f"pipeline.hourly and no hourly model yet: training the first one on {hours} simulated "
+        f"no hourly model yet: training the first one on {hours} simulated "
         "hours of normal traffic (once; `dexwatch model bootstrap-hourly` does the same)"
     )
     detector, _ = bootstrap_hourly_model(settings, hours, _progress_printer(console))

@@ -118,10 +118,14 @@ class LocalStackSettings(StrictModel):
     # The local stand-in for The Graph (infra/local/subgraph), started by `dexwatch run`.
     subgraph_port: int = Field(8000, gt=0, lt=65536)
     # `dexwatch run` starts a fresh chain this many hours (rounded down to a whole hour) in
-    # the past and mines that history before going live, so complete hours exist at once.
-    # History is mined with live-like blocks (simulator.block_interval_s apart): about 40 s
-    # per hour with the defaults.
-    history_hours: float = Field(1.0, ge=0, le=6)
+    # the past and mines that history before going live, so that the subgraph path has
+    # complete hours at once: with 8, each pool's last hours have the 6 hours of history the
+    # hourly features need. History is mined simulator.history_block_interval_s apart (about
+    # 10 s per hour), its last live_history_minutes with live-like blocks
+    # (simulator.block_interval_s apart, about 40 s per hour): the chain publisher starts
+    # there, so the chain path's baselines hold live-like traffic only.
+    history_hours: float = Field(8.0, ge=0, le=48)
+    live_history_minutes: float = Field(15.0, ge=0)
     anvil_accounts: int = Field(20, ge=12)
     chain_id: int = 31337
     node_modules: Path = Path("node_modules")
@@ -215,6 +219,10 @@ class ModelSettings(StrictModel):
     max_batch_size: int = Field(512, ge=1)
     # `dexwatch run` trains a first model on this many simulated hours when there is none.
     bootstrap_hours: float = Field(2.0, gt=0)
+    # `dexwatch model bootstrap-hourly` mines this many simulated hours: of each pool's
+    # whole hours (H - 2 at worst), the first 6 are history only, the rest training rows;
+    # the four pools the subgraphs index need H >= 21 for the 50 rows training takes.
+    hourly_bootstrap_hours: int = Field(24, ge=21)
     # serving: http. The predict route of a prediction server; requests are retried on 5xx,
     # connection errors and timeouts with capped exponential backoff.
     http_url: str = "http://127.0.0.1:8080/predict"
@@ -251,10 +259,6 @@ class ModelSettings(StrictModel):
     @property
     def gcp_configured(self) -> bool:
         return bool(self.vertex_project)
-    # `dexwatch model bootstrap-hourly` mines this many simulated hours: of each pool's
-    # whole hours (H - 2 at worst), the first 20 are history only, the rest training rows;
-    # the four pools the subgraphs index need H >= 35 for the 50 rows training takes.
-    hourly_bootstrap_hours: int = Field(38, ge=35)
 
 
 class MonitoringSettings(StrictModel):

@@ -132,6 +132,9 @@ def write_local_config(directory: Path, **sections: dict) -> Path:
         "chain": {"rpc_urls": [f"http://127.0.0.1:{anvil_port}"]},
         "pubsub": {"emulator_host": f"127.0.0.1:{emulator_port}"},
         "subgraph": {"endpoint_url": f"http://127.0.0.1:{subgraph_port}"},
+        # The chain path only, unless a test asks: `dexwatch run` would otherwise train a
+        # first hourly model (minutes of mining) before going live.
+        "pipeline": {"hourly": False},
     }
     for section, values in sections.items():
         config.setdefault(section, {}).update(values)

@@ -14,6 +14,7 @@ from dexwatch.contracts.hourly_features import (
     CONTEXT_FEATURES,
     HOURLY_FEATURE_DEFINITIONS,
     HOURLY_FEATURE_NAMES,
+    MIN_PREVIOUS_HOURS,
     hourly_features,
     hourly_vector,
     latest_versions,
@@ -93,9 +94,11 @@ def test_only_the_pools_own_24_hours_before_count_each_once():
 
 def test_thin_history_waits_and_a_missing_day_before_means_no_change_known():
     history = [pool_hour(HOUR - k * HOUR_S, volume=100.0) for k in range(1, 25)]
-    assert hourly_features(pool_hour(HOUR), history[:19]) is None  # 19 of 24: warming up
+    warming = history[: MIN_PREVIOUS_HOURS - 1]
+    assert hourly_features(pool_hour(HOUR), warming) is None  # one hour short: warming up
     without_day_before = [h for h in history if h.hour_start != HOUR - 24 * HOUR_S]
-    features = hourly_features(pool_hour(HOUR, volume=500.0), without_day_before[:20])
+    features = hourly_features(pool_hour(HOUR, volume=500.0),
+                               without_day_before[:MIN_PREVIOUS_HOURS])  # fmt: skip
     assert features is not None
     assert features["vol_rate_24h"] == 0.0 and features["tvl_rate_24h"] == 0.0
 
@@ -125,11 +128,13 @@ def test_a_further_indexed_version_replaces_an_hour_and_a_redelivery_does_not():
 def test_a_series_in_any_order_with_duplicates_gives_the_in_order_vectors():
     series = [pool_hour(HOUR + i * HOUR_S, volume=1000.0 + 37 * (i % 7)) for i in range(40)]
     in_order = list(series_features(series))
-    assert [h.hour_start for h, _ in in_order] == [h.hour_start for h in series[20:]]
+    assert [h.hour_start for h, _ in in_order] == [
+        h.hour_start for h in series[MIN_PREVIOUS_HOURS:]
+    ]
     shuffled = series + series[::3]
     random.Random(3).shuffle(shuffled)
     assert list(series_features(shuffled)) == in_order
-    for i, (hour, features) in enumerate(in_order, start=20):
+    for i, (hour, features) in enumerate(in_order, start=MIN_PREVIOUS_HOURS):
         assert features == hourly_features(hour, series[:i])
 
 
@@ -155,7 +160,7 @@ def test_the_hourly_model_flags_a_spike_and_never_blames_the_calendar():
     assert detector.feature_names == HOURLY_FEATURE_NAMES
     context = [HOURLY_FEATURE_NAMES.index(name) for name in CONTEXT_FEATURES]
     assert np.isinf(detector.limits[context]).all()
-    assert detector.training_rows == 2 * (80 - 20)
+    assert detector.training_rows == 2 * (80 - MIN_PREVIOUS_HOURS)
 
     later = _normal_series(POOL, 60, 1e5, 3)
     rows = [features for _, features in series_features(later)]

@@ -16,6 +16,7 @@ import yaml
 
 from dexwatch.contracts.alert import Alert
 from dexwatch.contracts.features import FEATURE_NAMES
+from dexwatch.contracts.hourly_features import MIN_PREVIOUS_HOURS
 from dexwatch.contracts.pool_hour import HOUR_S, PoolHour
 from dexwatch.contracts.topics import ALERTS_SUBSCRIPTION, POOL_HOURLY
 from dexwatch.warehouse import open_warehouse
@@ -92,7 +93,7 @@ def test_published_hours_become_rows_and_a_spike_one_alert(
             [sys.executable, "-m", "dexwatch", "--config", str(config), "pipeline", "run"],
             cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT,
         )  # fmt: skip
-    expected = HOURS + 1 - 20  # every hour with 20 hours of history
+    expected = HOURS + 1 - MIN_PREVIOUS_HOURS  # every hour with enough history
     rows: list[tuple] = []
     try:
         deadline = time.monotonic() + 180

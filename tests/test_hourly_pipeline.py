@@ -19,7 +19,11 @@ from beam_pipelines.transforms.hourly import ParsePoolHours, PoolHourFeatures, h
 from beam_pipelines.transforms.parse import DEAD_LETTERS
 from beam_pipelines.transforms.scoring import DetectorModelHandler, ScoreWindows
 from beam_pipelines.transforms.sinks import ThreadAnomalies
-from dexwatch.contracts.hourly_features import HOURLY_FEATURE_NAMES, series_features
+from dexwatch.contracts.hourly_features import (
+    HOURLY_FEATURE_NAMES,
+    MIN_PREVIOUS_HOURS,
+    series_features,
+)
 from dexwatch.contracts.pool_hour import HOUR_S, PoolHour
 from model.hourly import train_hourly_detector
 
@@ -151,7 +155,7 @@ def test_batch_rows_are_the_series_rows():
             p | beam.Create([h.to_json() for h in shuffled]) | ParsePoolHours(stamp_event_time=True)
         ).main | PoolHourFeatures(allowed_lateness_h=24, streaming=False)
         assert_that(rows | beam.Map(lambda r: r["window_id"]), equal_to(expected))
-    assert len(expected) == 10 + 5
+    assert len(expected) == (30 - MIN_PREVIOUS_HOURS) + (25 - MIN_PREVIOUS_HOURS)
 
 
 def test_a_resumed_run_rebuilds_the_state_from_hours_it_had_written():
@@ -163,7 +167,7 @@ def test_a_resumed_run_rebuilds_the_state_from_hours_it_had_written():
     stream = TestStream().advance_watermark_to(T0)
     stream = stream.add_elements([_message(h) for h in hours]).advance_watermark_to_infinity()
     expected = [f"31337:{POOL}:{T0 + i * HOUR_S}:hour" for i in range(26, 30)]
-    expected += [f"31337:{OTHER}:{T0 + i * HOUR_S}:hour" for i in range(20, 22)]
+    expected += [f"31337:{OTHER}:{T0 + i * HOUR_S}:hour" for i in range(MIN_PREVIOUS_HOURS, 22)]
     with TestPipeline(options=_streaming_options()) as p:
         rows = (p | stream | ParsePoolHours()).main | PoolHourFeatures(24, final_before=written)
         assert_that(rows | beam.Map(lambda r: r["window_id"]), equal_to(expected))

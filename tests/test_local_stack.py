@@ -117,7 +117,12 @@ def test_injected_drain_is_published_and_labelled(tmp_path: Path, monkeypatch) -
 
 
 # A small first model: `run` trains one when there is none (bootstrap_hours of history).
-QUICK_RUN = {"simulator": {"block_interval_s": 1.0}, "model": {"bootstrap_hours": 0.3}}
+# One hour of history: complete hours for the subgraph path without mining eight.
+QUICK_RUN = {
+    "simulator": {"block_interval_s": 1.0},
+    "model": {"bootstrap_hours": 0.3},
+    "local": {"history_hours": 1},
+}
 
 
 def test_run_shows_every_pool_and_leaves_no_process(tmp_path: Path) -> None:

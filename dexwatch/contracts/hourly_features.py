@@ -8,8 +8,9 @@ answering. Each vector is computed from one ``PoolHour`` and the pool's hours *b
 dampen itself.
 
 History: the pool's hours that start 1 to 24 hours before the hour. A vector exists only
-once at least ``MIN_PREVIOUS_HOURS`` of those 24 are known: a pool's first day is a warm-up,
-while a few lost messages do not stop the scoring (the publisher fills quiet hours, so a
+once at least ``MIN_PREVIOUS_HOURS`` of those 24 are known: a pool's first six hours are a
+warm-up (as long as the short moving average), while a few lost messages do not stop the
+scoring (the publisher fills quiet hours, so a
 missing hour is a message lost or not yet arrived, never a quiet hour). Statistics run over
 the known hours only.
 """
@@ -22,9 +23,9 @@ from datetime import UTC, datetime
 
 from dexwatch.contracts.pool_hour import HOUR_S, PoolHour
 
-HOURLY_FEATURES_VERSION = 1
+HOURLY_FEATURES_VERSION = 2
 HISTORY_HOURS = 24
-MIN_PREVIOUS_HOURS = 20
+MIN_PREVIOUS_HOURS = 6
 SHORT_MA_HOURS = 6
 # A relative change against a zero (or near zero) earlier level is unbounded: changes are
 # taken against at least one USD and capped, so one quiet hour does not produce infinity.
@@ -108,7 +109,7 @@ def hourly_features(hour: PoolHour, previous: Iterable[PoolHour]) -> dict[str, f
         "tx_count": float(hour.tx_count),
         "vol_rate_24h": _rate(hour.volume_usd, day_before.volume_usd) if day_before else 0.0,
         "tvl_rate_24h": _rate(hour.tvl_usd, day_before.tvl_usd) if day_before else 0.0,
-        # At least MIN_PREVIOUS_HOURS - 18 of the 6 recent hours are known.
+        # With lost hours none of the 6 recent ones may be known: the 24-hour mean stands in.
         "vol_ma_6h": sum(recent) / len(recent) if recent else ma_24h,
         "vol_ma_24h": ma_24h,
         "vol_std_24h": std_24h,

@@ -113,17 +113,22 @@ class MarketSimulator:
         return self.stats
 
     def generate_history(
-        self, hours: float, progress: Callable[[int, int], None] | None = None
+        self,
+        hours: float,
+        progress: Callable[[int, int], None] | None = None,
+        block_interval_s: int | None = None,
     ) -> tuple[int, int]:
-        """Mine ``hours`` of chain time as fast as the node allows; returns (first, last)
-        block. Block timestamps run ahead of the wall clock from the latest block on."""
-        interval = self.settings.history_block_interval_s
+        """Mine ``hours`` of chain time as fast as the node allows, blocks
+        ``block_interval_s`` (default history_block_interval_s) apart; returns (first, last)
+        block of this call. Block timestamps run ahead of the wall clock from the latest
+        block on."""
+        interval = block_interval_s or self.settings.history_block_interval_s
         total = max(1, round(hours * 3600 / interval))
         rpc = Rpc(self._rpc_url)
         try:
             with _chain.manual_mining(rpc):
                 transactor = Transactor(rpc)
-                _, timestamp = _chain.latest_block(rpc)
+                before, timestamp = _chain.latest_block(rpc)
                 for done in range(1, total + 1):
                     timestamp += interval
                     self._block(rpc, transactor, timestamp, dt=interval, timestamp=timestamp)
@@ -132,8 +137,8 @@ class MarketSimulator:
         finally:
             rpc.close()
         self._report()
-        assert self.stats.first_block is not None and self.stats.last_block is not None
-        return self.stats.first_block, self.stats.last_block
+        assert self.stats.last_block is not None
+        return before + 1, self.stats.last_block
 
     def _report(self) -> None:
         s = self.stats
