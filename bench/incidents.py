@@ -20,7 +20,7 @@ block to the end of the first flagged window; live alerts fire earlier, on early
 bench/latency.py); ``rule_recall``, ``rule_precision`` (and the rule's other figures) for
 model.rules. Writes bench/results/incidents.json.
 
-    python bench/incidents.py [--trials 2] [--rounds 4] [--gap-hours 1.5] [--model PATH]
+    python bench/incidents.py [--trials 4] [--rounds 4] [--gap-hours 1.5] [--model PATH]
 """
 
 from __future__ import annotations
@@ -140,17 +140,28 @@ def _merge(results: list[IncidentDetection]) -> IncidentDetection:
     return IncidentDetection(
         outcomes=[o for r in results for o in r.outcomes],
         threads=sum(r.threads for r in results),
-        false_threads=sum(r.false_threads for r in results),
+        false_alerts=[a for r in results for a in r.false_alerts],
         pool_weeks=sum(r.pool_weeks for r in results),
     )
 
 
-def _figures(prefix: str, detection: IncidentDetection) -> dict[str, dict]:
+def _in_remains(detection: IncidentDetection, incidents: list) -> int:
+    """False alerts in what a drain or rug pull left of its pool (after the incident)."""
+    ruined = {}
+    for incident in incidents:
+        if incident.kind in DESTRUCTIVE:
+            ruined[incident.pool] = incident.last_timestamp.timestamp()
+    return sum(a.pool in ruined and a.start > ruined[a.pool] for a in detection.false_alerts)
+
+
+def _figures(prefix: str, detection: IncidentDetection, in_remains: int) -> dict[str, dict]:
     figures = {
         "recall": (detection.recall, "share of incidents"),
         "precision": (detection.precision, "share of alerts"),
         "false_alerts_per_pool_week": (detection.false_alerts_per_pool_week, "alerts"),
         "median_delay_s": (detection.median_delay_s, "s (event time)"),
+        "false_alerts": (detection.false_threads, "alerts"),
+        "false_alerts_in_drained_pools": (in_remains, "alerts"),
     }
     for kind, summary in detection.by_kind().items():
         key = kind.replace("-", "_")
@@ -163,14 +174,15 @@ def _figures(prefix: str, detection: IncidentDetection) -> dict[str, dict]:
     }
 
 
-def _print(name: str, detection: IncidentDetection) -> None:
+def _print(name: str, detection: IncidentDetection, in_remains: int) -> None:
     def show(value: float | None, spec: str) -> str:
         return "-" if value is None else format(value, spec)
 
     print(
         f"\n{name}: recall {show(detection.recall, '.2f')}, "
         f"precision {show(detection.precision, '.2f')} "
-        f"({detection.threads} alerts, {detection.false_threads} false), "
+        f"({detection.threads} alerts, {detection.false_threads} false, {in_remains} of them "
+        "in what a drain or rug pull left), "
         f"{show(detection.false_alerts_per_pool_week, '.1f')} false alerts per pool-week, "
         f"median delay {show(detection.median_delay_s, '.0f')} s"
     )
@@ -183,7 +195,7 @@ def _print(name: str, detection: IncidentDetection) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--trials", type=int, default=2, choices=range(1, len(TRIAL_SEEDS) + 1))
+    parser.add_argument("--trials", type=int, default=4, choices=range(1, len(TRIAL_SEEDS) + 1))
     parser.add_argument("--rounds", type=int, default=4, help="rounds of reversible incidents")
     parser.add_argument("--gap-hours", type=float, default=1.5)
     parser.add_argument("--model", type=Path, help="a saved detector (default: bootstrap one)")
@@ -198,6 +210,7 @@ def main() -> None:
               f"{BOOTSTRAP_SEED})", flush=True)  # fmt: skip
         bootstrap_model(base, hours=base.model.bootstrap_hours)
     model_results, rule_results, pipeline_alerts = [], [], 0
+    in_remains = {"dexwatch": 0, "rule": 0}
     for trial in range(args.trials):
         settings = _settings(WORK / f"trial-{trial}", TRIAL_SEEDS[trial], model)
         print(f"trial {trial + 1}/{args.trials} (seed {TRIAL_SEEDS[trial]}): mining", flush=True)
@@ -208,17 +221,22 @@ def main() -> None:
         after_s = settings.pipeline.current_slices * settings.pipeline.slice_s
         cooldown_s = settings.pipeline.alert_cooldown_s
         where = (columns["pool"], columns["start"], columns["end"])
-        for results, flagged in (
-            (model_results, columns["is_anomaly"].astype(bool)),
-            (rule_results, rule_flags(columns)),
+        for name, results, flagged in (
+            ("dexwatch", model_results, columns["is_anomaly"].astype(bool)),
+            ("rule", rule_results, rule_flags(columns)),
         ):
-            results.append(incident_detection(*where, flagged, incidents, after_s, cooldown_s))
+            detection = incident_detection(*where, flagged, incidents, after_s, cooldown_s)
+            results.append(detection)
+            in_remains[name] += _in_remains(detection, incidents)
     dexwatch, rule = _merge(model_results), _merge(rule_results)
-    _print("dexwatch", dexwatch)
-    _print(f"rule ({describe_rules()})", rule)
+    _print("dexwatch", dexwatch, in_remains["dexwatch"])
+    _print(f"rule ({describe_rules()})", rule, in_remains["rule"])
     print(f"(the pipeline itself opened {pipeline_alerts} alert threads; "
           f"{dexwatch.threads} counted here)")  # fmt: skip
-    figures = {**_figures("", dexwatch), **_figures("rule_", rule)}
+    figures = {
+        **_figures("", dexwatch, in_remains["dexwatch"]),
+        **_figures("rule_", rule, in_remains["rule"]),
+    }
     figures["incidents"] = {"value": len(dexwatch.outcomes), "unit": "incidents"}
     figures["pool_weeks"] = {"value": round(dexwatch.pool_weeks, 4), "unit": "pool-weeks"}
     path = write_results(

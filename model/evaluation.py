@@ -212,8 +212,12 @@ class IncidentDetection:
 
     outcomes: list[IncidentOutcome]
     threads: int
-    false_threads: int
+    false_alerts: list[AlertThread]
     pool_weeks: float
+
+    @property
+    def false_threads(self) -> int:
+        return len(self.false_alerts)
 
     @property
     def recall(self) -> float | None:
@@ -293,11 +297,15 @@ def incident_detection(
         (i.pool, i.first_timestamp.timestamp(), i.last_timestamp.timestamp() + after_s)
         for i in incidents
     ]
-    false_threads = sum(
-        not any(t.pool == pool and t.end > first and t.start <= last for pool, first, last in spans)
-        for t in threads
-    )
+    false_alerts = [
+        thread
+        for thread in threads
+        if not any(
+            thread.pool == pool and thread.end > first and thread.start <= last
+            for pool, first, last in spans
+        )
+    ]
     observed = sum(
         float(ends[pools == pool].max() - starts[pools == pool].min()) for pool in set(pools)
     )
-    return IncidentDetection(outcomes, len(threads), false_threads, observed / WEEK_S)
+    return IncidentDetection(outcomes, len(threads), false_alerts, observed / WEEK_S)
