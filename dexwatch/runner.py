@@ -144,14 +144,8 @@ def run_local(
     if fresh_chain:
         started.append(stack.ANVIL)
     try:
-        console.print("[bold]starting the local stack[/] (Pub/Sub emulator, anvil, contracts)")
-        genesis = _history_start(settings) if fresh_chain else None
-        deployment = stack.up(settings, genesis_timestamp=genesis)
-        chain_start_block = None
-        if genesis is not None:
-            chain_start_block = _mine_history(settings, deployment, console)
-        os.environ["PUBSUB_EMULATOR_HOST"] = settings.local.emulator_host
-        names = {p.address: p.name for p in deployment.pools}
+        # First models first (on private chains): the live chain's history must run up to the
+        # moment the components start, or the chain windows wait out a new baseline.
         if settings.model.serving == "local" and not settings.model_path.is_file():
             _bootstrap_model(settings, console)
         hourly = scores_hours(settings)
@@ -161,6 +155,14 @@ def run_local(
             and not settings.hourly_model_path.is_file()
         ):
             _bootstrap_hourly_model(settings, console)
+        console.print("[bold]starting the local stack[/] (Pub/Sub emulator, anvil, contracts)")
+        genesis = _history_start(settings) if fresh_chain else None
+        deployment = stack.up(settings, genesis_timestamp=genesis)
+        chain_start_block = None
+        if genesis is not None:
+            chain_start_block = _mine_history(settings, deployment, console)
+        os.environ["PUBSUB_EMULATOR_HOST"] = settings.local.emulator_host
+        names = {p.address: p.name for p in deployment.pools}
         summary = PoolEventSummary(names)
         stop_monitor = subscribe(settings.pubsub.project, MONITOR_SUBSCRIPTION, summary)
         stop_alerts = subscribe_alerts(

@@ -13,9 +13,9 @@ import pytest
 import yaml
 
 from dexwatch.contracts.deployment import LocalDeployment
-from infra.local import processes
+from infra.local import processes, stack
 from tests._pubsub import drain, pool_events
-from tests.conftest import dexwatch_cli, write_local_config
+from tests.conftest import dexwatch_cli, make_settings, write_local_config
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow]
 
@@ -177,3 +177,23 @@ def test_interrupt_stops_every_process_it_started(tmp_path: Path) -> None:
         proc.kill()
     assert proc.returncode == 0, err[-3000:]
     _assert_nothing_left(config, pids)
+
+
+def test_a_new_chain_forgets_the_old_ones_state_but_keeps_the_models(tmp_path: Path) -> None:
+    """What a fresh anvil makes stale: the deployment, checkpoints, the warehouse and the
+    pipeline's journal (a new chain reuses block numbers and pool addresses, so replaying the
+    old messages would mix the two chains); the trained models stay."""
+    settings = make_settings(tmp_path / "state")
+    stale = [
+        settings.local.deployment_path,
+        settings.warehouse_path,
+        settings.local.state_dir / "checkpoints" / "subgraph.json",
+        settings.local.state_dir / "journal" / "p" / "pool-events-pipeline" / "0001.log",
+    ]
+    model = settings.model_path
+    for path in [*stale, model]:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"x")
+    stack._reset_chain_state(settings)
+    assert [path for path in stale if path.exists()] == []
+    assert model.read_bytes() == b"x"

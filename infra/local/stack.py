@@ -162,11 +162,14 @@ def status(settings: Settings) -> StackStatus:
 
 
 def _reset_chain_state(settings: Settings) -> None:
-    """A new anvil is a new chain: forget what belonged to the previous one."""
+    """A new anvil is a new chain: forget what belonged to the previous one (its messages in
+    the pipeline's journal too: the new chain reuses block numbers, so event ids, and the
+    pool addresses)."""
     state_dir = settings.local.state_dir
     for path in (settings.local.deployment_path, settings.checkpoint_path, settings.warehouse_path):
         path.unlink(missing_ok=True)
-    shutil.rmtree(state_dir / "checkpoints", ignore_errors=True)
+    for directory in ("checkpoints", "journal"):
+        shutil.rmtree(state_dir / directory, ignore_errors=True)
 
 
 def up(settings: Settings, genesis_timestamp: int | None = None) -> LocalDeployment:
