@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from beam_pipelines.options import batch_options
 from beam_pipelines.pipeline import build_replay_pipeline
 from dexwatch.contracts.features import FEATURE_NAMES
-from dexwatch.contracts.hourly_features import HOURLY_FEATURE_NAMES
+from dexwatch.contracts.hourly_features import HOURLY_FEATURE_NAMES, MIN_PREVIOUS_HOURS
 from dexwatch.contracts.pool_hour import HOUR_S, PoolHour
 from dexwatch.contracts.tables import POOL_SCORES, Table
 from dexwatch.warehouse.duckdb_backend import DuckDBWarehouse
@@ -75,6 +75,7 @@ def test_hours_replay_into_a_warehouse_of_the_old_schema(tmp_path):
         "select source, count(*), count(volume_usd), count(volume_ratio) from pool_scores "
         "group by source order by source"
     ).rows
-    assert rows == [("chain", 1, 0, 1), ("subgraph", 60, 60, 0)]
+    scored = len(hours) - MIN_PREVIOUS_HOURS  # every hour after the warm-up
+    assert rows == [("chain", 1, 0, 1), ("subgraph", scored, scored, 0)]
     dead = warehouse.query("select stage, reason from dead_letters").rows
     assert len(dead) == 1 and dead[0][0] == "parse-hourly"
