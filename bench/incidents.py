@@ -9,8 +9,9 @@ rounds of the kinds that leave a pool as it was (wash trading, price manipulatio
 alternating across pools), then one round of liquidity drains and rug pulls (alternating,
 swapped in the next trial), each followed by the rest of the round as aftermath. The real
 chain publisher records it, the real pipeline replays it in batch into a warehouse, scored by a
-first model bootstrapped from other normal traffic (another chain, another seed; what
-`dexwatch run` trains when it has no model), or by ``--model``.
+first model bootstrapped from other normal traffic (another chain, another seed; the
+training `dexwatch run` does when it has no model, on blocks one slice apart instead of
+live-like ones, as in tests/test_false_alarms.py), or by ``--model``.
 
 Each detector's flagged windows become alerts as the pipeline threads them, then
 (model.evaluation.incident_detection): ``recall`` (incidents with a flagged window holding
@@ -43,7 +44,12 @@ from dexwatch.bootstrap import bootstrap_model  # noqa: E402
 from dexwatch.contracts.features import FEATURE_NAMES  # noqa: E402
 from dexwatch.contracts.labels import IncidentLabel  # noqa: E402
 from dexwatch.contracts.tables import INCIDENT_LABELS  # noqa: E402
-from dexwatch.settings import Settings, SimulatorSettings, load_settings  # noqa: E402
+from dexwatch.settings import (  # noqa: E402
+    PipelineSettings,
+    Settings,
+    SimulatorSettings,
+    load_settings,
+)
 from dexwatch.warehouse import open_warehouse  # noqa: E402
 from infra.local import processes, stack  # noqa: E402
 from infra.local.deploy import deploy_local_contracts  # noqa: E402
@@ -64,7 +70,7 @@ LIVE_BLOCK_S = SimulatorSettings().block_interval_s
 
 def _settings(state: Path, seed: int, model: Path) -> Settings:
     port = processes.free_port()
-    block_s = load_settings().pipeline.slice_s
+    block_s = PipelineSettings().slice_s
     return load_settings(
         local={"state_dir": str(state), "anvil_port": port,
                "node_modules": str(ROOT / "node_modules")},

@@ -151,6 +151,8 @@ class _ForestDepths:
         self._denominator = len(self._trees) * float(_average_path_length([forest._max_samples])[0])
 
     def score_samples(self, x: np.ndarray) -> np.ndarray:
+        if self._denominator == 0:  # one training sample: scikit-learn's score is -1
+            return -np.ones(len(x))
         # The trees compare float32 values, as scikit-learn's do.
         x32 = np.ascontiguousarray(x, dtype=np.float32)
         depths = np.zeros(len(x32))
@@ -159,6 +161,4 @@ class _ForestDepths:
         ):
             rows = x32 if features is None else np.ascontiguousarray(x32[:, features])
             depths += leaf_depths[tree.apply(rows)]
-        if self._denominator == 0:  # one training sample: scikit-learn's score is -1
-            return -np.ones(len(x32))
         return -(2.0 ** (-depths / self._denominator))
