@@ -45,6 +45,7 @@ bench: install
 	$(BIN)/python bench/nab.py
 	$(BIN)/python bench/scoring.py
 	$(BIN)/python bench/backfill.py
+	$(BIN)/python bench/bad_input.py
 
 down:
 	$(BIN)/dexwatch local down

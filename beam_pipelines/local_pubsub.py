@@ -16,10 +16,20 @@ twice; the pipeline drops duplicates by event id. Each subscription read (pool-e
 pool-hourly for the hourly branch) has its own journal directory and replay plan.
 
 The watermark follows the data: the newest event time read, less a few seconds for
-messages that overtake each other. It does not advance while nothing arrives, so a
-publisher that was down publishes its backlog on time rather than late. For the
-subscription's ack deadline after start it stays put: messages the previous run pulled but
-had not journaled come back only then, and must not count as late.
+messages that overtake each other, each message counting at most the wall-clock time at
+which it was read (a real event was mined before it was read): one message stamped a day
+ahead must not move the watermark a day, making every real event after it late. It does
+not advance while nothing arrives, so a publisher that was down publishes its backlog on
+time rather than late. For the subscription's ack deadline after start it stays put:
+messages the previous run pulled but had not journaled come back only then, and must not
+count as late.
+
+Journal segments are deleted only when no restart could need them: when every record in
+them is older than both the journal's own horizon (the watermark less what a resume
+replays) and the replay start a restart would compute now from the rows the pipeline has
+written (``restart_needs``). Pool announcements are also kept in a file of their own that
+never expires, and a restart replays them first: the pipeline scores announced pools only,
+and a pool announced long ago is still a pool.
 """
 
 from __future__ import annotations
@@ -31,6 +41,7 @@ import threading
 import time
 import weakref
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,10 +56,10 @@ from apache_beam.runners.direct.transform_evaluator import (
 )
 from apache_beam.runners.direct.util import TransformResult
 from apache_beam.transforms.window import GlobalWindows
-from apache_beam.utils.timestamp import MIN_TIMESTAMP, Timestamp
+from apache_beam.utils.timestamp import MAX_TIMESTAMP, MIN_TIMESTAMP, Timestamp
 
 from dexwatch.contracts.hourly_features import HISTORY_HOURS
-from dexwatch.contracts.pool_event import rfc3339
+from dexwatch.contracts.pool_event import ANNOUNCEMENTS, rfc3339
 from dexwatch.contracts.pool_hour import HOUR_S
 from dexwatch.contracts.topics import PIPELINE_SUBSCRIPTION, POOL_HOURLY_SUBSCRIPTION
 from dexwatch.settings import PipelineSettings, Settings
@@ -64,26 +75,40 @@ _MAX_WAITING = 20_000  # pulled but not yet taken by the runner: flow control
 _BUNDLE_MAX = 5_000
 _GATHER_S = 0.1
 _REDELIVERY_MARGIN_S = 5
+_ANNOUNCEMENTS_FILE = "announcements.jsonl"
+_ANNOUNCEMENT_NAMES = frozenset(ANNOUNCEMENTS.values())
 
 
 @dataclass(frozen=True)
 class ResumePoint:
     """Where a restart picks up: journaled messages with event time >= replay_from (unix s)
-    are replayed; windows ending at or before final_before were final and written."""
+    are replayed; a pool's windows ending at or before its ``final_before`` (by
+    ``chain_id:pool``) were final and written."""
 
     replay_from: int
-    final_before: int | None
+    final_before: dict[str, int] | None
 
 
-def resume_point(settings: PipelineSettings, processed_until: int | None) -> ResumePoint:
-    """``processed_until``: event time up to which the previous run had processed and
-    written its rows (None: nothing written, so the whole journal is replayed). A window
-    that far behind by the lag and the allowed lateness could take no more updates; the
-    replay covers the span of every window after it."""
-    if processed_until is None:
+def resume_point(settings: PipelineSettings, written: dict[str, int]) -> ResumePoint:
+    """``written``: per pool (chain_id:pool), the newest window end the previous run wrote
+    (empty: nothing written, so the whole journal is replayed).
+
+    Pools are processed side by side and one may lag another, so each pool resumes from its
+    own progress: its rows reach the end of the newest slice it had processed, a window's
+    current part back is on the safe side, and a window that far behind by the lag and the
+    allowed lateness could take no more updates. The replay covers the span of every window
+    after the earliest of those. A pool whose newest row is older than the journal keeps
+    has been quiet (or gone) for longer than any replay could reach: its rows are final."""
+    if not written:
         return ResumePoint(replay_from=0, final_before=None)
-    final_before = processed_until - WATERMARK_LAG_S - settings.allowed_lateness_s
-    return ResumePoint(replay_from=final_before - _span_s(settings), final_before=final_before)
+    newest = max(written.values())
+    settled = _window_current_s(settings) + WATERMARK_LAG_S + settings.allowed_lateness_s
+    final_before = {
+        pool: end if end < newest - journal_keep_s(settings) else end - settled
+        for pool, end in written.items()
+    }
+    active = [end - settled for end in written.values() if end >= newest - journal_keep_s(settings)]
+    return ResumePoint(replay_from=min(active) - _span_s(settings), final_before=final_before)
 
 
 def journal_keep_s(settings: PipelineSettings) -> int:
@@ -95,15 +120,41 @@ def _span_s(settings: PipelineSettings) -> int:
     return (settings.current_slices + settings.baseline_slices) * settings.slice_s
 
 
+def effective_time_us(record: dict) -> int:
+    """A record's event time, but never later than the wall clock when it was journaled:
+    what the watermark and the journal's expiry rely on. A real event was mined before it
+    was read; a message claiming a later time (refused by the parse step if it is more than
+    ``pipeline.max_event_ahead_s`` ahead) moves neither."""
+    journaled_ms = record.get("w")
+    if journaled_ms is None:
+        return record["t"]
+    return min(record["t"], journaled_ms * 1000)
+
+
 class Journal:
-    """Append-only files of journaled messages, one per minute of wall time.
+    """Append-only files of journaled messages, one per minute of wall time, and a file of
+    pool announcements that never expires.
 
-    Each line is a JSON record: event time (µs), attributes, and data (text, or base64 when
-    the bytes are not UTF-8). A line cut short by a crash is skipped on reading."""
+    Each line is a JSON record: event time (µs), journaling wall time (ms), message id,
+    attributes, and data (text, or base64 when the bytes are not UTF-8). A line cut short
+    by a crash is skipped on reading.
 
-    def __init__(self, directory: Path, keep_s: int) -> None:
+    Args:
+        directory: where the files are.
+        keep_s: event time kept behind the watermark.
+        restart_needs: the event time (unix s) from which a restart would replay now, or
+            None when it cannot be told (then nothing is deleted).
+    """
+
+    def __init__(
+        self,
+        directory: Path,
+        keep_s: int,
+        restart_needs: Callable[[], int | None] | None = None,
+    ) -> None:
         self.directory = directory
         self.keep_s = keep_s
+        self._restart_needs = restart_needs
         directory.mkdir(parents=True, exist_ok=True)
         self._file = None
         self._file_started = 0.0
@@ -112,18 +163,18 @@ class Journal:
     # --- reading back ---------------------------------------------------------------
 
     def _segments(self) -> list[Path]:
-        return sorted(self.directory.glob("*.jsonl"), key=lambda p: int(p.stem))
+        return sorted(
+            (p for p in self.directory.glob("*.jsonl") if p.stem.isdigit()),
+            key=lambda p: int(p.stem),
+        )
 
     def records(self) -> list[dict]:
         """Every complete record, in the order they were journaled."""
-        records = []
-        for segment in self._segments():
-            for line in segment.read_bytes().splitlines():
-                try:
-                    records.append(orjson.loads(line))
-                except orjson.JSONDecodeError:
-                    log.warning("skipping a journal line cut short in %s", segment.name)
-        return records
+        return [r for segment in self._segments() for r in _read_records(segment)]
+
+    def announcements(self) -> list[dict]:
+        """Every pool announcement ever journaled, in order."""
+        return _read_records(self.directory / _ANNOUNCEMENTS_FILE)
 
     # --- writing ------------------------------------------------------------------
 
@@ -136,7 +187,13 @@ class Journal:
         self._file.write(b"".join(orjson.dumps(r) + b"\n" for r in records))
         self._file.flush()
         os.fsync(self._file.fileno())
-        self._newest_us = max(self._newest_us, max(r["t"] for r in records))
+        announcements = [r for r in records if r["a"].get("event") in _ANNOUNCEMENT_NAMES]
+        if announcements:
+            with (self.directory / _ANNOUNCEMENTS_FILE).open("ab") as out:
+                out.write(b"".join(orjson.dumps(r) + b"\n" for r in announcements))
+                out.flush()
+                os.fsync(out.fileno())
+        self._newest_us = max(self._newest_us, max(effective_time_us(r) for r in records))
 
     def _rotate(self, now: float) -> None:
         if self._file is not None:
@@ -146,19 +203,44 @@ class Journal:
         self._drop_expired()
 
     def _drop_expired(self) -> None:
-        """Deletes whole segments whose newest record is older than keep_s."""
+        """Deletes whole segments whose every record is older than keep_s behind the newest
+        record and older than what a restart would replay now."""
         horizon_us = self._newest_us - self.keep_s * 1_000_000
+        if self._restart_needs is not None:
+            try:
+                needed = self._restart_needs()
+            except Exception as err:  # noqa: BLE001 - unknown: keep everything this time
+                log.warning("journal expiry skipped: %s", err)
+                return
+            if needed is None:
+                return
+            horizon_us = min(horizon_us, needed * 1_000_000)
         for segment in self._segments()[:-1]:
-            times = [orjson.loads(line)["t"] for line in segment.read_bytes().splitlines()[-50:]]
+            times = [effective_time_us(r) for r in _read_records(segment)]
             if times and max(times) < horizon_us:
                 segment.unlink()
 
 
+def _read_records(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    records = []
+    for line in path.read_bytes().splitlines():
+        try:
+            records.append(orjson.loads(line))
+        except orjson.JSONDecodeError:
+            log.warning("skipping a journal line cut short in %s", path.name)
+    return records
+
+
 def journal_record(message, timestamp_attribute: str | None) -> dict:
-    """A pulled google.cloud.pubsub message → a journal record (event time in µs)."""
+    """A pulled google.cloud.pubsub message → a journal record (event time in µs, the wall
+    time of journaling in ms, the message id)."""
     attributes = dict(message.attributes)
     event_us = _event_time_us(attributes.get(timestamp_attribute or ""), message.publish_time)
-    record: dict = {"t": event_us, "a": attributes}
+    record: dict = {"t": event_us, "w": int(time.time() * 1000), "a": attributes}
+    if message.message_id:
+        record["m"] = message.message_id
     try:
         record["d"] = message.data.decode("utf-8")
     except UnicodeDecodeError:
@@ -171,18 +253,27 @@ def _event_time_us(value: str | None, publish_time) -> int:
     # the publish time (the pipeline then judges the payload itself).
     if value:
         try:
-            return int(value) * 1000
+            return _bounded_us(int(value) * 1000)
         except ValueError:
             try:
-                return Timestamp.from_rfc3339(value).micros
-            except ValueError:
+                return _bounded_us(Timestamp.from_rfc3339(value).micros)
+            except (ValueError, OverflowError):
                 pass
     return Timestamp.from_utc_datetime(publish_time).micros
 
 
+def _bounded_us(micros: int) -> int:
+    # A Beam timestamp holds about ±290,000 years; anything outside is unusable as one.
+    if not MIN_TIMESTAMP.micros < micros < MAX_TIMESTAMP.micros:
+        raise ValueError("event time out of range")
+    return micros
+
+
 def _element(record: dict, with_attributes: bool):
     data = record["d"].encode() if "d" in record else base64.b64decode(record["b"])
-    value = PubsubMessage(data, record["a"]) if with_attributes else data
+    value = (
+        PubsubMessage(data, record["a"], message_id=record.get("m")) if with_attributes else data
+    )
     return GlobalWindows.windowed_value(value, timestamp=Timestamp(micros=record["t"]))
 
 
@@ -193,9 +284,11 @@ class _Reader:
         from google.cloud import pubsub
 
         self._read = read
-        self._journal = Journal(read.journal_dir, read.keep_s)
+        self._journal = Journal(read.journal_dir, read.keep_s, read.restart_needs)
         replay_from_us = read.replay_from * 1_000_000
-        replay = [r for r in self._journal.records() if r["t"] >= replay_from_us]
+        # Every pool announcement first: the replayed events' pools must be known.
+        replay = self._journal.announcements()
+        replay += [r for r in self._journal.records() if r["t"] >= replay_from_us]
         self._waiting: deque[dict] = deque(replay)
         if replay:
             log.info("replaying %d journaled messages", len(replay))
@@ -257,7 +350,7 @@ class _Reader:
             taken = [self._waiting.popleft() for _ in range(count)]
             self._ready.notify_all()
         if taken:
-            self._newest_us = max(self._newest_us, max(record["t"] for record in taken))
+            self._newest_us = max(self._newest_us, max(effective_time_us(r) for r in taken))
         return taken
 
     @property
@@ -279,6 +372,7 @@ class JournaledPubSubRead(beam.PTransform):
         journal_dir: Path,
         keep_s: int,
         replay_from: int,
+        restart_needs: Callable[[], int | None] | None = None,
     ) -> None:
         super().__init__()
         self.subscription = subscription
@@ -287,6 +381,7 @@ class JournaledPubSubRead(beam.PTransform):
         self.journal_dir = journal_dir
         self.keep_s = keep_s
         self.replay_from = replay_from
+        self.restart_needs = restart_needs
 
     def expand(self, pbegin):
         return pvalue.PCollection(self.pipeline, is_bounded=False)
@@ -339,10 +434,12 @@ TransformEvaluatorRegistry._test_evaluators_overrides[JournaledPubSubRead] = _Jo
 
 @dataclass(frozen=True)
 class JournalPlan:
-    """How one subscription's journal is kept and replayed (event time, unix s)."""
+    """How one subscription's journal is kept and replayed (event time, unix s): see
+    Journal for ``restart_needs``."""
 
     keep_s: int
     replay_from: int
+    restart_needs: Callable[[], int | None] | None = None
 
 
 class _JournaledReadOverride(PTransformOverride):
@@ -371,6 +468,7 @@ class _JournaledReadOverride(PTransformOverride):
             self._journal_root / name,
             plan.keep_s,
             plan.replay_from,
+            plan.restart_needs,
         )
 
 
@@ -391,18 +489,13 @@ def build_local_streaming_pipeline(
     from beam_pipelines.pipeline import build_streaming_pipeline
 
     journal_root = settings.local.state_dir / "journal" / settings.pubsub.project
-    newest_chain, written_hours = _newest_written(settings)
-    # Chain rows reach the end of the newest slice seen; a window's current part back is on
-    # the safe side.
-    resume = resume_point(
-        settings.pipeline,
-        None if newest_chain is None else newest_chain - _window_current_s(settings.pipeline),
-    )
+    written_chain, written_hours = _newest_written(settings)
+    resume = resume_point(settings.pipeline, written_chain)
     if resume.final_before is not None:
         log.info(
             "resuming: replaying journaled events from %s; windows up to %s were final",
             rfc3339(resume.replay_from),
-            rfc3339(resume.final_before),
+            rfc3339(max(resume.final_before.values())),
         )
     pipeline = build_streaming_pipeline(
         settings,
@@ -413,7 +506,9 @@ def build_local_streaming_pipeline(
         hours_final_before=written_hours,
     )
     plans = {
-        PIPELINE_SUBSCRIPTION: JournalPlan(journal_keep_s(settings.pipeline), resume.replay_from)
+        PIPELINE_SUBSCRIPTION: JournalPlan(
+            journal_keep_s(settings.pipeline), resume.replay_from, _RestartNeeds(settings)
+        )
     }
     if settings.pipeline.hourly:
         plans[POOL_HOURLY_SUBSCRIPTION] = JournalPlan(
@@ -423,27 +518,46 @@ def build_local_streaming_pipeline(
     return pipeline
 
 
+class _RestartNeeds:
+    """Where a restart of the chain path would replay from now, from what the pipeline has
+    written (None while it has written nothing: a restart would replay everything)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+
+    def __call__(self) -> int | None:
+        written_chain, _ = _newest_written(self._settings, beside_writer=True)
+        if not written_chain:
+            return None
+        return resume_point(self._settings.pipeline, written_chain).replay_from
+
+
 def _window_current_s(settings: PipelineSettings) -> int:
     return settings.current_slices * settings.slice_s
 
 
-def _newest_written(settings: Settings) -> tuple[int | None, dict[str, int]]:
-    """The newest window end the last run wrote (unix s): of the chain windows, and of the
-    hours per pool (chain_id:pool)."""
-    from dexwatch.warehouse import open_warehouse
+def _newest_written(
+    settings: Settings, beside_writer: bool = False
+) -> tuple[dict[str, int], dict[str, int]]:
+    """The newest window end written (unix s) per pool (chain_id:pool): of the chain windows,
+    and of the hours. ``beside_writer``: asked from inside the running pipeline."""
+    from dexwatch.warehouse.duckdb_backend import DuckDBWarehouse
 
     if not settings.warehouse_path.exists():
-        return None, {}
-    warehouse = open_warehouse(settings)
+        return {}, {}
+    warehouse = DuckDBWarehouse(settings.warehouse_path)
     tables = warehouse.query(
-        "select count(*) from information_schema.tables where table_name = 'pool_scores'"
+        "select count(*) from information_schema.tables where table_name = 'pool_scores'",
+        beside_writer,
     ).rows
     if not tables[0][0]:
-        return None, {}
+        return {}, {}
     newest = warehouse.query(
         "select source, chain_id, pool, max(epoch(window_end)) from pool_scores "
-        "group by source, chain_id, pool"
+        "group by source, chain_id, pool",
+        beside_writer,
     ).rows
-    chain = [int(end) for source, _, _, end in newest if source == "chain"]
-    hours = {f"{c}:{pool}": int(end) for source, c, pool, end in newest if source == "subgraph"}
-    return max(chain, default=None), hours
+    by_source: dict[str, dict[str, int]] = {"chain": {}, "subgraph": {}}
+    for source, chain_id, pool, end in newest:
+        by_source.setdefault(source, {})[f"{chain_id}:{pool}"] = int(end)
+    return by_source["chain"], by_source["subgraph"]

@@ -1,32 +1,41 @@
 """Builds the dexwatch pipeline without running it, so tests, the local runner and the
 Dataflow launcher all build the same graph.
 
-    pool-events → Parse ──────┬→ PoolWindowFeatures → ScoreWindows ─┐
-                              └→ dead_letters                       ├┬→ pool_scores
-    pool-hourly → ParseHours ─┬→ PoolHourFeatures → ScoreWindows ───┘└→ ThreadAnomalies ┬→ anomalies
-    (pipeline.hourly)         └→ dead_letters                           (per pool)      └→ alerts
+    pool-events → Parse ─→ AdmitEvents ─┬→ PoolWindowFeatures → ScoreWindows ─┐
+                                        └→ pools                              ├┬→ pool_scores
+    pool-hourly → ParseHours ─→ PoolHourFeatures → ScoreWindows ──────────────┘│
+    (pipeline.hourly)                                   ThreadAnomalies ←──────┘
+                                                          ├→ anomalies
+                                                          └→ alerts
+    every step's rejects → dead_letters
 
 The hourly branch (``pipeline.hourly``) scores its rows with the hourly model and merges
 them with the chain windows before the sinks: the same tables (``source`` tells them
 apart) and one alert-threading step, so an incident both paths flag is one alert thread.
+Every step that can fail on one element sends it to ``dead_letters`` with its stage and
+reason and goes on: no element can stop the job or make a runner retry it forever.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import apache_beam as beam
+import orjson
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
+from beam_pipelines.transforms.admission import POOLS, AdmitEvents
 from beam_pipelines.transforms.features import PoolWindowFeatures
 from beam_pipelines.transforms.hourly import ParsePoolHours, PoolHourFeatures
 from beam_pipelines.transforms.parse import DEAD_LETTERS, ParsePoolEvents
 from beam_pipelines.transforms.scoring import ScoreWindows, hourly_model_handler, model_handler
-from beam_pipelines.transforms.sinks import ThreadAnomalies, WriteTable, alert_message
+from beam_pipelines.transforms.sinks import ThreadAnomalies, WriteTable, alert_messages
 from dexwatch.contracts.hourly_features import HOURLY_FEATURE_NAMES
 from dexwatch.contracts.pool_event import EVENT_TIME_ATTRIBUTE
 from dexwatch.contracts.tables import ANOMALIES, POOL_SCORES
 from dexwatch.contracts.tables import DEAD_LETTERS as DEAD_LETTERS_TABLE
+from dexwatch.contracts.tables import POOLS as POOLS_TABLE
 from dexwatch.contracts.topics import (
     ALERTS,
     PIPELINE_SUBSCRIPTION,
@@ -37,55 +46,90 @@ from dexwatch.contracts.topics import (
 from dexwatch.settings import Settings
 
 
+@dataclasses.dataclass(frozen=True)
+class Detected:
+    """What ``detect`` leaves for the caller to route: the alerts, and the dead letters of
+    every step after parsing."""
+
+    alerts: beam.PCollection
+    dead_letters: list[beam.PCollection]
+
+
 def detect(
     events,
     settings: Settings,
     streaming: bool,
     handler=None,
-    final_before: int | None = None,
+    final_before: dict[str, int] | None = None,
     window_ends: tuple[int, int] | None = None,
     hours=None,
     hourly_handler=None,
     hours_final_before: dict[str, int] | None = None,
-):
-    """The detector on PoolEvents (timestamped by block time) and, if given, PoolHours
-    (timestamped by hour end): writes scores and anomalies of both and returns the alerts
-    (an Alert PCollection). Windows ending at or before ``final_before`` (unix s) are not
-    emitted again (a resumed run replaying its journal); likewise, hours ending at or before
-    their pool's ``hours_final_before`` (chain_id:pool → unix s) only rebuild the hourly
-    state. With ``window_ends`` (first, last), only windows and hours ending in
-    (first, last] are scored (a backfill's range)."""
-    scored = None
+) -> Detected:
+    """The detector on pool events and, if given, PoolHours (timestamped by hour end):
+    writes pools, scores and anomalies of both and returns the alerts and dead letters.
+
+    Args:
+        events: streaming: PoolEvents timestamped by block time; batch: (order, PoolEvent)
+            pairs, the order being the recording's (duplicates and retractions resolve by
+            it). Announcements included.
+        settings: the pipeline's settings.
+        streaming: per-key state and timers, or complete data in batch.
+        handler, hourly_handler: model handlers (default: the configured ones).
+        final_before: chain_id:pool → unix s: the pool's windows ending at or before it are
+            not emitted again (a resumed run replaying its journal).
+        window_ends: (first, last): only windows and hours ending in (first, last] are
+            scored (a backfill's range).
+        hours: PoolHours, or None without the hourly branch.
+        hours_final_before: chain_id:pool → unix s: hours ending at or before it only
+            rebuild the hourly state.
+    """
+    scored = []
+    letters = []
     if events is not None:
-        rows = events | "Features" >> PoolWindowFeatures(settings.pipeline, streaming, final_before)
+        admitted = events | "Admit" >> AdmitEvents(settings.pipeline, streaming)
+        admitted[POOLS] | "WritePools" >> WriteTable(settings, POOLS_TABLE)
+        features = admitted["main"] | "Features" >> PoolWindowFeatures(
+            settings.pipeline, streaming, final_before
+        )
+        rows = features["main"]
         if window_ends is not None:
             rows = rows | "InRange" >> beam.Filter(_ends_in, *window_ends)
-        scored = rows | "Score" >> ScoreWindows(handler or model_handler(settings))
+        chain = rows | "Score" >> ScoreWindows(handler or model_handler(settings))
+        scored.append(chain["main"])
+        letters += [admitted[DEAD_LETTERS], features[DEAD_LETTERS], chain[DEAD_LETTERS]]
     if hours is not None:
-        hour_rows = hours | "HourlyFeatures" >> PoolHourFeatures(
+        hour_features = hours | "HourlyFeatures" >> PoolHourFeatures(
             settings.pipeline.hourly_allowed_lateness_h, streaming, hours_final_before
         )
+        hour_rows = hour_features["main"]
         if window_ends is not None:
             hour_rows = hour_rows | "HoursInRange" >> beam.Filter(_ends_in, *window_ends)
-        scored_hours = hour_rows | "ScoreHours" >> ScoreWindows(
+        hourly = hour_rows | "ScoreHours" >> ScoreWindows(
             hourly_handler or hourly_model_handler(settings), HOURLY_FEATURE_NAMES
         )
-        scored = (
-            scored_hours
-            if scored is None
-            else (scored, scored_hours) | "BothSources" >> beam.Flatten()
-        )
-    scored | "WriteScores" >> WriteTable(settings, POOL_SCORES)
-    threaded = scored | "Threads" >> ThreadAnomalies(settings.pipeline.alert_cooldown_s)
+        scored.append(hourly["main"])
+        letters += [hour_features[DEAD_LETTERS], hourly[DEAD_LETTERS]]
+    all_scored = scored[0] if len(scored) == 1 else scored | "BothSources" >> beam.Flatten()
+    all_scored | "WriteScores" >> WriteTable(settings, POOL_SCORES)
+    threaded = all_scored | "Threads" >> ThreadAnomalies(settings.pipeline.alert_cooldown_s)
     threaded.anomalies | "WriteAnomalies" >> WriteTable(settings, ANOMALIES)
-    return threaded.alerts
+    return Detected(threaded.alerts, letters)
+
+
+def _write_dead_letters(settings: Settings, letters: list) -> None:
+    (
+        letters
+        | "AllDeadLetters" >> beam.Flatten()
+        | "WriteDeadLetters" >> WriteTable(settings, DEAD_LETTERS_TABLE)
+    )
 
 
 def build_streaming_pipeline(
     settings: Settings,
     options: PipelineOptions,
     handler=None,
-    final_before: int | None = None,
+    final_before: dict[str, int] | None = None,
     hourly_handler=None,
     hours_final_before: dict[str, int] | None = None,
 ) -> beam.Pipeline:
@@ -95,6 +139,7 @@ def build_streaming_pipeline(
     options.view_as(StandardOptions).streaming = True
     pipeline = beam.Pipeline(options=options)
     project = settings.pubsub.project
+    max_ahead_s = settings.pipeline.max_event_ahead_s
     parsed = (
         pipeline
         | "ReadPoolEvents"
@@ -103,10 +148,10 @@ def build_streaming_pipeline(
             with_attributes=True,
             timestamp_attribute=EVENT_TIME_ATTRIBUTE,
         )
-        | "Parse" >> ParsePoolEvents()
+        | "Parse" >> ParsePoolEvents(max_ahead_s=max_ahead_s)
     )
     hours = None
-    dead_letters = parsed[DEAD_LETTERS]
+    letters = [parsed[DEAD_LETTERS]]
     if settings.pipeline.hourly:
         parsed_hours = (
             pipeline
@@ -116,12 +161,11 @@ def build_streaming_pipeline(
                 with_attributes=True,
                 timestamp_attribute=EVENT_TIME_ATTRIBUTE,
             )
-            | "ParseHours" >> ParsePoolHours()
+            | "ParseHours" >> ParsePoolHours(max_ahead_s=max_ahead_s)
         )
         hours = parsed_hours.main
-        dead_letters = (dead_letters, parsed_hours[DEAD_LETTERS]) | "AllDead" >> beam.Flatten()
-    dead_letters | "WriteDeadLetters" >> WriteTable(settings, DEAD_LETTERS_TABLE)
-    alerts = detect(
+        letters.append(parsed_hours[DEAD_LETTERS])
+    detected = detect(
         parsed.main,
         settings,
         streaming=True,
@@ -131,9 +175,10 @@ def build_streaming_pipeline(
         hourly_handler=hourly_handler,
         hours_final_before=hours_final_before,
     )
+    _write_dead_letters(settings, letters + detected.dead_letters)
     (
-        alerts
-        | "AlertMessages" >> beam.Map(alert_message)
+        detected.alerts
+        | "AlertMessages" >> beam.FlatMap(alert_messages, settings.pipeline.alert_v1_until)
         | "PublishAlerts"
         >> beam.io.WriteToPubSub(topic_path(project, ALERTS), with_attributes=True)
     )
@@ -156,11 +201,11 @@ def build_replay_pipeline(
         raise ValueError("nothing to replay: give a recording of events, of hours or both")
     pipeline = beam.Pipeline(options=options)
     events = hours = None
-    dead_letters = []
+    letters = []
     if events_file is not None:
         parsed = _read_recording(pipeline, events_file)
         events = parsed.main
-        dead_letters.append(parsed[DEAD_LETTERS])
+        letters.append(parsed[DEAD_LETTERS])
     if hours_file is not None:
         parsed_hours = (
             pipeline
@@ -169,13 +214,8 @@ def build_replay_pipeline(
             | "ParseHours" >> ParsePoolHours(stamp_event_time=True)
         )
         hours = parsed_hours.main
-        dead_letters.append(parsed_hours[DEAD_LETTERS])
-    (
-        dead_letters
-        | "AllDead" >> beam.Flatten()
-        | "WriteDeadLetters" >> WriteTable(settings, DEAD_LETTERS_TABLE)
-    )
-    detect(
+        letters.append(parsed_hours[DEAD_LETTERS])
+    detected = detect(
         events,
         settings,
         streaming=False,
@@ -184,19 +224,24 @@ def build_replay_pipeline(
         hours=hours,
         hourly_handler=hourly_handler,
     )
+    _write_dead_letters(settings, letters + detected.dead_letters)
     return pipeline
 
 
 def build_feature_pipeline(
     settings: Settings, options: PipelineOptions, events_file: Path, output_prefix: Path
 ) -> beam.Pipeline:
-    """A recorded stream → feature rows as JSON lines (training data for the detector)."""
-    import orjson
-
+    """A recorded stream → feature rows as JSON lines (training data for the detector): the
+    same admission and features as the detector's."""
     pipeline = beam.Pipeline(options=options)
+    admitted = _read_recording(pipeline, events_file).main | "Admit" >> AdmitEvents(
+        settings.pipeline, streaming=False
+    )
+    features = admitted["main"] | "Features" >> PoolWindowFeatures(
+        settings.pipeline, streaming=False
+    )
     (
-        _read_recording(pipeline, events_file).main
-        | "Features" >> PoolWindowFeatures(settings.pipeline, streaming=False)
+        features["main"]
         | "ToJson" >> beam.Map(lambda row: orjson.dumps(row).decode())
         | "WriteFeatures" >> beam.io.WriteToText(str(output_prefix), file_name_suffix=".jsonl")
     )
@@ -207,11 +252,22 @@ def _ends_in(row: dict, first: int, last: int) -> bool:
     return first < row["window_end"].timestamp() <= last
 
 
+def _numbered_lines(path: str):
+    """(line number, line) of a recording: the order its duplicates and retractions
+    resolve by."""
+    with open(path, "rb") as lines:
+        for number, line in enumerate(lines):
+            line = line.rstrip(b"\n")
+            if line:
+                yield number, line
+
+
 def _read_recording(pipeline: beam.Pipeline, events_file: Path):
-    """A recording (JSON lines of pool-event messages) → parsed events, stamped with their
-    block time, and dead letters."""
+    """A recording (JSON lines of pool-event messages) → (line number, event) pairs,
+    stamped with their block time, and dead letters."""
     return (
         pipeline
-        | "ReadRecorded" >> beam.io.ReadFromText(str(events_file), coder=beam.coders.BytesCoder())
+        | "Recording" >> beam.Create([str(events_file)])
+        | "ReadRecorded" >> beam.FlatMap(_numbered_lines)
         | "Parse" >> ParsePoolEvents(stamp_event_time=True)
     )

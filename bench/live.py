@@ -110,6 +110,7 @@ def _run_at(settings, sink: _LoadPublisher, rate: int, seconds: float) -> dict:
     # A batch every ~0.1 s: a market step is a Sync and a Swap in every pool.
     per_step = max(1, round(rate * 0.1 / (2 * POOLS)))
     steps_per_s = rate / (2 * POOLS * per_step)
+    sink.publish(market.announcements(int(time.time())))
     started = time.time()
     published = 0
     lags: list[tuple[float, float]] = []

@@ -3,7 +3,7 @@
 Generates a synthetic stream (not mined: a chain with 1,000 funded pools would take longer
 to build than to measure) of V2-style Swap and Sync events for ``--pools`` pools, one swap
 per pool every ``--every-s`` seconds of event time over ``--minutes`` minutes, and runs it
-through the streaming transforms (per-pool slice and window state, scoring with
+through the streaming transforms (admission, per-pool slice and window state, scoring with
 the model of bench/replay.py) on the streaming DirectRunner with TestStream. Reports the
 process's peak resident memory. Writes bench/results/memory.json.
 """
@@ -22,6 +22,7 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 from apache_beam.testing.test_stream import TestStream
 from apache_beam.transforms.window import TimestampedValue
 
+from beam_pipelines.transforms.admission import AdmitEvents
 from beam_pipelines.transforms.features import PoolWindowFeatures
 from beam_pipelines.transforms.scoring import DetectorModelHandler, ScoreWindows
 from dexwatch.settings import load_settings
@@ -55,13 +56,10 @@ def main() -> None:
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     started = time.perf_counter()
     with beam.Pipeline(options=options) as pipeline:
-        (
-            pipeline
-            | stream
-            | PoolWindowFeatures(settings)
-            | ScoreWindows(DetectorModelHandler(MODEL))
-            | beam.Map(lambda row: None)
-        )
+        admitted = pipeline | stream | AdmitEvents(settings)
+        rows = admitted["main"] | PoolWindowFeatures(settings)
+        scored = rows["main"] | ScoreWindows(DetectorModelHandler(MODEL))
+        scored["main"] | beam.Map(lambda row: None)
     seconds = time.perf_counter() - started
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"{count} events for {args.pools} pools in {seconds:.0f} s; "

@@ -138,6 +138,8 @@ def _training_range(rows: list[dict], hours: float) -> dict:
         "first_window_end": min(ends, default=None),
         "last_window_end": max(ends, default=None),
     }
+
+
 # Blocks of the hourly bootstrap, in seconds of chain time. The simulator trades per second
 # of chain time, so an hour holds the same trades whatever the block length; longer blocks
 # mine faster (about 10 ms a block besides 1 ms a swap). 15 s as in tests/test_false_alarms.

@@ -85,7 +85,9 @@ def _stage_progress() -> Iterator[Callable[[str, int, int], None]]:
 
 
 def _fail(message: str, code: int = 1) -> NoReturn:
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    """Stop with one error line; messages may quote what a node or server answered, so the
+    line is scrubbed of secrets."""
+    typer.secho(f"error: {logs.scrub(message)}", fg=typer.colors.RED, err=True)
     raise typer.Exit(code)
 
 
@@ -129,18 +131,20 @@ def main(
 ) -> None:
     """Settings come from the YAML file and DEXWATCH_* environment variables (nested keys
     joined by __, e.g. DEXWATCH_CHAIN__CONFIRMATIONS=5); unknown keys are errors."""
+    logs.install_excepthooks()
     _State.config = config
 
 
 @app.command("config")
 def show_config() -> None:
-    """Print the effective settings as YAML (RPC URLs reduced to scheme://host:port)."""
+    """Print the effective settings as YAML (RPC URLs reduced to scheme://host:port, other
+    secrets as ***)."""
     import yaml
 
     settings = _settings()
     data = settings.model_dump(mode="json")
     data["chain"]["rpc_urls"] = [redact_url(u) for u in settings.chain.rpc_urls]
-    typer.echo(yaml.safe_dump(data, sort_keys=False))
+    typer.echo(logs.scrub(yaml.safe_dump(data, sort_keys=False)))
 
 
 # --- local stack ---------------------------------------------------------------------
@@ -867,7 +871,7 @@ def drift_check(
         sink.publish(ALERTS, [Message(a.to_json(), a.attributes()) for a in alerts])
     for alert in alerts:
         typer.echo(
-            f"ALERT {alert.deviation} {alert.alert_id}: "
+            f"ALERT {alert.kind} {alert.alert_id}: "
             + ", ".join(f"{f.name} PSI {f.value:.3f}" for f in alert.top_features)
         )
     raise typer.Exit(3)

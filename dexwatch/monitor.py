@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 
 from rich.table import Table
 
-from dexwatch.contracts.alert import Alert
+from dexwatch.contracts.alert import V1_COPY_ATTRIBUTE, Alert, parse_alert
 from dexwatch.contracts.pool_event import EVENT_NAMES
 from dexwatch.contracts.pool_hour import PoolHour
 
@@ -107,6 +107,8 @@ def _pull(
     def on_message(message) -> None:  # type: ignore[no-untyped-def]
         try:
             handle(message.data, dict(message.attributes))
+        except ValueError:
+            pass  # unreadable: the pipeline dead-letters it with the reason; a view skips it
         finally:
             message.ack()
 
@@ -129,7 +131,8 @@ def subscribe(project: str, subscription: str, summary: PoolEventSummary) -> Cal
 
     def record(data: bytes, attributes: dict[str, str]) -> None:
         event = PoolEvent.from_json(data)
-        summary.record(attributes, event.block_number, event.block_timestamp)
+        if not event.is_announcement:
+            summary.record(attributes, event.block_number, event.block_timestamp)
 
     return _pull(project, subscription, record)
 
@@ -158,6 +161,8 @@ def subscribe_alerts(project: str, on_alert: Callable[[Alert], None]) -> Callabl
     """Call ``on_alert`` for each alert (alerts-monitor subscription); returns its stop."""
     from dexwatch.contracts.topics import ALERTS_MONITOR_SUBSCRIPTION
 
-    return _pull(
-        project, ALERTS_MONITOR_SUBSCRIPTION, lambda data, _: on_alert(Alert.from_json(data))
-    )
+    def handle(data: bytes, attributes: dict[str, str]) -> None:
+        if V1_COPY_ATTRIBUTE not in attributes:  # a migration's v1 copy of a v2 alert
+            on_alert(parse_alert(data))
+
+    return _pull(project, ALERTS_MONITOR_SUBSCRIPTION, handle)

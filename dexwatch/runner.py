@@ -67,6 +67,8 @@ def _component_specs(  # type: ignore[no-untyped-def]
         ProcessSpec(CHAIN_PUBLISHER, [*base, "publish", "chain"], env=publisher_env),
     ]
     if uses_local_subgraph(settings):
+        # Its lag and faults (local.subgraph_standin) come from the same config and
+        # environment, like every component's settings.
         standin = [sys.executable, "-m", "infra.local.subgraph", *config_args]
         local = settings.local
         specs += [
@@ -191,6 +193,12 @@ def run_local(
             f"logs in {state_dir / 'logs'}; Ctrl-C stops"
             + (f" (or after {duration_s:g} s)" if duration_s else "")
         )
+        if SUBGRAPH_STANDIN in started and settings.local.subgraph_standin.model_fields_set:
+            from infra.local.subgraph.server import describe_behaviour
+
+            console.print(
+                f"the subgraph stand-in: {describe_behaviour(settings.local.subgraph_standin)}"
+            )
         try:
             _watch(settings, [spec.name for spec in specs], summary, stop, duration_s, console)
         finally:

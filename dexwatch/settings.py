@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 from urllib.parse import urlsplit
@@ -29,6 +31,8 @@ from pydantic_settings import (
     SettingsConfigDict,
     YamlConfigSettingsSource,
 )
+
+from dexwatch import logs
 
 CONFIG_ENV = "DEXWATCH_CONFIG"
 DEFAULT_CONFIG_FILE = Path("dexwatch.yaml")
@@ -110,6 +114,36 @@ class PubSubSettings(StrictModel):
     publish_timeout_s: float = Field(60.0, gt=0)
 
 
+# The faults the local stand-in for The Graph can serve (infra/local/subgraph/server.py).
+StandInFault = Literal["http_429", "http_500", "http_503", "graphql_error", "timeout"]
+
+
+class SubgraphStandInSettings(StrictModel):
+    """Indexing lag and faults of the local stand-in for The Graph, to watch the subgraph
+    publisher wait and retry (`python -m infra.local.subgraph` takes the same as flags).
+    The defaults are a punctual subgraph that never fails."""
+
+    # _meta.block and the rows stay at the newest block that is this many blocks and this
+    # many seconds of chain time behind the chain's head.
+    lag_blocks: int = Field(0, ge=0)
+    lag_s: float = Field(0.0, ge=0)
+    # Share of the requests answered with each fault, e.g. {http_429: 0.2}; drawn per request
+    # from a generator seeded with seed, so a run's n-th request always gets the same answer.
+    faults: dict[StandInFault, float] = Field(default_factory=dict)
+    seed: int = 0
+    # A timeout fault holds the request this long, then closes the connection unanswered.
+    hang_s: float = Field(2.0, gt=0)
+
+    @field_validator("faults")
+    @classmethod
+    def _shares(cls, faults: dict[str, float]) -> dict[str, float]:
+        if any(not 0 <= share <= 1 for share in faults.values()):
+            raise ValueError("each share must be between 0 and 1")
+        if sum(faults.values()) > 1:
+            raise ValueError(f"the shares add up to {sum(faults.values()):g}, more than 1")
+        return faults
+
+
 class LocalStackSettings(StrictModel):
     state_dir: Path = Path(".dexwatch")
     host: str = "127.0.0.1"
@@ -117,6 +151,7 @@ class LocalStackSettings(StrictModel):
     emulator_port: int = Field(8085, gt=0, lt=65536)
     # The local stand-in for The Graph (infra/local/subgraph), started by `dexwatch run`.
     subgraph_port: int = Field(8000, gt=0, lt=65536)
+    subgraph_standin: SubgraphStandInSettings = SubgraphStandInSettings()
     # `dexwatch run` starts a fresh chain this many hours (rounded down to a whole hour) in
     # the past and mines that history before going live, so that the subgraph path has
     # complete hours at once: with 8, each pool's last hours have the 6 hours of history the
@@ -190,6 +225,13 @@ class PipelineSettings(StrictModel):
     # Events this late (event time) still update their windows: covers the publisher's
     # confirmation wait and reorg retractions.
     allowed_lateness_s: int = Field(600, ge=0)
+    # Live reads: an event whose block time is further ahead of the reading clock than this
+    # is dead-lettered, and never moves the watermark (replays and backfills do not check).
+    max_event_ahead_s: int = Field(15, ge=0)
+    # During a migration of alert subscribers to the alert contract's version 2: until this
+    # time (UTC), each opening one-pool alert is also published as version 1 (attribute
+    # v1_copy=1), for subscribers filtering on schema_version = "1".
+    alert_v1_until: datetime | None = None
     # An anomaly within this much event time of one of its pool's alert threads, or
     # overlapping it (an hourly row), joins that thread; otherwise it opens one (an alert).
     alert_cooldown_s: int = Field(300, ge=0)
@@ -504,8 +546,27 @@ def config_file_from_env(explicit: Path | None = None) -> Path | None:
     return DEFAULT_CONFIG_FILE if DEFAULT_CONFIG_FILE.exists() else None
 
 
+def _secrets(value: Any) -> Iterator[str]:
+    """Every SecretStr value, and the secret parts of every http(s) URL, in ``value``."""
+    if isinstance(value, BaseModel):
+        for name in type(value).model_fields:
+            yield from _secrets(getattr(value, name))
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _secrets(item)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            yield from _secrets(item)
+    elif isinstance(value, SecretStr):
+        yield value.get_secret_value()
+    elif isinstance(value, str) and value.startswith(("http://", "https://")):
+        yield from logs.url_secrets(value)
+
+
 def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
-    """Load settings from the config file, the environment and ``overrides``.
+    """Load settings from the config file, the environment and ``overrides``, and register
+    their secrets (SecretStr values, keys in URLs) with the scrubber of dexwatch.logs: every
+    process loads its settings here, so none prints them.
 
     Raises SettingsError with one line naming each bad key.
     """
@@ -532,4 +593,6 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
         raise SettingsError(_describe(err, source)) from None
     except Exception as err:  # malformed YAML and the like
         raise SettingsError(f"cannot read {source}: {err}") from None
+    for secret in _secrets(loaded):
+        logs.register_secret(secret)
     return loaded

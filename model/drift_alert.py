@@ -1,14 +1,15 @@
-"""A feature-drift alert: the existing Alert contract, one per drifted production model.
+"""A feature-drift alert: the Alert contract, one per drifted production model.
 
-The contract is per pool; drift is per model, so ``pool`` and ``dex`` are ``*`` and the
-top features carry the drifted features with their PSI (as value and as deviation).
+Drift is per model, not per pool: the alert's scope is ``model``, its one pool entry ``*``
+on dex ``*``, and the top features carry the drifted features with their PSI (as value and
+as deviation).
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from dexwatch.contracts.alert import Alert, TopFeature
+from dexwatch.contracts.alert import Alert, PoolRef, TopFeature
 from model.drift import drifted
 from model.monitoring import ModelDrift
 
@@ -36,11 +37,13 @@ def drift_alerts(
                 alert_id=f"{chain_id}:{FEATURE_DRIFT}:{model.model_name}:{model.version}:{day}",
                 window_id=f"{chain_id}:{FEATURE_DRIFT}:{model.model_name}:{int(now.timestamp())}",
                 chain_id=chain_id,
-                dex="*",
-                pool="*",
+                scope="model",
+                pools=[PoolRef(dex="*", pool="*")],
                 source="subgraph" if model.source == "subgraph" else "chain",
                 severity="high" if worst > 2 * threshold else "medium",
-                deviation=FEATURE_DRIFT,
+                kind=FEATURE_DRIFT,
+                confidence=1.0,
+                evidence=[f"PSI of {name} = {value:.3f}" for name, value in over.items()],
                 score=-worst,
                 window_start=now - timedelta(hours=drift_hours),
                 window_end=now,

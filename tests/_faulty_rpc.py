@@ -1,4 +1,5 @@
-"""A JSON-RPC proxy on 127.0.0.1 that forwards to a real node and injects scripted faults.
+"""A JSON-RPC proxy on 127.0.0.1 that forwards to a real node and injects scripted faults,
+and ``KeyQuotingNode``, a node that quotes its API key back in its answers.
 
     with FaultyRpcProxy(anvil_url) as proxy:
         proxy.inject("eth_getLogs", "http_429", "timeout", "corrupt_log")
@@ -139,6 +140,75 @@ class FaultyRpcProxy:
                     return
                 status, content = answer
                 self.send_response(status)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(content)))
+                self.end_headers()
+                self.wfile.write(content)
+
+            def log_message(self, *_: Any) -> None:  # keep test output clean
+                pass
+
+        return Handler
+
+
+class KeyQuotingNode:
+    """A JSON-RPC node on 127.0.0.1 that quotes the request's URL path and query (where
+    providers put the API key) in every answer, as some providers' error messages do.
+
+    ``answer``: "error" (a JSON-RPC error: retrying cannot help), "rate_limited" (a
+    rate-limit error: retried, then the next URL) or "garbage" (a result that is not what
+    was asked for, which the client does not expect).
+    """
+
+    ANSWERS = ("error", "rate_limited", "garbage")
+
+    def __init__(self, answer: str = "error") -> None:
+        if answer not in self.ANSWERS:
+            raise ValueError(f"unknown answer {answer!r}")
+        self.answer = answer
+        self.requests = 0
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+        )
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def __enter__(self) -> KeyQuotingNode:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def _reply(self, request_id: Any, path: str) -> dict[str, Any]:
+        self.requests += 1
+        if self.answer == "garbage":
+            return {"jsonrpc": "2.0", "id": request_id, "result": f"unknown project {path}"}
+        message = (
+            f"rate limit exceeded for {path}"
+            if self.answer == "rate_limited"
+            else f"invalid project id or API key in {path}"
+        )
+        return {"jsonrpc": "2.0", "id": request_id, "error": {"code": -32000, "message": message}}
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        node = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+                request = json.loads(self.rfile.read(int(self.headers.get("content-length", 0))))
+                if isinstance(request, list):
+                    reply: Any = [node._reply(call.get("id"), self.path) for call in request]
+                else:
+                    reply = node._reply(request.get("id"), self.path)
+                content = json.dumps(reply).encode()
+                self.send_response(200)
                 self.send_header("content-type", "application/json")
                 self.send_header("content-length", str(len(content)))
                 self.end_headers()

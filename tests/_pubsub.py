@@ -36,4 +36,6 @@ def drain(project: str, subscription: str, idle_s: float = 3.0, limit_s: float =
 
 
 def pool_events(messages: list) -> list[PoolEvent]:
-    return [PoolEvent.from_json(m.data) for m in messages]
+    """The pool events among ``messages``, without the pools' announcements."""
+    events = [PoolEvent.from_json(m.data) for m in messages]
+    return [event for event in events if not event.is_announcement]

@@ -19,7 +19,7 @@ import yaml
 from google.cloud import pubsub_v1
 
 from dexwatch.contracts.deployment import LocalDeployment
-from dexwatch.contracts.pool_event import PoolEvent, event_id, rfc3339
+from dexwatch.contracts.pool_event import ANNOUNCEMENTS, PoolEvent, event_id, rfc3339
 from dexwatch.contracts.topics import (
     DLQ_SUBSCRIPTION,
     MONITOR_SUBSCRIPTION,
@@ -150,9 +150,16 @@ def _block(settings: Settings, number: int) -> dict[str, Any]:
 # --- Pub/Sub ------------------------------------------------------------------------------
 
 
-def _receive(project: str, subscription: str, at_least: int, idle_s: float = 0.5) -> list:
+def _receive(
+    project: str,
+    subscription: str,
+    at_least: int,
+    idle_s: float = 0.5,
+    announcements: bool = False,
+) -> list:
     """Pull and ack until ``at_least`` messages arrived and then nothing more for ``idle_s``
-    (so duplicates or extras show up too); fails after 60 s without the expected count."""
+    (so duplicates or extras show up too); fails after 60 s without the expected count.
+    Pool announcements (each start sends every followed pool's) are left out unless asked."""
     subscriber = pubsub_v1.SubscriberClient()
     path = subscription_path(project, subscription)
     received: list = []
@@ -167,7 +174,11 @@ def _receive(project: str, subscription: str, at_least: int, idle_s: float = 0.5
             if not response.received_messages:
                 time.sleep(0.02)
                 continue
-            received += [m.message for m in response.received_messages]
+            received += [
+                m.message
+                for m in response.received_messages
+                if announcements or m.message.attributes["event"] not in ANNOUNCEMENTS.values()
+            ]
             ack_ids = [m.ack_id for m in response.received_messages]
             subscriber.acknowledge(request={"subscription": path, "ack_ids": ack_ids})
             last_seen = time.monotonic()
@@ -206,11 +217,23 @@ def test_publishes_every_chain_event_once_with_its_attributes(
     kinds = {FOLLOWED[log["topics"][0]] for log in expected.values()}
     assert kinds == set(FOLLOWED.values()), "the activity must produce every event kind"
     assert (stats.events, stats.rejected, stats.last_block) == (len(expected), 0, safe_head)
-    messages = _receive(pubsub_project, MONITOR_SUBSCRIPTION, len(expected))
+    pools = {pool.address: pool for pool in deployment.pools}
+    received = _receive(
+        pubsub_project, MONITOR_SUBSCRIPTION, len(expected) + len(pools), announcements=True
+    )
+    # Each pool is announced (its factory's creation log) once, before any of its events.
+    announcements = [m for m in received if m.attributes["event"] in ANNOUNCEMENTS.values()]
+    messages = [m for m in received if m.attributes["event"] not in ANNOUNCEMENTS.values()]
+    assert sorted(m.attributes["pool"] for m in announcements) == sorted(pools)
+    assert stats.announcements == len(pools)
+    for announcement in announcements:
+        created = PoolEvent.from_json(announcement.data)
+        assert created.event == ANNOUNCEMENTS[pools[created.pool].protocol]
+        # The pool's ordering key: an ordered subscription gets it before the pool's events.
+        assert announcement.ordering_key == f"{CHAIN_ID}:{created.pool}"
     ids = [m.attributes["event_id"] for m in messages]
     assert sorted(ids) == sorted(expected), "each chain event exactly once"
 
-    pools = {pool.address: pool for pool in deployment.pools}
     times = {}
     for message in messages:
         event = PoolEvent.from_json(message.data)

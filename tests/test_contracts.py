@@ -16,7 +16,15 @@ EVENT = PoolEvent(
     block_timestamp=1_680_000_000,
     tx_hash="0x" + "cd" * 32,
     log_index=7,
-    args={"amount0": "-1500000000", "amount1": "1000000000000000000", "tick": "-201234"},
+    args={
+        "sender": "0x" + "11" * 20,
+        "recipient": "0x" + "22" * 20,
+        "amount0": "-1500000000",
+        "amount1": "1000000000000000000",
+        "sqrtPriceX96": "1771595571142957166518320255467520",
+        "liquidity": "18000000000000000000",
+        "tick": "-201234",
+    },
 )
 
 

@@ -96,14 +96,14 @@ def test_wash_trading_is_told_apart_as_wash_trading(replayed):
     _, warehouse, labels = replayed
     for label in labels:
         if label.kind == "wash-trading":
-            deviations = {row[0] for row in _anomalies(warehouse, label, "deviation")}
+            deviations = {row[0] for row in _anomalies(warehouse, label, "kind")}
             assert "wash-trading" in deviations, (label.dex, deviations)
 
 
 def test_anomalies_name_what_deviated_and_form_threads(replayed):
     _, warehouse, labels = replayed
     drain = next(label for label in labels if label.kind == "liquidity-drain")
-    rows = _anomalies(warehouse, drain, "deviation, severity, alert_id, top_features")
+    rows = _anomalies(warehouse, drain, "kind, severity, alert_id, top_features")
     assert rows
     assert any(deviation.startswith("liquidity") for deviation, *_ in rows)
     assert len({alert_id for _, _, alert_id, _ in rows}) == 1  # one thread per incident

@@ -117,7 +117,7 @@ def test_drift_check_publishes_a_feature_drift_alert_only_past_the_threshold(
     assert checked.returncode == 3, checked.stderr
     assert len(alerts) == 1
     alert = alerts[0]
-    assert (alert.deviation, alert.model_version, alert.pool) == ("feature-drift", version, "*")
+    assert (alert.kind, alert.model_version, alert.pool) == ("feature-drift", version, "*")
     assert {f.name for f in alert.top_features} >= {"volume_ratio", "swap_count_ratio"}
     assert all(f.value > 0.25 for f in alert.top_features)
 

@@ -122,13 +122,12 @@ def test_out_of_order_duplicate_filled_and_malformed_hours_settle_on_the_batch_r
     with TestPipeline(options=_streaming_options()) as p:
         parsed = p | stream | ParsePoolHours()
         scored = (
-            parsed.main
-            | PoolHourFeatures(allowed_lateness_h=24)
+            (parsed.main | PoolHourFeatures(allowed_lateness_h=24))["main"]
             | ScoreWindows(
                 DetectorModelHandler(hourly_model, feature_names=HOURLY_FEATURE_NAMES),
                 HOURLY_FEATURE_NAMES,
             )
-        )
+        )["main"]
         assert_that(scored, check_rows, label="rows")
         reasons = parsed[DEAD_LETTERS] | beam.Map(lambda row: (row["stage"], row["reason"]))
 
@@ -154,6 +153,7 @@ def test_batch_rows_are_the_series_rows():
         rows = (
             p | beam.Create([h.to_json() for h in shuffled]) | ParsePoolHours(stamp_event_time=True)
         ).main | PoolHourFeatures(allowed_lateness_h=24, streaming=False)
+        rows = rows["main"]
         assert_that(rows | beam.Map(lambda r: r["window_id"]), equal_to(expected))
     assert len(expected) == (30 - MIN_PREVIOUS_HOURS) + (25 - MIN_PREVIOUS_HOURS)
 
@@ -169,7 +169,9 @@ def test_a_resumed_run_rebuilds_the_state_from_hours_it_had_written():
     expected = [f"31337:{POOL}:{T0 + i * HOUR_S}:hour" for i in range(26, 30)]
     expected += [f"31337:{OTHER}:{T0 + i * HOUR_S}:hour" for i in range(MIN_PREVIOUS_HOURS, 22)]
     with TestPipeline(options=_streaming_options()) as p:
-        rows = (p | stream | ParsePoolHours()).main | PoolHourFeatures(24, final_before=written)
+        rows = ((p | stream | ParsePoolHours()).main | PoolHourFeatures(24, final_before=written))[
+            "main"
+        ]
         assert_that(rows | beam.Map(lambda r: r["window_id"]), equal_to(expected))
 
 
@@ -192,7 +194,7 @@ def _anomaly(source: str, start: int, end: int, pool: str = POOL) -> dict:
 
 def _threads(batches: list[list[dict]], check) -> None:
     """Runs ThreadAnomalies over the rows, batch after batch (arrival order), and calls
-    ``check(alert id by anomaly window id, alerts as (alert_id, source, deviation))``."""
+    ``check(alert id by anomaly window id, alerts as (alert_id, source, kind, revision))``."""
     stream = TestStream().advance_watermark_to(T0)
     for batch in batches:
         stream = stream.add_elements([TimestampedValue(r, T0) for r in batch])
@@ -208,7 +210,7 @@ def _threads(batches: list[list[dict]], check) -> None:
             threaded.anomalies
             | "A" >> beam.Map(lambda a: ("anomaly", a["window_id"], a["alert_id"])),
             threaded.alerts
-            | "B" >> beam.Map(lambda a: ("alert", a.alert_id, a.source, a.deviation)),
+            | "B" >> beam.Map(lambda a: ("alert", a.alert_id, a.source, a.kind, a.revision)),
         ) | beam.Flatten()
         assert_that(both, split)
 
@@ -221,16 +223,24 @@ def test_an_incident_both_paths_flag_is_one_alert_thread():
              for k in range(3)]  # fmt: skip
     hourly = _anomaly("subgraph", HOUR_10, HOUR_10 + HOUR_S)  # its hour, an hour later
 
+    # One thread, opened by the path that saw the incident first; the other path's anomaly
+    # of another kind joins it as the thread's next revision (an escalation), not as an
+    # alert of its own.
     def chain_first(anomalies, alerts):
-        assert len(alerts) == 1 and alerts[0][1] == "chain", alerts
-        assert set(anomalies.values()) == {alerts[0][0]} and len(anomalies) == 4
+        opened = [a for a in alerts if a[3] == 0]
+        assert len(opened) == 1 and opened[0][1] == "chain", alerts
+        assert {a[0] for a in alerts} == {opened[0][0]}
+        assert [(a[1], a[2], a[3]) for a in alerts if a[3]] == [("subgraph", "volume-spike", 1)]
+        assert set(anomalies.values()) == {opened[0][0]} and len(anomalies) == 4
 
     _threads([chain, [hourly]], chain_first)
 
     # The other way round: the hourly path saw it first (a slow drain), the chain path's
     # anomaly in the same hour joins its thread.
     def hourly_first(anomalies, alerts):
-        assert [(a[1], a[2]) for a in alerts] == [("subgraph", "volume-spike")], alerts
+        opened = [(a[1], a[2]) for a in alerts if a[3] == 0]
+        assert opened == [("subgraph", "volume-spike")], alerts
+        assert {a[0] for a in alerts} == {alerts[0][0]}
         assert len(set(anomalies.values())) == 1 and len(anomalies) == 2
 
     _threads([[hourly], chain[:1]], hourly_first)
@@ -262,7 +272,10 @@ def test_an_hour_arriving_after_a_newer_thread_joins_the_thread_of_its_own_time(
             thread_a,
             anomalies[chain_b["window_id"]],
         )
-        assert len(alerts) == 3 and {a[0] for a in alerts} == set(anomalies.values())
+        opened = [a for a in alerts if a[3] == 0]
+        assert len(opened) == 3 and {a[0] for a in opened} == set(anomalies.values())
+        # The hour brings a kind thread A had not shown: thread A's revision 1.
+        assert [(a[0], a[3]) for a in alerts if a[3]] == [(thread_a, 1)]
 
     _threads([[chain_a], [chain_b], [hourly], [earlier_hour]], check)
 

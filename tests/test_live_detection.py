@@ -82,7 +82,7 @@ def test_injected_drains_alert_within_the_run_and_land_in_anomalies(tmp_path: Pa
     assert len(alert_lines) >= 2
     assert all(any(f"ALERT {name}:" in line for name in POOLS) for line in alert_lines), alert_lines
     rows = dexwatch_cli(
-        config, "query", "select distinct pool, deviation from anomalies where severity = 'high'"
+        config, "query", "select distinct pool, kind from anomalies where severity = 'high'"
     )
     assert rows.returncode == 0, rows.stderr
     for address in addresses:

@@ -31,13 +31,35 @@ PIPELINE = {
     "allowed_lateness_s": 20, "alert_cooldown_s": 60,
 }  # fmt: skip
 POOLS = [f"0x{n:040x}" for n in (1, 2, 3)]
-T0 = 1_800_000_000
+# Two hours ago: live reads turn away events from ahead of the clock.
+T0 = (int(time.time()) - 2 * 3600) // 60 * 60
 SECONDS = 300  # event time
+SENDER = f"0x{0x5E:040x}"
 
 
 def _events() -> list[PoolEvent]:
-    """Three V2 pools trading every second of event time, with a drain in the last one."""
-    events = []
+    """Three V2 pools (announced first) trading every second of event time, with a drain in
+    the last one."""
+    events = [
+        PoolEvent(
+            chain_id=31337,
+            dex="sushiswap",
+            pool=pool,
+            event="PairCreated",
+            block_number=0,
+            block_hash=f"0x{0:064x}",
+            block_timestamp=T0 - 60,
+            tx_hash=f"0x{index:064x}",
+            log_index=index,
+            args={
+                "token0": f"0x{0xA0:040x}",
+                "token1": f"0x{0xB0:040x}",
+                "pair": pool,
+                "allPairsLength": str(index + 1),
+            },
+        )  # fmt: skip
+        for index, pool in enumerate(POOLS)
+    ]
     # The last seconds only tick, so the watermark passes the end of every window of the
     # seconds before (the windows after a pool's newest slice wait for it).
     for second in [*range(SECONDS), SECONDS + 60]:
@@ -67,7 +89,7 @@ def _events() -> list[PoolEvent]:
                         "amount1In": str(500 + second % 7 * 100),
                         "amount0Out": "240",
                         "amount1Out": "0",
-                        "sender": "0x01",
+                        "sender": SENDER,
                         "to": f"0x{second % 9:040x}",
                     },
                 )  # fmt: skip
@@ -81,8 +103,8 @@ def _events() -> list[PoolEvent]:
                         args={
                             "amount0": "700000",
                             "amount1": "1400000",
-                            "sender": "0x01",
-                            "to": "0x02",
+                            "sender": SENDER,
+                            "to": f"0x{0x02:040x}",
                         },
                     )  # fmt: skip
                 )
@@ -110,7 +132,16 @@ def _pipeline(config: Path) -> subprocess.Popen:
     )  # fmt: skip
 
 
+def _has_scores(settings) -> bool:
+    if not settings.warehouse_path.exists():
+        return False
+    sql = "select count(*) from information_schema.tables where table_name = 'pool_scores'"
+    return bool(open_warehouse(settings).query(sql).rows[0][0])
+
+
 def _scores(settings) -> list[tuple]:
+    if not _has_scores(settings):
+        return []
     return (
         open_warehouse(settings)
         .query(
@@ -126,7 +157,7 @@ def _wait_for_rows(settings, pipeline: subprocess.Popen, at_least: int, timeout_
     count = 0
     while time.monotonic() < deadline:
         assert pipeline.poll() is None, "the pipeline stopped; see pipeline.log"
-        if settings.warehouse_path.exists():
+        if _has_scores(settings):
             count = open_warehouse(settings).query("select count(*) from pool_scores").rows[0][0]
             if count >= at_least:
                 return count

@@ -40,9 +40,10 @@ def _event(n: int, t: int, name: str = "Sync", **args: str) -> PoolEvent:
     defaults = {
         "Sync": {"reserve0": "1000000", "reserve1": "2000000"},
         "Swap": {"amount0In": "0", "amount1In": "1000", "amount0Out": "499", "amount1Out": "0",
-                 "sender": "0x01", "to": f"0x{n % 5:040x}"},
-        "Burn": {"amount0": "100000", "amount1": "200000", "sender": "0x01", "to": "0x02"},
-        "Mint": {"amount0": "1000", "amount1": "2000", "sender": "0x01"},
+                 "sender": f"0x{1:040x}", "to": f"0x{n % 5:040x}"},
+        "Burn": {"amount0": "100000", "amount1": "200000", "sender": f"0x{1:040x}",
+                 "to": f"0x{2:040x}"},
+        "Mint": {"amount0": "1000", "amount1": "2000", "sender": f"0x{1:040x}"},
     }  # fmt: skip
     return PoolEvent(
         chain_id=31337, dex="sushiswap", pool=POOL, event=name, block_number=n,
@@ -142,7 +143,7 @@ def test_duplicates_and_retractions_are_not_counted_and_late_events_are():
     stream = stream.advance_watermark_to_infinity()
 
     with TestPipeline(options=_streaming_options()) as p:
-        rows = p | stream | PoolWindowFeatures(SETTINGS)
+        rows = (p | stream | PoolWindowFeatures(SETTINGS))["main"]
         final = (
             rows
             | beam.Filter(lambda r: int(r["window_end"].timestamp()) == T0 + 80)
@@ -170,7 +171,7 @@ def test_parse_sends_malformed_messages_to_dead_letters():
         def check(got):
             assert len(got) == 2
             assert any("not JSON" in r for r in got)
-            assert any("Sync lacks" in r for r in got)
+            assert any("Sync arguments: missing reserve1" in r for r in got)
 
         assert_that(reasons, check, label="dead")
 
@@ -203,7 +204,7 @@ def test_scoring_flags_a_drained_window_and_names_the_feature(tmp_path):
         {**drained, "window_id": "drain"}
     ]
     with TestPipeline() as p:
-        scored = p | beam.Create(rows) | ScoreWindows(DetectorModelHandler(path))
+        scored = (p | beam.Create(rows) | ScoreWindows(DetectorModelHandler(path)))["main"]
 
         def check(got):
             by_id = {r["window_id"]: r for r in got}
@@ -229,7 +230,7 @@ def test_batch_plumbing_gives_the_streaming_result():
             | beam.Create(stream)
             | beam.Map(lambda e: TimestampedValue(e, e.block_timestamp))
             | PoolWindowFeatures(SETTINGS, streaming=False)
-        )
+        )["main"]
         final = (
             rows
             | beam.Filter(lambda r: int(r["window_end"].timestamp()) == T0 + 80)
@@ -292,5 +293,5 @@ def test_streaming_rows_settle_on_the_batch_rows_whatever_the_arrival_order():
             assert not diff, (window_id, diff)
 
     with TestPipeline(options=_streaming_options()) as p:
-        assert_that(p | stream | PoolWindowFeatures(SETTINGS), check)
+        assert_that((p | stream | PoolWindowFeatures(SETTINGS))["main"], check)
     assert len(expected) > 20

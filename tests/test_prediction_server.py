@@ -266,7 +266,7 @@ def test_the_pipeline_scores_through_the_server_as_with_the_local_detector(serve
     expected = {row["window_id"]: float(scores.score[i]) for i, row in enumerate(rows)}
     handler = HttpModelHandler(_http_settings(served.url))
     with TestPipeline(options=PipelineOptions(runner="FnApiRunner")) as p:
-        scored = p | beam.Create(rows) | ScoreWindows(handler)
+        scored = (p | beam.Create(rows) | ScoreWindows(handler))["main"]
 
         def check(got):
             assert len(got) == len(rows)

@@ -5,21 +5,30 @@ state, then read by the real subgraph publisher."""
 from __future__ import annotations
 
 import collections
+import os
+import signal
+import subprocess
+import sys
+import time
 import warnings
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import yaml
 
 from dexwatch.contracts.deployment import LocalDeployment
-from dexwatch.settings import Settings
-from infra.local import _chain
+from dexwatch.runner import SUBGRAPH_STANDIN, _component_specs
+from dexwatch.settings import Settings, SettingsError, load_settings
+from infra.local import _chain, processes
 from infra.local.market import MarketSimulator
+from infra.local.subgraph.__main__ import load as load_standin_settings
 from infra.local.subgraph.indexer import ChainIndexer
 from infra.local.subgraph.schema import StandInSubgraph
-from infra.local.subgraph.server import SubgraphStandIn
+from infra.local.subgraph.server import RandomFaults, SubgraphStandIn
 from tests._subgraph_rows import H0, HOUR, default_sources, pool_address, v2_row, v3_row
-from tests.conftest import make_settings
+from tests.conftest import ROOT, make_settings
 
 V3_SOURCE, V2_SOURCE = default_sources()
 # The dexes of the default sources (the local Uniswap V2 pair has no subgraph).
@@ -64,7 +73,7 @@ def test_order_first_and_id_cursor_page_without_gaps() -> None:
     after = ""
     while True:
         answer = subgraph.execute(
-            'query($after: ID!) { poolHourDatas(first: 5, orderBy: id, orderDirection: asc, '
+            "query($after: ID!) { poolHourDatas(first: 5, orderBy: id, orderDirection: asc, "
             "where: {id_gt: $after}) { id } }",
             {"after": after},
         )
@@ -248,9 +257,7 @@ def test_usd_figures_follow_the_chain_state(market_chain) -> None:
     assert float(latest["totalSupply"]) == pytest.approx(states[pair.name].total_supply / 1e18)
 
     pool = deployment.pool("uniswap_v3:WETH/USDC:500")
-    v3_rows = [
-        r for r in subgraphs[V3_SOURCE.path].hour_rows() if r["pool"]["id"] == pool.address
-    ]
+    v3_rows = [r for r in subgraphs[V3_SOURCE.path].hour_rows() if r["pool"]["id"] == pool.address]
     last = max(v3_rows, key=lambda r: r["periodStartUnix"])
     in_range = int(states[pool.name].liquidity)  # sqrt of the virtual reserves: L
     assert int(last["liquidity"]) == pytest.approx(in_range, rel=1e-6)
@@ -270,9 +277,7 @@ def test_lag_keeps_meta_and_rows_behind_the_head(market_chain) -> None:
     full = _indexed(settings, deployment)
     number, timestamp = lagging[V3_SOURCE.path].indexed_block
     assert number == full[V3_SOURCE.path].indexed_block[0] - 30
-    assert all(
-        r["periodStartUnix"] <= timestamp for r in lagging[V3_SOURCE.path].hour_rows()
-    )
+    assert all(r["periodStartUnix"] <= timestamp for r in lagging[V3_SOURCE.path].hour_rows())
     assert len(lagging[V3_SOURCE.path].hour_rows()) < len(full[V3_SOURCE.path].hour_rows())
 
 
@@ -306,3 +311,114 @@ def test_the_publisher_reads_chain_hours_through_the_standin(
         assert record.tvl_usd > 0 and record.token0_price > 0
     assert {hour for _, hour in records} >= quiet
     assert stats.records == len(records)
+
+
+# --- lag and faults from settings and the command line ----------------------------------------
+
+META = {"query": "{ _meta { block { number timestamp } } }"}
+
+
+def _statuses(url: str, path: str, count: int) -> list[int]:
+    with httpx.Client(timeout=10) as http:
+        return [http.post(f"{url}/{path}", json=META).status_code for _ in range(count)]
+
+
+def test_random_faults_come_at_their_shares_and_repeat_with_the_seed() -> None:
+    shares = {"http_429": 0.2, "graphql_error": 0.1}
+    runs = []
+    for seed in (5, 5, 6):
+        subgraphs = {V3_SOURCE.path: StandInSubgraph("v3")}
+        with SubgraphStandIn(subgraphs, faults=shares, seed=seed) as standin:
+            statuses = _statuses(standin.url, V3_SOURCE.path, 400)
+        runs.append((statuses, standin.faults_served))
+    (statuses, served), again, other_seed = runs
+    assert again == (statuses, served) and other_seed != again
+    counts = collections.Counter(served)
+    assert counts["http_429"] == statuses.count(429)
+    assert counts["http_429"] == pytest.approx(80, abs=20)
+    assert counts["graphql_error"] == pytest.approx(40, abs=15)
+
+
+def test_standin_settings_default_to_no_lag_no_faults_and_are_strict() -> None:
+    standin = load_settings().local.subgraph_standin
+    assert (standin.lag_blocks, standin.lag_s, standin.faults) == (0, 0.0, {})
+    with pytest.raises(SettingsError, match=r"local\.subgraph_standin\.faults"):
+        load_settings(local={"subgraph_standin": {"faults": {"http_418": 0.1}}})
+    with pytest.raises(SettingsError, match="add up to 1.2"):
+        load_settings(local={"subgraph_standin": {"faults": {"http_429": 0.7, "timeout": 0.5}}})
+
+
+def test_flags_override_the_settings_of_the_config_file(tmp_path: Path) -> None:
+    config = tmp_path / "dexwatch.yaml"
+    standin = {"lag_s": 60, "faults": {"http_429": 0.2, "http_500": 0.1}, "seed": 3}
+    config.write_text(yaml.safe_dump({"local": {"subgraph_standin": standin}}))
+    flags = ["--fault", "http_500:0", "--fault", "timeout:0.05", "--lag-blocks", "4"]
+    loaded = load_standin_settings(["--config", str(config), *flags]).local.subgraph_standin
+    assert loaded.faults == {"http_429": 0.2, "http_500": 0.0, "timeout": 0.05}
+    assert (loaded.lag_blocks, loaded.lag_s, loaded.seed, loaded.hang_s) == (4, 60, 3, 2.0)
+
+
+def test_dexwatch_run_starts_the_standin_with_the_configured_lag_and_faults(
+    tmp_path: Path,
+) -> None:
+    config = tmp_path / "dexwatch.yaml"
+    standin = {"lag_s": 900, "faults": {"http_429": 0.1}, "seed": 9, "hang_s": 0.5}
+    config.write_text(yaml.safe_dump({"local": {"subgraph_standin": standin}}))
+    settings = load_settings(config)
+    (spec,) = [
+        s for s in _component_specs(settings, config, None, False) if s.name == SUBGRAPH_STANDIN
+    ]
+    assert spec.argv[1:3] == ["-m", "infra.local.subgraph"]
+    child = load_standin_settings(spec.argv[3:]).local.subgraph_standin
+    assert child == settings.local.subgraph_standin
+    assert child.model_dump() == {"lag_blocks": 0, **standin}
+
+
+def test_the_command_line_standin_lags_and_fails_as_asked(deployed, tmp_path: Path) -> None:
+    """`python -m infra.local.subgraph` as `dexwatch run` starts it, with flags: _meta.block
+    trails the head by the lag in chain time; the faults are exactly the seed's draws."""
+    settings, _ = deployed
+    rpc = _chain.Rpc(settings.local.rpc_url)
+    try:
+        _, last = _chain.latest_block(rpc)
+        for n in range(1, 11):  # ten empty blocks, a minute apart
+            _chain.mine(rpc, last + 60 * n)
+        head, head_time = _chain.latest_block(rpc)
+    finally:
+        rpc.close()
+    port = processes.free_port()
+    local = {"state_dir": str(settings.local.state_dir), "anvil_port": settings.local.anvil_port,
+             "subgraph_port": port, "node_modules": str(ROOT / "node_modules")}  # fmt: skip
+    config = tmp_path / "dexwatch.yaml"
+    config.write_text(yaml.safe_dump({"local": local}))
+    flags = ["--lag-s", "150", "--fault", "http_503:0.3", "--seed", "11"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DEXWATCH_")}
+    standin = subprocess.Popen(
+        [sys.executable, "-m", "infra.local.subgraph", "--config", str(config), *flags],
+        cwd=ROOT,
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not processes.port_open("127.0.0.1", port):
+            assert standin.poll() is None and time.monotonic() < deadline, "no stand-in"
+            time.sleep(0.1)
+        url = f"http://127.0.0.1:{port}/{V3_SOURCE.path}"
+        with httpx.Client(timeout=10) as http:
+            answers = [http.post(url, json=META) for _ in range(60)]
+    finally:
+        standin.send_signal(signal.SIGINT)
+        _, stderr = standin.communicate(timeout=30)
+    draws = RandomFaults({"http_503": 0.3}, seed=11)
+    expected = [503 if draws.draw() else 200 for _ in answers]
+    assert [answer.status_code for answer in answers] == expected
+    assert 10 <= expected.count(503) <= 30
+    # Blocks are 60 s apart: the newest one stamped 150 s or more before the head is head - 3.
+    metas = {
+        (m["number"], m["timestamp"])
+        for m in (a.json()["data"]["_meta"]["block"] for a in answers if a.status_code == 200)
+    }
+    assert metas == {(head - 3, head_time - 180)}
+    assert "lag 0 blocks and 150 s of chain time; faults http_503 30% (seed 11" in stderr

@@ -14,6 +14,10 @@ shows within seconds, and late events (within the allowed lateness) still correc
 
 Rows have a natural id and the sinks upsert, so a later row replaces an earlier one. Batch
 (replay, backfill, training data) computes the same rows from complete slices.
+
+Events come through ``AdmitEvents`` (admission.py): announced pools, each id once. An event
+whose amounts cannot be read, or a window whose features cannot be computed, goes to the
+``dead_letters`` output with the stage and the reason: no element can stop the pipeline.
 """
 
 from __future__ import annotations
@@ -36,19 +40,19 @@ from apache_beam.transforms.userstate import (
 from apache_beam.utils.timestamp import Timestamp
 from apache_beam.utils.windowed_value import WindowedValue
 
+from beam_pipelines.transforms.admission import pool_key
+from beam_pipelines.transforms.parse import DEAD_LETTERS, dead_letter_of
 from dexwatch.contracts.features import (
     SliceBuilder,
     SliceSummary,
     chain_position,
-    summarize_slice,
+    effect_of,
     window_features,
 )
 from dexwatch.contracts.pool_event import PoolEvent
 from dexwatch.settings import PipelineSettings
 
-
-def pool_key(event: PoolEvent) -> str:
-    return f"{event.chain_id}:{event.dex}:{event.pool}"
+__all__ = ["PoolWindowFeatures", "feature_row", "pool_key"]
 
 
 def feature_row(
@@ -81,23 +85,23 @@ def feature_row(
 
 
 class _SliceProgress:
-    """The state of one pool's slice: the ids seen and retracted, and the summary so far."""
+    """The state of one pool's slice: the ids that count and the summary so far."""
 
     def __init__(self) -> None:
-        self.seen: set[str] = set()
-        self.retracted: set[str] = set()
+        self.live: set[str] = set()
         self.builder: SliceBuilder | None = None
         self.version = 0  # grows with every change, so later updates win downstream
 
-    def is_new(self, event: PoolEvent) -> bool:
-        ids = self.retracted if event.kind == "retraction" else self.seen
-        return event.event_id not in ids
+    def changes(self, event: PoolEvent) -> bool:
+        """False for a copy of a counted event or a retraction of an uncounted one (the
+        admission stage lets none through; a second line of defence costs a set lookup)."""
+        return (event.event_id in self.live) == (event.kind == "retraction")
 
     def needs_rebuild(self, event: PoolEvent) -> bool:
-        """True if the event cannot be folded in as it comes: a retraction of a counted
-        event, or an event older (in chain order) than the slice's newest."""
+        """True if the event cannot be folded in as it comes: a retraction, or an event
+        older (in chain order) than the slice's newest."""
         if event.kind == "retraction":
-            return event.event_id in self.seen
+            return True
         return self.builder is not None and not self.builder.in_order(event)
 
 
@@ -118,14 +122,16 @@ class _FoldSlice(beam.CombineFn):
     def create_accumulator(self) -> _SliceProgress:
         return _SliceProgress()
 
-    def add_input(self, progress: _SliceProgress, item: PoolEvent | _Rebuilt) -> _SliceProgress:
+    def add_input(self, progress: _SliceProgress, item) -> _SliceProgress:
         if isinstance(item, _Rebuilt):
             event, progress.builder = item.event, item.builder
         else:
-            event = item
-            if event.kind == "event" and event.event_id not in progress.retracted:
-                progress.builder.add(event)
-        (progress.retracted if event.kind == "retraction" else progress.seen).add(event.event_id)
+            event, effect = item
+            progress.builder.add(event, effect)
+        if event.kind == "retraction":
+            progress.live.discard(event.event_id)
+        else:
+            progress.live.add(event.event_id)
         progress.version += 1
         return progress
 
@@ -163,14 +169,24 @@ class _SliceUpdatesFn(beam.DoFn):
     ):
         key, event = element
         state = progress.read()
-        if not state.is_new(event):
+        if not state.changes(event):
             beam.metrics.Metrics.counter("dexwatch", "duplicate_events").inc()
             return
+        try:
+            # Worked out before the state changes: an event that cannot be read is turned
+            # away whole.
+            effect = None if event.kind == "retraction" else effect_of(event)
+            if state.builder is None or state.needs_rebuild(event):
+                rebuilt = _rebuild(state, event, raw.read(), int(win.start))
+        except (ValueError, ArithmeticError) as err:
+            yield dead_letter_of("features", f"unreadable {event.event}: {err}", event)
+            return
         if state.builder is None or state.needs_rebuild(event):
-            progress.add(_Rebuilt(event, _rebuild(state, event, raw.read(), int(win.start))))
+            progress.add(_Rebuilt(event, rebuilt))
         else:
-            progress.add(event)
-        raw.add(event)
+            progress.add((event, effect))
+        if event.kind == "event":
+            raw.add(event)
         expire.set(win.end + self._settings.allowed_lateness_s)
         self._changed[(key, win)] = state
 
@@ -192,17 +208,18 @@ class _SliceUpdatesFn(beam.DoFn):
 
 
 def _rebuild(state: _SliceProgress, event: PoolEvent, raw, start: int) -> SliceBuilder:
-    """The slice's builder from its raw events and the new one, in chain order."""
-    distinct = {e.event_id: e for e in raw if e.kind == "event"}
-    retracted = state.retracted
+    """The slice's builder from its counted raw events and the new one, in chain order."""
+    live = set(state.live)
+    distinct = {e.event_id: e for e in raw}
     if event.kind == "retraction":
-        retracted = retracted | {event.event_id}
+        live.discard(event.event_id)
     else:
+        live.add(event.event_id)
         distinct[event.event_id] = event
     builder = SliceBuilder(event.pool, start)
-    for live in sorted(distinct.values(), key=chain_position):
-        if live.event_id not in retracted:
-            builder.add(live)
+    for counted in sorted(distinct.values(), key=chain_position):
+        if counted.event_id in live:
+            builder.add(counted)
     return builder
 
 
@@ -219,13 +236,22 @@ class _PoolWindowsFn(beam.DoFn):
     PRUNE = TimerSpec("prune", TimeDomain.WATERMARK)
     TAIL = TimerSpec("tail", TimeDomain.WATERMARK)
 
-    def __init__(self, settings: PipelineSettings, final_before: int | None = None) -> None:
+    def __init__(
+        self, settings: PipelineSettings, final_before: dict[str, int] | None = None
+    ) -> None:
         s = settings
         self._settings = settings
         self._span = (s.current_slices + s.baseline_slices) * s.slice_s
         # A resumed run replays part of a window's span: rows of windows that were final
         # before the restart would come out incomplete, and are not emitted again.
-        self._first_end = ((final_before or 0) // s.slice_s + 1) * s.slice_s
+        self._first_ends = {
+            pool: (end // s.slice_s + 1) * s.slice_s for pool, end in (final_before or {}).items()
+        }
+
+    def _first_end(self, key: str) -> int:
+        """The first window end of the pool (chain_id:dex:pool) a resumed run emits."""
+        chain_id, _, pool = key.split(":")
+        return self._first_ends.get(f"{chain_id}:{pool}", 0)
 
     def process(
         self,
@@ -281,13 +307,12 @@ class _PoolWindowsFn(beam.DoFn):
     def _rows(self, key: str, known: _PoolSlices, window_ends):
         s = self._settings
         ordered = sorted((held for _, held in known.slices.values()), key=lambda x: x.start)
+        first_end = self._first_end(key)
         for window_end in window_ends:
-            if window_end < self._first_end:
+            if window_end < first_end:
                 continue
             in_window = [x for x in ordered if window_end - self._span <= x.start < window_end]
-            row = feature_row(key, window_end, in_window, s)
-            if row is not None:
-                yield row
+            yield from _guarded_row(key, window_end, in_window, s)
 
     def _prune_time(self, known: _PoolSlices) -> Timestamp:
         oldest = min(known.slices)
@@ -323,6 +348,19 @@ class _PoolSlices:
     horizon: int = 0  # updates of slices that start before this come too late
 
 
+def _guarded_row(key: str, window_end: int, slices: list[SliceSummary], s: PipelineSettings):
+    """feature_row, or a dead letter naming the window if its features cannot be worked out."""
+    try:
+        row = feature_row(key, window_end, slices, s)
+    except (ValueError, ArithmeticError) as err:
+        yield dead_letter_of(
+            "features", f"window {key}:{window_end}: {err}", {"pool": key, "window_end": window_end}
+        )
+        return
+    if row is not None:
+        yield row
+
+
 # A PoolEvent as a plain tuple crosses a shuffle with Beam's fast coder instead of pickle.
 _event_fields = operator.attrgetter(*(f.name for f in dataclasses.fields(PoolEvent)))
 
@@ -332,17 +370,26 @@ def _slice_key(event: PoolEvent, slice_s: int) -> tuple[tuple[str, int], tuple]:
 
 
 def _summarize_slice_events(element):
-    """((pool, slice start), event tuples) → (pool, SliceSummary) of the distinct events
-    that no retraction cancelled."""
+    """((pool, slice start), event tuples) → (pool, SliceSummary) of the counted events
+    (batch admission passes only those; a retraction still cancels its event, and
+    copies count once); an event whose amounts cannot be read → a dead letter."""
     (key, start), rows = element
     latest: dict[str, PoolEvent] = {}
     for row in rows:
         event = PoolEvent(*row)
-        # A retraction wins over its event whichever came first; duplicates are dropped.
         if event.kind == "retraction" or event.event_id not in latest:
             latest[event.event_id] = event
-    live = [event for event in latest.values() if event.kind == "event"]
-    yield key, summarize_slice(key.rsplit(":", 1)[1], start, live)
+    builder = SliceBuilder(key.rsplit(":", 1)[1], start)
+    for event in sorted(latest.values(), key=chain_position):
+        if event.kind != "event":
+            continue
+        try:
+            effect = effect_of(event)
+        except (ValueError, ArithmeticError) as err:
+            yield dead_letter_of("features", f"unreadable {event.event}: {err}", event)
+            continue
+        builder.add(event, effect)
+    yield key, builder.summary
 
 
 def _pool_windows(element, s: PipelineSettings):
@@ -359,22 +406,30 @@ def _pool_windows(element, s: PipelineSettings):
             high += 1
         while ordered[low].start < window_end - span:
             low += 1
-        row = feature_row(key, window_end, ordered[low:high], s)
-        if row is not None:
-            yield row
+        yield from _guarded_row(key, window_end, ordered[low:high], s)
 
 
 class PoolWindowFeatures(beam.PTransform):
-    """PoolEvents timestamped with their block time → feature rows (dicts).
+    """Admitted PoolEvents timestamped with their block time → outputs ``main`` (feature
+    rows, dicts) and ``dead_letters`` (events or windows that could not be read).
 
     Streaming keeps per-pool state (see the module's docstring). Batch (replay, backfill,
     training data) groups each (pool, slice)'s events, summarises them with the same
     SliceBuilder, then makes one sliding pass over each pool's sorted slices with the same
     feature_row: every window is complete, so no state or timers are needed.
+
+    Args:
+        settings: slices, windows and lateness.
+        streaming: per-pool state and timers, or complete slices (batch).
+        final_before: streaming: a pool's (chain_id:pool) windows ending at or before this
+            (unix s) are not emitted again (a resumed run replaying its journal).
     """
 
     def __init__(
-        self, settings: PipelineSettings, streaming: bool = True, final_before: int | None = None
+        self,
+        settings: PipelineSettings,
+        streaming: bool = True,
+        final_before: dict[str, int] | None = None,
     ) -> None:
         super().__init__()
         self._settings = settings
@@ -385,26 +440,55 @@ class PoolWindowFeatures(beam.PTransform):
         rows = self._streaming_rows(events) if self._streaming else self._batch_rows(events)
         # Each row names its window; in the global window downstream, RunInference batches
         # rows of many windows into one call and alert threads span windows.
-        return rows | "IntoGlobalWindow" >> beam.WindowInto(window.GlobalWindows())
+        letters = (
+            rows.slices[DEAD_LETTERS]
+            | "SliceDeadInGlobalWindow" >> beam.WindowInto(window.GlobalWindows()),
+            rows.windows[DEAD_LETTERS],
+        ) | "AllDead" >> beam.Flatten()
+        return {
+            "main": rows.windows.main
+            | "IntoGlobalWindow" >> beam.WindowInto(window.GlobalWindows()),
+            DEAD_LETTERS: letters,
+        }
 
-    def _streaming_rows(self, events):
+    def _streaming_rows(self, events) -> _Stages:
         s = self._settings
-        return (
+        slices = (
             events
             | "KeyByPool" >> beam.Map(lambda event: (pool_key(event), event))
             | "Slices" >> beam.WindowInto(window.FixedWindows(s.slice_s))
-            | "SliceUpdates" >> beam.ParDo(_SliceUpdatesFn(s))
-            | "AllTime" >> beam.WindowInto(window.GlobalWindows())
-            | "WindowFeatures" >> beam.ParDo(_PoolWindowsFn(s, self._final_before))
+            | "SliceUpdates"
+            >> beam.ParDo(_SliceUpdatesFn(s)).with_outputs(DEAD_LETTERS, main="main")
         )
+        windows = (
+            slices.main
+            | "AllTime" >> beam.WindowInto(window.GlobalWindows())
+            | "WindowFeatures"
+            >> beam.ParDo(_PoolWindowsFn(s, self._final_before)).with_outputs(
+                DEAD_LETTERS, main="main"
+            )
+        )
+        return _Stages(slices, windows)
 
-    def _batch_rows(self, events):
+    def _batch_rows(self, events) -> _Stages:
         s = self._settings
-        return (
+        slices = (
             events
             | "KeyBySlice" >> beam.Map(_slice_key, s.slice_s)
             | "GroupBySlice" >> beam.GroupByKey()
-            | "SummarizeSlices" >> beam.FlatMap(_summarize_slice_events)
-            | "GroupByPool" >> beam.GroupByKey()
-            | "WindowFeatures" >> beam.FlatMap(_pool_windows, s)
+            | "SummarizeSlices"
+            >> beam.FlatMap(_summarize_slice_events).with_outputs(DEAD_LETTERS, main="main")
         )
+        windows = (
+            slices.main
+            | "GroupByPool" >> beam.GroupByKey()
+            | "WindowFeatures"
+            >> beam.FlatMap(_pool_windows, s).with_outputs(DEAD_LETTERS, main="main")
+        )
+        return _Stages(slices, windows)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Stages:
+    slices: beam.pvalue.DoOutputsTuple
+    windows: beam.pvalue.DoOutputsTuple

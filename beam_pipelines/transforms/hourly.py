@@ -18,11 +18,11 @@ import apache_beam as beam
 from apache_beam.coders import PickleCoder
 from apache_beam.transforms.userstate import ReadModifyWriteStateSpec
 
-from beam_pipelines.transforms.parse import ParseMessages
+from beam_pipelines.transforms.parse import DEAD_LETTERS, ParseMessages, dead_letter_of
 from dexwatch.contracts.hourly_features import (
     HISTORY_HOURS,
     hourly_features,
-    series_features,
+    latest_versions,
     supersedes,
 )
 from dexwatch.contracts.pool_hour import HOUR_S, PoolHour
@@ -63,8 +63,10 @@ class ParsePoolHours(ParseMessages):
     """pool-hourly messages → ``main`` (PoolHour) and ``dead_letters`` (the same table as the
     chain path's), stamped with the hour's end when asked."""
 
-    def __init__(self, stamp_event_time: bool = False) -> None:
-        super().__init__(PoolHour.from_json, _hour_end, "parse-hourly", stamp_event_time)
+    def __init__(self, stamp_event_time: bool = False, max_ahead_s: int | None = None) -> None:
+        super().__init__(
+            PoolHour.from_json, _hour_end, "parse-hourly", stamp_event_time, max_ahead_s
+        )
 
 
 class _PoolHoursFn(beam.DoFn):
@@ -103,15 +105,27 @@ def _rows_from(held: dict[int, PoolHour], changed_start: int):
     history it is part of, in hour order."""
     last = changed_start + HISTORY_HOURS * HOUR_S
     for start in sorted(s for s in held if changed_start <= s <= last):
-        features = hourly_features(held[start], held.values())
-        if features is not None:
-            yield hourly_row(held[start], features)
+        yield from _guarded_row(held[start], held.values())
+
+
+def _guarded_row(hour: PoolHour, history: Iterable[PoolHour]):
+    """The hour's row, or a dead letter if its features cannot be worked out (a sum of
+    squares beyond a float, say)."""
+    try:
+        features = hourly_features(hour, history)
+    except (ValueError, ArithmeticError) as err:
+        yield dead_letter_of("features-hourly", f"hour {hour.hour_id}: {err}", hour)
+        return
+    if features is not None:
+        yield hourly_row(hour, features)
 
 
 def _series_rows(element: tuple[str, Iterable[PoolHour]]):
     _, hours = element
-    for hour, features in series_features(list(hours)):
-        yield hourly_row(hour, features)
+    ordered = sorted(latest_versions(list(hours)).values(), key=lambda h: h.hour_start)
+    for i, hour in enumerate(ordered):
+        history = ordered[max(0, i - HISTORY_HOURS) : i]
+        yield from _guarded_row(hour, history)
 
 
 class PoolHourFeatures(beam.PTransform):
@@ -138,9 +152,13 @@ class PoolHourFeatures(beam.PTransform):
             lambda hour: (hour_pool_key(hour), hour)
         ).with_output_types(beam.typehints.Tuple[str, beam.typehints.Any])
         if self._streaming:
-            return keyed | "PoolHours" >> beam.ParDo(
+            rows = keyed | "PoolHours" >> beam.ParDo(
                 _PoolHoursFn(self._allowed_lateness_h, self._final_before)
+            ).with_outputs(DEAD_LETTERS, main="main")
+        else:
+            rows = (
+                keyed
+                | "GroupByPool" >> beam.GroupByKey()
+                | "SeriesRows" >> beam.FlatMap(_series_rows).with_outputs(DEAD_LETTERS, main="main")
             )
-        return (
-            keyed | "GroupByPool" >> beam.GroupByKey() | "SeriesRows" >> beam.FlatMap(_series_rows)
-        )
+        return {"main": rows.main, DEAD_LETTERS: rows[DEAD_LETTERS]}

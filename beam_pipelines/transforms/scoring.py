@@ -11,6 +11,7 @@ full forest traversal setup each time.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
@@ -27,6 +28,7 @@ from apache_beam.ml.inference.base import (
     RunInference,
 )
 
+from beam_pipelines.transforms.parse import DEAD_LETTERS, dead_letter_of, element_dead_letter
 from dexwatch.contracts.alert import TopFeature
 from dexwatch.contracts.detector import Detector
 from dexwatch.contracts.features import FEATURE_NAMES
@@ -205,27 +207,69 @@ def _configured_handler(
     return DetectorModelHandler(path, settings.model.max_batch_size, feature_names)
 
 
-def _scored_row(element: tuple[dict, PredictionResult]) -> dict:
+def _scored_row(element: tuple[dict, PredictionResult]):
+    """A scored row, or a dead letter when the model's answer cannot be read."""
     row, result = element
     inference = result.inference
-    # Our prediction server (on Vertex or over HTTP) answers with JSON: top features as
-    # plain dicts, and the model version in each prediction (Vertex's own model id is its
-    # deployed-model id, not ours).
-    top = [t if isinstance(t, TopFeature) else TopFeature(**t) for t in inference["top_features"]]
-    version = inference.get("model_version") or result.model_id
-    return {
-        **row,
-        "score": float(inference["score"]),
-        "is_anomaly": bool(inference["is_anomaly"]),
-        "top_features": orjson.dumps([t.model_dump() for t in top]).decode(),
-        "model_version": str(version or "unknown"),
-        "scored_at": datetime.now(UTC),
-    }
+    try:
+        # Our prediction server (on Vertex or over HTTP) answers with JSON: top features as
+        # plain dicts, and the model version in each prediction (Vertex's own model id is
+        # its deployed-model id, not ours).
+        top = [
+            t if isinstance(t, TopFeature) else TopFeature(**t) for t in inference["top_features"]
+        ]
+        score = float(inference["score"])
+        if not math.isfinite(score):
+            raise ValueError(f"score {score}")
+        version = inference.get("model_version") or result.model_id
+        yield {
+            **row,
+            "score": score,
+            "is_anomaly": bool(inference["is_anomaly"]),
+            "top_features": orjson.dumps([t.model_dump() for t in top]).decode(),
+            "model_version": str(version or "unknown"),
+            "scored_at": datetime.now(UTC),
+        }
+    except (KeyError, TypeError, ValueError, AttributeError) as err:
+        yield dead_letter_of("score", f"unreadable prediction for {row.get('window_id')}: "
+                             f"{type(err).__name__}: {err}", row)  # fmt: skip
+
+
+def _finite(row: dict, names: tuple[str, ...]):
+    """The row with its model input, or a dead letter if a feature is missing or not a
+    finite number: NaN would score NaN, and NaN is never below the threshold."""
+    try:
+        vector = [float(row[name]) for name in names]
+    except (KeyError, TypeError, ValueError) as err:
+        yield dead_letter_of("score", f"window {row.get('window_id')}: feature {err}", row)
+        return
+    bad = [name for name, x in zip(names, vector, strict=True) if not math.isfinite(x)]
+    if bad:
+        yield dead_letter_of(
+            "score", f"window {row.get('window_id')}: not finite: {', '.join(bad)}", row
+        )
+        return
+    yield row, vector
+
+
+def _failed_batch(failure):
+    """RunInference's dead letters, (batch of (row, vector), exception info) → a dead letter
+    per row: a batch the model refused (or a server that stayed down through the handler's
+    retries) is kept for a later re-score rather than retried forever."""
+    batch, (exc_type, exc_value, _) = failure
+    reason = f"scoring failed: {getattr(exc_type, '__name__', exc_type)}: {exc_value}"
+    for row, _vector in batch:
+        yield element_dead_letter("score", reason, row)
 
 
 class ScoreWindows(beam.PTransform):
-    """Feature rows → the same rows with score, is_anomaly, top_features, model_version.
-    ``feature_names``: the model's input, in order (the chain windows' by default)."""
+    """Feature rows → outputs ``main`` (the same rows with score, is_anomaly, top_features,
+    model_version) and ``dead_letters`` (rows that could not be scored, with the reason).
+
+    Args:
+        handler: the model handler (``model_handler`` / ``hourly_model_handler``).
+        feature_names: the model's input, in order (the chain windows' by default).
+    """
 
     def __init__(self, handler: ModelHandler, feature_names: Sequence[str] = FEATURE_NAMES):
         super().__init__()
@@ -233,10 +277,21 @@ class ScoreWindows(beam.PTransform):
         self._feature_names = tuple(feature_names)
 
     def expand(self, rows):
-        names = self._feature_names
-        return (
-            rows
-            | "KeyByRow" >> beam.Map(lambda row: (row, [float(row[name]) for name in names]))
-            | "RunInference" >> RunInference(KeyedModelHandler(self._handler))
-            | "ToScoredRow" >> beam.Map(_scored_row)
+        checked = rows | "WithFiniteInput" >> beam.FlatMap(
+            _finite, self._feature_names
+        ).with_outputs(DEAD_LETTERS, main="main")
+        predicted, failed = (
+            checked.main
+            | "RunInference"
+            >> RunInference(KeyedModelHandler(self._handler)).with_exception_handling()
         )
+        scored = predicted | "ToScoredRow" >> beam.FlatMap(_scored_row).with_outputs(
+            DEAD_LETTERS, main="main"
+        )
+        failures = failed.failed_inferences | "FailedBatches" >> beam.FlatMap(_failed_batch)
+        letters = (
+            checked[DEAD_LETTERS],
+            scored[DEAD_LETTERS],
+            failures,
+        ) | "ScoringDead" >> beam.Flatten()
+        return {"main": scored.main, DEAD_LETTERS: letters}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime
 
 import apache_beam as beam
@@ -10,7 +11,15 @@ from apache_beam.coders import PickleCoder
 from apache_beam.io.gcp.pubsub import PubsubMessage
 from apache_beam.transforms.userstate import ReadModifyWriteStateSpec
 
-from dexwatch.contracts.alert import Alert, TopFeature, deviation_of, severity_of
+from dexwatch.contracts.alert import (
+    SEVERITY_RANK,
+    V1_COPY_ATTRIBUTE,
+    Alert,
+    PoolRef,
+    TopFeature,
+    kind_and_confidence,
+    severity_of,
+)
 from dexwatch.contracts.tables import Table
 from dexwatch.settings import Settings
 
@@ -76,16 +85,31 @@ def _bigquery_row(row: dict) -> dict:
     return {k: v.isoformat() if isinstance(v, datetime) else v for k, v in row.items()}
 
 
+@dataclasses.dataclass
+class _Thread:
+    """An alert thread of one pool: its id, span (unix s) and what it has said so far."""
+
+    alert_id: str
+    start: int
+    end: int
+    revision: int = 0
+    severity: int = 0  # the highest SEVERITY_RANK published
+    kinds: frozenset[str] = frozenset()
+
+
 class _AlertThreadsFn(beam.DoFn):
     """Per pool, both sources together: an anomaly joins the latest recent thread it
     overlaps or comes within ``cooldown_s`` of event time of (before its start or after its
     end); otherwise it opens a thread of its own, and an alert. A chain window is shorter
-    than the cooldown, so in order only the cooldown decides between chain windows, as it
-    always did; an hourly row overlaps the chain windows of its hour and touches the
-    previous hour, so an incident both paths flag, or a run of anomalous hours, is one
-    thread, while an hour an hour late still finds the thread of its own time."""
+    than the cooldown, so in order only the cooldown decides between chain windows; an
+    hourly row overlaps the chain windows of its hour and touches the previous hour, so an
+    incident both paths flag, or a run of anomalous hours, is one thread, while an hour an
+    hour late still finds the thread of its own time.
 
-    # [alert_id, first window start, last window end] per thread, unix s.
+    An anomaly that joins a thread with a kind the thread has not shown, or a higher
+    severity than it has published, escalates it: the thread's next revision is published,
+    so a real incident is never swallowed by an earlier alert of the same pool."""
+
     THREADS = ReadModifyWriteStateSpec("threads", PickleCoder())
     # Threads this much older than the pool's newest are forgotten: beyond any lateness.
     KEEP_S = 2 * 86400
@@ -96,56 +120,64 @@ class _AlertThreadsFn(beam.DoFn):
     def process(self, element, threads_state=beam.DoFn.StateParam(THREADS)):
         _, row = element
         start, end = int(row["window_start"].timestamp()), int(row["window_end"].timestamp())
-        threads: list[list] = threads_state.read() or []
+        threads: list[_Thread] = threads_state.read() or []
+        top = [TopFeature(**t) for t in orjson.loads(row["top_features"])]
+        kind, confidence, evidence = kind_and_confidence(top)
+        severity = severity_of(row["score"])
         thread = self._thread_of(threads, start, end)
-        new_thread = thread is None
+        publish = thread is None
         if thread is None:
-            thread = [f"{row['chain_id']}:{row['pool']}:{end}", start, end]
+            thread = _Thread(f"{row['chain_id']}:{row['pool']}:{end}", start, end)
             threads.append(thread)
         else:
-            thread[1], thread[2] = min(thread[1], start), max(thread[2], end)
-        newest = max(t[2] for t in threads)
-        threads_state.write([t for t in threads if t[2] >= newest - self.KEEP_S])
-        alert_id = thread[0]
-        top = orjson.loads(row["top_features"])
+            thread.start, thread.end = min(thread.start, start), max(thread.end, end)
+            if kind not in thread.kinds or SEVERITY_RANK[severity] > thread.severity:
+                thread.revision += 1
+                publish = True
+        if publish:
+            thread.kinds |= {kind}
+            thread.severity = max(thread.severity, SEVERITY_RANK[severity])
+        newest = max(t.end for t in threads)
+        threads_state.write([t for t in threads if t.end >= newest - self.KEEP_S])
         anomaly = {
             **row,
-            "severity": severity_of(row["score"]),
-            "deviation": (
-                deviation_of(top[0]["name"], top[0]["value"], top[0]["deviation"])
-                if top
-                else "other"
-            ),
-            "alert_id": alert_id,
+            "severity": severity,
+            "kind": kind,
+            "confidence": confidence,
+            "alert_id": thread.alert_id,
         }
         yield anomaly
-        if new_thread:
-            yield beam.pvalue.TaggedOutput("alerts", _alert(anomaly, top))
+        if publish:
+            yield beam.pvalue.TaggedOutput(
+                "alerts", _alert(anomaly, top, thread.revision, evidence)
+            )
 
-    def _thread_of(self, threads: list[list], start: int, end: int) -> list | None:
+    def _thread_of(self, threads: list[_Thread], start: int, end: int) -> _Thread | None:
         """The latest thread the window [start, end] belongs to, if any."""
-        for thread in sorted(threads, key=lambda t: t[2], reverse=True):
-            _, first_start, last_end = thread
-            overlaps = start <= last_end and end >= first_start
-            if overlaps or first_start - self._cooldown_s <= end <= last_end + self._cooldown_s:
+        for thread in sorted(threads, key=lambda t: t.end, reverse=True):
+            overlaps = start <= thread.end and end >= thread.start
+            near = thread.start - self._cooldown_s <= end <= thread.end + self._cooldown_s
+            if overlaps or near:
                 return thread
         return None
 
 
-def _alert(anomaly: dict, top: list[dict]) -> Alert:
+def _alert(anomaly: dict, top: list[TopFeature], revision: int, evidence: list[str]) -> Alert:
     return Alert(
         alert_id=anomaly["alert_id"],
+        revision=revision,
         window_id=anomaly["window_id"],
         chain_id=anomaly["chain_id"],
-        dex=anomaly["dex"],
-        pool=anomaly["pool"],
+        pools=[PoolRef(dex=anomaly["dex"], pool=anomaly["pool"])],
         source=anomaly["source"],
+        kind=anomaly["kind"],
+        confidence=anomaly["confidence"],
         severity=anomaly["severity"],
-        deviation=anomaly["deviation"],
         score=anomaly["score"],
         window_start=anomaly["window_start"],
         window_end=anomaly["window_end"],
-        top_features=[TopFeature(**t) for t in top],
+        top_features=top,
+        evidence=evidence,
         model_version=anomaly["model_version"],
         detected_at=datetime.now(UTC),
     )
@@ -153,8 +185,8 @@ def _alert(anomaly: dict, top: list[dict]) -> Alert:
 
 class ThreadAnomalies(beam.PTransform):
     """Scored rows of either source (in the global window: threads span windows) → outputs
-    ``anomalies`` (rows with severity and thread) and ``alerts``, threads keyed by chain and
-    pool whatever the source."""
+    ``anomalies`` (rows with severity, kind and thread) and ``alerts`` (each opening and
+    escalating revision), threads keyed by chain and pool whatever the source."""
 
     def __init__(self, cooldown_s: int) -> None:
         super().__init__()
@@ -172,5 +204,16 @@ class ThreadAnomalies(beam.PTransform):
         )
 
 
-def alert_message(alert: Alert) -> PubsubMessage:
-    return PubsubMessage(alert.to_json(), alert.attributes())
+def alert_messages(alert: Alert, v1_until: datetime | None = None) -> list[PubsubMessage]:
+    """The alert's message, and during a migration to version 2 (until ``v1_until``) a v1
+    copy of each opening one-pool alert for subscribers that still read version 1."""
+    messages = [PubsubMessage(alert.to_json(), alert.attributes())]
+    if (
+        v1_until is not None
+        and alert.detected_at < v1_until
+        and alert.revision == 0
+        and alert.scope == "pool"
+    ):
+        v1 = alert.to_v1()
+        messages.append(PubsubMessage(v1.to_json(), {**v1.attributes(), V1_COPY_ATTRIBUTE: "1"}))
+    return messages

@@ -105,6 +105,12 @@ class Detector:
                 f"expected rows of {len(self.feature_names)} features "
                 f"({', '.join(self.feature_names)}), got shape {x.shape}"
             )
+        if not np.isfinite(x).all():
+            # NaN compares false with everything: it would score NaN and pass as normal.
+            rows, columns = np.nonzero(~np.isfinite(x))
+            raise ValueError(
+                f"row {int(rows[0])}: {self.feature_names[int(columns[0])]} is not a finite number"
+            )
         return x
 
     def save(self, path: Path) -> None:

@@ -98,35 +98,6 @@ class SliceSummary:
     pair_two_way_swaps: int = 0
 
 
-# The arguments each event must carry for the features above (V3 name first, then V2).
-_REQUIRED_ARGS = {
-    "Swap": (
-        ("sqrtPriceX96", "liquidity", "amount1", "recipient"),
-        ("amount1In", "amount1Out", "to"),
-    ),
-    "Sync": (("reserve0", "reserve1"),),
-    "Mint": (("amount",), ("amount0", "amount1")),
-    "Burn": (("amount",), ("amount0", "amount1")),
-    "Collect": ((),),
-}
-
-
-def check_args(event: PoolEvent) -> None:
-    """Raise ValueError if the event lacks the numeric arguments the features read."""
-    shapes = _REQUIRED_ARGS[event.event]
-    for names in shapes:
-        if all(name in event.args for name in names):
-            try:
-                for name in names:
-                    if not event.args[name].startswith("0x"):
-                        float(event.args[name])
-            except ValueError:
-                raise ValueError(f"{event.event} argument {name} is not a number") from None
-            return
-    expected = " or ".join("(" + ", ".join(names) + ")" for names in shapes)
-    raise ValueError(f"{event.event} lacks the arguments {expected}")
-
-
 def _liquidity_of_amounts(args: dict[str, str]) -> float:
     return math.sqrt(float(args["amount0"]) * float(args["amount1"]))
 
@@ -171,44 +142,30 @@ class SliceBuilder:
     def in_order(self, event: PoolEvent) -> bool:
         return chain_position(event) > self._last_position
 
-    def add(self, event: PoolEvent) -> None:
+    def add(self, event: PoolEvent, effect: Effect | None = None) -> None:
+        """Fold in one event (checked by PoolEvent.from_json), with its ``effect_of`` if the
+        caller has it. What the event contributes is worked out before anything changes, so
+        an event that cannot be read leaves the slice as it was and raises ValueError."""
+        if effect is None:
+            effect = effect_of(event)
         self._last_position = chain_position(event)
         summary = self._summary
         summary.events += 1
-        args = event.args
-        price: float | None = None
-        liquidity: float | None = None
-        if event.event == "Swap":
-            if "sqrtPriceX96" in args:  # Uniswap V3
-                price = (int(args["sqrtPriceX96"]) / _Q96) ** 2
-                liquidity = float(args["liquidity"])
-                amount = abs(float(args["amount1"]))
-                bought = float(args["amount1"]) > 0  # paid token1 in: bought token0
-                trader = args["recipient"]
-            else:  # V2 pair: the price comes with the Sync that precedes the Swap
-                amount = float(args["amount1In"]) + float(args["amount1Out"])
-                bought = float(args["amount1In"]) > float(args["amount1Out"])
-                trader = args["to"]
-            self._sides.setdefault(trader, [0, 0])[0 if bought else 1] += 1
+        if effect.trader is not None:
+            self._sides.setdefault(effect.trader, [0, 0])[0 if effect.bought else 1] += 1
             summary.swaps += 1
-            summary.volume += amount
-            summary.trader_volume[trader] = summary.trader_volume.get(trader, 0.0) + amount
-        elif event.event == "Sync":
-            reserve0, reserve1 = float(args["reserve0"]), float(args["reserve1"])
-            if reserve0 > 0 and reserve1 > 0:
-                price = reserve1 / reserve0
-                liquidity = math.sqrt(reserve0 * reserve1)
-        elif event.event == "Mint":
-            added = float(args["amount"]) if "amount" in args else _liquidity_of_amounts(args)
-            summary.liquidity_added += added
-        elif event.event == "Burn":
-            removed = float(args["amount"]) if "amount" in args else _liquidity_of_amounts(args)
-            summary.liquidity_removed += removed
-        if liquidity is not None:
+            summary.volume += effect.amount
+            summary.trader_volume[effect.trader] = (
+                summary.trader_volume.get(effect.trader, 0.0) + effect.amount
+            )
+        summary.liquidity_added += effect.added
+        summary.liquidity_removed += effect.removed
+        if effect.liquidity is not None:
             if summary.first_liquidity is None:
-                summary.first_liquidity = liquidity
-            summary.last_liquidity = liquidity
-        if price is not None and price > 0:
+                summary.first_liquidity = effect.liquidity
+            summary.last_liquidity = effect.liquidity
+        price = effect.price
+        if price is not None:
             previous = self._previous_price
             if previous is not None:
                 # A V3 Swap carries its price; a V2 swap moves the Sync just before its Swap.
@@ -225,6 +182,68 @@ class SliceBuilder:
                 price if summary.max_price is None else max(summary.max_price, price)
             )
             self._previous_price = price
+
+
+@dataclass(frozen=True, slots=True)
+class Effect:
+    """What one event contributes to its slice."""
+
+    price: float | None = None  # positive and finite when set
+    liquidity: float | None = None
+    trader: str | None = None  # set for swaps
+    amount: float = 0.0
+    bought: bool = False
+    added: float = 0.0
+    removed: float = 0.0
+
+
+def effect_of(event: PoolEvent) -> Effect:
+    """What ``event`` contributes to its slice; raises ValueError if it cannot be read (a
+    message that passed PoolEvent.from_json always can)."""
+    args = event.args
+    if event.event == "Swap":
+        if "sqrtPriceX96" in args:  # Uniswap V3
+            amount1 = int(args["amount1"])
+            return _checked(
+                Effect(
+                    price=_positive((int(args["sqrtPriceX96"]) / _Q96) ** 2),
+                    liquidity=float(int(args["liquidity"])),
+                    trader=args["recipient"],
+                    amount=float(abs(amount1)),
+                    bought=amount1 > 0,  # paid token1 in: bought token0
+                )
+            )
+        # V2 pair: the price comes with the Sync that precedes the Swap
+        amount_in, amount_out = int(args["amount1In"]), int(args["amount1Out"])
+        return _checked(
+            Effect(trader=args["to"], amount=float(amount_in + amount_out),
+                    bought=amount_in > amount_out)
+        )  # fmt: skip
+    if event.event == "Sync":
+        reserve0, reserve1 = int(args["reserve0"]), int(args["reserve1"])
+        if reserve0 > 0 and reserve1 > 0:
+            return _checked(
+                Effect(price=reserve1 / reserve0, liquidity=math.sqrt(reserve0 * reserve1))
+            )
+        return Effect()
+    if event.event in ("Mint", "Burn"):
+        amount = float(int(args["amount"])) if "amount" in args else _liquidity_of_amounts(args)
+        return _checked(Effect(added=amount) if event.event == "Mint" else Effect(removed=amount))
+    if event.event == "Collect":
+        return Effect()
+    raise ValueError(f"{event.event} is not a pool event the features read")
+
+
+def _positive(price: float) -> float | None:
+    return price if price > 0 else None
+
+
+def _checked(effect: Effect) -> Effect:
+    numbers = (effect.price or 0.0, effect.liquidity or 0.0, effect.amount, effect.added,
+               effect.removed)  # fmt: skip
+    if not all(math.isfinite(x) for x in numbers):
+        raise ValueError("an amount or price is not a finite number")
+    return effect
 
 
 def window_features(

@@ -13,7 +13,13 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from dexwatch.contracts.pool_event import DEXES, EVENT_TIME_ATTRIBUTE, MessageError, rfc3339
+from dexwatch.contracts.pool_event import (
+    DEXES,
+    EVENT_TIME_ATTRIBUTE,
+    MAX_BLOCK_TIMESTAMP,
+    MessageError,
+    rfc3339,
+)
 
 SCHEMA_VERSION = 1
 HOUR_S = 3600
@@ -23,24 +29,30 @@ HOUR_ID_ATTRIBUTE = "hour_id"
 class PoolHour(BaseModel):
     """One pool and hour. USD figures are the subgraph's own (its price oracle)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+    # Every number finite: "NaN" and "Infinity" would pass the bounds below or poison the
+    # hourly statistics of a whole day.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
     schema_version: Literal[1] = SCHEMA_VERSION
-    chain_id: int
+    chain_id: int = Field(ge=1, le=2**63 - 1)
     dex: Literal["uniswap_v3", "uniswap_v2", "sushiswap"]
     pool: str = Field(pattern=r"^0x[0-9a-f]{40}$")
-    hour_start: int = Field(ge=0, description="unix seconds, a multiple of 3600")
+    hour_start: int = Field(
+        ge=0, le=MAX_BLOCK_TIMESTAMP - HOUR_S, description="unix seconds, a multiple of 3600"
+    )
     volume_usd: float = Field(ge=0)
     tvl_usd: float = Field(ge=0, description="V3 tvlUSD; V2 reserveUSD")
     liquidity: float = Field(ge=0, description="V3 in-range liquidity; V2 LP token supply")
     fees_usd: float = Field(ge=0, description="V3 feesUSD; V2 volume times the pair's fee")
-    tx_count: int = Field(ge=0, description="Transactions in the hour")
+    tx_count: int = Field(ge=0, le=2**63 - 1, description="Transactions in the hour")
     token0_price: float = Field(ge=0, description="token0 in token1 units, at the hour's end")
     token1_price: float = Field(ge=0, description="token1 in token0 units, at the hour's end")
     # True when the subgraph had no row for this quiet hour: the publisher carried the
     # previous hour's state forward with zero volume and transactions.
     filled: bool = False
-    indexed_block: int = Field(ge=0, description="The subgraph's _meta block when published")
+    indexed_block: int = Field(
+        ge=0, le=2**63 - 1, description="The subgraph's _meta block when published"
+    )
 
     @model_validator(mode="after")
     def _whole_hour(self) -> PoolHour:

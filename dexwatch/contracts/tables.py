@@ -141,7 +141,8 @@ ANOMALIES = Table(
     columns=(
         *_window_columns(),
         Column("severity", "STRING", "low | medium | high, from the score's distance below 0"),
-        Column("deviation", "STRING", "The kind of deviation the top feature suggests"),
+        Column("kind", "STRING", "What the window suggests: liquidity-drain, price-dislocation"),
+        Column("confidence", "FLOAT64", "How sure the kind is, 0 to 1"),
         Column(
             "alert_id",
             "STRING",
@@ -159,7 +160,11 @@ DEAD_LETTERS = Table(
     description="Messages the pipeline could not read, with the reason; nothing is dropped.",
     columns=(
         Column("letter_id", "STRING", "Pub/Sub message id, or a hash of the payload"),
-        Column("stage", "STRING", "Where it was rejected, e.g. parse"),
+        Column(
+            "stage",
+            "STRING",
+            "Where it was rejected: parse, parse-hourly, admit, features, features-hourly, score",
+        ),
         Column("reason", "STRING"),
         Column("payload", "STRING", "The message data as received (UTF-8, replaced errors)"),
         Column("attributes", "JSON"),
@@ -169,6 +174,28 @@ DEAD_LETTERS = Table(
     partition_by="received_at",
 )
 
+POOLS = Table(
+    name="pools",
+    description=(
+        "Every pool the chain publisher announced (its factory's creation log): the pools "
+        "the pipeline scores."
+    ),
+    columns=(
+        Column("pool_id", "STRING", "chain_id:pool"),
+        Column("chain_id", "INT64"),
+        Column("dex", "STRING"),
+        Column("pool", "STRING", "Pool or pair address, lower-case hex"),
+        Column("token0", "STRING"),
+        Column("token1", "STRING"),
+        Column("fee", "INT64", "V3 fee tier in hundredths of a basis point", required=False),
+        Column("created_block", "INT64"),
+        Column("created_at", "TIMESTAMP"),
+        Column("announcement_id", "STRING", "event_id of the creation log"),
+    ),
+    natural_key=("pool_id",),
+    cluster_by=("chain_id",),
+)
+
 TABLES: dict[str, Table] = {
-    t.name: t for t in (INCIDENT_LABELS, POOL_SCORES, ANOMALIES, DEAD_LETTERS)
+    t.name: t for t in (INCIDENT_LABELS, POOL_SCORES, ANOMALIES, DEAD_LETTERS, POOLS)
 }

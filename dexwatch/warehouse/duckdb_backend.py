@@ -48,8 +48,9 @@ def create_table_sql(table: Table) -> str:
 
 def migrate_table(conn: duckdb.DuckDBPyConnection, table: Table) -> None:
     """Creates the table, or brings a file written with an older declaration up to it: adds
-    the columns it lacks and drops NOT NULL where a column became nullable. Only such
-    compatible changes are made; anything else is left for a person to decide."""
+    the columns it lacks and drops NOT NULL where a column became nullable or is no longer
+    declared. Only such compatible changes are made; anything else is left for a person to
+    decide."""
     conn.execute(create_table_sql(table))
     existing = dict(
         conn.execute(
@@ -58,6 +59,11 @@ def migrate_table(conn: duckdb.DuckDBPyConnection, table: Table) -> None:
             [table.name],
         ).fetchall()
     )
+    declared = set(table.column_names)
+    for name, nullable in existing.items():
+        if name not in declared and nullable == "NO":
+            # A column an older declaration had: rows written now leave it empty.
+            conn.execute(f'ALTER TABLE "{table.name}" ALTER COLUMN "{name}" DROP NOT NULL')
     for column in table.columns:
         if column.name not in existing:
             conn.execute(
@@ -114,8 +120,11 @@ class DuckDBWarehouse:
             )
         return len(rows)
 
-    def query(self, sql: str) -> DuckDBResult:
-        with self._connect(read_only=True) as conn:
+    def query(self, sql: str, beside_writer: bool = False) -> DuckDBResult:
+        """Run a read-only query. ``beside_writer``: the caller's process also writes the file
+        (the pipeline's own journal asking what it wrote): DuckDB lets one process hold a
+        file only in one mode, so the query connects as the writer does."""
+        with self._connect(read_only=not beside_writer) as conn:
             cursor = conn.execute(sql)
             columns = [d[0] for d in cursor.description or []]
             return DuckDBResult(columns, cursor.fetchall())

@@ -88,7 +88,7 @@ class Checkpoint:
                     str(n): [event.to_dict() for event in events]
                     for n, events in self.published.items()
                 },
-                "pools": [dataclasses.asdict(pool) for pool in self.pools.values()],
+                "pools": [_pool_dict(pool) for pool in self.pools.values()],
             },
             option=orjson.OPT_INDENT_2,
         )
@@ -109,10 +109,25 @@ class Checkpoint:
                     int(n): tuple(PoolEvent.from_json(orjson.dumps(e)) for e in events)
                     for n, events in raw["published"].items()
                 },
-                pools={p["address"]: Pool(**p) for p in raw["pools"]},
+                pools={p["address"]: _pool(p) for p in raw["pools"]},
             )
         except (orjson.JSONDecodeError, MessageError, KeyError, TypeError, ValueError) as err:
             raise CheckpointError(f"unreadable checkpoint: {err}") from None
+
+
+def _pool_dict(pool: Pool) -> dict[str, Any]:
+    fields = {f.name: getattr(pool, f.name) for f in dataclasses.fields(pool)}
+    if pool.announcement is not None:
+        fields["announcement"] = pool.announcement.to_dict()
+    return fields
+
+
+def _pool(raw: dict[str, Any]) -> Pool:
+    """A checkpointed pool; checkpoints written before announcements have none."""
+    announcement = raw.pop("announcement", None)
+    if announcement is not None:
+        announcement = PoolEvent.from_json(orjson.dumps(announcement))
+    return Pool(**raw, announcement=announcement)
 
 
 class CheckpointStore(Protocol):

@@ -61,13 +61,15 @@ POOL_CREATED_TOPICS = sorted(decoder.topic0 for decoder, _ in POOL_CREATED.value
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Pool:
-    """A pool (or pair) discovered from its factory's creation event."""
+    """A pool (or pair) discovered from its factory's creation event, with that event as the
+    pool's announcement once its block's timestamp is known (``announced``)."""
 
     address: str
     dex: str
     protocol: str
     factory: str
     created_block: int
+    announcement: PoolEvent | None = dataclasses.field(default=None, compare=False)
 
 
 @dataclasses.dataclass(slots=True)
@@ -122,6 +124,29 @@ def decode_pool_logs(
             reason = str(err) if isinstance(err, LogDecodeError) else f"malformed log: {err!r}"
             decoded.rejected.append((log, reason))
     return decoded
+
+
+def announced(pool: Pool, log: Mapping[str, Any], chain_id: int, timestamp: int) -> Pool:
+    """``pool`` with its announcement: the factory's creation ``log`` as a pool event of the
+    created pool (``pool`` field and ordering key), which the pipeline needs before the
+    pool's events; raises LogDecodeError."""
+    decoder, _ = POOL_CREATED[pool.protocol]
+    try:
+        event = PoolEvent(
+            chain_id=chain_id,
+            dex=pool.dex,
+            pool=pool.address,
+            event=decoder.name,
+            block_number=pool.created_block,
+            block_hash=log["blockHash"].lower(),
+            block_timestamp=timestamp,
+            tx_hash=log["transactionHash"].lower(),
+            log_index=int(log["logIndex"], 16),
+            args=decoder.decode(log["topics"], log["data"]),
+        )
+    except (KeyError, TypeError, ValueError, AttributeError) as err:
+        raise LogDecodeError(f"pool creation log: {err!r}") from None
+    return dataclasses.replace(pool, announcement=event)
 
 
 def decode_pool_created(log: Mapping[str, Any], factory: FactoryConfig) -> Pool:

@@ -5,6 +5,11 @@ walk back to the fork point and retract what the orphaned blocks published), dis
 pools from factory logs, read the pool logs, check every log belongs to the headers read,
 publish, wait for all acks, and only then save the checkpoint. Only blocks at least
 ``confirmations`` deep are published.
+
+Each pool is announced (its factory's creation log, as a pool event of the pool, under the
+pool's ordering key) before any event of it: the pipeline scores announced pools only.
+Every start announces the pools followed so far again, so a pipeline started afresh knows
+them; the pipeline drops the repeats as duplicates.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from publishers.chain.events import (
     POOL_CREATED_TOPICS,
     POOL_EVENT_TOPICS,
     Pool,
+    announced,
     decode_pool_created,
     decode_pool_logs,
     raw_event_id,
@@ -41,6 +47,8 @@ class PublishStats:
 
     batches: int = 0
     events: int = 0
+    # Pool announcements sent (repeats at a start included).
+    announcements: int = 0
     retractions: int = 0
     rejected: int = 0
     # Last block published (the checkpoint's), None if nothing was.
@@ -115,14 +123,37 @@ class ChainFollower:
         checkpoint = self._store.load()
         if checkpoint is None:
             pools = self._pools_before(self.start_block)
-            return Checkpoint(self._chain.chain_id, self.start_block - 1, None, pools=pools)
-        if checkpoint.chain_id != self._chain.chain_id:
+            checkpoint = Checkpoint(self._chain.chain_id, self.start_block - 1, None, pools=pools)
+        elif checkpoint.chain_id != self._chain.chain_id:
             raise CheckpointError(
                 f"the checkpoint belongs to chain {checkpoint.chain_id}, not to chain.chain_id="
                 f"{self._chain.chain_id}: point chain.checkpoint_path elsewhere"
             )
-        self.stats.last_block = checkpoint.block_number
+        else:
+            self.stats.last_block = checkpoint.block_number
+            checkpoint = dataclasses.replace(
+                checkpoint, pools=self._with_announcements(checkpoint.pools)
+            )
+        self._announce(list(checkpoint.pools.values()))
         return checkpoint
+
+    def _with_announcements(self, pools: Mapping[str, Pool]) -> dict[str, Pool]:
+        """``pools`` with their announcements: a checkpoint written before announcements
+        existed has none, so their creation logs are read again."""
+        missing = sorted({p.created_block for p in pools.values() if p.announcement is None})
+        if not missing:
+            return dict(pools)
+        found: dict[str, Pool] = {}
+        for block in missing:
+            rejected: list[tuple[dict[str, Any], str]] = []
+            found.update((p.address, p) for p in self._discover_pools(block, block, rejected))
+            self._dead_letter(rejected)
+        return {address: found.get(address, pool) for address, pool in pools.items()}
+
+    def _announce(self, pools: list[Pool]) -> None:
+        announcements = [p.announcement for p in pools if p.announcement is not None]
+        self._sink.publish(POOL_EVENTS, [_message(event) for event in announcements])
+        self.stats.announcements += len(announcements)
 
     def _pools_before(self, block: int) -> dict[str, Pool]:
         """Pools the factories created before ``block``: when chain.start_block is later than
@@ -131,7 +162,17 @@ class ChainFollower:
         if earliest_factory >= block:
             return {}
         rejected: list[tuple[dict[str, Any], str]] = []
-        pools = self._discover_pools(earliest_factory, block - 1, rejected)
+        for _ in range(self._chain.max_retries + 1):
+            try:
+                pools = self._discover_pools(earliest_factory, block - 1, rejected)
+                break
+            except _ChainMoved as moved:
+                rejected.clear()
+                log.warning("chain moved while reading pool creations: %s", moved)
+        else:
+            raise ChainPublisherError(
+                f"the chain kept changing while pool creations before block {block} were read"
+            )
         self._dead_letter(rejected)
         log.info(
             "found %d pools created before block %d",
@@ -192,7 +233,7 @@ class ChainFollower:
             return None
 
         rejected: list[tuple[dict[str, Any], str]] = []
-        new_pools = self._discover_pools(first, last, rejected)
+        new_pools = self._discover_pools(first, last, rejected, headers)
         pools = {**self._checkpoint.pools, **{pool.address: pool for pool in new_pools}}
         logs = self._rpc.get_logs(first, last, sorted(pools), [POOL_EVENT_TOPICS]) if pools else []
         logs = self._consistent(logs, headers, rejected)
@@ -209,13 +250,20 @@ class ChainFollower:
         return headers  # type: ignore[return-value]  # no None left
 
     def _discover_pools(
-        self, first: int, last: int, rejected: list[tuple[dict[str, Any], str]]
+        self,
+        first: int,
+        last: int,
+        rejected: list[tuple[dict[str, Any], str]],
+        headers: dict[int, BlockHeader] | None = None,
     ) -> list[Pool]:
+        """The pools created in [first, last], each with its announcement (``headers`` gains
+        the headers of their blocks; a creation log of another version of its block means
+        the chain moved)."""
         factories = [f.address for f in self._factories.values() if f.start_block <= last]
         if not factories:
             return []
         logs = self._rpc.get_logs(first, last, factories, [POOL_CREATED_TOPICS])
-        pools = []
+        found = []
         for raw in logs:
             factory = self._factories.get(str(raw.get("address", "")).lower())
             try:
@@ -226,7 +274,22 @@ class ChainFollower:
                 rejected.append((raw, f"pool creation log: {err}"))
                 continue
             if pool.created_block >= factory.start_block:
-                pools.append(pool)
+                found.append((pool, raw))
+        if not found:
+            return []
+        headers = {} if headers is None else headers
+        missing = {pool.created_block for pool, _ in found} - headers.keys()
+        if missing:
+            headers.update(self._headers(missing))
+        pools = []
+        for pool, raw in found:
+            header = headers[pool.created_block]
+            if str(raw.get("blockHash", "")).lower() != header.hash:
+                raise _ChainMoved(f"a log of block {pool.created_block} is from another version")
+            try:
+                pools.append(announced(pool, raw, self._chain.chain_id, header.timestamp))
+            except LogDecodeError as err:
+                rejected.append((raw, str(err)))
         return pools
 
     def _consistent(
@@ -252,7 +315,12 @@ class ChainFollower:
         return [raw for _, raw in located]
 
     def _publish(self, batch: _Batch, head: int) -> None:
-        self._sink.publish(POOL_EVENTS, [_message(event) for event in batch.events])
+        announcements = [pool.announcement for pool in batch.new_pools if pool.announcement]
+        # A new pool's announcement goes first: its events follow under the same ordering key.
+        self._sink.publish(
+            POOL_EVENTS, [_message(event) for event in (*announcements, *batch.events)]
+        )
+        self.stats.announcements += len(announcements)
         self._dead_letter(batch.rejected)
         hashes = {n: h.hash for n, h in batch.headers.items()}
         if self._checkpoint.block_hash is None and batch.first > 0:
@@ -262,7 +330,7 @@ class ChainFollower:
             batch.last,
             batch.headers[batch.last].hash,
             hashes,
-            batch.events,
+            [*announcements, *batch.events],
             batch.new_pools,
             self._chain.reorg_window,
         )

@@ -3,7 +3,8 @@
 Transient failures (HTTP 429/5xx, timeouts, refused connections, rate-limit errors) are
 retried with exponential backoff and full jitter, then the next URL is tried; the URL that
 answered stays in use. ``get_logs`` splits a block range the node refuses as too large.
-URLs are only ever shown redacted: they usually carry an API key.
+URLs are only ever shown redacted (scheme, host, port): they usually carry an API key, and
+a node's own messages are scrubbed of it before they become an error or a log line.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any, TypeVar
 import httpx
 import orjson
 
-from dexwatch.logs import register_secret
+from dexwatch.logs import register_url, scrub
 from dexwatch.retry import full_jitter_backoff
 from dexwatch.settings import ChainSettings, redact_url
 from publishers.chain.errors import RpcError, RpcUnavailable
@@ -79,7 +80,7 @@ class RpcClient:
             raise ValueError("at least one RPC URL is needed")
         self._urls = list(urls)
         for url in self._urls:
-            register_secret(url)  # httpx logs full URLs at DEBUG
+            register_url(url)  # httpx logs full URLs; nodes may quote their key
         self._active = 0
         self._max_retries = max_retries
         self._backoff_base_s = backoff_base_s
@@ -239,7 +240,8 @@ class RpcClient:
         except httpx.TimeoutException:
             raise _Transient("timed out") from None
         except httpx.TransportError as err:
-            raise _Transient(f"{type(err).__name__}: {err}") from None
+            shown = scrub(str(err).replace(url, redact_url(url)))
+            raise _Transient(f"{type(err).__name__}: {shown}") from None
         status = response.status_code
         if status == 429 or status >= 500:
             raise _Transient(f"HTTP {status}")
@@ -265,7 +267,8 @@ def _result(reply: Any, method: str) -> Any:
             raise _Transient(f"{method}: reply without result")
         return reply["result"]
     code = error.get("code") if isinstance(error, dict) else None
-    message = str(error.get("message", "")) if isinstance(error, dict) else str(error)
+    # Some nodes quote the request's API key in their messages.
+    message = scrub(str(error.get("message", "")) if isinstance(error, dict) else str(error))
     text = message.lower()
     if any(marker in text for marker in _RATE_LIMIT_TEXTS):
         raise _Transient(f"rate limited ({code}: {message})")

@@ -1,6 +1,8 @@
-"""``python -m infra.local.subgraph [--config FILE]``: the local stand-in for The Graph, as
-`dexwatch run` starts it: one subgraph per configured source (subgraph.sources), served on
-local.host:local.subgraph_port, indexed from the local chain (local.rpc_url).
+"""``python -m infra.local.subgraph [--config FILE] [--lag-s S] [--fault NAME:SHARE] ...``:
+the local stand-in for The Graph, as `dexwatch run` starts it: one subgraph per configured
+source (subgraph.sources), served on local.host:local.subgraph_port, indexed from the local
+chain (local.rpc_url), lagging and failing as local.subgraph_standin says. The flags
+override those settings, so a run can probe the subgraph publisher's waiting and retries.
 """
 
 from __future__ import annotations
@@ -11,43 +13,118 @@ import signal
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 from dexwatch import logs
 from dexwatch.contracts.deployment import LocalDeployment
-from dexwatch.settings import SettingsError, load_settings
+from dexwatch.settings import Settings, SettingsError, load_settings
 from infra.local.subgraph.indexer import ChainIndexer
 from infra.local.subgraph.schema import StandInSubgraph
-from infra.local.subgraph.server import SubgraphStandIn
+from infra.local.subgraph.server import FAULTS, SubgraphStandIn, describe_behaviour
 
 log = logging.getLogger("dexwatch.local.subgraph")
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m infra.local.subgraph", description=__doc__)
-    parser.add_argument("--config", type=Path, default=None, help="dexwatch YAML settings")
-    args = parser.parse_args(argv)
+def _fault_share(text: str) -> tuple[str, float]:
+    name, _, share = text.partition(":")
     try:
-        settings = load_settings(args.config)
+        return name, float(share)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not NAME:SHARE (e.g. http_429:0.2): {text!r}") from None
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m infra.local.subgraph",
+        description=__doc__,
+        epilog="Unset flags keep local.subgraph_standin's values (no lag, no faults).",
+    )
+    parser.add_argument("--config", type=Path, default=None, help="dexwatch YAML settings")
+    parser.add_argument(
+        "--lag-blocks",
+        type=int,
+        metavar="N",
+        help="keep _meta.block and the rows at least N blocks behind the chain's head",
+    )
+    parser.add_argument(
+        "--lag-s",
+        type=float,
+        metavar="S",
+        help="keep them at least S seconds of chain time behind the head",
+    )
+    parser.add_argument(
+        "--fault",
+        type=_fault_share,
+        action="append",
+        metavar="NAME:SHARE",
+        help=f"answer this share of requests with a fault, one of {', '.join(FAULTS)}; "
+        "repeatable; overrides that fault's share in the settings",
+    )
+    parser.add_argument("--seed", type=int, metavar="N", help="seed of the random faults")
+    parser.add_argument(
+        "--hang-s", type=float, metavar="S", help="how long a timeout fault holds a request"
+    )
+    return parser
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The flags given, as local.subgraph_standin settings (validated like the file's)."""
+    given = {"lag_blocks": args.lag_blocks, "lag_s": args.lag_s, "seed": args.seed,
+             "hang_s": args.hang_s}  # fmt: skip
+    standin: dict[str, Any] = {key: value for key, value in given.items() if value is not None}
+    if args.fault:
+        standin["faults"] = dict(args.fault)
+    return {"local": {"subgraph_standin": standin}} if standin else {}
+
+
+def load(argv: list[str] | None = None) -> Settings:
+    """The stand-in's settings: the config file and environment, then the flags."""
+    args = _parser().parse_args(argv)
+    overrides = _overrides(args)
+    try:
+        return load_settings(args.config, **overrides)
+    except SettingsError as err:
+        if not overrides:
+            raise
+        raise SettingsError(f"{err} (the flags set local.subgraph_standin)") from None
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        settings = load(argv)
     except SettingsError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     logs.configure(settings.logging.level, settings.logging.format)
-    deployment = LocalDeployment.load(settings.local.deployment_path)
+    logs.install_excepthooks()
+    local = settings.local
+    behaviour = local.subgraph_standin
+    log.info("the stand-in for The Graph: %s", describe_behaviour(behaviour))
+    deployment = LocalDeployment.load(local.deployment_path)
     sources = settings.subgraph.sources
     subgraphs = {source.path: StandInSubgraph(source.protocol) for source in sources}
     indexer = ChainIndexer(
-        settings.local.rpc_url,
+        local.rpc_url,
         deployment,
         {source.dex: subgraphs[source.path] for source in sources},
+        lag_blocks=behaviour.lag_blocks,
+        lag_s=behaviour.lag_s,
     )
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
-    local = settings.local
     # What the chain already has is indexed before serving: a publisher starting at the
     # same time then finds the history complete instead of an empty subgraph.
     indexer.index_once()
-    with SubgraphStandIn(subgraphs, local.host, local.subgraph_port):
+    standin = SubgraphStandIn(
+        subgraphs,
+        local.host,
+        local.subgraph_port,
+        hang_s=behaviour.hang_s,
+        faults=behaviour.faults,
+        seed=behaviour.seed,
+    )
+    with standin:
         log.info(
             "serving a local stand-in for The Graph on %s (%s), indexing %s",
             local.subgraph_url,

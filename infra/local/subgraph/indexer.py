@@ -123,7 +123,9 @@ class _Hour:
 
 
 class ChainIndexer:
-    """Indexes the pools of ``subgraphs`` (by dex) from the local chain into them."""
+    """Indexes the pools of ``subgraphs`` (by dex) from the local chain into them, up to the
+    newest block at least ``lag_blocks`` below the head and stamped at least ``lag_s``
+    before it: an indexer that lags, as The Graph's do."""
 
     def __init__(
         self,
@@ -131,10 +133,12 @@ class ChainIndexer:
         deployment: LocalDeployment,
         subgraphs: Mapping[str, StandInSubgraph],
         lag_blocks: int = 0,
+        lag_s: float = 0.0,
     ) -> None:
         self._rpc = Rpc(rpc_url)
         self._subgraphs = dict(subgraphs)
         self.lag_blocks = lag_blocks
+        self.lag_s = lag_s
         self._pools: dict[str, _Pool] = {}
         for info in deployment.pools:
             subgraph = self._subgraphs.get(info.dex)
@@ -164,8 +168,8 @@ class ChainIndexer:
             stop.wait(poll_s)
 
     def index_once(self) -> int:
-        """Index up to the head less ``lag_blocks``; returns the number of blocks indexed."""
-        target = int(self._rpc.call("eth_blockNumber"), 16) - self.lag_blocks
+        """Index up to the lagging target; returns the number of blocks indexed."""
+        target = self._target(int(self._rpc.call("eth_blockNumber"), 16))
         first = self.last_block + 1
         for start in range(first, target + 1, _BLOCKS_PER_REQUEST):
             end = min(start + _BLOCKS_PER_REQUEST - 1, target)
@@ -184,6 +188,25 @@ class ChainIndexer:
             self._hand_over(end, timestamps[end])
             self.last_block = end
         return max(0, target - first + 1)
+
+    def _target(self, head: int) -> int:
+        """The newest block ``lag_blocks`` below ``head`` and stamped ``lag_s`` before it, by
+        bisection above the last block indexed."""
+        target = head - self.lag_blocks
+        if self.lag_s <= 0 or target <= self.last_block:
+            return target
+        cutoff = self._timestamp(head) - self.lag_s
+        low, high = self.last_block, target
+        while low < high:
+            middle = (low + high + 1) // 2
+            if self._timestamp(middle) <= cutoff:
+                low = middle
+            else:
+                high = middle - 1
+        return low
+
+    def _timestamp(self, number: int) -> int:
+        return int(self._rpc.call("eth_getBlockByNumber", hex(number), False)["timestamp"], 16)
 
     # --- events -------------------------------------------------------------------------------
 

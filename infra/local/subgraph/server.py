@@ -7,28 +7,28 @@ without a gateway API key segment before them), and scripted faults for tests.
         ... point subgraph.endpoint_url at standin.url ...
 
 Each injected fault applies to the next request whose query contains ``when`` (any request
-if empty), in order.
+if empty), in order. Random faults (``faults={"http_429": 0.2}``, ``seed``) are served at
+those shares, for command-line runs (``python -m infra.local.subgraph --fault``).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import random
 import threading
 import time
 from collections.abc import Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, get_args
 
+from dexwatch.settings import StandInFault, SubgraphStandInSettings
 from infra.local.subgraph.schema import StandInSubgraph
 
-FAULTS = (
-    "http_429",  # rate limited
-    "http_500",
-    "http_503",
-    "graphql_error",  # a 200 whose body has only GraphQL errors, as when indexers fail
-    "timeout",  # answers nothing for hang_s, then closes the connection
-)
+# http_429: rate limited; http_500, http_503; graphql_error: a 200 whose body has only
+# GraphQL errors, as when indexers fail; timeout: answers nothing for hang_s, then closes
+# the connection.
+FAULTS: tuple[str, ...] = get_args(StandInFault)
 _GRAPHQL_ERROR = "bad indexers: indexer unavailable (stand-in fault)"
 
 
@@ -39,6 +39,39 @@ class RecordedRequest:
     variables: Mapping[str, Any]
 
 
+class RandomFaults:
+    """Faults drawn per request at the given shares from a generator seeded with ``seed``:
+    with the same shares and seed, a run's n-th draw is always the same fault (or none)."""
+
+    def __init__(self, shares: Mapping[str, float], seed: int = 0) -> None:
+        unknown = set(shares) - set(FAULTS)
+        if unknown:
+            raise ValueError(f"unknown faults {unknown}")
+        if sum(shares.values()) > 1:
+            raise ValueError("the fault shares add up to more than 1")
+        self._shares = [(fault, shares[fault]) for fault in FAULTS if shares.get(fault)]
+        self._random = random.Random(seed)
+
+    def draw(self) -> str | None:
+        if not self._shares:
+            return None
+        point = self._random.random()
+        for fault, share in self._shares:
+            if point < share:
+                return fault
+            point -= share
+        return None
+
+
+def describe_behaviour(standin: SubgraphStandInSettings) -> str:
+    """One line of what the stand-in is set to do besides answering."""
+    lag = f"lag {standin.lag_blocks} blocks and {standin.lag_s:g} s of chain time"
+    shares = [f"{fault} {share * 100:g}%" for fault, share in standin.faults.items() if share]
+    if not shares:
+        return f"{lag}; no faults"
+    return f"{lag}; faults {', '.join(shares)} (seed {standin.seed}, hang {standin.hang_s:g} s)"
+
+
 class SubgraphStandIn:
     def __init__(
         self,
@@ -47,15 +80,20 @@ class SubgraphStandIn:
         port: int = 0,
         api_key: str | None = None,
         hang_s: float = 2.0,
+        faults: Mapping[str, float] | None = None,
+        seed: int = 0,
     ) -> None:
         """``subgraphs`` by path, e.g. ``subgraphs/id/<id>``. With ``api_key``, requests must
-        carry it as the path segment before that, as on the gateway (else HTTP 401)."""
+        carry it as the path segment before that, as on the gateway (else HTTP 401).
+        ``faults`` are shares of requests answered with each fault (``RandomFaults``);
+        injected faults come first."""
         self.subgraphs = dict(subgraphs)
         self.api_key = api_key
         self.hang_s = hang_s
         self.requests: list[RecordedRequest] = []
         self.faults_served: list[str] = []
         self._faults: list[tuple[str, str]] = []
+        self._random_faults = RandomFaults(faults or {}, seed)
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer((host, port), self._handler())
         self._server.daemon_threads = True
@@ -100,7 +138,10 @@ class SubgraphStandIn:
                     del self._faults[index]
                     self.faults_served.append(fault)
                     return fault
-        return None
+            drawn = self._random_faults.draw()
+            if drawn is not None:
+                self.faults_served.append(drawn)
+            return drawn
 
     def _route(self, path: str) -> tuple[StandInSubgraph | None, int]:
         """The subgraph a request path names, or (None, the HTTP status to answer)."""
