@@ -14,7 +14,7 @@ from pathlib import Path
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from beam_pipelines.pipeline import build_streaming_pipeline
-from dexwatch.settings import load_settings
+from dexwatch.core.config import load_settings
 
 
 def main(argv: list[str] | None = None):  # noqa: ANN201 - a runner's PipelineResult

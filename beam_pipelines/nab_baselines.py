@@ -7,7 +7,7 @@ transform does not promise to see a key's rows in time order (it reshuffles them
 pickles the detector's state at every row (about 1 ms a row here: 6 minutes a detector over
 NAB's 365k rows). So each series is one element here and its rows go through the same
 score-then-learn steps in time order, with Beam's detectors at their defaults (a sliding
-window of 1,000 rows). ``tests/test_nab.py`` checks that this gives the transform's scores.
+window of 1,000 rows). ``tests/unit/test_nab.py`` checks that this gives the transform's scores.
 """
 
 from __future__ import annotations

@@ -31,19 +31,19 @@ from beam_pipelines.transforms.hourly import ParsePoolHours, PoolHourFeatures
 from beam_pipelines.transforms.parse import DEAD_LETTERS, ParsePoolEvents
 from beam_pipelines.transforms.scoring import ScoreWindows, hourly_model_handler, model_handler
 from beam_pipelines.transforms.sinks import ThreadAnomalies, WriteTable, alert_messages
-from dexwatch.contracts.hourly_features import HOURLY_FEATURE_NAMES
-from dexwatch.contracts.pool_event import EVENT_TIME_ATTRIBUTE
-from dexwatch.contracts.tables import ANOMALIES, POOL_SCORES
-from dexwatch.contracts.tables import DEAD_LETTERS as DEAD_LETTERS_TABLE
-from dexwatch.contracts.tables import POOLS as POOLS_TABLE
-from dexwatch.contracts.topics import (
+from dexwatch.core.features.hourly import HOURLY_FEATURE_NAMES
+from dexwatch.core.schemas.pool_event import EVENT_TIME_ATTRIBUTE
+from dexwatch.core.schemas.tables import ANOMALIES, POOL_SCORES
+from dexwatch.core.schemas.tables import DEAD_LETTERS as DEAD_LETTERS_TABLE
+from dexwatch.core.schemas.tables import POOLS as POOLS_TABLE
+from dexwatch.core.schemas.topics import (
     ALERTS,
     PIPELINE_SUBSCRIPTION,
     POOL_HOURLY_SUBSCRIPTION,
     subscription_path,
     topic_path,
 )
-from dexwatch.settings import Settings
+from dexwatch.core.settings import Settings
 
 
 @dataclasses.dataclass(frozen=True)

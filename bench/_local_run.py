@@ -17,8 +17,9 @@ import httpx
 import yaml
 from google.cloud import pubsub_v1
 
-from dexwatch.contracts.alert import V1_COPY_ATTRIBUTE, Alert, parse_alert
-from dexwatch.contracts.topics import ALERTS_SUBSCRIPTION, subscription_path
+from dexwatch.core.emulator import use_pubsub_emulator
+from dexwatch.core.schemas.alert import V1_COPY_ATTRIBUTE, Alert, parse_alert
+from dexwatch.core.schemas.topics import ALERTS_SUBSCRIPTION, subscription_path
 from infra.local.processes import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -48,8 +49,8 @@ class LocalRun:
         self.rpc_url = f"http://127.0.0.1:{anvil}"
         self.emulator_host = f"127.0.0.1:{emulator}"
         config = {
+            "state_dir": str(work / ".dexwatch"),
             "local": {
-                "state_dir": str(work / ".dexwatch"),
                 "anvil_port": anvil,
                 "emulator_port": emulator,
                 "node_modules": str(ROOT / "node_modules"),
@@ -94,7 +95,7 @@ class LocalRun:
             raise RuntimeError("dexwatch run ended before it ran; see its output above")
         # Keep reading its output, or `run` blocks on a full pipe.
         threading.Thread(target=self._run.stdout.read, daemon=True).start()
-        os.environ["PUBSUB_EMULATOR_HOST"] = self.emulator_host
+        use_pubsub_emulator(self.emulator_host)
         self._subscriber = pubsub_v1.SubscriberClient()
 
         def on_alert(message) -> None:  # noqa: ANN001
@@ -187,7 +188,7 @@ class LocalRun:
         """Inject ``kind`` on ``pool`` (its name) and return the seconds to the first alert
         (a new thread or revision) on the pool from the block that confirmed the incident's
         first block and from that first block itself; None if no alert came."""
-        from dexwatch.contracts.deployment import LocalDeployment
+        from infra.local.deployment import LocalDeployment
 
         address = LocalDeployment.load(self.state_dir / "deployment.json").pool(pool).address
         seen = self.alert_count()

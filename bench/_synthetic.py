@@ -6,7 +6,7 @@ from __future__ import annotations
 import random
 from collections.abc import Iterator
 
-from dexwatch.contracts.pool_event import PoolEvent
+from dexwatch.core.schemas.pool_event import PoolEvent
 
 
 class SyntheticMarket:

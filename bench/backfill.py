@@ -28,13 +28,14 @@ from _results import write_results
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from dexwatch.backfill import BackfillError, backfill_chain, backfill_subgraph  # noqa: E402
-from dexwatch.bootstrap import compute_features  # noqa: E402
-from dexwatch.contracts.pool_hour import HOUR_S, PoolHour  # noqa: E402
-from dexwatch.settings import Settings, load_settings  # noqa: E402
+from dexwatch.app.workflows.backfill import BackfillError, backfill_chain, backfill_subgraph  # noqa: E402
+from dexwatch.app.workflows.bootstrap import compute_features  # noqa: E402
+from dexwatch.core.schemas.pool_hour import HOUR_S, PoolHour  # noqa: E402
+from dexwatch.core.settings import Settings  # noqa: E402
 from infra.local import processes, stack  # noqa: E402
 from infra.local.deploy import deploy_local_contracts  # noqa: E402
 from infra.local.market import MarketSimulator  # noqa: E402
+from infra.local.settings import load_local_settings  # noqa: E402
 from infra.local.subgraph.schema import StandInSubgraph  # noqa: E402
 from infra.local.subgraph.server import SubgraphStandIn  # noqa: E402
 from model.chain_window import train_detector  # noqa: E402
@@ -54,9 +55,9 @@ def chain_figure(hours: float) -> tuple[int, float]:
     state = WORK / "chain"
     shutil.rmtree(state, ignore_errors=True)
     port = processes.free_port()
-    settings = load_settings(
-        local={"state_dir": str(state), "anvil_port": port,
-               "node_modules": str(ROOT / "node_modules")},
+    settings = load_local_settings(
+        state_dir=str(state),
+        local={"anvil_port": port, "node_modules": str(ROOT / "node_modules")},
         chain={"rpc_urls": [f"http://127.0.0.1:{port}"], "confirmations": 0,
                "batch_blocks": 2000},
         simulator={"history_block_interval_s": 12},
@@ -65,7 +66,8 @@ def chain_figure(hours: float) -> tuple[int, float]:
     processes.start(stack.anvil_spec(settings), state)
     try:
         deployment = deploy_local_contracts(settings)
-        deployment.save(settings.local.deployment_path)
+        deployment.save(settings.deployment_path)
+        settings = settings.with_deployed_factories()
         print(f"mining {hours:g} simulated hours ...", flush=True)
         first, last = MarketSimulator(settings, deployment).generate_history(hours)
         _train_chain_model(settings)
@@ -84,9 +86,7 @@ def _train_chain_model(settings: Settings) -> None:
     """A detector trained on the chain's own history, read once (not timed)."""
     work = WORK / "chain-model"
     shutil.rmtree(work, ignore_errors=True)
-    reader = settings.model_copy(
-        update={"chain": settings.chain.model_copy(update={"checkpoint_path": work / "cp.json"})}
-    )
+    reader = settings.with_sections(chain={"checkpoint_path": work / "cp.json"})
     read_chain(reader, once=True, record_to=work / "recording")
     rows = compute_features(settings, work / "recording" / "pool-events.jsonl", work)
     train_detector(rows).save(settings.model_path)
@@ -102,7 +102,7 @@ def _timestamps(settings: Settings, *blocks: int) -> list[int]:
 
 def subgraph_figure(pools: int, days: int) -> tuple[int, float]:
     # The rows as The Graph returns them: the same builders as the stand-in's tests.
-    from tests._subgraph_rows import (
+    from infra.local.subgraph.rows import (
         default_sources,
         pool_address,
         v2_pair,
@@ -137,8 +137,8 @@ def subgraph_figure(pools: int, days: int) -> tuple[int, float]:
     start = datetime.fromtimestamp(H0 + 24 * HOUR_S, UTC)
     end = datetime.fromtimestamp(end_stamp, UTC)
     with SubgraphStandIn(subgraphs) as standin:
-        settings = load_settings(
-            local={"state_dir": str(state)},
+        settings = load_local_settings(
+            state_dir=str(state),
             subgraph={"endpoint_url": standin.url, "top_n": pools},
         )
         print(f"backfilling {pools} pools x {days} days of hours ...", flush=True)

@@ -4,7 +4,7 @@ Runs the whole detector live (`dexwatch run`, its own stack on free ports under
 bench/work/bad_input, the chain path), warms it up, injects drains on two pools (the
 baseline latency),
 then publishes ``--messages`` malformed messages to ``pool-events`` while the simulator
-trades: every poison case of tests/_events.py (among them what the earlier parser
+trades: every poison case of infra/local/sample_events.py (among them what the earlier parser
 accepted), events from a day ahead of the clock, event_time attributes other than the block
 time, events of pools no factory created, and conflicting copies of real events (the same
 event id with a shifted block time or other amounts). Then it injects drains on two other
@@ -39,13 +39,13 @@ from _local_run import ROOT, LocalRun
 from _results import write_results
 from google.cloud import pubsub_v1
 
-from dexwatch.contracts.deployment import LocalDeployment
-from dexwatch.contracts.pool_event import PoolEvent, rfc3339
-from dexwatch.contracts.topics import POOL_EVENTS, topic_path
+from dexwatch.core.schemas.pool_event import PoolEvent, rfc3339
+from dexwatch.core.schemas.topics import POOL_EVENTS, topic_path
+from infra.local.deployment import LocalDeployment
 from publishers.chain.events import POOL_EVENT_TOPICS
 
 sys.path.insert(0, str(ROOT))
-from tests._events import POISON  # noqa: E402  (the test suite's catalogue of poison)
+from infra.local.sample_events import POISON  # noqa: E402
 
 WORK = ROOT / "bench" / "work" / "bad_input"
 BASELINE_POOLS = ("uniswap_v3:WETH/USDC:500", "sushiswap:LINK/WETH")
@@ -222,7 +222,7 @@ def _loss(
 ) -> tuple[float, float, int]:
     """(share of real events missing from the windows ending in [start, end], share counted
     in excess, real events considered): the windows' counts against the chain's own logs."""
-    from dexwatch.warehouse.duckdb_backend import DuckDBWarehouse
+    from dexwatch.core.warehouse.duckdb import DuckDBWarehouse
 
     window_s = 60  # pipeline.current_slices * slice_s, the defaults
     rows = (
@@ -315,7 +315,7 @@ def main() -> None:
             templates.close()
         run.stop()
     # The pipeline has let go of the warehouse: read it directly.
-    from dexwatch.warehouse.duckdb_backend import DuckDBWarehouse
+    from dexwatch.core.warehouse.duckdb import DuckDBWarehouse
 
     warehouse = DuckDBWarehouse(run.state_dir / "warehouse.duckdb")
     stages = dict(warehouse.query("select stage, count(*) from dead_letters group by stage").rows)

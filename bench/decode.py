@@ -34,11 +34,12 @@ from _results import write_results  # noqa: I001 - bench/ is on sys.path when ru
 from web3 import Web3
 from web3._utils.method_formatters import log_entry_formatter
 
-from dexwatch.contracts.deployment import LocalDeployment
-from dexwatch.settings import Settings, load_settings
+from dexwatch.core.settings import Settings
 from infra.local import processes, stack
 from infra.local.deploy import deploy_local_contracts
+from infra.local.deployment import LocalDeployment
 from infra.local.market import MarketSimulator
+from infra.local.settings import load_local_settings  # noqa: E402
 from publishers.chain.events import POOL_EVENT_TOPICS, POOL_EVENTS, Pool, decode_pool_logs
 from publishers.chain.rpc import RpcClient
 
@@ -53,9 +54,9 @@ Decoder = Callable[[list[Any]], Any]
 
 
 def _settings(state_dir: Path) -> Settings:
-    return load_settings(
+    return load_local_settings(
+        state_dir=str(state_dir),
         local={
-            "state_dir": str(state_dir),
             "anvil_port": processes.free_port(),
             "node_modules": str(ROOT / "node_modules"),
         },
@@ -67,11 +68,13 @@ def fetch_logs(min_logs: int) -> tuple[dict[str, list[dict]], dict[str, Pool], d
     """(raw logs by protocol, pools by address, block timestamps) from a fresh local chain."""
     with tempfile.TemporaryDirectory() as state:
         settings = _settings(Path(state))
-        processes.start(stack.anvil_spec(settings), settings.local.state_dir)
+        processes.start(stack.anvil_spec(settings), settings.state_dir)
         try:
             deployment = deploy_local_contracts(settings)
             simulator = MarketSimulator(settings, deployment)
-            with RpcClient([settings.local.rpc_url], timeout_s=120) as rpc:
+            # One eth_getLogs of the whole history: more than the usual request timeout.
+            slow = settings.chain.retry.model_copy(update={"timeout_s": 120})
+            with RpcClient([settings.local.rpc_url], retry=slow) as rpc:
                 while True:
                     simulator.generate_history(HISTORY_HOURS)
                     head = rpc.block_number()
@@ -85,7 +88,7 @@ def fetch_logs(min_logs: int) -> tuple[dict[str, list[dict]], dict[str, Pool], d
                 blocks = {int(log["blockNumber"], 16) for log in logs}
                 headers = rpc.get_headers(blocks)
         finally:
-            processes.stop(settings.local.state_dir, stack.ANVIL)
+            processes.stop(settings.state_dir, stack.ANVIL)
     pools = {
         pool.address: Pool(pool.address, pool.dex, pool.protocol, "", deployment.deployed_at_block)
         for pool in deployment.pools

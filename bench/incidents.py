@@ -2,7 +2,8 @@
 fixed-threshold rule on the same windows.
 
 One fixed simulated period per trial, fixed seeds: a private anvil with the real contracts
-and the market simulator (blocks one slice apart, as in tests/test_false_alarms.py), with
+and the market simulator (blocks one slice apart, as in
+tests/integration/test_false_alarms.py), with
 incidents injected into every pool in rounds of ``--gap-hours`` (pools take turns, with
 normal trading between; incident blocks as far apart as in live runs): first ``--rounds``
 rounds of the kinds that leave a pool as it was (wash trading, price manipulation,
@@ -11,7 +12,7 @@ swapped in the next trial), each followed by the rest of the round as aftermath.
 chain publisher records it, the real pipeline replays it in batch into a warehouse, scored by a
 first model bootstrapped from other normal traffic (another chain, another seed; the
 training `dexwatch run` does when it has no model, on blocks one slice apart instead of
-live-like ones, as in tests/test_false_alarms.py), or by ``--model``.
+live-like ones, as in tests/integration/test_false_alarms.py), or by ``--model``.
 
 Each detector's flagged windows become alerts as the pipeline threads them, then
 (model.evaluation.incident_detection): ``recall`` (incidents with a flagged window holding
@@ -40,21 +41,17 @@ sys.path.insert(0, str(ROOT))
 
 from beam_pipelines.options import batch_options  # noqa: E402
 from beam_pipelines.pipeline import build_replay_pipeline  # noqa: E402
-from dexwatch.bootstrap import bootstrap_model  # noqa: E402
-from dexwatch.contracts.features import FEATURE_NAMES  # noqa: E402
-from dexwatch.contracts.labels import IncidentLabel  # noqa: E402
-from dexwatch.contracts.tables import INCIDENT_LABELS  # noqa: E402
-from dexwatch.settings import (  # noqa: E402
-    PipelineSettings,
-    Settings,
-    SimulatorSettings,
-    load_settings,
-)
-from dexwatch.warehouse import open_warehouse  # noqa: E402
+from dexwatch.app.workflows.bootstrap import bootstrap_model  # noqa: E402
+from dexwatch.core.features.chain import FEATURE_NAMES  # noqa: E402
+from dexwatch.core.schemas.labels import IncidentLabel  # noqa: E402
+from dexwatch.core.schemas.tables import INCIDENT_LABELS  # noqa: E402
+from dexwatch.core.settings import PipelineSettings  # noqa: E402
+from dexwatch.core.warehouse import open_warehouse  # noqa: E402
 from infra.local import processes, stack  # noqa: E402
 from infra.local.deploy import deploy_local_contracts  # noqa: E402
 from infra.local.incidents import inject  # noqa: E402
 from infra.local.market import MarketSimulator  # noqa: E402
+from infra.local.settings import LocalSettings, SimulatorSettings, load_local_settings  # noqa: E402
 from model.evaluation import IncidentDetection, LabelledIncident, incident_detection  # noqa: E402
 from model.rules import describe_rules, rule_flags  # noqa: E402
 from publishers.chain import run as publish_chain  # noqa: E402
@@ -68,12 +65,12 @@ WARMUP_HOURS = 0.5
 LIVE_BLOCK_S = SimulatorSettings().block_interval_s
 
 
-def _settings(state: Path, seed: int, model: Path) -> Settings:
+def _settings(state: Path, seed: int, model: Path) -> LocalSettings:
     port = processes.free_port()
     block_s = PipelineSettings().slice_s
-    return load_settings(
-        local={"state_dir": str(state), "anvil_port": port,
-               "node_modules": str(ROOT / "node_modules")},
+    return load_local_settings(
+        state_dir=str(state),
+        local={"anvil_port": port, "node_modules": str(ROOT / "node_modules")},
         chain={"rpc_urls": [f"http://127.0.0.1:{port}"], "confirmations": 0,
                "checkpoint_path": str(state / "checkpoint.json"), "batch_blocks": 2000},
         simulator={"block_interval_s": block_s, "history_block_interval_s": block_s,
@@ -83,20 +80,17 @@ def _settings(state: Path, seed: int, model: Path) -> Settings:
     )  # fmt: skip
 
 
-def mine_trial(settings: Settings, trial: int, rounds: int, gap_hours: float) -> list:
+def mine_trial(settings: LocalSettings, trial: int, rounds: int, gap_hours: float) -> list:
     """Mine one trial's period with its incidents; returns their labels."""
-    processes.start(stack.anvil_spec(settings), settings.local.state_dir)
+    processes.start(stack.anvil_spec(settings), settings.state_dir)
     try:
         deployment = deploy_local_contracts(settings)
-        deployment.save(settings.local.deployment_path)
+        deployment.save(settings.deployment_path)
         simulator = MarketSimulator(settings, deployment)
         simulator.generate_history(WARMUP_HOURS)
         # Incident blocks as far apart as in live runs: how fast an incident unfolds is part
         # of what it looks like (a wash-trading burst's swaps per slice).
-        live_blocks = settings.model_copy(
-            update={"simulator": settings.simulator.model_copy(
-                update={"block_interval_s": LIVE_BLOCK_S})}
-        )  # fmt: skip
+        live_blocks = settings.with_sections(simulator={"block_interval_s": LIVE_BLOCK_S})
         labels: list[IncidentLabel] = []
         for round_ in range(rounds + 1):
             kinds = REVERSIBLE if round_ < rounds else DESTRUCTIVE
@@ -106,18 +100,22 @@ def mine_trial(settings: Settings, trial: int, rounds: int, gap_hours: float) ->
                 labels.append(inject(live_blocks, deployment, kind, pool.name, history=True))
                 simulator.generate_history(gap_hours / len(deployment.pools))
             print(f"  round {round_ + 1}/{rounds + 1}: {' and '.join(kinds)}", flush=True)
-        publish_chain(settings, once=True, record_to=settings.local.state_dir / "recording")
+        publish_chain(
+            settings.with_deployed_factories(),
+            once=True,
+            record_to=settings.state_dir / "recording",
+        )
     finally:
-        processes.stop(settings.local.state_dir, stack.ANVIL)
+        processes.stop(settings.state_dir, stack.ANVIL)
     return labels
 
 
-def replay(settings: Settings, labels: list) -> tuple[dict[str, np.ndarray], list, int]:
+def replay(settings: LocalSettings, labels: list) -> tuple[dict[str, np.ndarray], list, int]:
     """Replay the recording into the trial's warehouse; returns its chain windows as
     columns, the incidents, and the pipeline's own alert count."""
     warehouse = open_warehouse(settings)
     warehouse.upsert(INCIDENT_LABELS, [label.model_dump() for label in labels])
-    events = settings.local.state_dir / "recording" / "pool-events.jsonl"
+    events = settings.state_dir / "recording" / "pool-events.jsonl"
     build_replay_pipeline(settings, batch_options(), events).run().wait_until_finish()
     names = ", ".join(FEATURE_NAMES)
     result = warehouse.query(

@@ -26,11 +26,12 @@ import yaml
 from _results import write_results
 from _synthetic import SyntheticMarket, history
 
-from dexwatch.bootstrap import compute_features
-from dexwatch.contracts.topics import PIPELINE_SUBSCRIPTION, POOL_EVENTS
-from dexwatch.settings import load_settings
-from dexwatch.warehouse import open_warehouse
+from dexwatch.app.workflows.bootstrap import compute_features
+from dexwatch.core.emulator import use_pubsub_emulator  # noqa: E402
+from dexwatch.core.schemas.topics import PIPELINE_SUBSCRIPTION, POOL_EVENTS
+from dexwatch.core.warehouse import open_warehouse
 from infra.local import processes, stack
+from infra.local.settings import load_local_settings  # noqa: E402
 from model.chain_window import train_detector
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -45,8 +46,8 @@ PIPELINE = {"slice_s": 5, "current_slices": 4, "baseline_slices": 12}
 
 
 def _settings(state_dir: Path, emulator: str):
-    return load_settings(
-        local={"state_dir": str(state_dir)},
+    return load_local_settings(
+        state_dir=str(state_dir),
         pubsub={"project": PROJECT, "emulator_host": emulator},
         pipeline=PIPELINE,
         model={"path": str(WORK / "model.joblib")},
@@ -151,8 +152,8 @@ def _serve_stock(config: Path) -> None:
     from beam_pipelines.options import local_streaming_options
     from beam_pipelines.pipeline import build_streaming_pipeline
 
-    settings = load_settings(config_file=config)
-    os.environ["PUBSUB_EMULATOR_HOST"] = settings.pubsub.emulator_host
+    settings = load_local_settings(config_file=config)
+    use_pubsub_emulator(settings.pubsub.emulator_host)
     build_streaming_pipeline(settings, local_streaming_options()).run().wait_until_finish()
 
 
@@ -171,10 +172,12 @@ def main() -> None:
     WORK.mkdir(parents=True, exist_ok=True)
     emulator_dir = WORK / "emulator"
     port = processes.free_port()
-    emulator_settings = load_settings(local={"state_dir": str(emulator_dir), "emulator_port": port})
+    emulator_settings = load_local_settings(
+        state_dir=str(emulator_dir), local={"emulator_port": port}
+    )
     processes.start(stack.emulator_spec(emulator_settings), emulator_dir, ready_timeout_s=60)
     emulator = emulator_settings.local.emulator_host
-    os.environ["PUBSUB_EMULATOR_HOST"] = emulator
+    use_pubsub_emulator(emulator)
     figures: dict[str, dict] = {}
     try:
         _train_model(_settings(WORK / "train", emulator))

@@ -25,7 +25,7 @@ from apache_beam.transforms.window import TimestampedValue
 from beam_pipelines.transforms.admission import AdmitEvents
 from beam_pipelines.transforms.features import PoolWindowFeatures
 from beam_pipelines.transforms.scoring import DetectorModelHandler, ScoreWindows
-from dexwatch.settings import load_settings
+from dexwatch.core.config import load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 MODEL = (

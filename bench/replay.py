@@ -20,9 +20,10 @@ from _results import write_results
 from beam_pipelines.options import batch_options
 from beam_pipelines.pipeline import build_replay_pipeline
 from beam_pipelines.transforms.scoring import DetectorModelHandler
-from dexwatch.bootstrap import bootstrap_model, record_history
-from dexwatch.settings import Settings, load_settings
-from dexwatch.warehouse import open_warehouse
+from dexwatch.app.workflows.bootstrap import bootstrap_model, record_history
+from dexwatch.core.settings import Settings
+from dexwatch.core.warehouse import open_warehouse
+from infra.local.settings import load_local_settings  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / "bench" / "work" / "pipeline"
@@ -32,8 +33,9 @@ _EVENTS_PER_HOUR = 9_000
 
 def _settings(state_dir: Path) -> Settings:
     # 12-second blocks, as on mainnet: a day of history mines in minutes, not hours.
-    return load_settings(
-        local={"state_dir": str(state_dir), "node_modules": str(ROOT / "node_modules")},
+    return load_local_settings(
+        state_dir=str(state_dir),
+        local={"node_modules": str(ROOT / "node_modules")},
         simulator={"block_interval_s": 12},
     )
 

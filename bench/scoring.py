@@ -10,7 +10,7 @@ the largest absolute difference of score_samples over all rows.
 - scikit-learn: ``IsolationForest.score_samples``, stock: it dispatches every tree through
   joblib, even one after another.
 - scikit-learn trees (``sklearn_trees``): the same trees applied one after another without
-  joblib, what the Detector runs (dexwatch/contracts/detector.py).
+  joblib, what the Detector runs (dexwatch/core/detector.py).
 - ONNX Runtime: the same forest converted with skl2onnx (its scores are the decision
   function, score_samples minus ``offset_``, in float32).
 - isotree: its own Isolation Forest, fitted on the same training rows with the same size
@@ -29,8 +29,8 @@ from pathlib import Path
 import numpy as np
 from _results import write_results
 
-from dexwatch.contracts.detector import Detector
-from dexwatch.contracts.features import FEATURE_NAMES
+from dexwatch.core.detector import Detector
+from dexwatch.core.features.chain import FEATURE_NAMES
 
 ROOT = Path(__file__).resolve().parent.parent
 REPLAY = ROOT / "bench" / "work" / "pipeline"
@@ -40,7 +40,7 @@ AGREEMENT = 1e-4
 
 
 def _rows() -> np.ndarray:
-    from dexwatch.warehouse.duckdb_backend import DuckDBWarehouse
+    from dexwatch.core.warehouse.duckdb import DuckDBWarehouse
 
     warehouse = DuckDBWarehouse(REPLAY / "batched" / "warehouse.duckdb")
     columns = ", ".join(FEATURE_NAMES)

@@ -1,3 +1,3 @@
-from dexwatch.cli import app
+from dexwatch.app.cli import main
 
-app(prog_name="dexwatch")
+main()

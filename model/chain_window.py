@@ -1,5 +1,5 @@
 """Training the chain-window detector: an Isolation Forest on normal traffic's window
-features (``dexwatch/contracts/features.py``); the fitting itself is ``model.training``."""
+features (``dexwatch/core/features/chain.py``); the fitting itself is ``model.training``."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from dexwatch.contracts.detector import Detector
-from dexwatch.contracts.features import FEATURE_NAMES, FEATURES_VERSION, feature_vector
+from dexwatch.core.detector import Detector
+from dexwatch.core.features.chain import FEATURE_NAMES, FEATURES_VERSION, feature_vector
 from model.training import DEFAULT_PARAMS, TrainingParams, fit_detector
 
 __all__ = ["TrainingParams", "train_detector"]

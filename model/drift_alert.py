@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from dexwatch.contracts.alert import Alert, PoolRef, TopFeature
+from dexwatch.core.schemas.alert import Alert, PoolRef, TopFeature
 from model.drift import drifted
 from model.monitoring import ModelDrift
 

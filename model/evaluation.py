@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from dexwatch.contracts.detector import Detector
+from dexwatch.core.detector import Detector
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,5 +1,5 @@
 """Training the hourly detector: an Isolation Forest on the 13-number vectors of normal
-pool hours (``dexwatch/contracts/hourly_features.py``); the fitting is ``model.training``'s,
+pool hours (``dexwatch/core/features/hourly.py``); the fitting is ``model.training``'s,
 shared with the chain-window detector.
 
 The hour of day and the weekday are context features: a first model trained on a day or
@@ -13,15 +13,15 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from dexwatch.contracts.detector import Detector
-from dexwatch.contracts.hourly_features import (
+from dexwatch.core.detector import Detector
+from dexwatch.core.features.hourly import (
     CONTEXT_FEATURES,
     HOURLY_FEATURE_NAMES,
     HOURLY_FEATURES_VERSION,
     hourly_vector,
     series_features,
 )
-from dexwatch.contracts.pool_hour import PoolHour
+from dexwatch.core.schemas.pool_hour import PoolHour
 from model.training import DEFAULT_PARAMS, TrainingParams, fit_detector
 
 # Hours are scarce (one row per pool and hour): five pools give 50 rows in 10 hours after

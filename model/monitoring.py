@@ -1,18 +1,26 @@
 """What the running detector looks like from outside: per-feature drift of each production
 model, the live anomaly rate per source and the model versions in use, as one snapshot;
-rendered as Prometheus text (locally) or written to Cloud Monitoring (production).
+served to Prometheus (locally) or written to Cloud Monitoring (production).
 
 The snapshot is read from the registry and the warehouse at each scrape: no state here.
+prometheus_client does the rest: a custom collector turns each snapshot into gauge families,
+its exposition writes the text format (and negotiates OpenMetrics) and its WSGI app answers
+the scrape, served by the standard library's wsgiref.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import threading
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+from prometheus_client import CollectorRegistry, generate_latest, make_wsgi_app
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, ThreadingWSGIServer
 
 from model.drift import psi_per_feature, recent_feature_values
 from model.registry import ModelRegistry as _Registry
@@ -20,7 +28,8 @@ from model.registry import RegistryError, registered_model_names
 
 # Which pool_scores source each registered model scores.
 SOURCE_OF_MODEL = {"chain-window": "chain", "pool-hour": "subgraph"}
-PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+# What a scraper asking for plain text (or anything) gets; OpenMetrics when it asks for it.
+PROMETHEUS_CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,73 +110,88 @@ def take_snapshot(
     return MonitoringSnapshot(now, models, rates, counts)
 
 
-def _label(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+def _round(value: float) -> float:
+    """Six significant digits, as the gauges have always been published."""
+    return float(f"{value:.6g}")
+
+
+def _families(snapshot: MonitoringSnapshot) -> list[GaugeMetricFamily]:
+    """The snapshot as Prometheus gauges, in a fixed order (sorted features and sources)."""
+    info = GaugeMetricFamily(
+        "dexwatch_model_info",
+        "The model version in production (value always 1).",
+        labels=["model", "version", "source"],
+    )
+    psi = GaugeMetricFamily(
+        "dexwatch_feature_psi",
+        "Population Stability Index of a feature: production's training data vs recent rows.",
+        labels=["model", "feature"],
+    )
+    rows = GaugeMetricFamily(
+        "dexwatch_drift_rows", "Recent rows the PSI is computed on.", labels=["model"]
+    )
+    for m in snapshot.models:
+        info.add_metric([m.model_name, m.version, m.source], 1)
+        for feature, value in sorted(m.psi.items()):
+            psi.add_metric([m.model_name, feature], _round(value))
+        rows.add_metric([m.model_name], m.recent_rows)
+    rate = GaugeMetricFamily(
+        "dexwatch_anomaly_rate",
+        "Share of scored rows flagged as anomalies, recent period.",
+        labels=["source"],
+    )
+    for source, value in sorted(snapshot.anomaly_rate.items()):
+        rate.add_metric([source], _round(value))
+    scored = GaugeMetricFamily(
+        "dexwatch_scored_rows", "Scored rows in the anomaly rate's period.", labels=["source"]
+    )
+    for source, count in sorted(snapshot.scored_rows.items()):
+        scored.add_metric([source], count)
+    return [info, psi, rows, rate, scored]
+
+
+class SnapshotCollector:
+    """A prometheus_client collector: a fresh snapshot (``take()``) at each collect."""
+
+    def __init__(self, take: Callable[[], MonitoringSnapshot]) -> None:
+        self._take = take
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        yield from _families(self._take())
+
+
+def snapshot_registry(take: Callable[[], MonitoringSnapshot]) -> CollectorRegistry:
+    """A registry of its own (not the process-wide default) holding only the snapshot."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(SnapshotCollector(take))
+    return registry
 
 
 def prometheus_text(snapshot: MonitoringSnapshot) -> str:
     """The snapshot in Prometheus' text exposition format (version 0.0.4)."""
-    lines = [
-        "# HELP dexwatch_model_info The model version in production (value always 1).",
-        "# TYPE dexwatch_model_info gauge",
-        *(
-            f'dexwatch_model_info{{model="{_label(m.model_name)}",version="{_label(m.version)}",'
-            f'source="{m.source}"}} 1'
-            for m in snapshot.models
-        ),
-        "# HELP dexwatch_feature_psi Population Stability Index of a feature: production's "
-        "training data vs recent rows.",
-        "# TYPE dexwatch_feature_psi gauge",
-        *(
-            f'dexwatch_feature_psi{{model="{_label(m.model_name)}",feature="{_label(f)}"}} '
-            f"{value:.6g}"
-            for m in snapshot.models
-            for f, value in sorted(m.psi.items())
-        ),
-        "# HELP dexwatch_drift_rows Recent rows the PSI is computed on.",
-        "# TYPE dexwatch_drift_rows gauge",
-        *(
-            f'dexwatch_drift_rows{{model="{_label(m.model_name)}"}} {m.recent_rows}'
-            for m in snapshot.models
-        ),
-        "# HELP dexwatch_anomaly_rate Share of scored rows flagged as anomalies, recent period.",
-        "# TYPE dexwatch_anomaly_rate gauge",
-        *(
-            f'dexwatch_anomaly_rate{{source="{s}"}} {rate:.6g}'
-            for s, rate in sorted(snapshot.anomaly_rate.items())
-        ),
-        "# HELP dexwatch_scored_rows Scored rows in the anomaly rate's period.",
-        "# TYPE dexwatch_scored_rows gauge",
-        *(
-            f'dexwatch_scored_rows{{source="{s}"}} {count}'
-            for s, count in sorted(snapshot.scored_rows.items())
-        ),
-    ]
-    return "\n".join(lines) + "\n"
+    return generate_latest(snapshot_registry(lambda: snapshot)).decode()
 
 
-def metrics_server(take: Any, host: str, port: int) -> ThreadingHTTPServer:
-    """An HTTP server answering GET /metrics with a fresh snapshot (``take()``)."""
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 (the stdlib's name)
-            if self.path.split("?")[0] != "/metrics":
-                self.send_error(404, "only /metrics here")
-                return
-            body = prometheus_text(take()).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", PROMETHEUS_CONTENT_TYPE)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *_: object) -> None:  # scrapes every few seconds: quiet
-            pass
-
-    return ThreadingHTTPServer((host, port), Handler)
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, *_: object) -> None:  # scrapes every few seconds: quiet
+        pass
 
 
-def serve_in_background(server: ThreadingHTTPServer) -> threading.Thread:
+def metrics_server(take: Callable[[], MonitoringSnapshot], host: str, port: int) -> WSGIServer:
+    """An HTTP server answering GET /metrics with a fresh snapshot (``take()``), other paths
+    with 404; not yet serving (``serve_forever()`` or ``serve_in_background``)."""
+    metrics = make_wsgi_app(snapshot_registry(take))
+
+    def app(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        if environ.get("PATH_INFO") != "/metrics":
+            start_response("404 Not Found", [("Content-Type", "text/plain; charset=utf-8")])
+            return [b"only /metrics here\n"]
+        return metrics(environ, start_response)
+
+    return make_server(host, port, app, ThreadingWSGIServer, handler_class=_QuietHandler)
+
+
+def serve_in_background(server: WSGIServer) -> threading.Thread:
     thread = threading.Thread(target=server.serve_forever, daemon=True, name="metrics")
     thread.start()
     return thread

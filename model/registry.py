@@ -41,8 +41,9 @@ from typing import Any
 
 import orjson
 
-from dexwatch.contracts.detector import Detector
-from dexwatch.files import write_atomically
+from dexwatch.core.detector import Detector
+from dexwatch.core.errors import DexwatchError
+from dexwatch.core.files import write_atomically
 
 CHAIN_WINDOW = "chain-window"
 POOL_HOUR = "pool-hour"
@@ -53,7 +54,7 @@ PRODUCTION_LINK = "current.joblib"
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
 
-class RegistryError(Exception):
+class RegistryError(DexwatchError):
     """A registry operation that cannot be done; the message says why."""
 
 

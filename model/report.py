@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from dexwatch.files import write_atomically
+from dexwatch.core.files import write_atomically
 from model import svg
 from model.evaluation import ScoredRows, top_feature_counts
 

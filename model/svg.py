@@ -1,20 +1,46 @@
 """Small inline SVG charts for the training report: histogram, lines, bars, scatter.
 
-Hand-written SVG instead of a plotting library: the report must render offline in one
-file, and these four chart kinds are all it needs.
+Drawn by matplotlib (its object-oriented ``Figure`` API and SVG canvas: no pyplot, no GUI
+backend; the style is set per chart with ``rc_context``) and returned as SVG text for the
+report to inline, so the report still renders offline in one file, without JavaScript.
+Text stays text (``svg.fonttype`` none): axis labels, legends and feature names are
+searchable in the HTML.
 """
 
 from __future__ import annotations
 
+import io
+import re
 from collections.abc import Sequence
 from html import escape
 
+import matplotlib
 import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.backends.backend_svg import FigureCanvasSVG
+from matplotlib.figure import Figure
 
+# The chart's size in CSS pixels (matplotlib's SVG is in points: 96 px = 72 pt = 1 inch).
 WIDTH, HEIGHT = 640, 260
-LEFT, RIGHT, TOP, BOTTOM = 60, 150, 16, 40
+_PX = 1 / 96
 COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
           "#7f7f7f", "#bcbd22", "#17becf")  # fmt: skip
+THRESHOLD_COLOR = "#d62728"
+_DASHED = (0, (5, 3))
+
+_STYLE = {
+    "svg.fonttype": "none",  # <text> elements, not glyph outlines
+    "svg.hashsalt": None,  # random ids: several charts inlined in one page never clash
+    "font.family": "sans-serif",
+    "font.size": 8.5,
+    "axes.prop_cycle": matplotlib.cycler(color=COLORS),
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "legend.frameon": False,
+}
+# No <metadata> block (creator, date, licence): the report has no use for it.
+_METADATA = {"Creator": None, "Date": None, "Format": None, "Type": None}
+_GROUP_ID = re.compile(r'<g id="[\w.]+_\d+">')
 
 
 def _fmt(value: float) -> str:
@@ -25,61 +51,33 @@ def _fmt(value: float) -> str:
     return f"{value:.3g}"
 
 
-class _Frame:
-    """Maps data coordinates onto the plot area and draws axes with ticks."""
-
-    def __init__(self, x_range: tuple[float, float], y_range: tuple[float, float]) -> None:
-        self.x0, self.x1 = x_range if x_range[1] > x_range[0] else (x_range[0], x_range[0] + 1)
-        self.y0, self.y1 = y_range if y_range[1] > y_range[0] else (y_range[0], y_range[0] + 1)
-        self.parts: list[str] = []
-
-    def px(self, x: float) -> float:
-        return LEFT + (x - self.x0) / (self.x1 - self.x0) * (WIDTH - LEFT - RIGHT)
-
-    def py(self, y: float) -> float:
-        return HEIGHT - BOTTOM - (y - self.y0) / (self.y1 - self.y0) * (HEIGHT - TOP - BOTTOM)
-
-    def axes(self, x_label: str, y_label: str, x_ticks: Sequence[tuple[float, str]] = ()) -> None:
-        bottom, right = HEIGHT - BOTTOM, WIDTH - RIGHT
-        self.parts.append(
-            f'<line x1="{LEFT}" y1="{bottom}" x2="{right}" y2="{bottom}" stroke="#333"/>'
-            f'<line x1="{LEFT}" y1="{TOP}" x2="{LEFT}" y2="{bottom}" stroke="#333"/>'
-        )
-        for y in np.linspace(self.y0, self.y1, 5):
-            self.parts.append(
-                f'<text x="{LEFT - 4}" y="{self.py(y) + 4:.1f}" text-anchor="end">'
-                f"{_fmt(float(y))}</text>"
-            )
-        ticks = x_ticks or [(float(x), _fmt(float(x))) for x in np.linspace(self.x0, self.x1, 5)]
-        for x, label in ticks:
-            self.parts.append(
-                f'<text x="{self.px(x):.1f}" y="{bottom + 14}" text-anchor="middle">'
-                f"{escape(label)}</text>"
-            )
-        self.parts.append(
-            f'<text x="{(LEFT + right) / 2}" y="{HEIGHT - 6}" text-anchor="middle">'
-            f"{escape(x_label)}</text>"
-            f'<text x="12" y="{(TOP + bottom) / 2}" text-anchor="middle" '
-            f'transform="rotate(-90 12 {(TOP + bottom) / 2})">{escape(y_label)}</text>'
-        )
-
-    def legend(self, names: Sequence[str]) -> None:
-        for i, name in enumerate(names):
-            y = TOP + 14 * i + 6
-            x = WIDTH - RIGHT + 10
-            self.parts.append(
-                f'<rect x="{x}" y="{y - 8}" width="10" height="10" fill="{COLORS[i % 10]}"/>'
-                f'<text x="{x + 14}" y="{y + 1}">{escape(name[:20])}</text>'
-            )
-
-    def svg(self, title: str) -> str:
-        return (
-            f'<svg xmlns="http://www.w3.org/2000/svg" role="img" width="{WIDTH}" '
-            f'height="{HEIGHT}" viewBox="0 0 {WIDTH} {HEIGHT}" font-family="sans-serif" '
-            f'font-size="11"><title>{escape(title)}</title>{"".join(self.parts)}</svg>'
-        )
+def _text(value: str) -> str:
+    """Literal text: a ``$`` in a pool or feature name must not start mathtext."""
+    return value.replace("$", r"\$")
 
 
+def _figure(height: float = HEIGHT) -> Figure:
+    figure = Figure(figsize=(WIDTH * _PX, height * _PX), layout="constrained")
+    FigureCanvasSVG(figure)
+    return figure
+
+
+def _svg(figure: Figure, title: str) -> str:
+    """The figure as an ``<svg>`` element to inline in HTML: no XML prolog or doctype, its
+    title as the accessible ``<title>``, and without matplotlib's numbered group ids
+    (figure_1, axes_1...), which would repeat from one chart to the next in the page."""
+    out = io.StringIO()
+    figure.savefig(out, format="svg", metadata=_METADATA)
+    text = out.getvalue()
+    text = _GROUP_ID.sub("<g>", text[text.index("<svg") :].strip())
+    return text.replace(">", f' role="img">\n <title>{escape(title)}</title>', 1)
+
+
+def _legend(axes: Axes) -> None:
+    axes.legend(loc="upper left", bbox_to_anchor=(1.02, 1), borderaxespad=0)
+
+
+@matplotlib.rc_context(_STYLE)
 def histogram(
     series: dict[str, np.ndarray], x_label: str, vline: float | None = None,
     vline_label: str = "", bins: int = 40,
@@ -93,111 +91,93 @@ def histogram(
     if vline is not None:
         lo, hi = min(lo, vline), max(hi, vline)
     edges = np.linspace(lo, hi if hi > lo else lo + 1, bins + 1)
-    shares = {n: np.histogram(v, edges)[0] / max(len(v), 1) for n, v in series.items()}
-    frame = _Frame((edges[0], edges[-1]), (0, max(float(s.max()) for s in shares.values())))
-    frame.axes(x_label, "share of rows")
-    for i, (_, share) in enumerate(shares.items()):
-        for left, right, h in zip(edges[:-1], edges[1:], share, strict=True):
-            if h <= 0:
-                continue
-            frame.parts.append(
-                f'<rect x="{frame.px(left):.1f}" y="{frame.py(h):.1f}" '
-                f'width="{max(frame.px(right) - frame.px(left) - 0.5, 0.5):.1f}" '
-                f'height="{frame.py(0) - frame.py(h):.1f}" fill="{COLORS[i]}" '
-                'fill-opacity="0.55"/>'
-            )
+    figure = _figure()
+    axes = figure.add_subplot()
+    for name, v in series.items():
+        share = np.histogram(v, edges)[0] / max(len(v), 1)
+        axes.stairs(share, edges, fill=True, alpha=0.55, label=_text(name[:20]))
     if vline is not None:
-        x = frame.px(vline)
-        frame.parts.append(
-            f'<line x1="{x:.1f}" y1="{TOP}" x2="{x:.1f}" y2="{HEIGHT - BOTTOM}" stroke="#d62728" '
-            f'stroke-width="2" stroke-dasharray="5,3"/><text x="{x + 4:.1f}" y="{TOP + 10}" '
-            f'fill="#d62728">{escape(vline_label)}</text>'
-        )
-    frame.legend(list(series))
-    return frame.svg("histogram")
+        axes.axvline(vline, color=THRESHOLD_COLOR, linewidth=2, linestyle=_DASHED)
+        axes.annotate(
+            _text(vline_label), (vline, 1), xycoords=("data", "axes fraction"),
+            xytext=(4, -10), textcoords="offset points", color=THRESHOLD_COLOR,
+        )  # fmt: skip
+    axes.set_xlim(edges[0], edges[-1])
+    axes.set_ylim(bottom=0)
+    axes.set_xlabel(_text(x_label))
+    axes.set_ylabel("share of rows")
+    _legend(axes)
+    return _svg(figure, "histogram")
 
 
+@matplotlib.rc_context(_STYLE)
 def lines(
     series: dict[str, tuple[np.ndarray, np.ndarray]], x_label: str, y_label: str,
     x_ticks: Sequence[tuple[float, str]] = (),
 ) -> str:  # fmt: skip
-    """One polyline per series of (x, y)."""
-    points = [(x, y) for x, y in series.values() if len(x)]
-    if not points:
+    """One line per series of (x, y)."""
+    if not any(len(x) for x, _ in series.values()):
         return empty("no rows")
-    frame = _Frame(
-        (min(float(x.min()) for x, _ in points), max(float(x.max()) for x, _ in points)),
-        (0, max(max(float(y.max()) for _, y in points), 1e-9)),
-    )
-    frame.axes(x_label, y_label, x_ticks)
-    for i, (x, y) in enumerate(series.values()):
-        path = " ".join(f"{frame.px(a):.1f},{frame.py(b):.1f}" for a, b in zip(x, y, strict=True))
-        frame.parts.append(
-            f'<polyline points="{path}" fill="none" stroke="{COLORS[i % 10]}" stroke-width="1.5"/>'
-        )
-    frame.legend(list(series))
-    return frame.svg("lines")
+    figure = _figure()
+    axes = figure.add_subplot()
+    for name, (x, y) in series.items():
+        axes.plot(x, y, linewidth=1.5, label=_text(name[:20]))
+    if x_ticks:
+        axes.set_xticks([t for t, _ in x_ticks], [_text(label) for _, label in x_ticks])
+    axes.set_ylim(bottom=0)
+    axes.set_xlabel(_text(x_label))
+    axes.set_ylabel(_text(y_label))
+    _legend(axes)
+    return _svg(figure, "lines")
 
 
+@matplotlib.rc_context(_STYLE)
 def bars(values: dict[str, float], x_label: str) -> str:
-    """Horizontal bars, one per named value (names in full on the left)."""
+    """Horizontal bars, one per named value (names in full on the left, first on top)."""
     if not values:
         return empty("nothing to show")
     names = list(values)
-    label_width, row = 170, 22
-    height = TOP + BOTTOM + row * len(names)
-    longest = max(max(values.values()), 1e-9)
-    span = WIDTH - label_width - 60
-    parts = []
-    for i, name in enumerate(names):
-        y = TOP + i * row
-        w = values[name] / longest * span
-        parts.append(
-            f'<text x="{label_width - 6}" y="{y + 15}" text-anchor="end">{escape(name)}</text>'
-            f'<rect x="{label_width}" y="{y + 4}" width="{w:.1f}" height="{row - 8}" '
-            f'fill="{COLORS[i % 10]}"/>'
-            f'<text x="{label_width + w + 4:.1f}" y="{y + 15}">{_fmt(values[name])}</text>'
-        )
-    parts.append(
-        f'<text x="{label_width + span / 2}" y="{height - 10}" text-anchor="middle">'
-        f"{escape(x_label)}</text>"
-    )
-    return (
-        f'<svg xmlns="http://www.w3.org/2000/svg" role="img" width="{WIDTH}" height="{height}" '
-        f'viewBox="0 0 {WIDTH} {height}" font-family="sans-serif" font-size="11">'
-        f"<title>bars</title>{''.join(parts)}</svg>"
-    )
+    row = 22
+    figure = _figure(16 + 48 + row * len(names))
+    axes = figure.add_subplot()
+    positions = np.arange(len(names))
+    drawn = axes.barh(
+        positions, [values[n] for n in names], height=0.64,
+        color=[COLORS[i % 10] for i in range(len(names))],
+    )  # fmt: skip
+    axes.bar_label(drawn, [_fmt(values[n]) for n in names], padding=3)
+    axes.set_yticks(positions, [_text(n) for n in names])
+    axes.set_ylim(len(names) - 0.5, -0.5)  # first name on top
+    axes.set_xlim(0, max(max(values.values()), 1e-9) * 1.12)  # room for the value labels
+    axes.set_xlabel(_text(x_label))
+    return _svg(figure, "bars")
 
 
+@matplotlib.rc_context(_STYLE)
 def scatter(x: np.ndarray, y: np.ndarray, x_label: str, y_label: str) -> str:
     """Points with the y = x diagonal and both zero lines (the anomaly thresholds)."""
     if len(x) == 0:
         return empty("no rows")
     lo = float(min(x.min(), y.min(), 0))
     hi = float(max(x.max(), y.max(), 0))
-    frame = _Frame((lo, hi), (lo, hi))
-    frame.axes(x_label, y_label)
-    frame.parts.append(
-        f'<line x1="{frame.px(lo):.1f}" y1="{frame.py(lo):.1f}" x2="{frame.px(hi):.1f}" '
-        f'y2="{frame.py(hi):.1f}" stroke="#aaa" stroke-dasharray="4,3"/>'
-        f'<line x1="{frame.px(0):.1f}" y1="{TOP}" x2="{frame.px(0):.1f}" y2="{HEIGHT - BOTTOM}" '
-        f'stroke="#d62728" stroke-dasharray="5,3"/>'
-        f'<line x1="{LEFT}" y1="{frame.py(0):.1f}" x2="{WIDTH - RIGHT}" y2="{frame.py(0):.1f}" '
-        f'stroke="#d62728" stroke-dasharray="5,3"/>'
-    )
+    hi = hi if hi > lo else lo + 1
+    figure = _figure()
+    axes = figure.add_subplot()
+    axes.plot([lo, hi], [lo, hi], color="#aaa", linewidth=1, linestyle=(0, (4, 3)))
+    axes.axvline(0, color=THRESHOLD_COLOR, linewidth=1, linestyle=_DASHED)
+    axes.axhline(0, color=THRESHOLD_COLOR, linewidth=1, linestyle=_DASHED)
     # At most 2,000 points: the file stays small and the picture the same.
     step = max(1, len(x) // 2000)
-    frame.parts.extend(
-        f'<circle cx="{frame.px(a):.1f}" cy="{frame.py(b):.1f}" r="2" fill="#1f77b4" '
-        'fill-opacity="0.5"/>'
-        for a, b in zip(x[::step], y[::step], strict=True)
-    )
-    return frame.svg("scatter")
+    axes.scatter(x[::step], y[::step], s=7, color=COLORS[0], alpha=0.5, linewidths=0)
+    axes.set_xlim(lo, hi)
+    axes.set_ylim(lo, hi)
+    axes.set_xlabel(_text(x_label))
+    axes.set_ylabel(_text(y_label))
+    return _svg(figure, "scatter")
 
 
+@matplotlib.rc_context(_STYLE)
 def empty(message: str) -> str:
-    frame = _Frame((0, 1), (0, 1))
-    frame.parts.append(
-        f'<text x="{WIDTH / 2}" y="{HEIGHT / 2}" text-anchor="middle">{escape(message)}</text>'
-    )
-    return frame.svg(message)
+    figure = _figure()
+    figure.text(0.5, 0.5, _text(message), ha="center", va="center")
+    return _svg(figure, message)

@@ -19,14 +19,14 @@ import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from dexwatch.contracts.detector import Detector
-from dexwatch.contracts.features import FEATURE_NAMES, FEATURES_VERSION
-from dexwatch.contracts.hourly_features import (
+from dexwatch.core.detector import Detector
+from dexwatch.core.features.chain import FEATURE_NAMES, FEATURES_VERSION
+from dexwatch.core.features.hourly import (
     CONTEXT_FEATURES,
     HOURLY_FEATURE_NAMES,
     HOURLY_FEATURES_VERSION,
 )
-from dexwatch.contracts.tables import INCIDENT_LABELS, POOL_SCORES
+from dexwatch.core.schemas.tables import INCIDENT_LABELS, POOL_SCORES
 from model.drift import feature_bins
 from model.evaluation import Evaluation, LabelledIncident, ScoredRows, evaluate
 from model.registry import CHAIN_WINDOW, POOL_HOUR, ModelRegistry, RegistryError

@@ -12,7 +12,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from dexwatch.settings import ModelSettings
+from dexwatch.core.errors import UsageError
+from dexwatch.core.settings import ModelSettings
 
 
 def next_run(cron: str, after: datetime) -> datetime:
@@ -36,7 +37,7 @@ def run_on_schedule(
         train()
 
 
-class VertexJobError(Exception):
+class VertexJobError(UsageError):
     """The Vertex AI job cannot be built; the message names the missing setting."""
 
 
@@ -91,7 +92,7 @@ def _job_environment(settings: ModelSettings) -> list[dict[str, str]]:
         # Vertex AI mounts Cloud Storage at /gcs/<bucket> (Cloud Storage FUSE): the registry
         # the job writes there outlives the job's container.
         state_dir = "/gcs/" + settings.vertex_staging_uri.removeprefix("gs://") + "/state"
-        env.append({"name": "DEXWATCH_LOCAL__STATE_DIR", "value": state_dir})
+        env.append({"name": "DEXWATCH_STATE_DIR", "value": state_dir})
     return env
 
 

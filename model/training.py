@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 import numpy as np
 from sklearn.ensemble import IsolationForest
 
-from dexwatch.contracts.detector import Detector
+from dexwatch.core.detector import Detector
 
 log = logging.getLogger("dexwatch.model")
 

@@ -19,8 +19,9 @@ from typing import Any
 
 import orjson
 
-from dexwatch.files import write_atomically
-from dexwatch.settings import ModelSettings
+from dexwatch.core.errors import UsageError
+from dexwatch.core.files import write_atomically
+from dexwatch.core.settings import ModelSettings
 from model.registry import CHAIN_WINDOW, POOL_HOUR, ModelRegistry, ModelVersion
 
 UPLOADED_FILE = "vertex-models.json"
@@ -29,7 +30,7 @@ UPLOADED_FILE = "vertex-models.json"
 PREDICT_ROUTE, HEALTH_ROUTE, PORT = "/predict", "/health", 8080
 
 
-class VertexError(Exception):
+class VertexError(UsageError):
     """Promotion on Vertex AI cannot go ahead; the message says which setting is missing."""
 
 

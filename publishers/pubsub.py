@@ -16,7 +16,8 @@ from typing import Any, Protocol
 import orjson
 from google.cloud import pubsub_v1
 
-from dexwatch.contracts.topics import topic_path
+from dexwatch.core.errors import DexwatchError
+from dexwatch.core.schemas.topics import topic_path
 
 log = logging.getLogger("dexwatch.publisher.pubsub")
 
@@ -26,7 +27,7 @@ _BATCH_SETTINGS = pubsub_v1.types.BatchSettings(
 )
 
 
-class PublishError(RuntimeError):
+class PublishError(DexwatchError, RuntimeError):
     """Some messages of a batch were not acknowledged; the batch must be published again."""
 
 

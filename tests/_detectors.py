@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import numpy as np
 from sklearn.ensemble import IsolationForest
 
-from dexwatch.contracts.detector import Detector
+from dexwatch.core.detector import Detector
 from model.chain_window import TrainingParams, train_detector
 
 # The earlier design's instance order (the hourly model's features).

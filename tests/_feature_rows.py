@@ -8,9 +8,9 @@ from datetime import datetime, timedelta
 import numpy as np
 import orjson
 
-from dexwatch.contracts.features import FEATURE_NAMES
-from dexwatch.contracts.labels import IncidentLabel
-from dexwatch.contracts.tables import INCIDENT_LABELS, POOL_SCORES
+from dexwatch.core.features.chain import FEATURE_NAMES
+from dexwatch.core.schemas.labels import IncidentLabel
+from dexwatch.core.schemas.tables import INCIDENT_LABELS, POOL_SCORES
 from tests._detectors import chain_rows
 
 CHAIN_ID = 31337

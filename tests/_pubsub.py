@@ -6,8 +6,8 @@ import time
 
 from google.cloud import pubsub_v1
 
-from dexwatch.contracts.pool_event import PoolEvent
-from dexwatch.contracts.topics import subscription_path
+from dexwatch.core.schemas.pool_event import PoolEvent
+from dexwatch.core.schemas.topics import subscription_path
 
 
 def drain(project: str, subscription: str, idle_s: float = 3.0, limit_s: float = 120.0) -> list:

@@ -17,8 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from dexwatch.settings import Settings, load_settings
+from dexwatch.core.settings import Settings
 from infra.local import processes, stack
+from infra.local.settings import load_local_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
@@ -26,9 +27,9 @@ SHARED = ROOT.parent / "shared"
 
 def make_settings(state_dir: Path, **sections: dict) -> Settings:
     """Settings for a test: its own state dir and the repo's node_modules."""
-    local = {"state_dir": str(state_dir), "node_modules": str(ROOT / "node_modules")}
+    local = {"node_modules": str(ROOT / "node_modules")}
     local.update(sections.pop("local", {}))
-    return load_settings(local=local, **sections)
+    return load_local_settings(state_dir=str(state_dir), local=local, **sections)
 
 
 @pytest.fixture(autouse=True)
@@ -98,8 +99,8 @@ def deployed(anvil_settings: Settings):
     from infra.local.deploy import deploy_local_contracts
 
     deployment = deploy_local_contracts(anvil_settings)
-    deployment.save(anvil_settings.local.deployment_path)
-    return anvil_settings, deployment
+    deployment.save(anvil_settings.deployment_path)
+    return anvil_settings.with_deployed_factories(), deployment
 
 
 @pytest.fixture(scope="module")
@@ -110,8 +111,8 @@ def module_deployed(tmp_path_factory: pytest.TempPathFactory):
     gen = _start_anvil(tmp_path_factory.mktemp("anvil"))
     settings = next(gen)
     deployment = deploy_local_contracts(settings)
-    deployment.save(settings.local.deployment_path)
-    yield settings, deployment
+    deployment.save(settings.deployment_path)
+    yield settings.with_deployed_factories(), deployment
     gen.close()
 
 
@@ -122,8 +123,8 @@ def write_local_config(directory: Path, **sections: dict) -> Path:
     anvil_port, emulator_port = processes.free_port(), processes.free_port()
     subgraph_port = processes.free_port()
     config: dict = {
+        "state_dir": str(directory / ".dexwatch"),
         "local": {
-            "state_dir": str(directory / ".dexwatch"),
             "anvil_port": anvil_port,
             "emulator_port": emulator_port,
             "subgraph_port": subgraph_port,

@@ -37,8 +37,8 @@ from apache_beam.transforms.userstate import CombiningValueStateSpec, TimerSpec,
 from apache_beam.utils.timestamp import Timestamp
 
 from beam_pipelines.transforms.parse import DEAD_LETTERS, dead_letter_of
-from dexwatch.contracts.pool_event import PoolEvent
-from dexwatch.settings import PipelineSettings
+from dexwatch.core.schemas.pool_event import PoolEvent
+from dexwatch.core.settings import PipelineSettings
 
 POOLS = "pools"
 STAGE = "admit"

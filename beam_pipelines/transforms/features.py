@@ -1,4 +1,4 @@
-"""Pool events → one feature row per pool and window (definitions in contracts/features).
+"""Pool events → one feature row per pool and window (definitions in dexwatch.core.features.chain).
 
 Each pool's events are cut into fixed event-time slices; a window is the last
 ``current_slices`` slices (under test) and the ``baseline_slices`` before them.
@@ -42,15 +42,15 @@ from apache_beam.utils.windowed_value import WindowedValue
 
 from beam_pipelines.transforms.admission import pool_key
 from beam_pipelines.transforms.parse import DEAD_LETTERS, dead_letter_of
-from dexwatch.contracts.features import (
+from dexwatch.core.features.chain import (
     SliceBuilder,
     SliceSummary,
     chain_position,
     effect_of,
     window_features,
 )
-from dexwatch.contracts.pool_event import PoolEvent
-from dexwatch.settings import PipelineSettings
+from dexwatch.core.schemas.pool_event import PoolEvent
+from dexwatch.core.settings import PipelineSettings
 
 __all__ = ["PoolWindowFeatures", "feature_row", "pool_key"]
 

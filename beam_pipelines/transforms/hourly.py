@@ -1,5 +1,5 @@
 """The hourly branch: pool-hourly messages → one feature row per pool and hour, the
-13-number vector of ``dexwatch/contracts/hourly_features.py``.
+13-number vector of ``dexwatch/core/features/hourly.py``.
 
 Streaming keeps each pool's recent hours in state (``_PoolHoursFn``): a redelivered hour is
 dropped, a newer version of an hour (further indexed) replaces the one held, and every hour
@@ -19,13 +19,13 @@ from apache_beam.coders import PickleCoder
 from apache_beam.transforms.userstate import ReadModifyWriteStateSpec
 
 from beam_pipelines.transforms.parse import DEAD_LETTERS, ParseMessages, dead_letter_of
-from dexwatch.contracts.hourly_features import (
+from dexwatch.core.features.hourly import (
     HISTORY_HOURS,
     hourly_features,
     latest_versions,
     supersedes,
 )
-from dexwatch.contracts.pool_hour import HOUR_S, PoolHour
+from dexwatch.core.schemas.pool_hour import HOUR_S, PoolHour
 
 SOURCE = "subgraph"
 

@@ -22,8 +22,8 @@ from apache_beam.io.gcp.pubsub import PubsubMessage
 from apache_beam.transforms.window import TimestampedValue
 from apache_beam.utils.timestamp import Timestamp
 
-from dexwatch.contracts.pool_event import EVENT_TIME_ATTRIBUTE, MessageError, PoolEvent
-from dexwatch.logs import scrub
+from dexwatch.core.logs import scrub
+from dexwatch.core.schemas.pool_event import EVENT_TIME_ATTRIBUTE, MessageError, PoolEvent
 
 DEAD_LETTERS = "dead_letters"
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import math
-import time
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,12 +28,13 @@ from apache_beam.ml.inference.base import (
 )
 
 from beam_pipelines.transforms.parse import DEAD_LETTERS, dead_letter_of, element_dead_letter
-from dexwatch.contracts.alert import TopFeature
-from dexwatch.contracts.detector import Detector
-from dexwatch.contracts.features import FEATURE_NAMES
-from dexwatch.contracts.hourly_features import HOURLY_FEATURE_NAMES
-from dexwatch.retry import full_jitter_backoff
-from dexwatch.settings import ModelSettings, Settings
+from dexwatch.core.detector import Detector
+from dexwatch.core.errors import DexwatchError
+from dexwatch.core.features.chain import FEATURE_NAMES
+from dexwatch.core.features.hourly import HOURLY_FEATURE_NAMES
+from dexwatch.core.retry import RetryPolicy
+from dexwatch.core.schemas.alert import TopFeature
+from dexwatch.core.settings import ModelSettings, Settings
 
 log = logging.getLogger("dexwatch.scoring")
 
@@ -105,25 +105,28 @@ class DetectorModelHandler(ModelHandler[Sequence[float], dict[str, Any], Detecto
         return "dexwatch_detector"
 
 
-class PredictionServerError(RuntimeError):
+class PredictionServerError(DexwatchError, RuntimeError):
     """The prediction server refused a batch or stayed unreachable through the retries."""
+
+
+class _Transient(Exception):
+    """A 5xx answer, or a refused or reset connection or a timeout: worth another try."""
 
 
 class HttpModelHandler(ModelHandler[Sequence[float], dict[str, Any], httpx.Client]):
     """Scores feature vectors through a prediction server (``dexwatch serve``, or our
     container anywhere) over HTTP: one POST of ``{"instances": batch}`` per batch, the
     contract Vertex AI uses. 5xx answers, connection errors and timeouts are retried with
-    capped exponential backoff and full jitter; a 4xx is a bug on our side and is not."""
+    capped exponential backoff and full jitter (``model.http_retry``); a 4xx is a bug on our
+    side and is not."""
 
     def __init__(self, settings: ModelSettings) -> None:
         self._url = settings.http_url
-        self._timeout_s = settings.http_timeout_s
-        self._max_retries = settings.http_max_retries
-        self._backoff = (settings.http_backoff_base_s, settings.http_backoff_max_s)
+        self._retry: RetryPolicy = settings.http_retry
         self._max_batch_size = settings.max_batch_size
 
     def load_model(self) -> httpx.Client:
-        return httpx.Client(timeout=self._timeout_s)
+        return httpx.Client(timeout=self._retry.timeout_s)
 
     def run_inference(
         self,
@@ -141,28 +144,31 @@ class HttpModelHandler(ModelHandler[Sequence[float], dict[str, Any], httpx.Clien
             yield PredictionResult(vector, prediction, prediction.get("model_version"))
 
     def _post(self, client: httpx.Client, body: bytes) -> list[dict[str, Any]]:
-        headers = {"Content-Type": "application/json"}
-        for attempt in range(self._max_retries + 1):
-            try:
-                response = client.post(self._url, content=body, headers=headers)
-            except httpx.TransportError as err:  # connection refused or reset, timeouts
-                failure = f"{type(err).__name__}: {err}"
-            else:
-                if response.status_code == 200:
-                    return response.json()["predictions"]
-                if response.status_code < 500:
-                    raise PredictionServerError(
-                        f"{self._url} refused the batch ({response.status_code}): "
-                        f"{response.text[:300]}"
-                    )
-                failure = f"HTTP {response.status_code}"
-            if attempt < self._max_retries:
-                delay = full_jitter_backoff(attempt + 1, *self._backoff)
-                log.warning("%s: %s; retrying in %.2f s", self._url, failure, delay)
-                time.sleep(delay)
+        def retrying_in(_: int, failure: BaseException, delay: float) -> None:
+            log.warning("%s: %s; retrying in %.2f s", self._url, failure, delay)
+
+        retrying = self._retry.retrying(_Transient, on_retry=retrying_in)
+        try:
+            return retrying(self._post_once, client, body)
+        except _Transient as err:
+            failure = err
         raise PredictionServerError(
-            f"{self._url} failed {self._max_retries + 1} times, last: {failure}"
+            f"{self._url} failed {self._retry.attempts} times, last: {failure}"
         )
+
+    def _post_once(self, client: httpx.Client, body: bytes) -> list[dict[str, Any]]:
+        headers = {"Content-Type": "application/json"}
+        try:
+            response = client.post(self._url, content=body, headers=headers)
+        except httpx.TransportError as err:  # connection refused or reset, timeouts
+            raise _Transient(f"{type(err).__name__}: {err}") from None
+        if response.status_code == 200:
+            return response.json()["predictions"]
+        if response.status_code < 500:
+            raise PredictionServerError(
+                f"{self._url} refused the batch ({response.status_code}): {response.text[:300]}"
+            )
+        raise _Transient(f"HTTP {response.status_code}")
 
     def batch_elements_kwargs(self) -> dict[str, Any]:
         return {"min_batch_size": 1, "max_batch_size": self._max_batch_size}

@@ -11,7 +11,7 @@ from apache_beam.coders import PickleCoder
 from apache_beam.io.gcp.pubsub import PubsubMessage
 from apache_beam.transforms.userstate import ReadModifyWriteStateSpec
 
-from dexwatch.contracts.alert import (
+from dexwatch.core.schemas.alert import (
     SEVERITY_RANK,
     V1_COPY_ATTRIBUTE,
     Alert,
@@ -20,21 +20,21 @@ from dexwatch.contracts.alert import (
     kind_and_confidence,
     severity_of,
 )
-from dexwatch.contracts.tables import Table
-from dexwatch.settings import Settings
+from dexwatch.core.schemas.tables import Table
+from dexwatch.core.settings import Settings
+from dexwatch.core.warehouse import WarehouseTarget, open_warehouse
 
 
 class _UpsertFn(beam.DoFn):
     """Buffers a bundle's rows and upserts them at once: one transaction per bundle."""
 
-    def __init__(self, settings: Settings, table: Table) -> None:
-        self._settings = settings
+    def __init__(self, target: WarehouseTarget, table: Table) -> None:
+        # The target, not the settings: this is pickled to the workers, secrets must not be.
+        self._target = target
         self._table = table
 
     def setup(self) -> None:
-        from dexwatch.warehouse import open_warehouse
-
-        self._warehouse = open_warehouse(self._settings)
+        self._warehouse = open_warehouse(self._target)
 
     def start_bundle(self) -> None:
         self._rows: list[dict] = []
@@ -56,11 +56,11 @@ class WriteTable(beam.PTransform):
 
     def __init__(self, settings: Settings, table: Table) -> None:
         super().__init__()
-        self._settings = settings
+        self._target = WarehouseTarget.of(settings)
         self._table = table
 
     def expand(self, rows):
-        warehouse = self._settings.warehouse
+        warehouse = self._target
         if warehouse.backend == "bigquery":
             # Appends: BigQuery has no upsert on streaming inserts. Readers take the latest
             # row per natural key (the views Terraform creates do), so replays stay harmless.
@@ -77,7 +77,7 @@ class WriteTable(beam.PTransform):
                 )
             )
         return rows | f"Upsert{self._table.name}" >> beam.ParDo(
-            _UpsertFn(self._settings, self._table)
+            _UpsertFn(self._target, self._table)
         )
 
 

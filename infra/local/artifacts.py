@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from dexwatch.core.errors import DexwatchError
+
 # Contract name -> (npm package, artifact path inside it), versions pinned by package.json.
 _ARTIFACTS = {
     "ERC20PresetMinterPauser": (
@@ -44,7 +46,7 @@ _ARTIFACTS = {
 CONTRACTS: tuple[str, ...] = tuple(_ARTIFACTS)
 
 
-class ArtifactError(FileNotFoundError):
+class ArtifactError(DexwatchError, FileNotFoundError):
     """A contract artifact is missing or unreadable."""
 
 

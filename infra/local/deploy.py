@@ -11,11 +11,12 @@ import math
 import time
 from dataclasses import dataclass
 
-from dexwatch.contracts.deployment import Accounts, LocalDeployment, PoolInfo, TokenInfo
-from dexwatch.settings import Dex, FactoryConfig, Settings
-from infra.local import _chain
-from infra.local._chain import Rpc, Transactor, Tx, decode, encode_args, encode_call
+from dexwatch.core.settings import Dex, FactoryConfig
+from infra.local import evm
 from infra.local.artifacts import load_artifact
+from infra.local.deployment import Accounts, LocalDeployment, PoolInfo, TokenInfo
+from infra.local.evm import Rpc, Transactor, Tx, decode, encode_args, encode_call
+from infra.local.settings import LocalSettings
 
 log = logging.getLogger("dexwatch.local.deploy")
 
@@ -66,7 +67,7 @@ _GAS_SMALL = 200_000
 
 
 def deploy_local_contracts(
-    settings: Settings, start_timestamp: int | None = None
+    settings: LocalSettings, start_timestamp: int | None = None
 ) -> LocalDeployment:
     """Deploy everything to the anvil at ``settings.local.rpc_url`` and describe it. Blocks
     are stamped with the wall clock, or one second apart from ``start_timestamp`` (a chain
@@ -74,7 +75,7 @@ def deploy_local_contracts(
     started = time.monotonic()
     rpc = Rpc(settings.local.rpc_url)
     try:
-        with _chain.manual_mining(rpc):
+        with evm.manual_mining(rpc):
             deployment = _Deployer(rpc, settings.local.node_modules, start_timestamp).run()
     finally:
         rpc.close()
@@ -93,9 +94,7 @@ class _Deployer:
         self._next_timestamp = start_timestamp
         accounts = [a.lower() for a in rpc.call("eth_accounts")]
         if len(accounts) < 8:
-            raise _chain.ChainError(
-                f"the node has {len(accounts)} unlocked accounts; need at least 8"
-            )
+            raise evm.ChainError(f"the node has {len(accounts)} unlocked accounts; need at least 8")
         self.all_accounts = accounts
         self.accounts = Accounts(
             deployer=accounts[0],
@@ -191,7 +190,7 @@ class _Deployer:
                     )
                 )
         for symbol, token in tokens.items():
-            amount = _chain.units(token, _BALANCE_USD / usd[symbol])
+            amount = evm.units(token, _BALANCE_USD / usd[symbol])
             txs += [
                 self._call(token.address, "mint(address,uint256)", account, amount)
                 for account in self.all_accounts
@@ -233,7 +232,7 @@ class _Deployer:
                     self._call(
                         pool.address,
                         "initialize(uint160)",
-                        _chain.sqrt_price_x96(usd[pool.token0] / usd[pool.token1]),
+                        evm.sqrt_price_x96(usd[pool.token0] / usd[pool.token1]),
                     )
                 )
             txs += self._liquidity(
@@ -272,7 +271,7 @@ class _Deployer:
             else:
                 calls.append((factory_of[plan.dex], encode_call("getPair(address,address)", a, b)))
         infos = []
-        for plan, raw in zip(_POOLS, _chain.eth_calls(self.rpc, calls), strict=True):
+        for plan, raw in zip(_POOLS, evm.eth_calls(self.rpc, calls), strict=True):
             token0, token1 = sorted((plan.base, plan.quote), key=lambda s: tokens[s].address)
             infos.append(
                 PoolInfo(
@@ -300,16 +299,15 @@ class _Deployer:
         usd = {s: t.initial_usd_price for s, t in deployment.tokens.items()}
         half_usd = plan.depth_usd * share / 2
         amount0, amount1 = (
-            _chain.units(deployment.tokens[s], half_usd / usd[s])
-            for s in (pool.token0, pool.token1)
+            evm.units(deployment.tokens[s], half_usd / usd[s]) for s in (pool.token0, pool.token1)
         )
         if pool.protocol == "v2":
-            return _chain.v2_add(deployment, pool, owner, amount0, amount1)
-        spacing = _chain.TICK_SPACING[pool.fee]
-        center = _chain.tick_of(usd[pool.token0] / usd[pool.token1])
+            return evm.v2_add(deployment, pool, owner, amount0, amount1)
+        spacing = evm.TICK_SPACING[pool.fee]
+        center = evm.tick_of(usd[pool.token0] / usd[pool.token1])
         width = math.log(price_range) / math.log(1.0001)
         lower, upper = (
-            _chain.aligned_tick(center - width, spacing),
-            _chain.aligned_tick(center + width, spacing),
+            evm.aligned_tick(center - width, spacing),
+            evm.aligned_tick(center + width, spacing),
         )
-        return [_chain.v3_mint(deployment, pool, owner, lower, upper, amount0, amount1)]
+        return [evm.v3_mint(deployment, pool, owner, lower, upper, amount0, amount1)]

@@ -23,11 +23,11 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from dexwatch.contracts.deployment import LocalDeployment, PoolInfo
-from dexwatch.contracts.labels import INCIDENT_KINDS, IncidentLabel
-from dexwatch.settings import Settings
-from infra.local import _chain
-from infra.local._chain import PoolState, Rpc, Transactor, Tx
+from dexwatch.core.schemas.labels import INCIDENT_KINDS, IncidentLabel
+from infra.local import evm
+from infra.local.deployment import LocalDeployment, PoolInfo
+from infra.local.evm import PoolState, Rpc, Transactor, Tx
+from infra.local.settings import LocalSettings
 
 log = logging.getLogger("dexwatch.local.incidents")
 
@@ -46,7 +46,7 @@ _Step = Callable[[PoolState], list[Tx]]
 
 
 def inject(
-    settings: Settings,
+    settings: LocalSettings,
     deployment: LocalDeployment,
     kind: str,
     pool_name: str,
@@ -61,7 +61,7 @@ def inject(
     try:
         # One block per step, its transactions in send order (automine would give each its
         # own block, and reorder the two transactions of a V2 swap across senders).
-        with _chain.manual_mining(rpc):
+        with evm.manual_mining(rpc):
             return _Injector(settings, deployment, rpc, pool, history).run(kind)
     finally:
         rpc.close()
@@ -70,7 +70,7 @@ def inject(
 class _Injector:
     def __init__(
         self,
-        settings: Settings,
+        settings: LocalSettings,
         deployment: LocalDeployment,
         rpc: Rpc,
         pool: PoolInfo,
@@ -98,7 +98,7 @@ class _Injector:
         for index, step in enumerate(steps):
             timestamp = None
             if self.history:
-                timestamp = _chain.latest_block(self.rpc)[1] + max(1, round(interval))
+                timestamp = evm.latest_block(self.rpc)[1] + max(1, round(interval))
             elif index:
                 time.sleep(interval)
             receipts = transactor.execute(step(self._state()), timestamp=timestamp)
@@ -125,7 +125,7 @@ class _Injector:
         return label
 
     def _state(self) -> PoolState:
-        return _chain.read_pools(self.rpc, [self.pool])[self.pool.name]
+        return evm.read_pools(self.rpc, [self.pool])[self.pool.name]
 
     def _timestamp(self, number: int) -> int:
         block = self.rpc.call("eth_getBlockByNumber", hex(number), False)
@@ -177,7 +177,7 @@ class _Injector:
         symbol = self.pool.token0
         token = self.deployment.tokens[symbol]
         usd_price = self._usd_price(symbol)
-        amount0 = _chain.units(token, per_swap_usd / usd_price)
+        amount0 = evm.units(token, per_swap_usd / usd_price)
         buyer, seller = self.adversaries[:2]
 
         def step(state: PoolState) -> list[Tx]:
@@ -185,8 +185,8 @@ class _Injector:
             for _ in range(_WASH_SWAPS_PER_BLOCK // 2):
                 # The buyer pays token1 for about amount0, the seller sells amount0 back.
                 amount1 = int(amount0 * state.price * 1.003)
-                buy, state = _chain.swap_exact_in(self.deployment, state, buyer, False, amount1)
-                sell, state = _chain.swap_exact_in(self.deployment, state, seller, True, amount0)
+                buy, state = evm.swap_exact_in(self.deployment, state, buyer, False, amount1)
+                sell, state = evm.swap_exact_in(self.deployment, state, seller, True, amount0)
                 txs += buy + sell
             return txs
 
@@ -208,13 +208,11 @@ class _Injector:
         return self.pool.token1 == quote
 
     def _usd_price(self, symbol: str) -> float:
-        prices = _chain.usd_prices(
-            self.deployment, _chain.read_pools(self.rpc, self.deployment.pools)
-        )
+        prices = evm.usd_prices(self.deployment, evm.read_pools(self.rpc, self.deployment.pools))
         return prices[symbol]
 
     def _move_to(self, price: float, trader: str) -> _Step:
-        return lambda state: _chain.swap_to_price(self.deployment, state, trader, price)
+        return lambda state: evm.swap_to_price(self.deployment, state, trader, price)
 
     def _team_removals(self, share: float, blocks: int) -> list[_Step]:
         """Steps that take ``share`` of the team's liquidity out in ``blocks`` equal parts
@@ -222,9 +220,9 @@ class _Injector:
         if self.pool.protocol == "v3":
             team_liquidity = self._team_v3_position().liquidity
         else:
-            (team_liquidity,) = _chain.v2_balances(self.rpc, self.pool.address, [self.team])
+            (team_liquidity,) = evm.v2_balances(self.rpc, self.pool.address, [self.team])
         if not team_liquidity:
-            raise _chain.ChainError(f"the team has no liquidity left in {self.pool.name}")
+            raise evm.ChainError(f"the team has no liquidity left in {self.pool.name}")
         part = int(team_liquidity * share) // blocks
 
         def step(last: bool) -> _Step:
@@ -232,22 +230,22 @@ class _Injector:
                 if self.pool.protocol == "v3":
                     position = self._team_v3_position()
                     amount = position.liquidity if last and share >= 1 else part
-                    return [_chain.v3_remove(self.deployment, position, amount)]
-                (balance,) = _chain.v2_balances(self.rpc, self.pool.address, [self.team])
+                    return [evm.v3_remove(self.deployment, position, amount)]
+                (balance,) = evm.v2_balances(self.rpc, self.pool.address, [self.team])
                 amount = balance if last and share >= 1 else part
-                return _chain.v2_remove(self.pool, self.team, amount)
+                return evm.v2_remove(self.pool, self.team, amount)
 
             return remove
 
         return [step(i == blocks - 1) for i in range(blocks)]
 
-    def _team_v3_position(self) -> _chain.V3Position:
+    def _team_v3_position(self) -> evm.V3Position:
         manager = self.deployment.periphery["v3_position_manager"]
-        positions = _chain.positions_in(
-            self.deployment, self.pool, _chain.v3_positions(self.rpc, manager, [self.team])
+        positions = evm.positions_in(
+            self.deployment, self.pool, evm.v3_positions(self.rpc, manager, [self.team])
         )
         if not positions:
-            raise _chain.ChainError(f"the team has no liquidity left in {self.pool.name}")
+            raise evm.ChainError(f"the team has no liquidity left in {self.pool.name}")
         return max(positions, key=lambda p: p.liquidity)
 
     @staticmethod

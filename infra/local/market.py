@@ -23,10 +23,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dexwatch.contracts.deployment import LocalDeployment
-from dexwatch.settings import Settings
-from infra.local import _chain
-from infra.local._chain import PoolState, Rpc, Transactor, Tx
+from infra.local import evm
+from infra.local.deployment import LocalDeployment
+from infra.local.evm import PoolState, Rpc, Transactor, Tx
+from infra.local.settings import LocalSettings
 
 log = logging.getLogger("dexwatch.local.market")
 
@@ -45,17 +45,11 @@ _LP_RANGES = (1.2, 1.5, 2.0, 3.0)
 _REPORT_EVERY_S = 60.0
 
 
-def with_live_blocks(settings: Settings) -> Settings:
+def with_live_blocks(settings: LocalSettings) -> LocalSettings:
     """``settings`` whose history is mined with blocks as far apart as in live runs: history
     that the live pipeline or its model sees must look like live traffic."""
     interval = max(1, round(settings.simulator.block_interval_s))
-    return settings.model_copy(
-        update={
-            "simulator": settings.simulator.model_copy(
-                update={"history_block_interval_s": interval}
-            )
-        }
-    )
+    return settings.with_sections(simulator={"history_block_interval_s": interval})
 
 
 @dataclass
@@ -69,7 +63,7 @@ class MarketStats:
 
 
 class MarketSimulator:
-    def __init__(self, settings: Settings, deployment: LocalDeployment) -> None:
+    def __init__(self, settings: LocalSettings, deployment: LocalDeployment) -> None:
         self.settings = settings.simulator
         self.deployment = deployment
         self.rng = np.random.default_rng(self.settings.seed)
@@ -91,9 +85,9 @@ class MarketSimulator:
         deadline = None if duration_s is None else time.monotonic() + duration_s
         rpc = Rpc(self._rpc_url)
         try:
-            with _chain.manual_mining(rpc):
+            with evm.manual_mining(rpc):
                 transactor = Transactor(rpc)
-                _, last_timestamp = _chain.latest_block(rpc)
+                _, last_timestamp = evm.latest_block(rpc)
                 next_report = time.monotonic() + _REPORT_EVERY_S
                 log.info("simulating the market live, a block every %gs", interval)
                 while not stop.is_set() and (deadline is None or time.monotonic() < deadline):
@@ -126,9 +120,9 @@ class MarketSimulator:
         total = max(1, round(hours * 3600 / interval))
         rpc = Rpc(self._rpc_url)
         try:
-            with _chain.manual_mining(rpc):
+            with evm.manual_mining(rpc):
                 transactor = Transactor(rpc)
-                before, timestamp = _chain.latest_block(rpc)
+                before, timestamp = evm.latest_block(rpc)
                 for done in range(1, total + 1):
                     timestamp += interval
                     self._block(rpc, transactor, timestamp, dt=interval, timestamp=timestamp)
@@ -158,7 +152,7 @@ class MarketSimulator:
     ) -> None:
         """Trade one block's worth (``dt`` seconds of chain time) and mine it."""
         self._wander(dt)
-        states = _chain.read_pools(rpc, self.deployment.pools)
+        states = evm.read_pools(rpc, self.deployment.pools)
         rhythm = self.rhythm(chain_time)
         txs: list[Tx] = []
         for pool in self.deployment.pools:
@@ -178,7 +172,7 @@ class MarketSimulator:
                     self.stats.liquidity_changes += 1
         receipts = transactor.execute(txs, timestamp=timestamp, strict=False)
         self.stats.reverted += sum(r["status"] != "0x1" for r in receipts)
-        number, _ = _chain.latest_block(rpc)
+        number, _ = evm.latest_block(rpc)
         self.stats.blocks += 1
         self.stats.first_block = self.stats.first_block or number
         self.stats.last_block = number
@@ -202,7 +196,7 @@ class MarketSimulator:
         pool = state.pool
         fair = self.fair_usd[pool.token0] / self.fair_usd[pool.token1]
         if self.rng.random() < _ARBITRAGE_SHARE:
-            zero_for_one = _chain.human_price(self.deployment, state) > fair  # token0 too dear
+            zero_for_one = evm.human_price(self.deployment, state) > fair  # token0 too dear
         else:
             zero_for_one = bool(self.rng.random() < 0.5)
         symbol_in = pool.token0 if zero_for_one else pool.token1
@@ -211,57 +205,55 @@ class MarketSimulator:
             self.settings.trade_usd_sigma * self.rng.standard_normal()
         )
         usd = min(usd, _MAX_TRADE_SHARE * self._usd_value(symbol_in, reserve_in))
-        amount_in = _chain.units(self.deployment.tokens[symbol_in], usd / self.fair_usd[symbol_in])
+        amount_in = evm.units(self.deployment.tokens[symbol_in], usd / self.fair_usd[symbol_in])
         if amount_in <= 0:
             return [], state
         trader = str(self.rng.choice(self._traders, p=self._trader_weights))
-        return _chain.swap_exact_in(self.deployment, state, trader, zero_for_one, amount_in)
+        return evm.swap_exact_in(self.deployment, state, trader, zero_for_one, amount_in)
 
     def _liquidity_change(self, rpc: Rpc, state: PoolState) -> list[Tx]:
         """A liquidity provider adds a position, or takes part of one of theirs out."""
         pool = state.pool
         provider = str(self.rng.choice(self.deployment.accounts.liquidity_providers))
         if pool.protocol == "v3":
-            positions = _chain.positions_in(
+            positions = evm.positions_in(
                 self.deployment,
                 pool,
-                _chain.v3_positions(
-                    rpc, self.deployment.periphery["v3_position_manager"], [provider]
-                ),
+                evm.v3_positions(rpc, self.deployment.periphery["v3_position_manager"], [provider]),
             )
             if positions and self.rng.random() < 0.5:
                 position = positions[int(self.rng.integers(len(positions)))]
                 fraction = self.rng.uniform(*_LP_REMOVE_FRACTION)
                 return [
-                    _chain.v3_remove(self.deployment, position, int(position.liquidity * fraction))
+                    evm.v3_remove(self.deployment, position, int(position.liquidity * fraction))
                 ]
             return [self._v3_add(state, provider)]
-        (balance,) = _chain.v2_balances(rpc, pool.address, [provider])
+        (balance,) = evm.v2_balances(rpc, pool.address, [provider])
         if balance and self.rng.random() < 0.5:
-            return _chain.v2_remove(
+            return evm.v2_remove(
                 pool, provider, int(balance * self.rng.uniform(*_LP_REMOVE_FRACTION))
             )
         half_usd = self._pool_usd(state) * self.rng.uniform(*_LP_ADD_SHARE) / 2
-        amount0 = _chain.units(
+        amount0 = evm.units(
             self.deployment.tokens[pool.token0], half_usd / self.fair_usd[pool.token0]
         )
         # At the pair's own ratio: anything more would be donated to the other providers.
         amount1 = amount0 * state.reserve1 // state.reserve0
-        return _chain.v2_add(self.deployment, pool, provider, amount0, amount1)
+        return evm.v2_add(self.deployment, pool, provider, amount0, amount1)
 
     def _v3_add(self, state: PoolState, provider: str) -> Tx:
         pool = state.pool
         assert pool.fee is not None
-        spacing = _chain.TICK_SPACING[pool.fee]
+        spacing = evm.TICK_SPACING[pool.fee]
         width = math.log(float(self.rng.choice(_LP_RANGES))) / math.log(1.0001)
-        lower = _chain.aligned_tick(state.tick - width, spacing)
-        upper = _chain.aligned_tick(state.tick + width, spacing)
+        lower = evm.aligned_tick(state.tick - width, spacing)
+        upper = evm.aligned_tick(state.tick + width, spacing)
         half_usd = self._pool_usd(state) * self.rng.uniform(*_LP_ADD_SHARE) / 2
         amount0, amount1 = (
-            _chain.units(self.deployment.tokens[s], half_usd / self.fair_usd[s])
+            evm.units(self.deployment.tokens[s], half_usd / self.fair_usd[s])
             for s in (pool.token0, pool.token1)
         )
-        return _chain.v3_mint(self.deployment, pool, provider, lower, upper, amount0, amount1)
+        return evm.v3_mint(self.deployment, pool, provider, lower, upper, amount0, amount1)
 
     def _pool_usd(self, state: PoolState) -> float:
         """The pool's value at fair prices (virtual reserves for V3)."""

@@ -14,11 +14,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from dexwatch.core.errors import DexwatchError
+
 # A client that has not exited after this long started well (bad settings fail at once).
 _CLIENT_SETTLE_S = 1.0
 
 
-class StackError(RuntimeError):
+class StackError(DexwatchError, RuntimeError):
     """The local stack cannot start or is not in the expected state."""
 
 

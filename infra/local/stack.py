@@ -12,10 +12,11 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from dexwatch.contracts.deployment import LocalDeployment
-from dexwatch.settings import Settings
+from dexwatch.core.emulator import use_pubsub_emulator
 from infra.local import processes
+from infra.local.deployment import LocalDeployment
 from infra.local.processes import ProcessSpec, StackError
+from infra.local.settings import LocalSettings
 
 ANVIL = "anvil"
 EMULATOR = "pubsub-emulator"
@@ -65,7 +66,7 @@ def anvil_binary(node_modules: Path) -> Path:
 _ANVIL_STATES_KEPT = 256
 
 
-def anvil_spec(settings: Settings, genesis_timestamp: int | None = None) -> ProcessSpec:
+def anvil_spec(settings: LocalSettings, genesis_timestamp: int | None = None) -> ProcessSpec:
     local = settings.local
     argv = [
         str(anvil_binary(local.node_modules)),
@@ -88,7 +89,7 @@ def anvil_spec(settings: Settings, genesis_timestamp: int | None = None) -> Proc
     return ProcessSpec(ANVIL, argv, local.host, local.anvil_port)
 
 
-def emulator_spec(settings: Settings) -> ProcessSpec:
+def emulator_spec(settings: LocalSettings) -> ProcessSpec:
     local = settings.local
     argv = [str(emulator_binary()), f"--host={local.host}", f"--port={local.emulator_port}"]
     return ProcessSpec(EMULATOR, argv, local.host, local.emulator_port)
@@ -105,7 +106,7 @@ def ensure_pubsub_resources(project: str, only: set[str] | None = None) -> list[
     from google.api_core.exceptions import AlreadyExists
     from google.cloud import pubsub_v1
 
-    from dexwatch.contracts.topics import declaration, subscription_path, topic_path
+    from dexwatch.core.schemas.topics import declaration, subscription_path, topic_path
 
     publisher = pubsub_v1.PublisherClient()
     subscriber = pubsub_v1.SubscriberClient()
@@ -149,11 +150,11 @@ class StackStatus:
         return self.anvil_pid is not None and self.emulator_pid is not None
 
 
-def status(settings: Settings) -> StackStatus:
-    state_dir = settings.local.state_dir
+def status(settings: LocalSettings) -> StackStatus:
+    state_dir = settings.state_dir
     deployment = None
-    if settings.local.deployment_path.is_file():
-        deployment = LocalDeployment.load(settings.local.deployment_path)
+    if settings.deployment_path.is_file():
+        deployment = LocalDeployment.load(settings.deployment_path)
     return StackStatus(
         anvil_pid=processes.running_pid(state_dir, ANVIL),
         emulator_pid=processes.running_pid(state_dir, EMULATOR),
@@ -161,43 +162,43 @@ def status(settings: Settings) -> StackStatus:
     )
 
 
-def _reset_chain_state(settings: Settings) -> None:
+def _reset_chain_state(settings: LocalSettings) -> None:
     """A new anvil is a new chain: forget what belonged to the previous one (its messages in
     the pipeline's journal too: the new chain reuses block numbers, so event ids, and the
     pool addresses)."""
-    state_dir = settings.local.state_dir
-    for path in (settings.local.deployment_path, settings.checkpoint_path, settings.warehouse_path):
+    state_dir = settings.state_dir
+    for path in (settings.deployment_path, settings.checkpoint_path, settings.warehouse_path):
         path.unlink(missing_ok=True)
     for directory in ("checkpoints", "journal"):
         shutil.rmtree(state_dir / directory, ignore_errors=True)
 
 
-def up(settings: Settings, genesis_timestamp: int | None = None) -> LocalDeployment:
+def up(settings: LocalSettings, genesis_timestamp: int | None = None) -> LocalDeployment:
     """Start the emulator and anvil (if not running), create topics, deploy contracts.
 
     A new chain starts at ``genesis_timestamp`` if given (in the past, for a chain that
     mines its history before going live), and the deployment's blocks follow it."""
     from infra.local.deploy import deploy_local_contracts
 
-    state_dir = settings.local.state_dir
+    state_dir = settings.state_dir
     state_dir.mkdir(parents=True, exist_ok=True)
-    os.environ["PUBSUB_EMULATOR_HOST"] = settings.local.emulator_host
+    use_pubsub_emulator(settings.local.emulator_host)
     processes.start(emulator_spec(settings), state_dir, ready_timeout_s=60)
     ensure_pubsub_resources(settings.pubsub.project)
     fresh_chain = processes.running_pid(state_dir, ANVIL) is None
     if fresh_chain:
         _reset_chain_state(settings)
         processes.start(anvil_spec(settings, genesis_timestamp), state_dir)
-    if not settings.local.deployment_path.is_file():
+    if not settings.deployment_path.is_file():
         start = genesis_timestamp + 1 if fresh_chain and genesis_timestamp is not None else None
         deployment = deploy_local_contracts(settings, start_timestamp=start)
-        deployment.save(settings.local.deployment_path)
-    return LocalDeployment.load(settings.local.deployment_path)
+        deployment.save(settings.deployment_path)
+    return LocalDeployment.load(settings.deployment_path)
 
 
-def down(settings: Settings) -> list[str]:
+def down(settings: LocalSettings) -> list[str]:
     """Stop every process of the local stack; returns the names that were running."""
-    state_dir = settings.local.state_dir
+    state_dir = settings.state_dir
     run_dir = state_dir / "run"
     names = sorted(p.stem for p in run_dir.glob("*.pid")) if run_dir.is_dir() else []
     # Clients first (simulator, publisher, pipeline), then the servers they talk to.

@@ -4,7 +4,7 @@
 row with the series' own recent history (z-scores of its change and of short means at a few
 scales against the history's median, and the short-term volatility against the long-term
 one), an Isolation Forest with dexwatch's per-feature robust limits (the ``Detector`` of
-``dexwatch.contracts.detector``), fitted at the end of the probation period and refitted
+``dexwatch.core.detector``), fitted at the end of the probation period and refitted
 every ``refit_every`` rows on the rows before. A row is reported only when it is the most
 anomalous of the recent rows (``report_new_highs``). ``sliding_window_forest_scores`` is the
 plain baseline: scikit-learn's Isolation Forest on the last few raw values, on the same

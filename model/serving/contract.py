@@ -23,10 +23,11 @@ from typing import Any
 
 import numpy as np
 
-from dexwatch.contracts.detector import Detector
+from dexwatch.core.detector import Detector
+from dexwatch.core.errors import DexwatchError
 
 
-class BadRequest(ValueError):
+class BadRequest(DexwatchError, ValueError):
     """A request the contract refuses: answered with 400 and this message."""
 
 

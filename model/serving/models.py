@@ -20,7 +20,7 @@ from pathlib import Path
 
 import orjson
 
-from dexwatch.contracts.detector import Detector
+from dexwatch.core.detector import Detector
 from model.registry import METADATA_FILE, MODEL_FILE, ModelRegistry, registered_model_names
 
 log = logging.getLogger("dexwatch.serving")

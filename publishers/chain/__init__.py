@@ -8,13 +8,12 @@ with retractions when a reorg orphans published blocks.
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from dexwatch.contracts.deployment import LocalDeployment
-from dexwatch.settings import FactoryConfig, Settings
+from dexwatch.core.emulator import use_pubsub_emulator
+from dexwatch.core.settings import Settings
 from publishers.chain.checkpoint import FileCheckpointStore
 from publishers.chain.errors import (
     ChainPublisherError,
@@ -39,16 +38,6 @@ __all__ = [
 ]
 
 
-def _followed_factories(settings: Settings) -> list[FactoryConfig]:
-    """The configured factories, or else those of the local deployment manifest."""
-    if settings.chain.factories:
-        return list(settings.chain.factories)
-    try:
-        return list(LocalDeployment.load(settings.local.deployment_path).factories)
-    except FileNotFoundError as err:
-        raise ChainPublisherError(f"chain.factories is empty and {err}") from None
-
-
 def run(
     settings: Settings,
     once: bool = False,
@@ -64,10 +53,10 @@ def run(
     Raises ChainPublisherError (and subclasses) with a message naming the cause; the
     checkpoint (settings.checkpoint_path) then still holds the last fully published batch.
     """
-    if settings.pubsub.emulator_host:
-        # The google-cloud-pubsub clients find the emulator only through this variable.
-        os.environ.setdefault("PUBSUB_EMULATOR_HOST", settings.pubsub.emulator_host)
-    followed = _followed_factories(settings)
+    use_pubsub_emulator(settings.pubsub.emulator_host, replace=False)
+    if not settings.chain.factories:
+        raise ChainPublisherError("chain.factories is empty: configure the factories to follow")
+    followed = list(settings.chain.factories)
     sink = (
         RecordingSink(record_to)
         if record_to is not None

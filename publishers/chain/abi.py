@@ -15,6 +15,8 @@ import eth_abi
 from eth_abi.exceptions import DecodingError
 from eth_utils import event_abi_to_log_topic
 
+from dexwatch.core.errors import DexwatchError
+
 _PARAM = re.compile(r"^(?P<type>[\w\[\]]+)(?P<indexed>\s+indexed)?(?:\s+(?P<name>\w+))?$")
 _INTEGER = re.compile(r"^(u?)int(\d*)$")
 _WORD = 32
@@ -22,7 +24,7 @@ _ADDRESS_PADDING = bytes(12)
 _HASHED_WHEN_INDEXED = re.compile(r"^(string|bytes|tuple)$|\[")
 
 
-class LogDecodeError(ValueError):
+class LogDecodeError(DexwatchError, ValueError):
     """Topics or data that do not encode the event they claim to be."""
 
 

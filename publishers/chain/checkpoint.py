@@ -15,8 +15,8 @@ from typing import Any, Protocol
 
 import orjson
 
-from dexwatch.contracts.pool_event import MessageError, PoolEvent
-from dexwatch.files import write_atomically
+from dexwatch.core.files import write_atomically
+from dexwatch.core.schemas.pool_event import MessageError, PoolEvent
 from publishers.chain.errors import CheckpointError
 from publishers.chain.events import Pool
 

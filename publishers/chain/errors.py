@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from dexwatch.core.errors import DexwatchError
 
-class ChainPublisherError(RuntimeError):
+
+class ChainPublisherError(DexwatchError, RuntimeError):
     """The chain publisher cannot go on; its checkpoint is left as it was."""
 
 

@@ -7,8 +7,8 @@ import dataclasses
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from dexwatch.contracts.pool_event import PoolEvent, event_id
-from dexwatch.settings import FactoryConfig
+from dexwatch.core.schemas.pool_event import PoolEvent, event_id
+from dexwatch.core.settings import FactoryConfig
 from publishers.chain.abi import EventDecoder, LogDecodeError, event_abi
 
 _V3_POOL = (

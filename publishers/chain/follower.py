@@ -20,9 +20,9 @@ import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from dexwatch.contracts.pool_event import PoolEvent
-from dexwatch.contracts.topics import POOL_EVENTS, POOL_EVENTS_DLQ
-from dexwatch.settings import ChainSettings, FactoryConfig
+from dexwatch.core.schemas.pool_event import PoolEvent
+from dexwatch.core.schemas.topics import POOL_EVENTS, POOL_EVENTS_DLQ
+from dexwatch.core.settings import ChainSettings, FactoryConfig
 from publishers.chain.abi import LogDecodeError
 from publishers.chain.checkpoint import Checkpoint, CheckpointStore
 from publishers.chain.errors import ChainPublisherError, CheckpointError, ReorgTooDeepError
@@ -162,7 +162,7 @@ class ChainFollower:
         if earliest_factory >= block:
             return {}
         rejected: list[tuple[dict[str, Any], str]] = []
-        for _ in range(self._chain.max_retries + 1):
+        for _ in range(self._chain.retry.attempts):
             try:
                 pools = self._discover_pools(earliest_factory, block - 1, rejected)
                 break
@@ -191,7 +191,7 @@ class ChainFollower:
             last = min(last, self._until_block)
         if first > last:
             return self._check_tip()
-        for _ in range(self._chain.max_retries + 1):
+        for _ in range(self._chain.retry.attempts):
             try:
                 batch = self._read(first, last)
                 break
@@ -200,7 +200,7 @@ class ChainFollower:
         else:
             raise ChainPublisherError(
                 f"the chain kept changing while blocks {first}-{last} were read "
-                f"({self._chain.max_retries + 1} tries): is chain.confirmations too low?"
+                f"({self._chain.retry.attempts} tries): is chain.confirmations too low?"
             )
         if batch is None:
             self._rewind()

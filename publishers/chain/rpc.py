@@ -1,8 +1,9 @@
 """A small Ethereum JSON-RPC client over httpx for the calls the chain publisher makes.
 
 Transient failures (HTTP 429/5xx, timeouts, refused connections, rate-limit errors) are
-retried with exponential backoff and full jitter, then the next URL is tried; the URL that
-answered stays in use. ``get_logs`` splits a block range the node refuses as too large.
+retried with exponential backoff and full jitter (``chain.retry``), then the next URL is
+tried; the URL that answered stays in use. ``get_logs`` splits a block range the node
+refuses as too large.
 URLs are only ever shown redacted (scheme, host, port): they usually carry an API key, and
 a node's own messages are scrubbed of it before they become an error or a log line.
 """
@@ -13,16 +14,15 @@ import dataclasses
 import functools
 import itertools
 import logging
-import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
 import httpx
 import orjson
 
-from dexwatch.logs import register_url, scrub
-from dexwatch.retry import full_jitter_backoff
-from dexwatch.settings import ChainSettings, redact_url
+from dexwatch.core.logs import register_url, scrub
+from dexwatch.core.retry import RetryPolicy
+from dexwatch.core.settings import ChainSettings, redact_url
 from publishers.chain.errors import RpcError, RpcUnavailable
 
 log = logging.getLogger("dexwatch.publisher.rpc")
@@ -47,11 +47,12 @@ _RATE_LIMIT_TEXTS = ("rate limit", "too many requests", "rate exceeded", "exceed
 
 
 class _Transient(Exception):
-    """Worth another try; ``same_url`` False means only another URL can help."""
+    """Worth another try on the same URL."""
 
-    def __init__(self, reason: str, same_url: bool = True) -> None:
-        super().__init__(reason)
-        self.same_url = same_url
+
+class _WrongUrl(Exception):
+    """This URL's fault (a 4xx without a JSON-RPC error: bad key, wrong path): retrying it
+    cannot help, another URL may."""
 
 
 class _RangeTooLarge(RpcError):
@@ -71,34 +72,26 @@ class RpcClient:
         self,
         urls: Sequence[str],
         *,
-        timeout_s: float = 10.0,
-        max_retries: int = 6,
-        backoff_base_s: float = 0.2,
-        backoff_max_s: float = 10.0,
+        retry: RetryPolicy | None = None,
     ) -> None:
+        """``retry`` None means chain.retry's default."""
         if not urls:
             raise ValueError("at least one RPC URL is needed")
         self._urls = list(urls)
         for url in self._urls:
             register_url(url)  # httpx logs full URLs; nodes may quote their key
         self._active = 0
-        self._max_retries = max_retries
-        self._backoff_base_s = backoff_base_s
-        self._backoff_max_s = backoff_max_s
-        self._http = httpx.Client(timeout=timeout_s, headers={"content-type": "application/json"})
+        self._retry = retry or ChainSettings().retry
+        self._http = httpx.Client(
+            timeout=self._retry.timeout_s, headers={"content-type": "application/json"}
+        )
         self._ids = itertools.count(1)
         # Learned from refusals, so later ranges are not refused again.
         self._max_log_blocks: int | None = None
 
     @classmethod
     def from_settings(cls, chain: ChainSettings) -> RpcClient:
-        return cls(
-            chain.rpc_urls,
-            timeout_s=chain.request_timeout_s,
-            max_retries=chain.max_retries,
-            backoff_base_s=chain.backoff_base_s,
-            backoff_max_s=chain.backoff_max_s,
-        )
+        return cls(chain.rpc_urls, retry=chain.retry)
 
     def close(self) -> None:
         self._http.close()
@@ -205,34 +198,36 @@ class RpcClient:
         last_error = "nothing tried"
         for offset in range(len(self._urls)):
             index = (self._active + offset) % len(self._urls)
-            url = self._urls[index]
-            for attempt in range(self._max_retries + 1):
-                if attempt:
-                    time.sleep(
-                        full_jitter_backoff(attempt, self._backoff_base_s, self._backoff_max_s)
-                    )
-                try:
-                    value = read(self._post(url, body))
-                except _Transient as err:
-                    last_error = str(err)
-                    log.warning(
-                        "%s failed on %s: %s",
-                        what,
-                        redact_url(url),
-                        err,
-                        extra={"attempt": attempt + 1, "rpc": redact_url(url)},
-                    )
-                    if not err.same_url:
-                        break
-                    continue
-                if index != self._active:
-                    log.warning("switched to RPC URL %s", redact_url(url))
-                    self._active = index
-                return value
+            try:
+                value = self._on_url(self._urls[index], lambda u: read(self._post(u, body)), what)
+            except (_Transient, _WrongUrl) as err:
+                last_error = str(err)
+                continue
+            if index != self._active:
+                log.warning("switched to RPC URL %s", redact_url(self._urls[index]))
+                self._active = index
+            return value
         raise RpcUnavailable(
-            f"{what}: no RPC URL answered after {self._max_retries + 1} attempts each "
+            f"{what}: no RPC URL answered after {self._retry.attempts} attempts each "
             f"({', '.join(self.redacted_urls)}); last error: {last_error}"
         )
+
+    def _on_url(self, url: str, attempt: Callable[[str], T], what: str) -> T:
+        """``attempt(url)``, its transient failures retried by the policy; every failure is
+        logged, and the last transient one, or the URL's own fault at once, is raised."""
+        shown = redact_url(url)
+
+        def failed(number: int, err: BaseException) -> None:
+            log.warning(
+                "%s failed on %s: %s", what, shown, err, extra={"attempt": number, "rpc": shown}
+            )
+
+        retrying = self._retry.retrying(_Transient, on_failure=failed)
+        try:
+            return retrying(attempt, url)
+        except _WrongUrl as err:
+            failed(retrying.statistics["attempt_number"], err)
+            raise
 
     def _post(self, url: str, body: bytes) -> Any:
         try:
@@ -251,10 +246,10 @@ class RpcClient:
             reply = orjson.loads(response.content)
         except orjson.JSONDecodeError:
             if status >= 400:
-                raise _Transient(f"HTTP {status}", same_url=False) from None
+                raise _WrongUrl(f"HTTP {status}") from None
             raise _Transient(f"HTTP {status} with a reply that is not JSON") from None
         if status >= 400 and not (isinstance(reply, dict) and "error" in reply):
-            raise _Transient(f"HTTP {status}", same_url=False)
+            raise _WrongUrl(f"HTTP {status}")
         return reply
 
 

@@ -8,12 +8,12 @@ records on the ``pool-hourly`` Pub/Sub topic, one per pool and complete hour.
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from dexwatch.settings import Settings
+from dexwatch.core.emulator import use_pubsub_emulator
+from dexwatch.core.settings import Settings
 from publishers.pubsub import PubSubSink
 from publishers.recording import RecordingSink
 from publishers.subgraph.checkpoint import FileHourCheckpointStore
@@ -54,9 +54,7 @@ def run(
     Raises SubgraphPublisherError (and subclasses) with a message naming the cause; the
     checkpoint (settings.subgraph_checkpoint_path) then still holds the last published hour.
     """
-    if settings.pubsub.emulator_host:
-        # The google-cloud-pubsub clients find the emulator only through this variable.
-        os.environ.setdefault("PUBSUB_EMULATOR_HOST", settings.pubsub.emulator_host)
+    use_pubsub_emulator(settings.pubsub.emulator_host, replace=False)
     store = FileHourCheckpointStore(settings.subgraph_checkpoint_path)
     sink = (
         RecordingSink(record_to)

@@ -14,9 +14,9 @@ from typing import Any
 
 import orjson
 
-from dexwatch.contracts.pool_event import MessageError
-from dexwatch.contracts.pool_hour import HOUR_S, PoolHour
-from dexwatch.files import write_atomically
+from dexwatch.core.files import write_atomically
+from dexwatch.core.schemas.pool_event import MessageError
+from dexwatch.core.schemas.pool_hour import HOUR_S, PoolHour
 from publishers.subgraph.errors import CheckpointError
 
 _FORMAT_VERSION = 1

@@ -16,8 +16,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from dexwatch.contracts.pool_hour import HOUR_S, PoolHour
-from dexwatch.settings import SubgraphSource
+from dexwatch.core.schemas.pool_hour import HOUR_S, PoolHour
+from dexwatch.core.settings import SubgraphSource
 from publishers.subgraph.errors import SubgraphQueryError
 
 

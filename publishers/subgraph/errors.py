@@ -5,8 +5,10 @@ Messages never carry the gateway API key: URLs are shown with the key replaced b
 
 from __future__ import annotations
 
+from dexwatch.core.errors import DexwatchError
 
-class SubgraphPublisherError(RuntimeError):
+
+class SubgraphPublisherError(DexwatchError, RuntimeError):
     """The subgraph publisher cannot go on; its checkpoint is left as it was."""
 
 

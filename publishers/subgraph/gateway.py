@@ -1,27 +1,26 @@
 """A GraphQL client for The Graph's gateway (or a graph-node style endpoint), over httpx.
 
-Transient failures are retried with exponential backoff and full jitter: HTTP 429 and 5xx,
-timeouts, refused connections, replies that are not JSON, and GraphQL ``errors`` in a 200
-answer unless they say the query itself is wrong. A query the subgraph's schema cannot
-answer (a missing entity or field) raises SubgraphSchemaError at once: retrying cannot fix
-it. The API key sits in the URL path; it is registered as a log secret and every message
-shows the URL with ``***`` in its place.
+Transient failures are retried with exponential backoff and full jitter (``subgraph.retry``):
+HTTP 429 and 5xx, timeouts, refused connections, replies that are not JSON, and GraphQL
+``errors`` in a 200 answer unless they say the query itself is wrong. A query the subgraph's
+schema cannot answer (a missing entity or field) raises SubgraphSchemaError at once:
+retrying cannot fix it. The API key sits in the URL path; it is registered as a log secret
+and every message shows the URL with ``***`` in its place.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-import time
 from collections.abc import Mapping
 from typing import Any
 
 import httpx
 import orjson
 
-from dexwatch.logs import register_secret
-from dexwatch.retry import full_jitter_backoff
-from dexwatch.settings import SubgraphSettings, SubgraphSource
+from dexwatch.core.logs import register_secret
+from dexwatch.core.retry import RetryPolicy
+from dexwatch.core.settings import SubgraphSettings, SubgraphSource
 from publishers.subgraph.errors import (
     SubgraphPublisherError,
     SubgraphQueryError,
@@ -82,30 +81,25 @@ class GraphQLClient:
         base_url: str,
         api_key: str | None = None,
         *,
-        timeout_s: float = 30.0,
-        max_retries: int = 5,
-        backoff_base_s: float = 0.5,
-        backoff_max_s: float = 30.0,
+        retry: RetryPolicy | None = None,
     ) -> None:
+        """``retry`` None means subgraph.retry's default."""
         base_url = base_url.rstrip("/")
         self._api_key = api_key
         self._base_url = f"{base_url}/{api_key}" if api_key else base_url
         self._shown_base = f"{base_url}/***" if api_key else base_url
         register_secret(api_key)  # httpx logs full URLs at DEBUG
-        self._max_retries = max_retries
-        self._backoff_base_s = backoff_base_s
-        self._backoff_max_s = backoff_max_s
-        self._http = httpx.Client(timeout=timeout_s, headers={"content-type": "application/json"})
+        self._retry = retry or SubgraphSettings().retry
+        self._http = httpx.Client(
+            timeout=self._retry.timeout_s, headers={"content-type": "application/json"}
+        )
 
     @classmethod
     def from_settings(cls, settings: SubgraphSettings) -> GraphQLClient:
         return cls(
             settings.endpoint_url or settings.gateway_url,
             resolve_api_key(settings),
-            timeout_s=settings.request_timeout_s,
-            max_retries=settings.max_retries,
-            backoff_base_s=settings.backoff_base_s,
-            backoff_max_s=settings.backoff_max_s,
+            retry=settings.retry,
         )
 
     def close(self) -> None:
@@ -132,24 +126,25 @@ class GraphQLClient:
         SubgraphQueryError (SubgraphSchemaError) when the query itself is refused."""
         url = f"{self._base_url}/{source.path}"
         body = orjson.dumps({"query": query, "variables": dict(variables or {})})
-        last_error = "nothing tried"
-        for attempt in range(self._max_retries + 1):
-            if attempt:
-                time.sleep(full_jitter_backoff(attempt, self._backoff_base_s, self._backoff_max_s))
-            try:
-                return self._data(self._post(url, body, source), source)
-            except _Transient as err:
-                last_error = self._scrub(str(err))
-                log.warning(
-                    "%s on %s failed: %s",
-                    what,
-                    self.shown_url(source),
-                    last_error,
-                    extra={"attempt": attempt + 1, "subgraph": self.shown_url(source)},
-                )
+        shown = self.shown_url(source)
+
+        def failed(attempt: int, err: BaseException) -> None:
+            log.warning(
+                "%s on %s failed: %s",
+                what,
+                shown,
+                self._scrub(str(err)),
+                extra={"attempt": attempt, "subgraph": shown},
+            )
+
+        retrying = self._retry.retrying(_Transient, on_failure=failed)
+        try:
+            return retrying(lambda: self._data(self._post(url, body, source), source))
+        except _Transient as err:
+            last_error = self._scrub(str(err))
         raise SubgraphUnavailable(
-            f"{what} on {self.shown_url(source)}: no usable answer after "
-            f"{self._max_retries + 1} attempts; last error: {last_error}"
+            f"{what} on {shown}: no usable answer after {self._retry.attempts} attempts; "
+            f"last error: {last_error}"
         )
 
     def _scrub(self, text: str) -> str:

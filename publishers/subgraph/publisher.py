@@ -23,10 +23,10 @@ from typing import Any
 
 from croniter import croniter
 
-from dexwatch.contracts.pool_event import rfc3339
-from dexwatch.contracts.pool_hour import HOUR_S, PoolHour
-from dexwatch.contracts.topics import POOL_HOURLY
-from dexwatch.settings import SubgraphSettings, SubgraphSource
+from dexwatch.core.schemas.pool_event import rfc3339
+from dexwatch.core.schemas.pool_hour import HOUR_S, PoolHour
+from dexwatch.core.schemas.topics import POOL_HOURLY
+from dexwatch.core.settings import SubgraphSettings, SubgraphSource
 from publishers.pubsub import Message, PublishError, Sink
 from publishers.subgraph import entities
 from publishers.subgraph.checkpoint import FileHourCheckpointStore, HourCheckpoint

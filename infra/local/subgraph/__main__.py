@@ -15,9 +15,10 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from dexwatch import logs
-from dexwatch.contracts.deployment import LocalDeployment
-from dexwatch.settings import Settings, SettingsError, load_settings
+from dexwatch.core import logs
+from dexwatch.core.settings import SettingsError
+from infra.local.deployment import LocalDeployment
+from infra.local.settings import LocalSettings, load_local_settings
 from infra.local.subgraph.indexer import ChainIndexer
 from infra.local.subgraph.schema import StandInSubgraph
 from infra.local.subgraph.server import FAULTS, SubgraphStandIn, describe_behaviour
@@ -77,12 +78,12 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     return {"local": {"subgraph_standin": standin}} if standin else {}
 
 
-def load(argv: list[str] | None = None) -> Settings:
+def load(argv: list[str] | None = None) -> LocalSettings:
     """The stand-in's settings: the config file and environment, then the flags."""
     args = _parser().parse_args(argv)
     overrides = _overrides(args)
     try:
-        return load_settings(args.config, **overrides)
+        return load_local_settings(args.config, **overrides)
     except SettingsError as err:
         if not overrides:
             raise
@@ -100,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     local = settings.local
     behaviour = local.subgraph_standin
     log.info("the stand-in for The Graph: %s", describe_behaviour(behaviour))
-    deployment = LocalDeployment.load(local.deployment_path)
+    deployment = LocalDeployment.load(settings.deployment_path)
     sources = settings.subgraph.sources
     subgraphs = {source.path: StandInSubgraph(source.protocol) for source in sources}
     indexer = ChainIndexer(

@@ -32,9 +32,9 @@ from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
-from dexwatch.contracts.deployment import LocalDeployment, PoolInfo
-from dexwatch.contracts.pool_hour import HOUR_S
-from infra.local._chain import Rpc, decode, topic
+from dexwatch.core.schemas.pool_hour import HOUR_S
+from infra.local.deployment import LocalDeployment, PoolInfo
+from infra.local.evm import Rpc, decode, topic
 from infra.local.subgraph.schema import StandInSubgraph
 
 log = logging.getLogger("dexwatch.local.subgraph.indexer")

@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, get_args
 
-from dexwatch.settings import StandInFault, SubgraphStandInSettings
+from infra.local.settings import StandInFault, SubgraphStandInSettings
 from infra.local.subgraph.schema import StandInSubgraph
 
 # http_429: rate limited; http_500, http_503; graphql_error: a 200 whose body has only

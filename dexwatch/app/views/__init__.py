@@ -1,0 +1,1 @@
+"""Terminal views of the topics: the live monitor and the alerts tail."""

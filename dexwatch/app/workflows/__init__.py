@@ -1,0 +1,1 @@
+"""Work that spans components: the local run, model bootstraps, backfills, promotion."""

@@ -1,0 +1,341 @@
+"""Chain-window features: their definitions, written once for training and serving.
+
+The pipeline cuts each pool's events into fixed event-time *slices* (``SliceSummary``, a few
+seconds to a minute long), then looks at a sliding stretch of slices ending at a window end:
+the last ``current`` slices are the window under test, the earlier ones its *baseline*, the
+pool's own recent history. Every feature compares the window with that baseline or with the
+pool's own liquidity, so a $100k pool and a $100M pool give comparable numbers.
+
+Amounts are in the pool's token1 units (volume) and in liquidity units (V3: L; V2: the square
+root of the reserves' product, the same quantity); only their ratios reach the features.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from dexwatch.core.schemas.pool_event import PoolEvent
+
+# 2: swap impact includes the step into each slice; 3: pair_two_way_excess (wash trading)
+FEATURES_VERSION = 3
+
+# (name, definition), in the order the model sees them.
+FEATURE_DEFINITIONS: tuple[tuple[str, str], ...] = (
+    (
+        "volume_ratio",
+        "log of (swap volume per second in the window + 1) over (the same in the baseline + 1), "
+        "volume in token1 units",
+    ),
+    (
+        "swap_count_ratio",
+        "log of (swaps per minute in the window + 1) over (the same in the baseline + 1)",
+    ),
+    (
+        "liquidity_removed_share",
+        "liquidity removed by Burns in the window over the pool's liquidity before it",
+    ),
+    (
+        "net_liquidity_change",
+        "(liquidity added by Mints - removed by Burns) in the window over the pool's liquidity "
+        "before it",
+    ),
+    (
+        "price_change",
+        "absolute log change of the pool price from the baseline's last price to the window's "
+        "last price",
+    ),
+    ("price_range", "log of the highest over the lowest pool price seen in the window"),
+    (
+        "max_swap_price_impact",
+        "largest absolute log price move caused by a single swap in the window",
+    ),
+    (
+        "top_trader_share",
+        "share of the window's swap volume traded by its two busiest addresses, times "
+        "min(1, swaps / 20) so that a quiet window with two swaps is not 'concentrated'",
+    ),
+    (
+        "pair_two_way_excess",
+        "(the most two-way swaps of one slice of the window - the baseline's swaps per slice) "
+        "over sqrt(the baseline's swaps per slice + 1): by how many Poisson standard "
+        "deviations of the pool's usual count one pair of addresses trading against each "
+        "other out-trades the whole pool; a slice's two-way swaps are those in which its two "
+        "busiest addresses (by swaps) A and B take opposite sides: 2 * (min(A's buys, B's "
+        "sells) + min(A's sells, B's buys))",
+    ),
+)
+FEATURE_NAMES: tuple[str, ...] = tuple(name for name, _ in FEATURE_DEFINITIONS)
+
+_Q96 = 2**96
+# Below this many swaps, concentration of volume says little.
+_CONCENTRATION_MIN_SWAPS = 20
+
+
+@dataclass
+class SliceSummary:
+    """What one pool did in one slice of event time; mergeable, and small."""
+
+    pool: str
+    start: int  # unix seconds, slice start
+    events: int = 0
+    swaps: int = 0
+    volume: float = 0.0
+    liquidity_added: float = 0.0
+    liquidity_removed: float = 0.0
+    # Pool liquidity and price seen first and last in the slice (None if none was seen).
+    first_liquidity: float | None = None
+    last_liquidity: float | None = None
+    first_price: float | None = None
+    last_price: float | None = None
+    min_price: float | None = None
+    max_price: float | None = None
+    max_swap_impact: float = 0.0
+    trader_volume: dict[str, float] = field(default_factory=dict)
+    # Swaps in which the slice's two busiest addresses take opposite sides (see
+    # pair_two_way_excess): per slice, as wash trading is a burst of seconds.
+    pair_two_way_swaps: int = 0
+
+
+def _liquidity_of_amounts(args: dict[str, str]) -> float:
+    return math.sqrt(float(args["amount0"]) * float(args["amount1"]))
+
+
+def summarize_slice(pool: str, start: int, events: Iterable[PoolEvent]) -> SliceSummary:
+    """The summary of one pool's (deduplicated, non-retracted) events of one slice."""
+    builder = SliceBuilder(pool, start)
+    for event in sorted(events, key=chain_position):
+        builder.add(event)
+    return builder.summary
+
+
+def chain_position(event: PoolEvent) -> tuple[int, int]:
+    return event.block_number, event.log_index
+
+
+class SliceBuilder:
+    """Folds one slice's events into its SliceSummary, one at a time, in chain order.
+
+    Streaming adds events as they arrive; ``in_order`` tells whether an event may be added
+    (the swap impacts and the first and last levels depend on the order); if not, the
+    caller rebuilds the slice with ``summarize_slice``.
+    """
+
+    def __init__(self, pool: str, start: int) -> None:
+        self._summary = SliceSummary(pool=pool, start=start)
+        self._previous_price: float | None = None
+        self._last_position = (-1, -1)
+        # Per address: [buys, sells] of token0, for the slice's two-way swaps.
+        self._sides: dict[str, list[int]] = {}
+
+    @property
+    def summary(self) -> SliceSummary:
+        # Two addresses taking each other's other side. One address trading both ways does
+        # not count: a busy arbitrageur does that, and it made most of the normal tail.
+        busiest = sorted(self._sides.items(), key=lambda item: (-sum(item[1]), item[0]))[:2]
+        if len(busiest) == 2:
+            (a_buys, a_sells), (b_buys, b_sells) = (counts for _, counts in busiest)
+            self._summary.pair_two_way_swaps = 2 * (min(a_buys, b_sells) + min(a_sells, b_buys))
+        return self._summary
+
+    def in_order(self, event: PoolEvent) -> bool:
+        return chain_position(event) > self._last_position
+
+    def add(self, event: PoolEvent, effect: Effect | None = None) -> None:
+        """Fold in one event (checked by PoolEvent.from_json), with its ``effect_of`` if the
+        caller has it. What the event contributes is worked out before anything changes, so
+        an event that cannot be read leaves the slice as it was and raises ValueError."""
+        if effect is None:
+            effect = effect_of(event)
+        self._last_position = chain_position(event)
+        summary = self._summary
+        summary.events += 1
+        if effect.trader is not None:
+            self._sides.setdefault(effect.trader, [0, 0])[0 if effect.bought else 1] += 1
+            summary.swaps += 1
+            summary.volume += effect.amount
+            summary.trader_volume[effect.trader] = (
+                summary.trader_volume.get(effect.trader, 0.0) + effect.amount
+            )
+        summary.liquidity_added += effect.added
+        summary.liquidity_removed += effect.removed
+        if effect.liquidity is not None:
+            if summary.first_liquidity is None:
+                summary.first_liquidity = effect.liquidity
+            summary.last_liquidity = effect.liquidity
+        price = effect.price
+        if price is not None:
+            previous = self._previous_price
+            if previous is not None:
+                # A V3 Swap carries its price; a V2 swap moves the Sync just before its Swap.
+                summary.max_swap_impact = max(
+                    summary.max_swap_impact, abs(math.log(price / previous))
+                )
+            if summary.first_price is None:
+                summary.first_price = price
+            summary.last_price = price
+            summary.min_price = (
+                price if summary.min_price is None else min(summary.min_price, price)
+            )
+            summary.max_price = (
+                price if summary.max_price is None else max(summary.max_price, price)
+            )
+            self._previous_price = price
+
+
+@dataclass(frozen=True, slots=True)
+class Effect:
+    """What one event contributes to its slice."""
+
+    price: float | None = None  # positive and finite when set
+    liquidity: float | None = None
+    trader: str | None = None  # set for swaps
+    amount: float = 0.0
+    bought: bool = False
+    added: float = 0.0
+    removed: float = 0.0
+
+
+def effect_of(event: PoolEvent) -> Effect:
+    """What ``event`` contributes to its slice; raises ValueError if it cannot be read (a
+    message that passed PoolEvent.from_json always can)."""
+    args = event.args
+    if event.event == "Swap":
+        if "sqrtPriceX96" in args:  # Uniswap V3
+            amount1 = int(args["amount1"])
+            return _checked(
+                Effect(
+                    price=_positive((int(args["sqrtPriceX96"]) / _Q96) ** 2),
+                    liquidity=float(int(args["liquidity"])),
+                    trader=args["recipient"],
+                    amount=float(abs(amount1)),
+                    bought=amount1 > 0,  # paid token1 in: bought token0
+                )
+            )
+        # V2 pair: the price comes with the Sync that precedes the Swap
+        amount_in, amount_out = int(args["amount1In"]), int(args["amount1Out"])
+        return _checked(
+            Effect(trader=args["to"], amount=float(amount_in + amount_out),
+                    bought=amount_in > amount_out)
+        )  # fmt: skip
+    if event.event == "Sync":
+        reserve0, reserve1 = int(args["reserve0"]), int(args["reserve1"])
+        if reserve0 > 0 and reserve1 > 0:
+            return _checked(
+                Effect(price=reserve1 / reserve0, liquidity=math.sqrt(reserve0 * reserve1))
+            )
+        return Effect()
+    if event.event in ("Mint", "Burn"):
+        amount = float(int(args["amount"])) if "amount" in args else _liquidity_of_amounts(args)
+        return _checked(Effect(added=amount) if event.event == "Mint" else Effect(removed=amount))
+    if event.event == "Collect":
+        return Effect()
+    raise ValueError(f"{event.event} is not a pool event the features read")
+
+
+def _positive(price: float) -> float | None:
+    return price if price > 0 else None
+
+
+def _checked(effect: Effect) -> Effect:
+    numbers = (effect.price or 0.0, effect.liquidity or 0.0, effect.amount, effect.added,
+               effect.removed)  # fmt: skip
+    if not all(math.isfinite(x) for x in numbers):
+        raise ValueError("an amount or price is not a finite number")
+    return effect
+
+
+def window_features(
+    slices: Sequence[SliceSummary], window_end: int, slice_s: int, current_slices: int
+) -> dict[str, float] | None:
+    """The features of the window made of the ``current_slices`` slices before
+    ``window_end``, against the slices before them. None if the window saw no event."""
+    current_start = window_end - current_slices * slice_s
+    ordered = sorted(slices, key=lambda s: s.start)
+    current = [s for s in ordered if s.start >= current_start]
+    baseline = [s for s in ordered if s.start < current_start]
+    if not current:
+        return None
+    current_s = current_slices * slice_s
+    baseline_s = max(
+        slice_s, current_start - min((s.start for s in baseline), default=current_start)
+    )
+
+    volume = sum(s.volume for s in current)
+    swaps = sum(s.swaps for s in current)
+    base_volume = sum(s.volume for s in baseline)
+    base_swaps = sum(s.swaps for s in baseline)
+    # Units differ per pool: scale volumes by the pool's typical volume per second, so the
+    # +1 below is "one typical second", whatever the token.
+    unit = (base_volume + volume) / (baseline_s + current_s) or 1.0
+    volume_ratio = math.log((volume / current_s / unit + 1) / (base_volume / baseline_s / unit + 1))
+    swap_count_ratio = math.log((swaps * 60 / current_s + 1) / (base_swaps * 60 / baseline_s + 1))
+
+    level = _liquidity_before(baseline, current)
+    added = sum(s.liquidity_added for s in current)
+    removed = sum(s.liquidity_removed for s in current)
+    removed_share = min(removed / level, 1.0) if level else 0.0
+    net_change = max(min((added - removed) / level, 10.0), -1.0) if level else 0.0
+
+    last_price = next((s.last_price for s in reversed(current) if s.last_price), None)
+    base_price = next((s.last_price for s in reversed(baseline) if s.last_price), None)
+    if base_price is None:
+        base_price = next((s.first_price for s in current if s.first_price), None)
+    price_change = abs(math.log(last_price / base_price)) if last_price and base_price else 0.0
+    lows = [s.min_price for s in current if s.min_price]
+    highs = [s.max_price for s in current if s.max_price]
+    price_range = math.log(max(highs) / min(lows)) if lows and highs else 0.0
+    impact = max((s.max_swap_impact for s in current), default=0.0)
+    # A slice's impacts start at its first price: the step from the slice before counts too
+    # (a manipulation's swap may open a slice).
+    previous = base_price if baseline else None
+    for s in current:
+        if previous and s.first_price:
+            impact = max(impact, abs(math.log(s.first_price / previous)))
+        previous = s.last_price or previous
+
+    traders: dict[str, float] = {}
+    for s in current:
+        for trader, amount in s.trader_volume.items():
+            traders[trader] = traders.get(trader, 0.0) + amount
+    top_two = sum(sorted(traders.values(), reverse=True)[:2])
+    concentration = (top_two / volume if volume else 0.0) * min(
+        1.0, swaps / _CONCENTRATION_MIN_SWAPS
+    )
+    # Per slice, against the baseline's swaps per slice: a burst shorter than the window
+    # would be diluted by the window's other slices. Swap counts are about Poisson, so the
+    # excess is in units of the usual count's noise; a log ratio left normal tails too close.
+    usual = base_swaps * slice_s / baseline_s
+    two_way = max(s.pair_two_way_swaps for s in current)
+    pair_two_way_excess = (two_way - usual) / math.sqrt(usual + 1)
+    return {
+        "volume_ratio": volume_ratio,
+        "swap_count_ratio": swap_count_ratio,
+        "liquidity_removed_share": removed_share,
+        "net_liquidity_change": net_change,
+        "price_change": price_change,
+        "price_range": price_range,
+        "max_swap_price_impact": impact,
+        "top_trader_share": concentration,
+        "pair_two_way_excess": pair_two_way_excess,
+    }
+
+
+def _liquidity_before(
+    baseline: Sequence[SliceSummary], current: Sequence[SliceSummary]
+) -> float | None:
+    """The pool's liquidity just before the window: the last level the baseline saw, else the
+    first level the window saw plus what the window removed before it (a V3 pool without
+    swaps in the window shows no level at all)."""
+    for s in reversed(baseline):
+        if s.last_liquidity:
+            return s.last_liquidity
+    for s in current:
+        if s.first_liquidity:
+            return s.first_liquidity + s.liquidity_removed - s.liquidity_added
+    return None
+
+
+def feature_vector(features: dict[str, float]) -> list[float]:
+    return [float(features[name]) for name in FEATURE_NAMES]

@@ -1,0 +1,455 @@
+"""The production configuration of dexwatch: one strict model per component's section.
+
+Every model rejects unknown keys, so a typo is an error that names the key instead of a
+silently ignored value. Where the values come from (file, environment, arguments) is
+``dexwatch.core.config``; the local stack's own sections are ``infra.local.settings``.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from pathlib import Path
+from typing import Any, ClassVar, Literal, Self
+from urllib.parse import urlsplit
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+from dexwatch.core.errors import UsageError
+from dexwatch.core.retry import RetryPolicy, over_field_default
+
+_ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
+_SECRET_VERSION = re.compile(r"projects/[^/]+/secrets/[^/]+/versions/[^/]+")
+
+Dex = Literal["uniswap_v3", "uniswap_v2", "sushiswap"]
+Protocol = Literal["v3", "v2"]
+
+
+class SettingsError(UsageError, ValueError):
+    """Configuration that cannot be used; the message names the offending key."""
+
+
+class StrictModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def normalize_address(value: str) -> str:
+    if not isinstance(value, str) or not _ADDRESS.match(value):
+        raise ValueError(f"not a 20-byte hex address: {value!r}")
+    return value.lower()
+
+
+def redact_url(url: str) -> str:
+    """Scheme, host and port only: RPC URLs often carry an API key in the path or query."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.hostname}{f':{parts.port}' if parts.port else ''}"
+
+
+class FactoryConfig(StrictModel):
+    """A factory whose pools the chain publisher follows."""
+
+    dex: Dex
+    protocol: Protocol
+    address: str
+    start_block: int = Field(0, ge=0)
+
+    _address = field_validator("address")(normalize_address)
+
+
+class ChainSettings(StrictModel):
+    chain_id: int = 31337
+    rpc_urls: list[str] = Field(default_factory=lambda: ["http://127.0.0.1:8545"], min_length=1)
+    # Empty means: read the factories of the local stack's deployment manifest.
+    factories: list[FactoryConfig] = Field(default_factory=list)
+    start_block: int = Field(0, ge=0)
+    confirmations: int = Field(2, ge=0)
+    batch_blocks: int = Field(500, ge=1)
+    poll_interval_s: float = Field(0.5, gt=0)
+    # How many recent block hashes the checkpoint keeps to find a fork point.
+    reorg_window: int = Field(128, ge=1)
+    # The JSON-RPC requests: timeout, and retries of transient failures (429, 5xx, timeouts,
+    # refused connections, rate limits) on each URL before the next URL is tried;
+    # max_retries + 1 is also how often a batch is re-read while the chain keeps changing.
+    # Every network client's section is a RetryPolicy (dexwatch.core.retry), so the keys,
+    # their checks and the retry loop are declared once; a partial section changes only
+    # the keys it names.
+    retry: RetryPolicy = RetryPolicy(
+        timeout_s=10.0, max_retries=6, backoff_base_s=0.2, backoff_max_s=10.0
+    )
+    # Empty means <state_dir>/checkpoints/chain-<chain_id>.json
+    checkpoint_path: Path | None = None
+
+    _retry = field_validator("retry", mode="before")(over_field_default)
+
+    @field_validator("rpc_urls")
+    @classmethod
+    def _urls(cls, urls: list[str]) -> list[str]:
+        for url in urls:
+            if urlsplit(url).scheme not in ("http", "https"):
+                raise ValueError(f"RPC URL must be http(s): {redact_url(url)}")
+        return urls
+
+    @model_validator(mode="after")
+    def _window_covers_confirmations(self) -> ChainSettings:
+        if self.reorg_window <= self.confirmations:
+            raise ValueError("reorg_window must be larger than confirmations")
+        return self
+
+
+class PubSubSettings(StrictModel):
+    project: str = "dexwatch-local"
+    # host:port of the Pub/Sub emulator; null in production.
+    emulator_host: str | None = "127.0.0.1:8085"
+    publish_timeout_s: float = Field(60.0, gt=0)
+
+
+class WarehouseSettings(StrictModel):
+    # duckdb: the local file; bigquery: the production dataset (tables created by Terraform).
+    backend: Literal["duckdb", "bigquery"] = "duckdb"
+    # Empty means <state_dir>/warehouse.duckdb
+    path: Path | None = None
+    bigquery_project: str = ""
+    bigquery_dataset: str = "dexwatch"
+
+
+class PipelineSettings(StrictModel):
+    """The streaming pipeline: event-time slices, windows, triggers (dexwatch.core.features)."""
+
+    # Events are summarised per pool in fixed slices of this many seconds of event time.
+    slice_s: int = Field(15, ge=1)
+    # The window under test: the last current_slices slices; its baseline: the ones before.
+    current_slices: int = Field(4, ge=1)
+    baseline_slices: int = Field(20, ge=1)
+    # A window is scored only once its baseline has seen events over this share of its length
+    # (a pool's first minutes have no history to compare with).
+    min_baseline_share: float = Field(0.5, ge=0, le=1)
+    # Events this late (event time) still update their windows: covers the publisher's
+    # confirmation wait and reorg retractions.
+    allowed_lateness_s: int = Field(600, ge=0)
+    # Live reads: an event whose block time is further ahead of the reading clock than this
+    # is dead-lettered, and never moves the watermark (replays and backfills do not check).
+    max_event_ahead_s: int = Field(15, ge=0)
+    # During a migration of alert subscribers to the alert contract's version 2: until this
+    # time (UTC), each opening one-pool alert is also published as version 1 (attribute
+    # v1_copy=1), for subscribers filtering on schema_version = "1".
+    alert_v1_until: datetime | None = None
+    # An anomaly within this much event time of one of its pool's alert threads, or
+    # overlapping it (an hourly row), joins that thread; otherwise it opens one (an alert).
+    alert_cooldown_s: int = Field(300, ge=0)
+    # The hourly branch: reads pool-hourly and scores it with the hourly model (needs one,
+    # see `dexwatch model bootstrap-hourly`). Off, the pipeline reads pool-events only.
+    hourly: bool = False
+    # Hours this much older than a pool's newest hour still recompute the hours after them;
+    # older ones are dropped (their history is gone from state).
+    hourly_allowed_lateness_h: int = Field(24, ge=0)
+
+
+class ModelSettings(StrictModel):
+    # local: the scikit-learn model file; vertex: a Vertex AI endpoint (production); http:
+    # the prediction server (`dexwatch serve`) at http_url, the same contract as Vertex.
+    serving: Literal["local", "vertex", "http"] = "local"
+    # Empty means <state_dir>/models/chain-window/current.joblib
+    path: Path | None = None
+    # The hourly model (pipeline.hourly). Empty means
+    # <state_dir>/models/pool-hour/current.joblib
+    hourly_path: Path | None = None
+    vertex_endpoint_id: str = ""
+    # The Vertex endpoint serving the hourly model (the earlier design's 13-number requests).
+    hourly_vertex_endpoint_id: str = ""
+    vertex_project: str = ""
+    vertex_location: str = "us-central1"
+    # Rows per RunInference call: a call costs about 0.8 ms plus 6 us a row (200 trees,
+    # bench/scoring.py), so rows are scored in batches.
+    max_batch_size: int = Field(512, ge=1)
+    # `dexwatch run` trains a first model on this many simulated hours when there is none.
+    bootstrap_hours: float = Field(2.0, gt=0)
+    # `dexwatch model bootstrap-hourly` mines this many simulated hours: of each pool's
+    # whole hours (H - 2 at worst), the first 6 are history only, the rest training rows;
+    # the four pools the subgraphs index need H >= 21 for the 50 rows training takes.
+    hourly_bootstrap_hours: int = Field(24, ge=21)
+    # serving: http. The predict route of a prediction server; requests are retried on 5xx,
+    # connection errors and timeouts with capped exponential backoff.
+    http_url: str = "http://127.0.0.1:8080/predict"
+    http_retry: RetryPolicy = RetryPolicy(
+        timeout_s=10.0, max_retries=4, backoff_base_s=0.2, backoff_max_s=5.0
+    )
+    # The prediction server (`dexwatch serve`, the Vertex custom container): instances per
+    # request above this are refused with a 400 (Vertex caps a request at 1.5 MB anyway).
+    server_max_instances: int = Field(1000, ge=1)
+    # `dexwatch model promote` with GCP configured (vertex_project set): the artifact
+    # directory goes to {vertex_staging_uri}/<model>/<version>/, the Model Registry gets a
+    # new version served by serving_image_uri (the Dockerfile's image), and it is deployed
+    # to the model's endpoint: chain-window to vertex_endpoint_id, pool-hour to
+    # hourly_vertex_endpoint_id.
+    vertex_staging_uri: str = ""
+    serving_image_uri: str = ""
+    vertex_machine_type: str = "n1-standard-2"
+
+    _http_retry = field_validator("http_retry", mode="before")(over_field_default)
+
+    @field_validator("http_url")
+    @classmethod
+    def _http_url(cls, url: str) -> str:
+        if urlsplit(url).scheme not in ("http", "https"):
+            raise ValueError(f"must be an http(s) URL: {redact_url(url)}")
+        return url
+
+    @field_validator("vertex_staging_uri")
+    @classmethod
+    def _gcs_uri(cls, uri: str) -> str:
+        if uri and not re.fullmatch(r"gs://[a-z0-9][a-z0-9._-]{1,220}[a-z0-9](/.*)?", uri):
+            raise ValueError(f"must be a gs://bucket[/prefix] URI: {uri!r}")
+        return uri.rstrip("/")
+
+    @property
+    def gcp_configured(self) -> bool:
+        return bool(self.vertex_project)
+
+
+class MonitoringSettings(StrictModel):
+    """Training schedule, feature drift and metrics (`dexwatch train`, `drift check`,
+    `metrics serve`)."""
+
+    # `dexwatch train --schedule` without a value, and the production schedule: weekly.
+    training_schedule: str = "0 3 * * 1"
+    # A feature whose PSI (production's training data vs the recent rows) passes this
+    # raises a feature-drift alert.
+    psi_threshold: float = Field(0.25, gt=0)
+    # Drift compares the training data with the rows of the last drift_hours.
+    drift_hours: float = Field(24.0, gt=0)
+    # The live anomaly rate is over the rows of the last anomaly_rate_hours.
+    anomaly_rate_hours: float = Field(1.0, gt=0)
+    metrics_port: int = Field(9464, ge=0, le=65535)
+    # Set: `dexwatch metrics export` writes the same values to Cloud Monitoring (production).
+    cloud_monitoring_project: str = ""
+
+    @field_validator("training_schedule")
+    @classmethod
+    def _cron(cls, expression: str) -> str:
+        from croniter import croniter
+
+        if not croniter.is_valid(expression):
+            raise ValueError(f"not a cron expression: {expression!r}")
+        return expression
+
+
+class SubgraphSource(StrictModel):
+    """One subgraph the subgraph publisher reads: which dex it indexes, its entity schema,
+    and its id on The Graph's network (a subgraph id, or a deployment id)."""
+
+    dex: Dex
+    # v3: Uniswap V3's PoolHourData; v2: PairHourData of Uniswap V2 and SushiSwap subgraphs.
+    protocol: Protocol
+    subgraph_id: str | None = None
+    deployment_id: str | None = None
+    # Pool (pair) addresses; empty means the subgraph's top subgraph.top_n pools by TVL.
+    pools: list[str] = Field(default_factory=list)
+    # V2 only: the pair's swap fee, for fees_usd (PairHourData has no fee figure).
+    swap_fee: float = Field(0.003, ge=0, lt=1)
+
+    @field_validator("pools")
+    @classmethod
+    def _addresses(cls, pools: list[str]) -> list[str]:
+        return [normalize_address(pool) for pool in pools]
+
+    @model_validator(mode="after")
+    def _one_id(self) -> SubgraphSource:
+        if (self.subgraph_id is None) == (self.deployment_id is None):
+            raise ValueError("give exactly one of subgraph_id and deployment_id")
+        for value in (self.subgraph_id, self.deployment_id):
+            if value is not None and not re.fullmatch(r"[A-Za-z0-9]{10,100}", value):
+                raise ValueError(f"not a subgraph or deployment id: {value!r}")
+        return self
+
+    @property
+    def path(self) -> str:
+        """The subgraph's path below the gateway (or a graph-node style endpoint)."""
+        if self.subgraph_id is not None:
+            return f"subgraphs/id/{self.subgraph_id}"
+        return f"deployments/id/{self.deployment_id}"
+
+
+def _default_subgraph_sources() -> list[SubgraphSource]:
+    return [
+        # Uniswap's documented Ethereum mainnet subgraph.
+        SubgraphSource(
+            dex="uniswap_v3",
+            protocol="v3",
+            subgraph_id="5zvR82QoaXYFyDEKLZ9t6v9adgnptxYpKpSbxtgVENFV",
+        ),
+        # SushiSwap V2 on mainnet, known only by its deployment id.
+        SubgraphSource(
+            dex="sushiswap",
+            protocol="v2",
+            deployment_id="QmQ2h69a3vnE6N3TN7Ys9K1vpjYiJSi8fexnj1pWpRc6uY",
+        ),
+    ]
+
+
+class SubgraphSettings(StrictModel):
+    """`dexwatch publish subgraph`: hourly pool statistics from The Graph to pool-hourly."""
+
+    # Queries go to {gateway_url}/{api_key}/{subgraphs|deployments}/id/{id}.
+    gateway_url: str = "https://gateway.thegraph.com/api"
+    # From DEXWATCH_SUBGRAPH__API_KEY; never logged.
+    api_key: SecretStr | None = None
+    # Or a Secret Manager version holding it: projects/P/secrets/S/versions/V.
+    api_key_secret: str | None = None
+    # A graph-node style endpoint without API key, {endpoint_url}/subgraphs/id/{id}, used
+    # instead of the gateway when set: the local stand-in by default; null in production.
+    endpoint_url: str | None = "http://127.0.0.1:8000"
+    sources: list[SubgraphSource] = Field(default_factory=_default_subgraph_sources, min_length=1)
+    top_n: int = Field(20, ge=1, le=1000)
+    # Cron expression (UTC) of the passes when running on its own.
+    schedule: str = "0 * * * *"
+    # Rows per query; The Graph refuses more than 1000.
+    page_size: int = Field(1000, ge=1, le=1000)
+    # Hours fetched, published and checkpointed together when catching up.
+    hours_per_batch: int = Field(24, ge=1)
+    # A first run (no checkpoint) starts this many complete hours back.
+    first_run_hours: int = Field(24, ge=1)
+    # After a scheduled time, while the subgraphs have not indexed past the hour that ended,
+    # look again this often; `--once` gives up after catch_up_wait_s.
+    lag_poll_s: float = Field(30.0, gt=0)
+    catch_up_wait_s: float = Field(300.0, ge=0)
+    # The GraphQL queries: timeout, and retries of transient failures (429, 5xx, timeouts,
+    # GraphQL errors that do not say the query is wrong).
+    retry: RetryPolicy = RetryPolicy(
+        timeout_s=30.0, max_retries=5, backoff_base_s=0.5, backoff_max_s=30.0
+    )
+    # Empty means <state_dir>/checkpoints/subgraph-<chain_id>.json
+    checkpoint_path: Path | None = None
+
+    _retry = field_validator("retry", mode="before")(over_field_default)
+
+    @field_validator("gateway_url", "endpoint_url")
+    @classmethod
+    def _http(cls, url: str | None) -> str | None:
+        if url is not None and urlsplit(url).scheme not in ("http", "https"):
+            raise ValueError(f"must be an http(s) URL: {redact_url(url)}")
+        return url.rstrip("/") if url else url
+
+    @field_validator("api_key_secret")
+    @classmethod
+    def _secret_version(cls, name: str | None) -> str | None:
+        if name is not None and not _SECRET_VERSION.fullmatch(name):
+            raise ValueError("must look like projects/P/secrets/S/versions/V")
+        return name
+
+    @field_validator("schedule")
+    @classmethod
+    def _cron(cls, expression: str) -> str:
+        from croniter import croniter
+
+        if not croniter.is_valid(expression):
+            raise ValueError(f"not a cron expression: {expression!r}")
+        return expression
+
+    @model_validator(mode="after")
+    def _key_for_the_gateway(self) -> SubgraphSettings:
+        if self.endpoint_url is None and self.api_key is None and self.api_key_secret is None:
+            raise ValueError(
+                "the gateway needs an API key: set DEXWATCH_SUBGRAPH__API_KEY or "
+                "subgraph.api_key_secret (or subgraph.endpoint_url for a keyless endpoint)"
+            )
+        return self
+
+
+class LoggingSettings(StrictModel):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    format: Literal["console", "json"] = "console"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="DEXWATCH_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+    )
+
+    # Where checkpoints, models, the local warehouse and the local stack's files live.
+    state_dir: Path = Path(".dexwatch")
+    chain: ChainSettings = ChainSettings()
+    pubsub: PubSubSettings = PubSubSettings()
+    warehouse: WarehouseSettings = WarehouseSettings()
+    pipeline: PipelineSettings = PipelineSettings()
+    model: ModelSettings = ModelSettings()
+    subgraph: SubgraphSettings = SubgraphSettings()
+    monitoring: MonitoringSettings = MonitoringSettings()
+    logging: LoggingSettings = LoggingSettings()
+
+    # Set on a subclass by load_settings: pydantic-settings reads sources per class.
+    config_file: ClassVar[Path | None] = None
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if cls.config_file is not None:
+            sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=cls.config_file))
+        return tuple(sources)
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.chain.checkpoint_path or (
+            self.state_dir / "checkpoints" / f"chain-{self.chain.chain_id}.json"
+        )
+
+    @property
+    def subgraph_checkpoint_path(self) -> Path:
+        return self.subgraph.checkpoint_path or (
+            self.state_dir / "checkpoints" / f"subgraph-{self.chain.chain_id}.json"
+        )
+
+    @property
+    def model_path(self) -> Path:
+        return self.model.path or self.state_dir / "models" / "chain-window" / "current.joblib"
+
+    @property
+    def registry_dir(self) -> Path:
+        """The local model registry (model/registry.py); its chain-window production link
+        is the default model_path."""
+        return self.state_dir / "models"
+
+    @property
+    def hourly_model_path(self) -> Path:
+        return self.model.hourly_path or self.state_dir / "models" / "pool-hour" / "current.joblib"
+
+    @property
+    def warehouse_path(self) -> Path:
+        return self.warehouse.path or self.state_dir / "warehouse.duckdb"
+
+    def with_sections(self, **changes: Any) -> Self:
+        """A copy with fields replaced: a dict for a section replaces those of its fields
+        (``with_sections(chain={"confirmations": 0})``), anything else a top-level field.
+        Like ``model_copy``, it does not validate again: the changes are the caller's."""
+        update = {}
+        for name, value in changes.items():
+            section = getattr(self, name)
+            if isinstance(section, BaseModel) and isinstance(value, dict):
+                unknown = set(value) - set(type(section).model_fields)
+                if unknown:
+                    raise SettingsError(f"{name} has no setting {', '.join(sorted(unknown))}")
+                value = section.model_copy(update=value)
+            update[name] = value
+        return self.model_copy(update=update)

@@ -1,0 +1,77 @@
+"""Where results live, behind one interface: DuckDB locally, BigQuery in production.
+
+``WarehouseTarget`` is all a process needs to reach the warehouse (no other setting, no
+secret): the pipeline's sinks carry it to the workers instead of the settings. The backend
+is chosen in one place, ``open_warehouse`` (``open_reader`` for readers). Every write is an
+upsert on the table's natural key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from dexwatch.core.errors import DexwatchError, UsageError
+from dexwatch.core.schemas.tables import Table
+from dexwatch.core.settings import Settings
+
+
+class WarehouseError(DexwatchError, FileNotFoundError):
+    """The warehouse cannot be read: it does not exist yet."""
+
+
+class QueryResult(Protocol):
+    columns: list[str]
+    rows: list[tuple[Any, ...]]
+
+
+class WarehouseReader(Protocol):
+    def query(self, sql: str) -> QueryResult:
+        """Run a read-only SQL query."""
+
+
+class Warehouse(WarehouseReader, Protocol):
+    def upsert(self, table: Table, rows: Sequence[dict[str, Any]]) -> int:
+        """Insert or replace ``rows`` by the table's natural key; returns the row count."""
+
+
+@dataclass(frozen=True)
+class WarehouseTarget:
+    """The warehouse of a deployment: the local DuckDB file, or a BigQuery dataset."""
+
+    backend: str
+    path: Path
+    bigquery_project: str = ""
+    bigquery_dataset: str = ""
+
+    @classmethod
+    def of(cls, settings: Settings) -> WarehouseTarget:
+        w = settings.warehouse
+        return cls(w.backend, settings.warehouse_path, w.bigquery_project, w.bigquery_dataset)
+
+
+def open_warehouse(where: Settings | WarehouseTarget) -> Warehouse:
+    """The warehouse to write (and read) from this process: the local DuckDB file. In
+    production only the pipeline writes, through BigQueryIO."""
+    target = where if isinstance(where, WarehouseTarget) else WarehouseTarget.of(where)
+    if target.backend == "duckdb":
+        from dexwatch.core.warehouse.duckdb import DuckDBWarehouse
+
+        return DuckDBWarehouse(target.path)
+    raise UsageError(
+        f"warehouse.backend={target.backend!r} is written by the pipeline on "
+        "Dataflow; query it with BigQuery (bq query), not from this machine"
+    )
+
+
+def open_reader(where: Settings | WarehouseTarget) -> WarehouseReader:
+    """The warehouse to read from: the local file, or in production the BigQuery dataset
+    (training runs and drift checks read it; only the pipeline writes it)."""
+    target = where if isinstance(where, WarehouseTarget) else WarehouseTarget.of(where)
+    if target.backend == "bigquery":
+        from dexwatch.core.warehouse.bigquery import BigQueryReader
+
+        return BigQueryReader(target.bigquery_project, target.bigquery_dataset)
+    return open_warehouse(target)

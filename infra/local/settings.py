@@ -1,0 +1,127 @@
+"""The local stack's and the simulator's settings, apart from production's.
+
+``LocalSettings`` is the production ``Settings`` plus two sections: ``local`` (the embedded
+stack: ports, the history mined before going live, the subgraph stand-in) and ``simulator``
+(the market simulator). The CLI loads it; production code paths (publishers, pipelines,
+model) take ``Settings`` and never see these sections.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, field_validator
+
+from dexwatch.core.config import load_settings
+from dexwatch.core.settings import Settings, StrictModel
+
+# The faults the local stand-in for The Graph can serve (infra/local/subgraph/server.py).
+StandInFault = Literal["http_429", "http_500", "http_503", "graphql_error", "timeout"]
+
+
+class SubgraphStandInSettings(StrictModel):
+    """Indexing lag and faults of the local stand-in for The Graph, to watch the subgraph
+    publisher wait and retry (`python -m infra.local.subgraph` takes the same as flags).
+    The defaults are a punctual subgraph that never fails."""
+
+    # _meta.block and the rows stay at the newest block that is this many blocks and this
+    # many seconds of chain time behind the chain's head.
+    lag_blocks: int = Field(0, ge=0)
+    lag_s: float = Field(0.0, ge=0)
+    # Share of the requests answered with each fault, e.g. {http_429: 0.2}; drawn per request
+    # from a generator seeded with seed, so a run's n-th request always gets the same answer.
+    faults: dict[StandInFault, float] = Field(default_factory=dict)
+    seed: int = 0
+    # A timeout fault holds the request this long, then closes the connection unanswered.
+    hang_s: float = Field(2.0, gt=0)
+
+    @field_validator("faults")
+    @classmethod
+    def _shares(cls, faults: dict[str, float]) -> dict[str, float]:
+        if any(not 0 <= share <= 1 for share in faults.values()):
+            raise ValueError("each share must be between 0 and 1")
+        if sum(faults.values()) > 1:
+            raise ValueError(f"the shares add up to {sum(faults.values()):g}, more than 1")
+        return faults
+
+
+class LocalStackSettings(StrictModel):
+    host: str = "127.0.0.1"
+    anvil_port: int = Field(8545, gt=0, lt=65536)
+    emulator_port: int = Field(8085, gt=0, lt=65536)
+    # The local stand-in for The Graph (infra/local/subgraph), started by `dexwatch run`.
+    subgraph_port: int = Field(8000, gt=0, lt=65536)
+    subgraph_standin: SubgraphStandInSettings = SubgraphStandInSettings()
+    # `dexwatch run` starts a fresh chain this many hours (rounded down to a whole hour) in
+    # the past and mines that history before going live, so that the subgraph path has
+    # complete hours at once: with 8, each pool's last hours have the 6 hours of history the
+    # hourly features need. History is mined simulator.history_block_interval_s apart (about
+    # 10 s per hour), its last live_history_minutes with live-like blocks
+    # (simulator.block_interval_s apart, about 40 s per hour): the chain publisher starts
+    # there, so the chain path's baselines hold live-like traffic only.
+    history_hours: float = Field(8.0, ge=0, le=48)
+    live_history_minutes: float = Field(15.0, ge=0)
+    anvil_accounts: int = Field(20, ge=12)
+    chain_id: int = 31337
+    node_modules: Path = Path("node_modules")
+
+    @property
+    def rpc_url(self) -> str:
+        return f"http://{self.host}:{self.anvil_port}"
+
+    @property
+    def emulator_host(self) -> str:
+        return f"{self.host}:{self.emulator_port}"
+
+    @property
+    def subgraph_url(self) -> str:
+        return f"http://{self.host}:{self.subgraph_port}"
+
+
+class SimulatorSettings(StrictModel):
+    seed: int = 7
+    # Live runs mine a block every block_interval_s, timestamped with the wall clock.
+    block_interval_s: float = Field(2.0, gt=0)
+    # History runs (`simulate history`) stamp blocks this far apart, as fast as they can mine.
+    history_block_interval_s: int = Field(12, ge=1)
+    # A simulated "day" of trading rhythm passes in this many seconds of chain time.
+    day_length_s: float = Field(600.0, gt=0)
+    # Mean swaps per pool per minute of chain time at the daily average.
+    swaps_per_minute: float = Field(20.0, gt=0)
+    # Chance per pool per minute of chain time that a liquidity provider adds or removes a
+    # position.
+    lp_change_probability: float = Field(0.3, ge=0, le=1)
+    # Log-normal trade size in USD: median and shape (sigma of the log).
+    trade_usd_median: float = Field(600.0, gt=0)
+    trade_usd_sigma: float = Field(1.3, gt=0)
+    # Daily volatility of the fair prices the traders chase.
+    daily_volatility: float = Field(0.04, ge=0)
+
+
+class LocalSettings(Settings):
+    """Settings of a process that runs on the local stack: the CLI, the stack, the simulator."""
+
+    local: LocalStackSettings = LocalStackSettings()
+    simulator: SimulatorSettings = SimulatorSettings()
+
+    @property
+    def deployment_path(self) -> Path:
+        """The local deployment manifest (infra.local.deployment), written by `local up`."""
+        return self.state_dir / "deployment.json"
+
+    def with_deployed_factories(self) -> LocalSettings:
+        """These settings, with chain.factories from the local deployment manifest when none
+        are configured and the manifest exists: on the local stack the publishers follow
+        what `local up` deployed. Production configures its factories."""
+        if self.chain.factories or not self.deployment_path.is_file():
+            return self
+        from infra.local.deployment import LocalDeployment
+
+        factories = list(LocalDeployment.load(self.deployment_path).factories)
+        return self.with_sections(chain={"factories": factories})
+
+
+def load_local_settings(config_file: Path | None = None, **overrides: Any) -> LocalSettings:
+    """``load_settings`` for LocalSettings."""
+    return load_settings(config_file, schema=LocalSettings, **overrides)

@@ -1,0 +1,125 @@
+"""Scoring alerts against injected incidents (model.evaluation.incident_detection) and the
+fixed-threshold rule baseline, on hand-made windows with known answers."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+
+import numpy as np
+import pytest
+
+from model.evaluation import WEEK_S, LabelledIncident, alert_threads, incident_detection
+from model.rules import RULES, rule_flags
+
+T0 = 1_800_000_000
+A, B = "0xaa", "0xbb"
+
+
+def _windows(pool: str, ends: range) -> tuple[list, list, list]:
+    """One-minute windows of one pool, one every 15 s."""
+    return [pool] * len(ends), [e - 60 for e in ends], list(ends)
+
+
+def _arrays(*parts: tuple[list, list, list]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    pools = np.array([p for part in parts for p in part[0]], dtype=object)
+    starts = np.array([s for part in parts for s in part[1]], dtype=float)
+    ends = np.array([e for part in parts for e in part[2]], dtype=float)
+    return pools, starts, ends
+
+
+def _incident(pool: str, kind: str, first: int, last: int) -> LabelledIncident:
+    def at(t: int) -> datetime:
+        return datetime.fromtimestamp(t, UTC)
+
+    return LabelledIncident(f"{pool}:{kind}:{first}", pool, kind, at(first), at(last))
+
+
+def test_flagged_windows_within_the_cooldown_form_one_alert_per_pool() -> None:
+    pools, starts, ends = _arrays(_windows(A, range(T0, T0 + 3600, 15)),
+                                  _windows(B, range(T0, T0 + 3600, 15)))  # fmt: skip
+    flagged = np.zeros(len(pools), dtype=bool)
+    # A: windows ending at +600, +615 and +900 (within 300 s), then +1500: two alerts.
+    for t in (600, 615, 900, 1500):
+        flagged[(pools == A) & (ends == T0 + t)] = True
+    flagged[(pools == B) & (ends == T0 + 900)] = True  # B's own alert, at the same time
+    threads = alert_threads(pools, starts, ends, flagged, cooldown_s=300)
+    assert [(t.pool, t.start - T0, t.end - T0) for t in threads] == [
+        (A, 540, 900), (A, 1440, 1500), (B, 840, 900)
+    ]  # fmt: skip
+
+
+def test_recall_precision_false_alerts_and_delay_follow_the_definitions() -> None:
+    week = range(T0, T0 + WEEK_S, 15)
+    pools, starts, ends = _arrays(_windows(A, week), _windows(B, week))
+    incidents = [
+        _incident(A, "rug-pull", T0 + 1000, T0 + 1030),  # flagged 20 s after its first block
+        _incident(A, "wash-trading", T0 + 50_000, T0 + 50_200),  # flagged 50 s after its end
+        _incident(B, "liquidity-drain", T0 + 9000, T0 + 9030),  # missed
+    ]
+    flagged = np.zeros(len(pools), dtype=bool)
+    flagged[(pools == A) & (ends == T0 + 1020)] = True
+    flagged[(pools == A) & (ends == T0 + 50_250)] = True
+    flagged[(pools == B) & (ends == T0 + 9000)] = True  # ends at the first block: too early
+    flagged[(pools == B) & (ends == T0 + 200_010)] = True  # nothing there: a false alert
+    result = incident_detection(pools, starts, ends, flagged, incidents, after_s=60,
+                                cooldown_s=300)  # fmt: skip
+    assert [(o.kind, o.detected, o.delay_s) for o in result.outcomes] == [
+        ("rug-pull", True, 20.0), ("wash-trading", True, 250.0), ("liquidity-drain", False, None)
+    ]  # fmt: skip
+    assert result.recall == pytest.approx(2 / 3)
+    # Four alerts: the rug pull's, the wash trading's, B's early one, B's false one. The early
+    # one ends at the drain's first block, before any of it: it holds none of the incident.
+    assert (result.threads, result.false_threads) == (4, 2)
+    assert result.precision == pytest.approx(0.5)
+    # Each pool observed from its first window's start to its last window's end.
+    assert result.pool_weeks == pytest.approx(2 * (WEEK_S - 15 + 60) / WEEK_S)
+    assert result.false_alerts_per_pool_week == pytest.approx(2 / result.pool_weeks)
+    assert result.median_delay_s == pytest.approx(135.0)
+    assert result.by_kind()["liquidity-drain"] == {
+        "incidents": 1, "detected": 0, "recall": 0.0, "median_delay_s": None
+    }  # fmt: skip
+
+
+def test_no_flags_no_alerts_and_no_precision() -> None:
+    pools, starts, ends = _arrays(_windows(A, range(T0, T0 + 600, 15)))
+    rug = _incident(A, "rug-pull", T0 + 100, T0 + 130)
+    nothing = np.zeros(len(pools), dtype=bool)
+    result = incident_detection(pools, starts, ends, nothing, [rug], 60, 300)
+    assert (result.recall, result.precision, result.threads) == (0.0, None, 0)
+    assert result.false_alerts_per_pool_week == 0.0
+
+
+def test_the_rule_flags_any_threshold_crossed_and_ignores_missing_features() -> None:
+    names = [name for name, _, _ in RULES]
+    quiet = {name: 0.0 for name in names}
+    rows = [quiet, {**quiet, "liquidity_removed_share": 0.25},
+            {**quiet, "price_change": math.log(1.06)}, {**quiet, "volume_ratio": math.nan},
+            {**quiet, "max_swap_price_impact": math.log(1.04)}]  # fmt: skip
+    columns = {name: np.array([row[name] for row in rows]) for name in names}
+    assert rule_flags(columns).tolist() == [False, True, True, False, False]
+
+
+@pytest.mark.stack
+def test_an_incident_injected_into_history_is_stamped_in_chain_time(deployed) -> None:
+    """Into a history run, an incident's blocks follow the latest block block_interval_s
+    apart at once, however far ahead of the wall clock the chain is."""
+    from infra.local import evm
+    from infra.local.incidents import inject
+
+    settings, deployment = deployed
+    rpc = evm.Rpc(settings.local.rpc_url)
+    try:
+        _, head_time = evm.latest_block(rpc)
+        ahead = max(head_time, int(datetime.now(UTC).timestamp())) + 86_400
+        evm.mine(rpc, ahead)  # a day ahead of the wall clock, as a history run may be
+    finally:
+        rpc.close()
+    live_blocks = settings.model_copy(
+        update={"simulator": settings.simulator.model_copy(update={"block_interval_s": 2.0})}
+    )
+    label = inject(live_blocks, deployment, "liquidity-drain", "sushiswap:WETH/USDC",
+                   history=True)  # fmt: skip
+    assert label.last_block - label.first_block == 2  # three blocks, one per step
+    assert label.first_timestamp.timestamp() == ahead + 2
+    assert (label.last_timestamp - label.first_timestamp).total_seconds() == 4

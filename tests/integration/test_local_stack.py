@@ -1,0 +1,199 @@
+"""The local stack and the whole local detector through the real command line."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from infra.local import processes, stack
+from infra.local.deployment import LocalDeployment
+from tests._pubsub import drain, pool_events
+from tests.conftest import dexwatch_cli, make_settings, write_local_config
+
+pytestmark = [pytest.mark.stack, pytest.mark.slow]
+
+POOL_NAMES = (
+    "uniswap_v3:WETH/USDC:500",
+    "uniswap_v3:WBTC/USDC:3000",
+    "sushiswap:WETH/USDC",
+    "sushiswap:LINK/WETH",
+    "uniswap_v2:UNI/WETH",
+)
+
+
+def _ports(config: Path) -> list[int]:
+    local = yaml.safe_load(config.read_text())["local"]
+    return [local["anvil_port"], local["emulator_port"], local["subgraph_port"]]
+
+
+def _assert_nothing_left(config: Path, pids: list[int]) -> None:
+    for port in _ports(config):
+        assert not processes.port_open("127.0.0.1", port), f"port {port} still served"
+    for pid in pids:
+        assert (
+            not Path(f"/proc/{pid}").exists()
+            or "zombie" in Path(f"/proc/{pid}/status").read_text().lower()
+        )
+
+
+def _pids(config: Path) -> list[int]:
+    run_dir = Path(yaml.safe_load(config.read_text())["state_dir"]) / "run"
+    return [int(p.read_text()) for p in run_dir.glob("*.pid")]
+
+
+def test_up_is_idempotent_status_reports_and_down_stops_everything(tmp_path: Path) -> None:
+    config = write_local_config(tmp_path)
+    try:
+        first = dexwatch_cli(config, "local", "up")
+        assert first.returncode == 0, first.stderr
+        for name in POOL_NAMES:
+            assert name in first.stdout
+        deployment = LocalDeployment.load(tmp_path / ".dexwatch" / "deployment.json")
+        assert {p.name for p in deployment.pools} == set(POOL_NAMES)
+
+        again = dexwatch_cli(config, "local", "up")
+        assert again.returncode == 0, again.stderr
+        assert LocalDeployment.load(tmp_path / ".dexwatch" / "deployment.json") == deployment
+
+        status = dexwatch_cli(config, "local", "status")
+        assert status.returncode == 0 and "5 deployed" in status.stdout
+        pids = _pids(config)
+        assert len(pids) == 2
+    finally:
+        down = dexwatch_cli(config, "local", "down")
+    assert down.returncode == 0 and "anvil" in down.stdout
+    _assert_nothing_left(config, pids)
+    assert dexwatch_cli(config, "local", "status").returncode == 1
+
+
+def test_injected_drain_is_published_and_labelled(tmp_path: Path, monkeypatch) -> None:
+    # No confirmations: `publish chain --once` then reaches the drain's last block.
+    config = write_local_config(tmp_path, chain={"confirmations": 0})
+    try:
+        assert dexwatch_cli(config, "local", "up").returncode == 0
+        injected = dexwatch_cli(
+            config,
+            "simulate",
+            "inject",
+            "--kind",
+            "liquidity-drain",
+            "--pool",
+            "sushiswap:WETH/USDC",
+        )
+        assert injected.returncode == 0, injected.stderr
+        published = dexwatch_cli(config, "publish", "chain", "--once")
+        assert published.returncode == 0, published.stderr
+
+        labels = dexwatch_cli(
+            config, "query", "select pool, kind, first_block, last_block from incident_labels"
+        )
+        assert labels.returncode == 0, labels.stderr
+        assert "liquidity-drain" in labels.stdout
+
+        settings = yaml.safe_load(config.read_text())
+        monkeypatch.setenv("PUBSUB_EMULATOR_HOST", settings["pubsub"]["emulator_host"])
+        events = pool_events(drain("dexwatch-local", "pool-events-monitor"))
+        deployment = LocalDeployment.load(tmp_path / ".dexwatch" / "deployment.json")
+        pair = deployment.pool("sushiswap:WETH/USDC").address
+        first, last = (
+            int(n) for n in re.search(r"blocks (\d+)\.\.(\d+)", injected.stdout).groups()
+        )
+        burns = [
+            e
+            for e in events
+            if e.pool == pair and e.event == "Burn" and first <= e.block_number <= last
+        ]
+        assert len(burns) == 3, f"{len(burns)} Burn events of the drain were published"
+        assert all(e.dex == "sushiswap" and e.kind == "event" for e in burns)
+    finally:
+        dexwatch_cli(config, "local", "down")
+
+
+# A small first model: `run` trains one when there is none (bootstrap_hours of history).
+# One hour of history: complete hours for the subgraph path without mining eight.
+QUICK_RUN = {
+    "simulator": {"block_interval_s": 1.0},
+    "model": {"bootstrap_hours": 0.3},
+    "local": {"history_hours": 1},
+}
+
+
+def test_run_shows_every_pool_and_leaves_no_process(tmp_path: Path) -> None:
+    config = write_local_config(tmp_path, **QUICK_RUN)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DEXWATCH_", "PUBSUB_"))}
+    proc = subprocess.run(
+        [sys.executable, "-m", "dexwatch", "--config", str(config), "run", "--duration", "40"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    final_table = proc.stdout[proc.stdout.rfind("pool-events:") :]
+    for name in POOL_NAMES:
+        row = next((line for line in final_table.splitlines() if name in line), None)
+        assert row is not None, f"{name} missing from the summary:\n{final_table}"
+        swaps = int(row.split("│")[2].strip())
+        assert swaps > 0, row
+    # The chain started hours back: the subgraph path published its complete hours.
+    hourly = [line for line in proc.stdout.splitlines() if line.startswith("HOURLY ")]
+    for name in POOL_NAMES:
+        if not name.startswith("uniswap_v2"):  # no subgraph source for the Uniswap V2 pair
+            assert any(f" {name} " in line for line in hourly), f"no hourly row of {name}"
+    assert "stopped:" in proc.stdout
+    _assert_nothing_left(config, _pids(config))
+    assert not list((tmp_path / ".dexwatch" / "run").glob("*.pid"))
+
+
+def test_interrupt_stops_every_process_it_started(tmp_path: Path) -> None:
+    config = write_local_config(tmp_path, **QUICK_RUN)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DEXWATCH_", "PUBSUB_"))}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dexwatch", "--config", str(config), "run"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        for line in proc.stdout:  # wait until every component runs
+            if line.startswith("running:"):
+                break
+        pids = _pids(config)
+        # emulator, anvil, simulator, chain publisher, subgraph stand-in and publisher, pipeline
+        assert len(pids) == 7
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err[-3000:]
+    _assert_nothing_left(config, pids)
+
+
+def test_a_new_chain_forgets_the_old_ones_state_but_keeps_the_models(tmp_path: Path) -> None:
+    """What a fresh anvil makes stale: the deployment, checkpoints, the warehouse and the
+    pipeline's journal (a new chain reuses block numbers and pool addresses, so replaying the
+    old messages would mix the two chains); the trained models stay."""
+    settings = make_settings(tmp_path / "state")
+    stale = [
+        settings.deployment_path,
+        settings.warehouse_path,
+        settings.state_dir / "checkpoints" / "subgraph.json",
+        settings.state_dir / "journal" / "p" / "pool-events-pipeline" / "0001.log",
+    ]
+    model = settings.model_path
+    for path in [*stale, model]:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"x")
+    stack._reset_chain_state(settings)
+    assert [path for path in stale if path.exists()] == []
+    assert model.read_bytes() == b"x"

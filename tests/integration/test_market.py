@@ -1,0 +1,243 @@
+"""The local market on a real anvil: deployment, simulated trading, injected incidents.
+
+What is asserted is read back from the chain (pool state at a block, the pools' own event
+logs), never taken from the simulator's or the injector's own accounts of what they did.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import threading
+
+import pytest
+
+from dexwatch.core.settings import Settings
+from infra.local import evm
+from infra.local.deployment import LocalDeployment
+from infra.local.incidents import inject
+from infra.local.market import MarketSimulator
+from tests.conftest import make_settings
+
+pytestmark = pytest.mark.stack
+
+V3_SWAP = evm.topic("Swap(address,address,int256,int256,uint160,uint128,int24)")
+V2_SWAP = evm.topic("Swap(address,uint256,uint256,uint256,uint256,address)")
+
+
+def _with(settings: Settings, **simulator: object) -> Settings:
+    return make_settings(
+        settings.state_dir,
+        local=settings.local.model_dump(mode="json"),
+        chain=settings.chain.model_dump(mode="json"),
+        simulator=simulator,
+    )
+
+
+def _swaps(rpc: evm.Rpc, pool_address: str, first: int, last: int) -> list[dict]:
+    return rpc.call(
+        "eth_getLogs",
+        {
+            "fromBlock": hex(first),
+            "toBlock": hex(last),
+            "address": pool_address,
+            "topics": [[V3_SWAP, V2_SWAP]],
+        },
+    )
+
+
+def _usdc_amounts(deployment: LocalDeployment, pool_name: str, logs: list[dict]) -> list[float]:
+    """USD size of each swap of a USDC pool, from the log's own amounts."""
+    pool = deployment.pool(pool_name)
+    usdc_is_token0 = pool.token0 == "USDC"
+    sizes = []
+    for log in logs:
+        words = [int(log["data"][2 + 64 * i : 66 + 64 * i], 16) for i in range(4)]
+        if pool.protocol == "v3":
+            raw = words[0] if usdc_is_token0 else words[1]
+            raw = raw - 2**256 if raw >= 2**255 else raw
+            sizes.append(abs(raw) / 1e18)
+        else:  # amount0In, amount1In, amount0Out, amount1Out
+            sizes.append((words[0] + words[2] if usdc_is_token0 else words[1] + words[3]) / 1e18)
+    return sizes
+
+
+def test_deployment_has_the_pools_tokens_and_accounts_the_simulator_needs(deployed):
+    settings, deployment = deployed
+    rpc = evm.Rpc(settings.local.rpc_url)
+    states = evm.read_pools(rpc, deployment.pools)
+    prices = evm.usd_prices(deployment, states)
+    rpc.close()
+    assert {p.dex for p in deployment.pools} == {"uniswap_v3", "uniswap_v2", "sushiswap"}
+    assert sorted(p.fee for p in deployment.pools if p.protocol == "v3") == [500, 3000]
+    assert sum(p.dex == "sushiswap" for p in deployment.pools) == 2
+    assert {f.dex for f in deployment.factories} == {"uniswap_v3", "uniswap_v2", "sushiswap"}
+    # The pools start at the tokens' initial USD prices, read back from pool state.
+    for symbol, token in deployment.tokens.items():
+        assert prices[symbol] == pytest.approx(token.initial_usd_price, rel=1e-3)
+    for state in states.values():
+        assert state.reserve0 > 0 and state.reserve1 > 0
+
+
+def test_history_trades_every_pool_with_heavy_tails_and_a_daily_rhythm(deployed):
+    settings, deployment = deployed
+    settings = _with(settings, day_length_s=1200, history_block_interval_s=12, seed=3)
+    simulator = MarketSimulator(settings, deployment)
+    seen: list[tuple[int, int]] = []
+    first, last = simulator.generate_history(
+        1.0, progress=lambda done, total: seen.append((done, total))
+    )
+    assert last - first + 1 == 300 and seen[-1] == (300, 300)
+    assert simulator.stats.reverted == 0
+
+    rpc = evm.Rpc(settings.local.rpc_url)
+    try:
+        start = int(rpc.call("eth_getBlockByNumber", hex(first), False)["timestamp"], 16)
+        end = int(rpc.call("eth_getBlockByNumber", hex(last), False)["timestamp"], 16)
+        assert end - start == 12 * 299  # chain time, ahead of the wall clock
+        by_block: dict[int, int] = {}
+        for pool in deployment.pools:
+            logs = _swaps(rpc, pool.address, first, last)
+            assert len(logs) > 300, pool.name  # ~20 a minute for an hour
+            for log in logs:
+                number = int(log["blockNumber"], 16)
+                by_block[number] = by_block.get(number, 0) + 1
+        # Daily rhythm: the busy half of each simulated day trades far more than the quiet half.
+        busy = quiet = 0
+        for number in range(first, last + 1):
+            timestamp = start + 12 * (number - first)
+            count = by_block.get(number, 0)
+            if simulator.rhythm(timestamp) > 1:
+                busy += count
+            else:
+                quiet += count
+        assert busy > 2 * quiet
+        # Heavy tails: the largest trades dwarf the typical one.
+        sizes = sorted(
+            _usdc_amounts(
+                deployment,
+                "sushiswap:WETH/USDC",
+                _swaps(rpc, deployment.pool("sushiswap:WETH/USDC").address, first, last),
+            )
+        )
+        median, p99 = statistics.median(sizes), sizes[int(0.99 * len(sizes))]
+        assert 200 < median < 1500 and p99 > 8 * median
+        # Prices wander but stay a market: within 30% of where they started after an hour.
+        prices = evm.usd_prices(deployment, evm.read_pools(rpc, deployment.pools))
+        for symbol, token in deployment.tokens.items():
+            assert abs(math.log(prices[symbol] / token.initial_usd_price)) < 0.3, symbol
+    finally:
+        rpc.close()
+
+
+def test_live_run_stamps_blocks_with_the_wall_clock_and_stops_when_asked(deployed):
+    import time
+
+    settings, deployment = deployed
+    # Whole seconds: block timestamps are integers, so faster blocks would outrun the clock.
+    settings = _with(settings, block_interval_s=1.5)
+    simulator = MarketSimulator(settings, deployment)
+    stop = threading.Event()
+    worker = threading.Thread(target=simulator.run_live, args=(stop,))
+    worker.start()
+    deadline = time.monotonic() + 30
+    while simulator.stats.blocks < 5 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    stop.set()
+    worker.join(timeout=10)
+    assert not worker.is_alive()
+    assert simulator.stats.blocks >= 3 and simulator.stats.swaps > 0
+    rpc = evm.Rpc(settings.local.rpc_url)
+    number, timestamp = evm.latest_block(rpc)
+    assert abs(timestamp - time.time()) < 3
+    assert rpc.call("anvil_getAutomine") is True  # restored
+    rpc.close()
+
+
+POOLS = ["uniswap_v3:WETH/USDC:500", "sushiswap:LINK/WETH"]
+
+
+def _state_at(rpc: evm.Rpc, deployment: LocalDeployment, pool: str, block: int):
+    return evm.read_pools(rpc, [deployment.pool(pool)], hex(block))[pool]
+
+
+def _inject(deployed, kind: str, pool: str):
+    """(settings, deployment, label, rpc) after injecting ``kind`` without waits between
+    blocks; the caller closes rpc."""
+    settings, deployment = deployed
+    settings = _with(settings, block_interval_s=0.05)
+    label = inject(settings, deployment, kind, pool)
+    return settings, deployment, label, evm.Rpc(settings.local.rpc_url)
+
+
+@pytest.mark.parametrize("pool", POOLS)
+def test_liquidity_drain_removes_over_half_within_a_few_blocks(deployed, pool):
+    settings, deployment, label, rpc = _inject(deployed, "liquidity-drain", pool)
+    before = _state_at(rpc, deployment, pool, label.first_block - 1)
+    after = _state_at(rpc, deployment, pool, label.last_block)
+    rpc.close()
+    assert after.liquidity / before.liquidity < 0.5
+    assert label.last_block - label.first_block <= 4
+    assert label.pool == deployment.pool(pool).address and label.kind == "liquidity-drain"
+    assert label.first_timestamp <= label.last_timestamp
+
+
+@pytest.mark.parametrize("pool", POOLS)
+def test_rug_pull_pumps_then_removes_nearly_everything(deployed, pool):
+    settings, deployment, label, rpc = _inject(deployed, "rug-pull", pool)
+    states = [
+        _state_at(rpc, deployment, pool, n)
+        for n in range(label.first_block - 1, label.last_block + 1)
+    ]
+    rpc.close()
+    start, end = states[0], states[-1]
+    moves = [abs(math.log(s.price / start.price)) for s in states]
+    assert max(moves) > math.log(1.15)  # the pump
+    assert end.liquidity / start.liquidity < 0.15  # then near-total removal
+
+
+@pytest.mark.parametrize("pool", POOLS)
+def test_price_manipulation_moves_the_price_and_back(deployed, pool):
+    settings, deployment, label, rpc = _inject(deployed, "price-manipulation", pool)
+    start = _state_at(rpc, deployment, pool, label.first_block - 1)
+    moved = _state_at(rpc, deployment, pool, label.first_block)
+    end = _state_at(rpc, deployment, pool, label.last_block)
+    logs = _swaps(rpc, deployment.pool(pool).address, label.first_block, label.first_block)
+    rpc.close()
+    assert len(logs) == 1  # one swap
+    assert moved.price / start.price >= 1.10
+    assert end.price / start.price == pytest.approx(1.0, abs=0.01)
+
+
+@pytest.mark.parametrize("pool", POOLS)
+def test_wash_trading_is_twenty_times_normal_volume_between_two_addresses(deployed, pool):
+    settings, deployment = deployed
+    fast = _with(settings, block_interval_s=0.05)
+    label = inject(fast, deployment, "wash-trading", pool)
+    rpc = evm.Rpc(settings.local.rpc_url)
+    info = deployment.pool(pool)
+    logs = _swaps(rpc, info.address, label.first_block, label.last_block)
+    prices = evm.usd_prices(deployment, evm.read_pools(rpc, deployment.pools))
+    rpc.close()
+    adversaries = {a[2:] for a in deployment.accounts.adversaries}
+    traders = {topic[-40:] for log in logs for topic in log["topics"][1:]}
+    traders -= {deployment.periphery["v3_swap_router"][2:]}
+    assert traders == adversaries
+    # Volume in USD from token0 amounts, against the simulator's normal rate over the same
+    # stretch of chain time.
+    volume = 0.0
+    for log in logs:
+        words = [int(log["data"][2 + 64 * i : 66 + 64 * i], 16) for i in range(4)]
+        if info.protocol == "v3":
+            raw = words[0] - 2**256 if words[0] >= 2**255 else words[0]
+            amount0 = abs(raw)
+        else:
+            amount0 = words[0] + words[2]
+        volume += amount0 / 1e18 * prices[info.token0]
+    sim = settings.simulator
+    normal_per_s = (
+        sim.swaps_per_minute / 60 * sim.trade_usd_median * math.exp(sim.trade_usd_sigma**2 / 2)
+    )
+    # The chain time the burst spans: its blocks' timestamps plus the first block's second.
+    span_s = (label.last_timestamp - label.first_timestamp).total_seconds() + 1
+    assert volume >= 19 * normal_per_s * span_s

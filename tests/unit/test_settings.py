@@ -1,0 +1,132 @@
+from pathlib import Path
+
+import pytest
+
+from dexwatch.core.settings import SettingsError, redact_url
+from infra.local.settings import load_local_settings
+
+
+def test_defaults_point_at_the_local_stack() -> None:
+    settings = load_local_settings()
+    assert settings.chain.rpc_urls == ["http://127.0.0.1:8545"]
+    assert settings.pubsub.emulator_host == "127.0.0.1:8085"
+    assert settings.checkpoint_path == Path(".dexwatch/checkpoints/chain-31337.json")
+
+
+def test_file_then_environment_then_arguments(tmp_path: Path, monkeypatch) -> None:
+    config = tmp_path / "dexwatch.yaml"
+    config.write_text("chain:\n  confirmations: 3\n  batch_blocks: 50\n")
+    monkeypatch.setenv("DEXWATCH_CHAIN__BATCH_BLOCKS", "70")
+    settings = load_local_settings(config, pubsub={"project": "p"})
+    assert settings.chain.confirmations == 3
+    assert settings.chain.batch_blocks == 70
+    assert settings.pubsub.project == "p"
+
+
+def test_unknown_key_in_file_is_named(tmp_path: Path) -> None:
+    config = tmp_path / "dexwatch.yaml"
+    config.write_text("chain:\n  confirmatons: 3\n")
+    with pytest.raises(SettingsError, match=r"unknown setting 'chain\.confirmatons'"):
+        load_local_settings(config)
+
+
+def test_unknown_environment_variable_is_named(monkeypatch) -> None:
+    monkeypatch.setenv("DEXWATCH_CHAINN__CONFIRMATIONS", "3")
+    with pytest.raises(SettingsError, match="DEXWATCH_CHAINN__CONFIRMATIONS"):
+        load_local_settings()
+
+
+def test_invalid_value_names_key_and_reason(tmp_path: Path) -> None:
+    config = tmp_path / "dexwatch.yaml"
+    config.write_text("chain:\n  rpc_urls: ['ws://127.0.0.1:8545']\n")
+    with pytest.raises(SettingsError, match=r"invalid setting 'chain\.rpc_urls'.*http"):
+        load_local_settings(config)
+
+
+def test_reorg_window_must_exceed_confirmations() -> None:
+    with pytest.raises(SettingsError, match="reorg_window"):
+        load_local_settings(chain={"confirmations": 10, "reorg_window": 10})
+
+
+def test_factory_addresses_are_checked_and_lower_cased() -> None:
+    address = "0xC0AEe478e3658e2610c5F7A4A2E1777cE9e4f2Ac"
+    factory = {"dex": "sushiswap", "protocol": "v2", "address": address, "start_block": 10794229}
+    settings = load_local_settings(chain={"factories": [factory]})
+    assert settings.chain.factories[0].address == address.lower()
+    with pytest.raises(SettingsError, match=r"chain\.factories\.0\.address"):
+        load_local_settings(chain={"factories": [{**factory, "address": "0x1234"}]})
+
+
+def test_missing_config_file_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(SettingsError, match="config file not found"):
+        load_local_settings(tmp_path / "nope.yaml")
+
+
+def test_redact_url_drops_path_query_and_credentials() -> None:
+    url = "https://user:pw@eth-mainnet.example.com:8443/v2/SECRETKEY?key=abc"
+    assert redact_url(url) == "https://eth-mainnet.example.com:8443"
+
+
+# --- subgraph ---------------------------------------------------------------------------------
+
+_V3_SOURCE = {"dex": "uniswap_v3", "protocol": "v3", "subgraph_id": "x" * 20}
+
+
+def test_subgraph_defaults_read_the_local_standin_for_the_mainnet_subgraphs() -> None:
+    subgraph = load_local_settings().subgraph
+    assert subgraph.endpoint_url == "http://127.0.0.1:8000"
+    assert (subgraph.schedule, subgraph.page_size, subgraph.api_key) == ("0 * * * *", 1000, None)
+    v3, sushi = subgraph.sources
+    assert (v3.dex, v3.protocol, v3.path) == (
+        "uniswap_v3",
+        "v3",
+        "subgraphs/id/5zvR82QoaXYFyDEKLZ9t6v9adgnptxYpKpSbxtgVENFV",
+    )
+    assert (sushi.dex, sushi.protocol, sushi.path) == (
+        "sushiswap",
+        "v2",
+        "deployments/id/QmQ2h69a3vnE6N3TN7Ys9K1vpjYiJSi8fexnj1pWpRc6uY",
+    )
+
+
+def test_subgraph_api_key_comes_from_the_environment_and_is_never_shown(monkeypatch) -> None:
+    monkeypatch.setenv("DEXWATCH_SUBGRAPH__API_KEY", "TOPSECRETGATEWAYKEY")
+    settings = load_local_settings(subgraph={"endpoint_url": None})
+    assert settings.subgraph.api_key.get_secret_value() == "TOPSECRETGATEWAYKEY"
+    dumped = settings.model_dump_json()
+    assert "TOPSECRETGATEWAYKEY" not in dumped + repr(settings) + str(settings)
+
+
+def test_the_gateway_without_a_key_is_refused_with_what_to_set() -> None:
+    with pytest.raises(SettingsError, match=r"'subgraph'.*DEXWATCH_SUBGRAPH__API_KEY"):
+        load_local_settings(subgraph={"endpoint_url": None})
+    secret = "projects/p/secrets/thegraph/versions/latest"
+    settings = load_local_settings(subgraph={"endpoint_url": None, "api_key_secret": secret})
+    assert settings.subgraph.api_key_secret == secret
+    with pytest.raises(SettingsError, match=r"subgraph\.api_key_secret"):
+        load_local_settings(subgraph={"endpoint_url": None, "api_key_secret": "thegraph"})
+
+
+@pytest.mark.parametrize(
+    ("subgraph", "named"),
+    [
+        ({"page_size": 1001}, r"subgraph\.page_size"),
+        ({"schedule": "every hour"}, r"subgraph\.schedule.*cron"),
+        ({"gateway_url": "ftp://gateway.example"}, r"subgraph\.gateway_url"),
+        ({"sources": [{"dex": "sushiswap", "protocol": "v2"}]}, r"subgraph\.sources\.0.*exactly"),
+        ({"sources": [{**_V3_SOURCE, "pools": ["0x12"]}]}, r"subgraph\.sources\.0\.pools"),
+        ({"pagesize": 10}, r"unknown setting 'subgraph\.pagesize'"),
+    ],
+)
+def test_bad_subgraph_settings_are_named(subgraph: dict, named: str) -> None:
+    with pytest.raises(SettingsError, match=named):
+        load_local_settings(subgraph=subgraph)
+
+
+def test_subgraph_pools_and_checkpoint_path() -> None:
+    pool = "0x88e6A0c2dDD26FEEb64F039a2c41296FcB3f5640"
+    settings = load_local_settings(
+        subgraph={"sources": [{**_V3_SOURCE, "pools": [pool]}]}, chain={"chain_id": 1}
+    )
+    assert settings.subgraph.sources[0].pools == [pool.lower()]
+    assert settings.subgraph_checkpoint_path == Path(".dexwatch/checkpoints/subgraph-1.json")
