@@ -53,6 +53,7 @@ def main() -> None:
     args = parser.parse_args()
     extra = dict(item.split("=", 1) for item in args.args.split(";") if item)
     figures: dict[str, dict[str, dict]] = {}
+    done: list[str] = []
     for name in args.benchmarks:
         print(f"{name}: {args.rounds} rounds, old and new alternating", flush=True)
         runs: dict[str, list[dict[str, float]]] = {"old": [], "new": []}
@@ -71,10 +72,13 @@ def main() -> None:
             figures[f"{name}.{figure}.ratio"] = {"value": round(ratio, 4), "unit": "new/old"}
             figures[f"{name}.{figure}.old"] = {"value": old, "unit": "median"}
             figures[f"{name}.{figure}.new"] = {"value": new, "unit": "median"}
-    note = (
-        f"old {args.old.resolve().name}, new {args.new.resolve().name}; {args.rounds} rounds each"
-    )
-    print(write_results("compare", figures, note))
+        # After each benchmark, so that a comparison cut short keeps what it measured.
+        done.append(name)
+        note = (
+            f"old {args.old.resolve().name}, new {args.new.resolve().name}; "
+            f"{args.rounds} rounds each; benchmarks: {', '.join(done)}"
+        )
+        print(write_results("compare", figures, note))
 
 
 if __name__ == "__main__":
