@@ -2,8 +2,10 @@
 same run, alternating (old, new, old, new ...) so that the machine's drift falls on both.
 
 Each benchmark writes bench/results/<name>.json in its own checkout; this script reads the
-figures after every run, keeps each figure's median per side, and writes
-bench/results/compare.json with, per benchmark and figure, old, new and new/old. A
+figures after every run (and puts back the file that was there, so that a shortened run
+does not replace a checkout's committed figures), keeps each figure's median per side and
+writes bench/results/compare_<name>.json with, per figure, old, new and new/old, gathered
+with the other benchmarks' comparisons in bench/results/compare.json. A
 restructuring that keeps behaviour keeps every ratio between 0.8 and 1.25 (or better: the
 direction of "better" is the figure's, so the ratios are shown, not judged).
 
@@ -29,12 +31,18 @@ ROOT = Path(__file__).resolve().parent.parent
 def run_benchmark(checkout: Path, name: str, args: list[str]) -> dict[str, float]:
     """Run one benchmark of ``checkout`` with its own code first on the path; its figures."""
     env = {**os.environ, "PYTHONPATH": str(checkout)}
+    results = checkout / "bench" / "results" / f"{name}.json"
+    committed = results.read_bytes() if results.exists() else None
     started = time.perf_counter()
-    subprocess.run(
-        [sys.executable, str(checkout / "bench" / f"{name}.py"), *args],
-        cwd=checkout, env=env, check=True, stdout=subprocess.DEVNULL,
-    )  # fmt: skip
-    figures = orjson.loads((checkout / "bench" / "results" / f"{name}.json").read_bytes())
+    try:
+        subprocess.run(
+            [sys.executable, str(checkout / "bench" / f"{name}.py"), *args],
+            cwd=checkout, env=env, check=True, stdout=subprocess.DEVNULL,
+        )  # fmt: skip
+        figures = orjson.loads(results.read_bytes())
+    finally:
+        if committed is not None:
+            results.write_bytes(committed)
     print(f"  {checkout.name}: {name} in {time.perf_counter() - started:.0f} s", flush=True)
     return {
         figure: float(value["value"])
@@ -52,11 +60,10 @@ def main() -> None:
     parser.add_argument("--args", default="", help="name=ARGS;name=ARGS: arguments per benchmark")
     args = parser.parse_args()
     extra = dict(item.split("=", 1) for item in args.args.split(";") if item)
-    figures: dict[str, dict[str, dict]] = {}
-    done: list[str] = []
     for name in args.benchmarks:
         print(f"{name}: {args.rounds} rounds, old and new alternating", flush=True)
         runs: dict[str, list[dict[str, float]]] = {"old": [], "new": []}
+        figures: dict[str, dict] = {}
         for _ in range(args.rounds):
             for side, checkout in (("old", args.old), ("new", args.new)):
                 runs[side].append(
@@ -73,12 +80,20 @@ def main() -> None:
             figures[f"{name}.{figure}.old"] = {"value": old, "unit": "median"}
             figures[f"{name}.{figure}.new"] = {"value": new, "unit": "median"}
         # After each benchmark, so that a comparison cut short keeps what it measured.
-        done.append(name)
         note = (
-            f"old {args.old.resolve().name}, new {args.new.resolve().name}; "
-            f"{args.rounds} rounds each; benchmarks: {', '.join(done)}"
+            f"old {describe(args.old)}, new {describe(args.new)}; {args.rounds} rounds each, "
+            f"alternating; arguments: {extra.get(name) or 'the defaults'}"
         )
-        print(write_results("compare", figures, note))
+        print(write_results(f"compare_{name}", figures, note, summary="compare"))
+
+
+def describe(checkout: Path) -> str:
+    """The checkout's commit, short, for the results' note."""
+    commit = subprocess.run(
+        ["git", "-C", str(checkout), "rev-parse", "--short", "HEAD"],
+        capture_output=True, text=True, check=False,
+    ).stdout.strip()  # fmt: skip
+    return f"{checkout.resolve().name} ({commit or 'not a git checkout'})"
 
 
 if __name__ == "__main__":

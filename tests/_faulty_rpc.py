@@ -138,17 +138,21 @@ class FaultyRpcProxy:
                 if answer is None:
                     self.close_connection = True
                     return
-                status, content = answer
-                self.send_response(status)
-                self.send_header("content-type", "application/json")
-                self.send_header("content-length", str(len(content)))
-                self.end_headers()
-                self.wfile.write(content)
+                send_json(self, *answer)
 
             def log_message(self, *_: Any) -> None:  # keep test output clean
                 pass
 
         return Handler
+
+
+def send_json(handler: BaseHTTPRequestHandler, status: int, content: bytes) -> None:
+    """Answer an HTTP request with a JSON body."""
+    handler.send_response(status)
+    handler.send_header("content-type", "application/json")
+    handler.send_header("content-length", str(len(content)))
+    handler.end_headers()
+    handler.wfile.write(content)
 
 
 class KeyQuotingNode:
@@ -207,12 +211,7 @@ class KeyQuotingNode:
                     reply: Any = [node._reply(call.get("id"), self.path) for call in request]
                 else:
                     reply = node._reply(request.get("id"), self.path)
-                content = json.dumps(reply).encode()
-                self.send_response(200)
-                self.send_header("content-type", "application/json")
-                self.send_header("content-length", str(len(content)))
-                self.end_headers()
-                self.wfile.write(content)
+                send_json(self, 200, json.dumps(reply).encode())
 
             def log_message(self, *_: Any) -> None:  # keep test output clean
                 pass

@@ -93,7 +93,7 @@ def test_a_normal_day_raises_at_most_one_alert(normal_day):
     ).rows[0]
     threads = (
         warehouse.query(
-            "select alert_id, count(*), min(score), any_value(deviation), "
+            "select alert_id, count(*), min(score), any_value(kind), "
             "any_value(top_features) from anomalies group by alert_id order by alert_id"
         ).rows
         if tables

@@ -47,15 +47,18 @@ class WarehouseTarget:
     bigquery_dataset: str = ""
 
     @classmethod
-    def of(cls, settings: Settings) -> WarehouseTarget:
-        w = settings.warehouse
-        return cls(w.backend, settings.warehouse_path, w.bigquery_project, w.bigquery_dataset)
+    def of(cls, where: Settings | WarehouseTarget) -> WarehouseTarget:
+        """The target of ``where``: settings, or a target already (returned as it is)."""
+        if isinstance(where, WarehouseTarget):
+            return where
+        w = where.warehouse
+        return cls(w.backend, where.warehouse_path, w.bigquery_project, w.bigquery_dataset)
 
 
 def open_warehouse(where: Settings | WarehouseTarget) -> Warehouse:
     """The warehouse to write (and read) from this process: the local DuckDB file. In
     production only the pipeline writes, through BigQueryIO."""
-    target = where if isinstance(where, WarehouseTarget) else WarehouseTarget.of(where)
+    target = WarehouseTarget.of(where)
     if target.backend == "duckdb":
         from dexwatch.core.warehouse.duckdb import DuckDBWarehouse
 
@@ -69,7 +72,7 @@ def open_warehouse(where: Settings | WarehouseTarget) -> Warehouse:
 def open_reader(where: Settings | WarehouseTarget) -> WarehouseReader:
     """The warehouse to read from: the local file, or in production the BigQuery dataset
     (training runs and drift checks read it; only the pipeline writes it)."""
-    target = where if isinstance(where, WarehouseTarget) else WarehouseTarget.of(where)
+    target = WarehouseTarget.of(where)
     if target.backend == "bigquery":
         from dexwatch.core.warehouse.bigquery import BigQueryReader
 
