@@ -1,0 +1,148 @@
+"""Real pool logs served as a chain: the real chain publisher reads a recorded Polygon day
+from the recorded-chain node on 127.0.0.1 and publishes every log, as it would from a node."""
+
+from __future__ import annotations
+
+import ast
+import collections
+import csv
+from datetime import datetime
+from pathlib import Path
+
+import httpx
+import orjson
+import pytest
+from eth_utils import keccak
+
+from dexwatch.core.settings import FactoryConfig, Settings
+from infra.local.recorded_chain import (
+    RecordedChainNode,
+    Recording,
+    RecordingError,
+    block_hash,
+    open_recording,
+)
+from publishers.chain import run
+from tests.conftest import SHARED
+
+REAL_LOGS = SHARED / "data" / "real-logs"
+QUIET_DAY = REAL_LOGS / "polygon-uniswap-v3-usdc-weth-500-2021-12-22.csv"
+
+pytestmark = pytest.mark.skipif(not QUIET_DAY.exists(), reason="../shared/data/real-logs absent")
+
+SWAP = "0xc42079f94a6350d7e6235f29174924f928cc2ac818eb64fed8004e115fbcca67"
+
+
+def publisher_settings(state_dir: Path, recording: Recording, url: str) -> Settings:
+    settings = Settings(state_dir=state_dir)
+    factory = FactoryConfig(
+        dex="uniswap_v3",
+        protocol="v3",
+        address=recording.pool.factory,
+        start_block=recording.created_block,
+    )
+    chain = settings.chain.model_copy(
+        update={
+            "chain_id": recording.pool.chain_id,
+            "rpc_urls": [url],
+            "confirmations": 0,
+            "factories": [factory],
+        }
+    )
+    return settings.with_sections(chain=chain)
+
+
+def test_the_publisher_publishes_every_recorded_log_with_its_block_time(tmp_path):
+    recording = open_recording(QUIET_DAY)
+    with QUIET_DAY.open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    with RecordedChainNode(recording) as node:
+        stats = run(
+            publisher_settings(tmp_path / "state", recording, node.url),
+            once=True,
+            record_to=tmp_path / "recording",
+        )
+    lines = (tmp_path / "recording" / "pool-events.jsonl").read_bytes().splitlines()
+    messages = [orjson.loads(line) for line in lines]
+    assert messages[0]["event"] == "PoolCreated"
+    assert messages[0]["pool"] == recording.pool.address
+    events = messages[1:]
+    assert stats.events == len(events) == len(rows) == 210
+    assert stats.rejected == 0
+    # Each log once, with its recorded transaction, log index and block time.
+    published = {(e["tx_hash"], e["log_index"]): e for e in events}
+    for row in rows:
+        event = published[(row["transaction_hash"].lower(), int(row["pool_log_index"]))]
+        assert event["block_number"] == int(row["block_number"])
+        assert event["block_timestamp"] == int(
+            datetime.fromisoformat(row["block_timestamp"]).timestamp()
+        )
+        topic0 = ast.literal_eval(row["pool_topics"])[0]
+        assert (event["event"] == "Swap") == (topic0 == SWAP)
+    # The data's own topics, named here from the event signatures (the dump's README has
+    # the Mint and Collect counts the other way round).
+    names = {
+        "0x" + keccak(text=signature).hex(): signature.split("(")[0]
+        for signature in (
+            "Mint(address,address,int24,int24,uint128,uint256,uint256)",
+            "Burn(address,int24,int24,uint128,uint256,uint256)",
+            "Collect(address,address,int24,int24,uint128,uint128)",
+            "Swap(address,address,int256,int256,uint160,uint128,int24)",
+        )
+    }
+    recorded = collections.Counter(names[ast.literal_eval(r["pool_topics"])[0]] for r in rows)
+    assert collections.Counter(e["event"] for e in events) == recorded
+    assert recorded == {"Swap": 199, "Mint": 7, "Burn": 2, "Collect": 2}
+
+
+def test_headers_chain_together_and_blocks_between_logs_get_interpolated_times():
+    recording = open_recording(QUIET_DAY)
+    first, last = recording.first_block, recording.last_block
+    headers = [recording.header(n) for n in range(first - 1, first + 400)]
+    for parent, child in zip(headers, headers[1:], strict=False):
+        assert child["parentHash"] == parent["hash"]
+    stamps = [int(h["timestamp"], 16) for h in headers]
+    assert stamps == sorted(stamps)
+    assert recording.header(last + 1) is None
+    assert headers[1]["hash"] == block_hash(137, first)
+
+
+def test_the_node_answers_batches_filters_and_unknown_methods(tmp_path):
+    recording = open_recording(QUIET_DAY)
+    with RecordedChainNode(recording) as node:
+        batch = [
+            {"jsonrpc": "2.0", "id": 1, "method": "eth_chainId"},
+            {"jsonrpc": "2.0", "id": 2, "method": "eth_blockNumber"},
+            {"jsonrpc": "2.0", "id": 3, "method": "eth_getTransactionByHash", "params": ["0x"]},
+            {
+                "jsonrpc": "2.0",
+                "id": 4,
+                "method": "eth_getLogs",
+                "params": [
+                    {
+                        "fromBlock": hex(recording.first_block),
+                        "toBlock": hex(recording.last_block),
+                        "address": [recording.pool.address],
+                        "topics": [[SWAP]],
+                    }
+                ],
+            },
+        ]
+        answers = {a["id"]: a for a in httpx.post(node.url, json=batch).json()}
+    assert answers[1]["result"] == "0x89"
+    assert int(answers[2]["result"], 16) == recording.last_block
+    assert answers[3]["error"]["code"] == -32601
+    assert len(answers[4]["result"]) == 199
+    assert {log["topics"][0] for log in answers[4]["result"]} == {SWAP}
+
+
+def test_a_dump_of_an_unknown_pool_or_a_broken_row_is_a_clear_error(tmp_path):
+    unknown = tmp_path / "ethereum-other-pool.csv"
+    unknown.write_text(QUIET_DAY.read_text())
+    with pytest.raises(RecordingError, match="no known pool"):
+        open_recording(unknown)
+    broken = tmp_path / QUIET_DAY.name
+    lines = QUIET_DAY.read_text().splitlines()
+    broken.write_text("\n".join([lines[0], lines[1].replace("[", "(", 1), *lines[2:]]))
+    with pytest.raises(RecordingError, match="line 2"):
+        open_recording(broken)
