@@ -112,7 +112,9 @@ def detect(
         letters += [hour_features[DEAD_LETTERS], hourly[DEAD_LETTERS]]
     all_scored = scored[0] if len(scored) == 1 else scored | "BothSources" >> beam.Flatten()
     all_scored | "WriteScores" >> WriteTable(settings, POOL_SCORES)
-    threaded = all_scored | "Threads" >> ThreadAnomalies(settings.pipeline.alert_cooldown_s)
+    threaded = all_scored | "Threads" >> ThreadAnomalies(
+        settings.pipeline.alert_cooldown_s, streaming
+    )
     threaded.anomalies | "WriteAnomalies" >> WriteTable(settings, ANOMALIES)
     return Detected(threaded.alerts, letters)
 

@@ -8,7 +8,12 @@ from collections.abc import Sequence
 import numpy as np
 
 from dexwatch.core.detector import Detector
-from dexwatch.core.features.chain import FEATURE_NAMES, FEATURES_VERSION, feature_vector
+from dexwatch.core.features.chain import (
+    FEATURE_NAMES,
+    FEATURES_VERSION,
+    INCIDENT_FLOORS,
+    feature_vector,
+)
 from model.training import DEFAULT_PARAMS, TrainingParams, fit_detector
 
 __all__ = ["TrainingParams", "train_detector"]
@@ -17,4 +22,4 @@ __all__ = ["TrainingParams", "train_detector"]
 def train_detector(rows: Sequence[dict], params: TrainingParams = DEFAULT_PARAMS) -> Detector:
     """A Detector trained on feature rows (dicts with every name in FEATURE_NAMES)."""
     x = np.array([feature_vector(row) for row in rows], dtype=np.float64)
-    return fit_detector(x, FEATURE_NAMES, FEATURES_VERSION, params)
+    return fit_detector(x, FEATURE_NAMES, FEATURES_VERSION, params, floors=INCIDENT_FLOORS)

@@ -20,7 +20,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from dexwatch.core.detector import Detector
-from dexwatch.core.features.chain import FEATURE_NAMES, FEATURES_VERSION
+from dexwatch.core.features.chain import FEATURE_NAMES, FEATURES_VERSION, INCIDENT_FLOORS
 from dexwatch.core.features.hourly import (
     CONTEXT_FEATURES,
     HOURLY_FEATURE_NAMES,
@@ -44,10 +44,14 @@ class PathSpec:
     feature_names: tuple[str, ...]
     features_version: int
     context_features: tuple[str, ...] = ()
+    # Values always anomalous, whatever training saw (model.training.fit_detector).
+    floors: Mapping[str, float] = dataclasses.field(default_factory=dict)
 
 
 PATHS: dict[str, PathSpec] = {
-    "chain": PathSpec("chain", CHAIN_WINDOW, FEATURE_NAMES, FEATURES_VERSION),
+    "chain": PathSpec(
+        "chain", CHAIN_WINDOW, FEATURE_NAMES, FEATURES_VERSION, floors=INCIDENT_FLOORS
+    ),
     "hourly": PathSpec(
         "subgraph", POOL_HOUR, HOURLY_FEATURE_NAMES, HOURLY_FEATURES_VERSION, CONTEXT_FEATURES
     ),
@@ -253,6 +257,7 @@ def run_training(
         spec.features_version,
         params.training_params(),
         context_features=spec.context_features,
+        floors=spec.floors,
     )
     padding = params.incident_padding_s
     evaluation = evaluate(detector, train, held_out, evaluated, incidents, padding)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -51,9 +51,16 @@ def fit_detector(
     params: TrainingParams,
     min_rows: int = 50,
     context_features: Sequence[str] = (),
+    floors: Mapping[str, float] | None = None,
 ) -> Detector:
     """A Detector trained on the rows of ``x`` (columns in ``feature_names`` order).
-    ``context_features`` get no limit: they inform the forest but never flag a row alone."""
+
+    Args:
+        context_features: get no limit: they inform the forest but never flag a row alone.
+        floors: per feature, a value that is always anomalous: its learned limit is kept
+            below it, however far training's own rows went (a model trained on traffic
+            with large normal removals must still see a drain).
+    """
     if len(x) < min_rows:
         raise ValueError(f"{len(x)} feature rows are too few to train on (need {min_rows} or more)")
     forest = IsolationForest(
@@ -74,6 +81,13 @@ def fit_detector(
         deviation.max(axis=0) * params.feature_limit_factor, params.min_feature_limit
     )
     limits[[name in context_features for name in feature_names]] = np.inf
+    for name, floor in (floors or {}).items():
+        j = list(feature_names).index(name)
+        if floor > median[j]:
+            # Just inside the floor: a row at the floor itself scores below 0.
+            limits[j] = min(limits[j], (floor - median[j]) / scale[j] * (1 - 1e-9))
+        else:
+            log.warning("training's median %s %.4g is past its floor %.4g", name, median[j], floor)
     version = datetime.now(UTC).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
     detector = Detector(
         forest=forest,

@@ -97,38 +97,43 @@ class _Thread:
     kinds: frozenset[str] = frozenset()
 
 
-class _AlertThreadsFn(beam.DoFn):
-    """Per pool, both sources together: an anomaly joins the latest recent thread it
-    overlaps or comes within ``cooldown_s`` of event time of (before its start or after its
-    end); otherwise it opens a thread of its own, and an alert. A chain window is shorter
-    than the cooldown, so in order only the cooldown decides between chain windows; an
-    hourly row overlaps the chain windows of its hour and touches the previous hour, so an
-    incident both paths flag, or a run of anomalous hours, is one thread, while an hour an
-    hour late still finds the thread of its own time.
+class AlertThreads:
+    """One pool's alert threads, both sources together: an anomaly joins the latest recent
+    thread it overlaps or comes within ``cooldown_s`` of event time of (before its start or
+    after its end); otherwise it opens a thread of its own, and an alert. A chain window is
+    shorter than the cooldown, so in order only the cooldown decides between chain windows;
+    an hourly row overlaps the chain windows of its hour and touches the previous hour, so
+    an incident both paths flag, or a run of anomalous hours, is one thread, while an hour
+    an hour late still finds the thread of its own time.
 
     An anomaly that joins a thread with a kind the thread has not shown, or a higher
     severity than it has published, escalates it: the thread's next revision is published,
-    so a real incident is never swallowed by an earlier alert of the same pool."""
+    so a real incident is never swallowed by an earlier alert of the same pool.
 
-    THREADS = ReadModifyWriteStateSpec("threads", PickleCoder())
+    Args:
+        cooldown_s: how near in event time an anomaly must come to join a thread.
+        threads: the pool's threads so far (from state), if any.
+    """
+
     # Threads this much older than the pool's newest are forgotten: beyond any lateness.
     KEEP_S = 2 * 86400
 
-    def __init__(self, cooldown_s: int) -> None:
+    def __init__(self, cooldown_s: int, threads: list[_Thread] | None = None) -> None:
         self._cooldown_s = cooldown_s
+        self.threads: list[_Thread] = threads or []
 
-    def process(self, element, threads_state=beam.DoFn.StateParam(THREADS)):
-        _, row = element
+    def add(self, row: dict) -> tuple[dict, Alert | None]:
+        """The anomaly row with its severity, kind and thread, and the alert to publish if
+        it opens or escalates a thread."""
         start, end = int(row["window_start"].timestamp()), int(row["window_end"].timestamp())
-        threads: list[_Thread] = threads_state.read() or []
         top = [TopFeature(**t) for t in orjson.loads(row["top_features"])]
         kind, confidence, evidence = kind_and_confidence(top)
         severity = severity_of(row["score"])
-        thread = self._thread_of(threads, start, end)
+        thread = self._thread_of(start, end)
         publish = thread is None
         if thread is None:
             thread = _Thread(f"{row['chain_id']}:{row['pool']}:{end}", start, end)
-            threads.append(thread)
+            self.threads.append(thread)
         else:
             thread.start, thread.end = min(thread.start, start), max(thread.end, end)
             if kind not in thread.kinds or SEVERITY_RANK[severity] > thread.severity:
@@ -137,8 +142,8 @@ class _AlertThreadsFn(beam.DoFn):
         if publish:
             thread.kinds |= {kind}
             thread.severity = max(thread.severity, SEVERITY_RANK[severity])
-        newest = max(t.end for t in threads)
-        threads_state.write([t for t in threads if t.end >= newest - self.KEEP_S])
+        newest = max(t.end for t in self.threads)
+        self.threads = [t for t in self.threads if t.end >= newest - self.KEEP_S]
         anomaly = {
             **row,
             "severity": severity,
@@ -146,20 +151,56 @@ class _AlertThreadsFn(beam.DoFn):
             "confidence": confidence,
             "alert_id": thread.alert_id,
         }
-        yield anomaly
-        if publish:
-            yield beam.pvalue.TaggedOutput(
-                "alerts", _alert(anomaly, top, thread.revision, evidence)
-            )
+        return anomaly, _alert(anomaly, top, thread.revision, evidence) if publish else None
 
-    def _thread_of(self, threads: list[_Thread], start: int, end: int) -> _Thread | None:
+    def _thread_of(self, start: int, end: int) -> _Thread | None:
         """The latest thread the window [start, end] belongs to, if any."""
-        for thread in sorted(threads, key=lambda t: t.end, reverse=True):
+        for thread in sorted(self.threads, key=lambda t: t.end, reverse=True):
             overlaps = start <= thread.end and end >= thread.start
             near = thread.start - self._cooldown_s <= end <= thread.end + self._cooldown_s
             if overlaps or near:
                 return thread
         return None
+
+
+def _time_order(row: dict) -> tuple:
+    return row["window_end"], row["window_start"], row["source"], row["window_id"]
+
+
+class _AlertThreadsFn(beam.DoFn):
+    """Streaming: each pool's anomalies threaded as they arrive (windows fire in event-time
+    order, so arrival is about time order), the threads kept in state."""
+
+    THREADS = ReadModifyWriteStateSpec("threads", PickleCoder())
+
+    def __init__(self, cooldown_s: int) -> None:
+        self._cooldown_s = cooldown_s
+
+    def process(self, element, threads_state=beam.DoFn.StateParam(THREADS)):
+        _, row = element
+        threads = AlertThreads(self._cooldown_s, threads_state.read())
+        anomaly, alert = threads.add(row)
+        threads_state.write(threads.threads)
+        yield anomaly
+        if alert is not None:
+            yield beam.pvalue.TaggedOutput("alerts", alert)
+
+
+class _SortedAlertThreadsFn(beam.DoFn):
+    """Batch: each pool's anomalies, all of them, threaded in event-time order, so that
+    the threads do not depend on the order in which the runner hands rows over."""
+
+    def __init__(self, cooldown_s: int) -> None:
+        self._cooldown_s = cooldown_s
+
+    def process(self, element):
+        _, rows = element
+        threads = AlertThreads(self._cooldown_s)
+        for row in sorted(rows, key=_time_order):
+            anomaly, alert = threads.add(row)
+            yield anomaly
+            if alert is not None:
+                yield beam.pvalue.TaggedOutput("alerts", alert)
 
 
 def _alert(anomaly: dict, top: list[TopFeature], revision: int, evidence: list[str]) -> Alert:
@@ -186,22 +227,32 @@ def _alert(anomaly: dict, top: list[TopFeature], revision: int, evidence: list[s
 class ThreadAnomalies(beam.PTransform):
     """Scored rows of either source (in the global window: threads span windows) → outputs
     ``anomalies`` (rows with severity, kind and thread) and ``alerts`` (each opening and
-    escalating revision), threads keyed by chain and pool whatever the source."""
+    escalating revision), threads keyed by chain and pool whatever the source
+    (``AlertThreads``).
 
-    def __init__(self, cooldown_s: int) -> None:
+    Args:
+        cooldown_s: how near in event time an anomaly must come to join a thread.
+        streaming: thread as rows arrive (with state); in batch, each pool's rows are
+            threaded together in event-time order: the same threads whatever the runner.
+    """
+
+    def __init__(self, cooldown_s: int, streaming: bool = True) -> None:
         super().__init__()
         self._cooldown_s = cooldown_s
+        self._streaming = streaming
 
     def expand(self, scored):
-        return (
+        keyed = (
             scored
             | "OnlyAnomalies" >> beam.Filter(lambda row: row["is_anomaly"])
             | "KeyByPool" >> beam.Map(lambda row: (f"{row['chain_id']}:{row['pool']}", row))
-            | "Threads"
-            >> beam.ParDo(_AlertThreadsFn(self._cooldown_s)).with_outputs(
-                "alerts", main="anomalies"
-            )
         )
+        if self._streaming:
+            threads = beam.ParDo(_AlertThreadsFn(self._cooldown_s))
+        else:
+            keyed = keyed | "GroupByPool" >> beam.GroupByKey()
+            threads = beam.ParDo(_SortedAlertThreadsFn(self._cooldown_s))
+        return keyed | "Threads" >> threads.with_outputs("alerts", main="anomalies")
 
 
 def alert_messages(alert: Alert, v1_until: datetime | None = None) -> list[PubsubMessage]:

@@ -174,6 +174,17 @@ class Recording:
         share = (number - low) / (high - low)
         return int(self._stamps[low] + share * (self._stamps[high] - self._stamps[low]))
 
+    def block_at(self, timestamp: float) -> int:
+        """The first block at or after ``timestamp`` (the last block if none is)."""
+        low, high = self.created_block, self.last_block
+        while low < high:
+            middle = (low + high) // 2
+            if self.timestamp(middle) < timestamp:
+                low = middle + 1
+            else:
+                high = middle
+        return low
+
     def header(self, number: int) -> dict[str, Any] | None:
         """Block ``number``'s header, as eth_getBlockByNumber answers; None past the head."""
         if number > self.last_block or number < 0:

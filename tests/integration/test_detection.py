@@ -43,7 +43,8 @@ def replayed(tmp_path_factory: pytest.TempPathFactory):
         # Injections mine one block per step without waiting: history runs ahead anyway.
         simulator={"block_interval_s": 0.01, "seed": 11},
     )
-    bootstrap_model(settings, hours=1.0)
+    # Bootstrapped as a mainnet user would (chain.chain_id 1): from the simulator's own chain.
+    bootstrap_model(settings.with_sections(chain={"chain_id": 1}), hours=1.0)
     processes.start(stack.anvil_spec(settings), settings.state_dir)
     try:
         deployment = deploy_local_contracts(settings)

@@ -14,6 +14,8 @@ import orjson
 import pytest
 from eth_utils import keccak
 
+from dexwatch.core.features.chain import summarize_slice, window_features
+from dexwatch.core.schemas.pool_event import PoolEvent
 from dexwatch.core.settings import FactoryConfig, Settings
 from infra.local.recorded_chain import (
     RecordedChainNode,
@@ -22,6 +24,7 @@ from infra.local.recorded_chain import (
     block_hash,
     open_recording,
 )
+from infra.local.splice import splice
 from publishers.chain import run
 from tests.conftest import SHARED
 
@@ -146,3 +149,37 @@ def test_a_dump_of_an_unknown_pool_or_a_broken_row_is_a_clear_error(tmp_path):
     broken.write_text("\n".join([lines[0], lines[1].replace("[", "(", 1), *lines[2:]]))
     with pytest.raises(RecordingError, match="line 2"):
         open_recording(broken)
+
+
+def test_spliced_incidents_are_real_logs_that_read_as_their_incident(tmp_path):
+    recording = open_recording(QUIET_DAY)
+    # After the day's busiest stretch, so that the pool has a swap and a level before.
+    middle = recording.logs[len(recording.logs) // 2]
+    block = int(middle["blockNumber"], 16) + 1
+    spliced, incidents = splice(recording, [(block, "liquidity-drain")], seed=3)
+    (drain,) = incidents
+    assert drain.size >= 0.5
+    with RecordedChainNode(spliced) as node:
+        stats = run(
+            publisher_settings(tmp_path / "state", spliced, node.url),
+            once=True,
+            record_to=tmp_path / "recording",
+        )
+    assert stats.rejected == 0 and stats.events == len(spliced.logs)
+    lines = (tmp_path / "recording" / "pool-events.jsonl").read_bytes().splitlines()
+    events = [PoolEvent.from_json(line) for line in lines[1:]]
+    burns = [e for e in events if e.event == "Burn" and e.block_number >= block]
+    assert burns and all(e.block_number <= drain.last_block for e in burns)
+    # What the features see: the drain's share of the in-range liquidity, whole.
+    slice_s = 12
+    start = drain.first_timestamp // slice_s * slice_s
+    slices = [
+        summarize_slice(
+            recording.pool.address, t, [e for e in events if t <= e.block_timestamp < t + slice_s]
+        )
+        for t in range(start - 20 * slice_s, start + 4 * slice_s, slice_s)
+    ]
+    slices = [s for s in slices if s.events]
+    window = window_features(slices, start + 4 * slice_s, slice_s, 4)
+    assert window is not None
+    assert window["liquidity_removed_share"] == pytest.approx(drain.size, rel=1e-6)

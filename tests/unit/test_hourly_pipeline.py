@@ -18,7 +18,7 @@ from apache_beam.transforms.window import TimestampedValue
 from beam_pipelines.transforms.hourly import ParsePoolHours, PoolHourFeatures, hourly_row
 from beam_pipelines.transforms.parse import DEAD_LETTERS
 from beam_pipelines.transforms.scoring import DetectorModelHandler, ScoreWindows
-from beam_pipelines.transforms.sinks import ThreadAnomalies
+from beam_pipelines.transforms.sinks import AlertThreads, ThreadAnomalies
 from dexwatch.core.features.hourly import (
     HOURLY_FEATURE_NAMES,
     MIN_PREVIOUS_HOURS,
@@ -289,3 +289,29 @@ def test_consecutive_anomalous_hours_stay_one_thread():
         assert len(alerts) == 1 and len(set(anomalies.values())) == 1 and len(anomalies) == 3
 
     _threads([[h] for h in hours], check)
+
+
+def test_batch_threads_do_not_depend_on_the_order_rows_are_processed_in():
+    # Windows 4 minutes apart bridge two runs 8 minutes apart: in time order one thread;
+    # in an order that sees both ends before the bridge, an order-bound threading opens two.
+    rows = [_anomaly("chain", T0 + m * MINUTE, T0 + (m + 1) * MINUTE) for m in (0, 4, 8, 40)]
+    in_time = AlertThreads(5 * MINUTE)
+    # One thread, then another 32 minutes later.
+    assert len({in_time.add(row)[0]["alert_id"] for row in rows}) == 2
+    ends_first = AlertThreads(5 * MINUTE)
+    assert len({ends_first.add(rows[i])[0]["alert_id"] for i in (0, 2, 1, 3)}) == 3
+
+    orders = [rows, rows[::-1], [rows[2], rows[0], rows[3], rows[1]]]
+    for order in orders:
+        with TestPipeline(runner="FnApiRunner") as p:
+            threaded = (
+                p
+                | beam.Create(order, reshuffle=False)
+                | ThreadAnomalies(cooldown_s=5 * MINUTE, streaming=False)
+            )
+            assert_that(
+                threaded.anomalies | beam.Map(lambda a: (a["window_id"], a["alert_id"])),
+                equal_to([
+                    (row["window_id"], f"31337:{POOL}:{T0 + MINUTE}") for row in rows[:3]
+                ] + [(rows[3]["window_id"], f"31337:{POOL}:{T0 + 41 * MINUTE}")]),
+            )  # fmt: skip

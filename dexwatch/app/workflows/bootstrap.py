@@ -45,10 +45,19 @@ def record_history(
     from publishers.chain import run as publish_chain
 
     port = processes.free_port()
+    if settings.chain.chain_id != settings.local.chain_id:
+        log.warning(
+            "bootstrapping from the simulator while chain.chain_id=%d: this model knows "
+            "simulated traffic only; train one on the chain's own history (README: a model "
+            "for a real chain) before trusting its alerts",
+            settings.chain.chain_id,
+        )
     private = with_live_blocks(settings).with_sections(
         state_dir=workdir / "state",
         local={"anvil_port": port},
         chain={
+            # The private chain is the simulator's, whatever chain the settings follow.
+            "chain_id": settings.local.chain_id,
             "rpc_urls": [f"http://127.0.0.1:{port}"],
             "confirmations": 0,
             "factories": [],

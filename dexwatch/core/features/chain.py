@@ -18,8 +18,9 @@ from dataclasses import dataclass, field
 
 from dexwatch.core.schemas.pool_event import PoolEvent
 
-# 2: swap impact includes the step into each slice; 3: pair_two_way_excess (wash trading)
-FEATURES_VERSION = 3
+# 2: swap impact includes the step into each slice; 3: pair_two_way_excess (wash trading);
+# 4: liquidity in range only, net of just-in-time liquidity (mainnet traffic)
+FEATURES_VERSION = 4
 
 # (name, definition), in the order the model sees them.
 FEATURE_DEFINITIONS: tuple[tuple[str, str], ...] = (
@@ -34,12 +35,14 @@ FEATURE_DEFINITIONS: tuple[tuple[str, str], ...] = (
     ),
     (
         "liquidity_removed_share",
-        "liquidity removed by Burns in the window over the pool's liquidity before it",
+        "liquidity removed by Burns in the window over the pool's liquidity before it; V3: "
+        "positions in range at the time only, net of just-in-time liquidity, those narrower "
+        "than DEPTH_BAND_TICKS in proportion to their width",
     ),
     (
         "net_liquidity_change",
         "(liquidity added by Mints - removed by Burns) in the window over the pool's liquidity "
-        "before it",
+        "before it; V3: counted as for liquidity_removed_share",
     ),
     (
         "price_change",
@@ -68,7 +71,21 @@ FEATURE_DEFINITIONS: tuple[tuple[str, str], ...] = (
 )
 FEATURE_NAMES: tuple[str, ...] = tuple(name for name, _ in FEATURE_DEFINITIONS)
 
+# What an incident means, whatever training saw: a window at or past one of these values is
+# always anomalous (model.training keeps each learned limit at or below its floor). Half of
+# a pool's liquidity removed within minutes is a drain on any pool; so is a 10 % price move
+# for the pools dexwatch follows.
+INCIDENT_FLOORS: dict[str, float] = {
+    "liquidity_removed_share": 0.5,
+    "price_change": math.log(1.1),
+}
+
 _Q96 = 2**96
+# A V3 position narrower than this many ticks (2 % of price) counts in proportion to its
+# width: a range order a few ticks wide holds many units of liquidity but little depth.
+# Chosen on 2022-01-05's real logs, whose inflows flagged by the v3 features were
+# positions 20-40 ticks wide holding 16-24 % of the in-range liquidity.
+DEPTH_BAND_TICKS = 200
 # Below this many swaps, concentration of volume says little.
 _CONCENTRATION_MIN_SWAPS = 20
 
@@ -96,6 +113,12 @@ class SliceSummary:
     # Swaps in which the slice's two busiest addresses take opposite sides (see
     # pair_two_way_excess): per slice, as wash trading is a burst of seconds.
     pair_two_way_swaps: int = 0
+    # V3: the tick of the slice's last swap; liquidity changes before its first swap, whose
+    # range is judged against the tick before the slice (tick_lower, tick_upper, +added or
+    # -removed); liquidity added and removed just in time (netted out of both sides).
+    last_tick: int | None = None
+    pending_liquidity: list[tuple[int, int, float]] = field(default_factory=list)
+    jit_liquidity: float = 0.0
 
 
 def _liquidity_of_amounts(args: dict[str, str]) -> float:
@@ -114,12 +137,26 @@ def chain_position(event: PoolEvent) -> tuple[int, int]:
     return event.block_number, event.log_index
 
 
+@dataclass(slots=True)
+class _BlockMint:
+    """A V3 Mint of the block being folded, until a Burn of the same position nets it."""
+
+    amount: float  # not netted yet
+    counted: float  # of it, in the slice's liquidity_added
+    pending: int | None  # its index in pending_liquidity, if its range awaits a tick
+
+
 class SliceBuilder:
     """Folds one slice's events into its SliceSummary, one at a time, in chain order.
 
     Streaming adds events as they arrive; ``in_order`` tells whether an event may be added
     (the swap impacts and the first and last levels depend on the order); if not, the
     caller rebuilds the slice with ``summarize_slice``.
+
+    V3 liquidity counts only for positions in range at the time (a filled range order
+    withdrawn moves no liquidity the pool trades on), and liquidity added and removed by
+    the same owner and range within one block (just-in-time liquidity around a swap) is
+    netted out: it was never there between blocks.
     """
 
     def __init__(self, pool: str, start: int) -> None:
@@ -128,6 +165,10 @@ class SliceBuilder:
         self._last_position = (-1, -1)
         # Per address: [buys, sells] of token0, for the slice's two-way swaps.
         self._sides: dict[str, list[int]] = {}
+        self._block = -1
+        self._block_mints: dict[tuple[str, int, int], list[_BlockMint]] = {}
+        # The blocks of the first and last liquidity levels seen.
+        self._level_blocks = (-1, -1)
 
     @property
     def summary(self) -> SliceSummary:
@@ -149,6 +190,8 @@ class SliceBuilder:
         if effect is None:
             effect = effect_of(event)
         self._last_position = chain_position(event)
+        if event.block_number != self._block:
+            self._block, self._block_mints = event.block_number, {}
         summary = self._summary
         summary.events += 1
         if effect.trader is not None:
@@ -158,12 +201,19 @@ class SliceBuilder:
             summary.trader_volume[effect.trader] = (
                 summary.trader_volume.get(effect.trader, 0.0) + effect.amount
             )
-        summary.liquidity_added += effect.added
-        summary.liquidity_removed += effect.removed
+        if effect.position is not None:
+            self._add_position_change(effect)
+        else:
+            summary.liquidity_added += effect.added
+            summary.liquidity_removed += effect.removed
+        if effect.tick is not None:
+            summary.last_tick = effect.tick
         if effect.liquidity is not None:
             if summary.first_liquidity is None:
                 summary.first_liquidity = effect.liquidity
+                self._level_blocks = (self._block, self._block)
             summary.last_liquidity = effect.liquidity
+            self._level_blocks = (self._level_blocks[0], self._block)
         price = effect.price
         if price is not None:
             previous = self._previous_price
@@ -183,6 +233,55 @@ class SliceBuilder:
             )
             self._previous_price = price
 
+    def _add_position_change(self, effect: Effect) -> None:
+        """A V3 Mint or Burn: netted just in time, then counted if its range holds the tick."""
+        summary, position = self._summary, effect.position
+        assert position is not None
+        _, tick_lower, tick_upper = position
+        tick = summary.last_tick
+        if effect.added:
+            mint = _BlockMint(effect.added, 0.0, None)
+            if tick is None:
+                mint.pending = len(summary.pending_liquidity)
+                summary.pending_liquidity.append((tick_lower, tick_upper, effect.added))
+            elif tick_lower <= tick < tick_upper:
+                mint.counted = effect.added
+                summary.liquidity_added += effect.added
+            self._block_mints.setdefault(position, []).append(mint)
+            return
+        removed = effect.removed
+        for mint in self._block_mints.get(position, ()):
+            netted = min(mint.amount, removed)
+            if netted <= 0:
+                continue
+            mint.amount -= netted
+            removed -= netted
+            summary.jit_liquidity += netted
+            uncounted = min(netted, mint.counted)
+            mint.counted -= uncounted
+            summary.liquidity_added = max(summary.liquidity_added - uncounted, 0.0)
+            if mint.pending is not None:
+                low, high, amount = summary.pending_liquidity[mint.pending]
+                summary.pending_liquidity[mint.pending] = (low, high, amount - netted)
+            if tick is not None and tick_lower <= tick < tick_upper:
+                self._take_from_levels(netted / depth_weight(tick_lower, tick_upper))
+        if removed <= 0:
+            return
+        if tick is None:
+            summary.pending_liquidity.append((tick_lower, tick_upper, -removed))
+        elif tick_lower <= tick < tick_upper:
+            summary.liquidity_removed += removed
+
+    def _take_from_levels(self, jit: float) -> None:
+        """Just-in-time liquidity was in the levels this block's swaps reported: the pool
+        holds that level only for the block."""
+        summary = self._summary
+        first_block, last_block = self._level_blocks
+        if last_block == self._block and summary.last_liquidity is not None:
+            summary.last_liquidity = max(summary.last_liquidity - jit, 1.0)
+        if first_block == self._block and summary.first_liquidity is not None:
+            summary.first_liquidity = max(summary.first_liquidity - jit, 1.0)
+
 
 @dataclass(frozen=True, slots=True)
 class Effect:
@@ -195,6 +294,9 @@ class Effect:
     bought: bool = False
     added: float = 0.0
     removed: float = 0.0
+    # V3: the swap's tick; the Mint's or Burn's position (owner, tick_lower, tick_upper).
+    tick: int | None = None
+    position: tuple[str, int, int] | None = None
 
 
 def effect_of(event: PoolEvent) -> Effect:
@@ -211,6 +313,7 @@ def effect_of(event: PoolEvent) -> Effect:
                     trader=args["recipient"],
                     amount=float(abs(amount1)),
                     bought=amount1 > 0,  # paid token1 in: bought token0
+                    tick=int(args["tick"]),
                 )
             )
         # V2 pair: the price comes with the Sync that precedes the Swap
@@ -227,11 +330,24 @@ def effect_of(event: PoolEvent) -> Effect:
             )
         return Effect()
     if event.event in ("Mint", "Burn"):
-        amount = float(int(args["amount"])) if "amount" in args else _liquidity_of_amounts(args)
-        return _checked(Effect(added=amount) if event.event == "Mint" else Effect(removed=amount))
+        position = None
+        if "amount" in args:  # V3: a position; V2 pairs have no ranges
+            tick_lower, tick_upper = int(args["tickLower"]), int(args["tickUpper"])
+            amount = float(int(args["amount"])) * depth_weight(tick_lower, tick_upper)
+            position = (args["owner"], tick_lower, tick_upper)
+        else:
+            amount = _liquidity_of_amounts(args)
+        if event.event == "Mint":
+            return _checked(Effect(added=amount, position=position))
+        return _checked(Effect(removed=amount, position=position))
     if event.event == "Collect":
         return Effect()
     raise ValueError(f"{event.event} is not a pool event the features read")
+
+
+def depth_weight(tick_lower: int, tick_upper: int) -> float:
+    """The share of a V3 position's liquidity that counts as depth (DEPTH_BAND_TICKS)."""
+    return min(1.0, max(tick_upper - tick_lower, 1) / DEPTH_BAND_TICKS)
 
 
 def _positive(price: float) -> float | None:
@@ -273,8 +389,7 @@ def window_features(
     swap_count_ratio = math.log((swaps * 60 / current_s + 1) / (base_swaps * 60 / baseline_s + 1))
 
     level = _liquidity_before(baseline, current)
-    added = sum(s.liquidity_added for s in current)
-    removed = sum(s.liquidity_removed for s in current)
+    added, removed = _liquidity_changes(baseline, current)
     removed_share = min(removed / level, 1.0) if level else 0.0
     net_change = max(min((added - removed) / level, 10.0), -1.0) if level else 0.0
 
@@ -320,6 +435,26 @@ def window_features(
         "top_trader_share": concentration,
         "pair_two_way_excess": pair_two_way_excess,
     }
+
+
+def _liquidity_changes(
+    baseline: Sequence[SliceSummary], current: Sequence[SliceSummary]
+) -> tuple[float, float]:
+    """Liquidity added and removed in the window's slices, with the changes that came
+    before a slice's first swap counted if their range held the tick before the slice (or
+    if no tick is known: a V3 pool's first events)."""
+    tick = next((s.last_tick for s in reversed(baseline) if s.last_tick is not None), None)
+    added = removed = 0.0
+    for s in current:
+        added += s.liquidity_added
+        removed += s.liquidity_removed
+        for tick_lower, tick_upper, change in s.pending_liquidity:
+            if tick is None or tick_lower <= tick < tick_upper:
+                added += max(change, 0.0)
+                removed += max(-change, 0.0)
+        if s.last_tick is not None:
+            tick = s.last_tick
+    return added, removed
 
 
 def _liquidity_before(

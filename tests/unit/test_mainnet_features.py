@@ -1,0 +1,191 @@
+"""Chain-window features on hand-made mainnet-shaped V3 event sequences: just-in-time
+liquidity, range orders filled and withdrawn, and the floors no training can lift."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from dexwatch.core.features.chain import (
+    DEPTH_BAND_TICKS,
+    FEATURE_NAMES,
+    INCIDENT_FLOORS,
+    depth_weight,
+    summarize_slice,
+    window_features,
+)
+from dexwatch.core.schemas.pool_event import PoolEvent
+from model.chain_window import TrainingParams, train_detector
+from model.training import fit_detector
+from tests._detectors import chain_rows
+
+POOL = "0x" + "cd" * 20
+T0 = 1_800_000_000  # a multiple of the 12 s slices below
+SLICE_S = 12
+LEVEL = 10**18  # the pool's in-range liquidity
+ROUTER = "0x" + "e5" * 20
+JIT_BOT = "0x" + "b0" * 20
+LP = "0x" + "1f" * 20
+WIDE = (-1000, 1000)  # wider than DEPTH_BAND_TICKS: its liquidity counts in full
+
+
+class Block:
+    """Events of one 12 s block, log indexes in order."""
+
+    def __init__(self, number: int) -> None:
+        self.number = number
+        self.events: list[PoolEvent] = []
+
+    def _add(self, name: str, args: dict[str, str]) -> Block:
+        self.events.append(
+            PoolEvent(
+                chain_id=1,
+                dex="uniswap_v3",
+                pool=POOL,
+                event=name,
+                block_number=self.number,
+                block_hash=f"0x{self.number:064x}",
+                block_timestamp=T0 + SLICE_S * self.number,
+                tx_hash=f"0x{self.number:062x}{len(self.events):02x}",
+                log_index=len(self.events),
+                args=args,
+            )  # fmt: skip
+        )
+        return self
+
+    def swap(self, liquidity: int = LEVEL, tick: int = 0) -> Block:
+        sqrt_price = int(1.0001 ** (tick / 2) * 2**96)
+        return self._add(
+            "Swap",
+            {"sender": ROUTER, "recipient": ROUTER, "amount0": "-1000", "amount1": "1000",
+             "sqrtPriceX96": str(sqrt_price), "liquidity": str(liquidity), "tick": str(tick)},
+        )  # fmt: skip
+
+    def mint(self, owner: str, low: int, high: int, amount: int) -> Block:
+        return self._add(
+            "Mint",
+            {"sender": owner, "owner": owner, "tickLower": str(low), "tickUpper": str(high),
+             "amount": str(amount), "amount0": "1", "amount1": "1"},
+        )  # fmt: skip
+
+    def burn(self, owner: str, low: int, high: int, amount: int) -> Block:
+        return self._add(
+            "Burn",
+            {"owner": owner, "tickLower": str(low), "tickUpper": str(high),
+             "amount": str(amount), "amount0": "1", "amount1": "1"},
+        )  # fmt: skip
+
+
+def features(blocks: list[Block], current_slices: int = 2) -> dict[str, float]:
+    """The features of the window of the last ``current_slices`` blocks (one a slice)."""
+    slices = [summarize_slice(POOL, T0 + SLICE_S * b.number, b.events) for b in blocks]
+    end = T0 + SLICE_S * (blocks[-1].number + 1)
+    result = window_features(slices, end, SLICE_S, current_slices)
+    assert result is not None
+    return result
+
+
+def quiet_blocks(count: int, tick: int = 0) -> list[Block]:
+    return [Block(n).swap(tick=tick) for n in range(count)]
+
+
+def test_just_in_time_liquidity_is_netted_out_of_both_sides_and_the_level():
+    jit = (
+        Block(10)
+        .mint(JIT_BOT, -10, 10, 50 * LEVEL)
+        .swap(liquidity=51 * LEVEL)
+        .burn(JIT_BOT, -10, 10, 50 * LEVEL)
+    )
+    window = features([*quiet_blocks(10), jit, Block(11).swap()])
+    assert window["liquidity_removed_share"] == 0.0
+    assert window["net_liquidity_change"] == 0.0
+    summary = summarize_slice(POOL, T0 + SLICE_S * 10, jit.events)
+    assert summary.jit_liquidity == pytest.approx(50 * LEVEL * depth_weight(-10, 10))
+    # The level the next windows compare with is the pool's own, not the block's 51x.
+    assert summary.last_liquidity == LEVEL
+    # So a real removal of half the pool after it is seen as half.
+    drain = Block(12).burn(LP, -100_000, 100_000, LEVEL // 2)
+    after = features([*quiet_blocks(10), jit, Block(11).swap(), drain, Block(13).swap()])
+    assert after["liquidity_removed_share"] == pytest.approx(0.5)
+
+
+def test_jit_netting_needs_the_same_owner_and_range_in_the_same_block():
+    other_owner = Block(10).mint(JIT_BOT, *WIDE, LEVEL).swap(2 * LEVEL).burn(LP, *WIDE, LEVEL)
+    next_block = [Block(10).mint(JIT_BOT, *WIDE, LEVEL).swap(2 * LEVEL), Block(11)]
+    next_block[1].burn(JIT_BOT, *WIDE, LEVEL).swap()
+    assert features([*quiet_blocks(10), other_owner, Block(11).swap()])[
+        "liquidity_removed_share"
+    ] == pytest.approx(1.0)
+    assert features([*quiet_blocks(10), *next_block])["liquidity_removed_share"] > 0.4
+
+
+def test_a_one_tick_range_order_filled_then_withdrawn_is_not_a_drain():
+    # Placed one tick spacing above the price, filled as the price rises through it, then
+    # withdrawn (all in the other token) once the price is past it.
+    order = [
+        Block(10).mint(LP, 10, 20, 8 * LEVEL).swap(tick=5),
+        Block(11).swap(liquidity=9 * LEVEL, tick=15),
+        Block(12).swap(tick=25),
+        Block(13).burn(LP, 10, 20, 8 * LEVEL).swap(tick=26),
+    ]
+    window = features([*quiet_blocks(10), *order])
+    assert window["liquidity_removed_share"] == 0.0
+    # Withdrawn while the price is inside it, it is a removal, of its depth: one tick
+    # spacing of 10 is a twentieth of DEPTH_BAND_TICKS.
+    unfilled = [*order[:2], Block(12).swap(liquidity=9 * LEVEL, tick=15)]
+    unfilled.append(Block(13).burn(LP, 10, 20, 8 * LEVEL).swap(tick=15))
+    assert features([*quiet_blocks(10), *unfilled])["liquidity_removed_share"] == pytest.approx(
+        8 / 9 * 10 / DEPTH_BAND_TICKS
+    )
+
+
+def test_narrow_positions_count_in_proportion_to_their_width():
+    assert depth_weight(10, 20) == 10 / DEPTH_BAND_TICKS
+    assert depth_weight(-887270, 887270) == depth_weight(0, DEPTH_BAND_TICKS) == 1.0
+    narrow = Block(10).mint(LP, -20, 20, LEVEL // 4).swap(liquidity=LEVEL * 5 // 4)
+    wide = Block(10).mint(LP, *WIDE, LEVEL // 4).swap(liquidity=LEVEL * 5 // 4)
+    for block, expected in ((narrow, 0.25 * 40 / DEPTH_BAND_TICKS), (wide, 0.25)):
+        window = features([*quiet_blocks(10), block, Block(11).swap()])
+        assert window["net_liquidity_change"] == pytest.approx(expected)
+
+
+def test_a_withdrawal_before_any_swap_of_its_slice_is_judged_by_the_tick_before():
+    filled = [Block(10).swap(tick=25), Block(11).burn(LP, 10, 20, 8 * LEVEL)]
+    in_range = [Block(10).swap(tick=15), Block(11).burn(LP, -990, 1010, LEVEL // 2)]
+    assert features([*quiet_blocks(10), *filled])["liquidity_removed_share"] == 0.0
+    assert features([*quiet_blocks(10), *in_range])["liquidity_removed_share"] == pytest.approx(0.5)
+
+
+def jit_heavy_rows(n: int) -> list[dict]:
+    """Windows as the v3 features saw mainnet: removed shares up to the old cap of 1, from
+    just-in-time blocks (as much added as removed) and from ordinary withdrawals."""
+    rows = chain_rows(n, seed=5)
+    rng = np.random.default_rng(5)
+    for index, row in enumerate(rows[: n // 5]):
+        share = float(rng.uniform(0.3, 1.0))
+        row["liquidity_removed_share"] = share
+        row["net_liquidity_change"] = 0.0 if index % 2 else -share
+    return rows
+
+
+def test_a_model_trained_on_jit_heavy_traffic_still_flags_a_half_drain():
+    rows = jit_heavy_rows(600)
+    detector = train_detector(rows, TrainingParams(n_estimators=50))
+    typical = {name: float(np.median([r[name] for r in rows])) for name in FEATURE_NAMES}
+    drain = {**typical, "liquidity_removed_share": 0.5, "net_liquidity_change": -0.5}
+    row = [[drain[name] for name in FEATURE_NAMES]]
+    assert detector.score(row).is_anomaly[0]
+    # Without the floors, training's 2.5x its largest removal lets the drain through.
+    x = np.array([[r[name] for name in FEATURE_NAMES] for r in rows])
+    unfloored = fit_detector(x, FEATURE_NAMES, 4, TrainingParams(n_estimators=50))
+    assert not unfloored.score(row).is_anomaly[0]
+
+
+def test_every_floor_names_a_feature_and_flags_its_value_on_an_ordinary_model():
+    assert set(INCIDENT_FLOORS) <= set(FEATURE_NAMES)
+    rows = chain_rows(400)
+    detector = train_detector(rows, TrainingParams(n_estimators=30))
+    typical = {name: float(np.median([r[name] for r in rows])) for name in FEATURE_NAMES}
+    for name, floor in INCIDENT_FLOORS.items():
+        row = [[{**typical, name: floor}[n] for n in FEATURE_NAMES]]
+        assert detector.score(row).is_anomaly[0], name
