@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from beam_pipelines.transforms.pool_windows import pool_windows
 from dexwatch.core.features.chain import (
     DEPTH_BAND_TICKS,
     FEATURE_NAMES,
@@ -15,6 +16,7 @@ from dexwatch.core.features.chain import (
     window_features,
 )
 from dexwatch.core.schemas.pool_event import PoolEvent
+from dexwatch.core.settings import PipelineSettings
 from model.chain_window import TrainingParams, train_detector
 from model.training import fit_detector
 from tests._detectors import chain_rows
@@ -189,3 +191,39 @@ def test_every_floor_names_a_feature_and_flags_its_value_on_an_ordinary_model():
     for name, floor in INCIDENT_FLOORS.items():
         row = [[{**typical, name: floor}[n] for n in FEATURE_NAMES]]
         assert detector.score(row).is_anomaly[0], name
+
+
+def quiet_pool_slices(drain_share: float) -> list:
+    """A pool's swaps, an hour of silence, then a swap and a withdrawal of ``drain_share``
+    of its liquidity: its slices, one 12 s block each."""
+    before = quiet_blocks(5)
+    after = [Block(305).swap(), Block(306).burn(LP, *WIDE, int(LEVEL * drain_share)).swap()]
+    return [summarize_slice(POOL, T0 + SLICE_S * b.number, b.events) for b in [*before, *after]]
+
+
+def test_a_quiet_pools_first_events_after_an_hour_are_scored_against_its_last_state():
+    slices = quiet_pool_slices(0.6)
+    window_end = T0 + SLICE_S * 307
+    in_span = [s for s in slices if s.start >= window_end - 24 * SLICE_S]
+    assert window_features(in_span, window_end, SLICE_S, 4) is not None  # no baseline: rates
+    carry = slices[4]
+    window = window_features(in_span, window_end, SLICE_S, 4, carry)
+    assert window["liquidity_removed_share"] == pytest.approx(0.6)
+    # Nothing to compare the rates with after an hour's silence: neutral, not a spike.
+    assert window["volume_ratio"] == window["swap_count_ratio"] == 0.0
+
+
+def test_the_pipeline_scores_a_drain_after_a_silence_and_a_quiet_swap_as_normal():
+    settings = PipelineSettings(slice_s=SLICE_S, current_slices=4, baseline_slices=20)
+    key = f"1:uniswap_v3:{POOL}"
+    drained = pool_windows((key, quiet_pool_slices(0.6)), settings)
+    rows = {row["window_end"].timestamp(): row for row in drained}
+    after_silence = [row for end, row in rows.items() if end > T0 + SLICE_S * 305]
+    assert after_silence, "the windows after the silence are scored"
+    assert max(r["liquidity_removed_share"] for r in after_silence) == pytest.approx(0.6)
+    calm = pool_windows((key, quiet_pool_slices(0.0)), settings)
+    quiet = {row["window_end"].timestamp(): row for row in calm}
+    # The windows whose baseline is the silence: the first swaps are the pool's usual.
+    first = [r for end, r in quiet.items() if T0 + SLICE_S * 305 < end <= T0 + SLICE_S * 309]
+    assert len(first) == 4
+    assert all(r["volume_ratio"] == r["liquidity_removed_share"] == 0.0 for r in first)

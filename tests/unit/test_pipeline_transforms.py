@@ -15,8 +15,9 @@ from apache_beam.testing.test_stream import TestStream
 from apache_beam.testing.util import assert_that, equal_to
 from apache_beam.transforms.window import TimestampedValue
 
-from beam_pipelines.transforms.features import PoolWindowFeatures, _pool_windows, pool_key
+from beam_pipelines.transforms.features import PoolWindowFeatures, pool_key
 from beam_pipelines.transforms.parse import DEAD_LETTERS, ParsePoolEvents
+from beam_pipelines.transforms.pool_windows import pool_windows
 from beam_pipelines.transforms.scoring import DetectorModelHandler, ScoreWindows
 from dexwatch.core.features.chain import (
     FEATURE_NAMES,
@@ -260,7 +261,7 @@ def test_streaming_rows_settle_on_the_batch_rows_whatever_the_arrival_order():
         by_slice.setdefault(event.block_timestamp // 10 * 10, []).append(event)
     key = pool_key(events[0])
     slices = [summarize_slice(POOL, start, group) for start, group in by_slice.items()]
-    expected = {row["window_id"]: row for row in _pool_windows((key, slices), SETTINGS)}
+    expected = {row["window_id"]: row for row in pool_windows((key, slices), SETTINGS)}
 
     def check(rows):
         settled = {}
@@ -278,3 +279,35 @@ def test_streaming_rows_settle_on_the_batch_rows_whatever_the_arrival_order():
     with TestPipeline(options=_streaming_options()) as p:
         assert_that((p | stream | PoolWindowFeatures(SETTINGS))["main"], check)
     assert len(expected) > 20
+
+
+def test_after_an_hours_silence_streaming_scores_the_pool_as_batch_does():
+    """The first events after a silence longer than every window's span and the allowed
+    lateness: streaming has pruned the pool's slices, and keeps the newest as its state."""
+    first = [_event(i, T0 + 10 * i, "Sync") for i in range(10)]
+    later = T0 + 3600
+    second = [
+        _event(200, later, "Sync", reserve0="1000000", reserve1="2000000"),
+        _event(201, later + 1, "Burn", amount0="600000", amount1="1200000"),
+        _event(202, later + 2, "Sync", reserve0="400000", reserve1="800000"),
+    ]
+    stream = _burst(TestStream().advance_watermark_to(T0), first)
+    stream = stream.advance_watermark_to(later - 10)
+    stream = _burst(stream, second).advance_watermark_to(later + 1000)
+    stream = stream.advance_watermark_to_infinity()
+    key = pool_key(first[0])
+    slices = [
+        summarize_slice(POOL, e.block_timestamp // 10 * 10, [x for x in [*first, *second]
+                        if x.block_timestamp // 10 == e.block_timestamp // 10])
+        for e in [*first, second[0]]
+    ]  # fmt: skip
+    expected = {row["window_id"]: row for row in pool_windows((key, slices), SETTINGS)}
+    after = [row for row in expected.values() if row["window_end"].timestamp() > later]
+    assert max(row["liquidity_removed_share"] for row in after) == pytest.approx(0.6)
+
+    def check(rows):
+        settled = {row["window_id"]: row for row in rows}
+        assert settled == expected
+
+    with TestPipeline(options=_streaming_options()) as p:
+        assert_that((p | stream | PoolWindowFeatures(SETTINGS))["main"], check)

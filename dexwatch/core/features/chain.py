@@ -363,10 +363,22 @@ def _checked(effect: Effect) -> Effect:
 
 
 def window_features(
-    slices: Sequence[SliceSummary], window_end: int, slice_s: int, current_slices: int
+    slices: Sequence[SliceSummary],
+    window_end: int,
+    slice_s: int,
+    current_slices: int,
+    carry: SliceSummary | None = None,
 ) -> dict[str, float] | None:
     """The features of the window made of the ``current_slices`` slices before
-    ``window_end``, against the slices before them. None if the window saw no event."""
+    ``window_end``, against the slices before them. None if the window saw no event.
+
+    Args:
+        carry: the pool's last slice before the window's span, for a pool that was silent
+            through its baseline: its liquidity, price and tick stand in for the baseline's
+            (a drain after a silence is measured against the pool as it was), while the
+            rates (volume, swaps) have nothing to compare with and count as usual, but for
+            one pair's two-way trading, measured against the silence.
+    """
     current_start = window_end - current_slices * slice_s
     ordered = sorted(slices, key=lambda s: s.start)
     current = [s for s in ordered if s.start >= current_start]
@@ -374,14 +386,21 @@ def window_features(
     if not current:
         return None
     current_s = current_slices * slice_s
-    baseline_s = max(
-        slice_s, current_start - min((s.start for s in baseline), default=current_start)
-    )
-
     volume = sum(s.volume for s in current)
     swaps = sum(s.swaps for s in current)
-    base_volume = sum(s.volume for s in baseline)
-    base_swaps = sum(s.swaps for s in baseline)
+    if baseline:
+        baseline_s = max(slice_s, current_start - baseline[0].start)
+        base_volume = sum(s.volume for s in baseline)
+        base_swaps = sum(s.swaps for s in baseline)
+        usual = base_swaps * slice_s / baseline_s
+    else:
+        # No rates to compare with: the window's own, so that the ratios are neutral; but
+        # one pair trading both ways is measured against the pool's silence before it.
+        baseline_s, base_volume, base_swaps = current_s, volume, swaps
+        usual = 0.0
+        if carry is not None:
+            usual = carry.swaps * slice_s / max(slice_s, current_start - carry.start)
+        baseline = [carry] if carry is not None else []
     # Units differ per pool: scale volumes by the pool's typical volume per second, so the
     # +1 below is "one typical second", whatever the token.
     unit = (base_volume + volume) / (baseline_s + current_s) or 1.0
@@ -421,7 +440,6 @@ def window_features(
     # Per slice, against the baseline's swaps per slice: a burst shorter than the window
     # would be diluted by the window's other slices. Swap counts are about Poisson, so the
     # excess is in units of the usual count's noise; a log ratio left normal tails too close.
-    usual = base_swaps * slice_s / baseline_s
     two_way = max(s.pair_two_way_swaps for s in current)
     pair_two_way_excess = (two_way - usual) / math.sqrt(usual + 1)
     return {

@@ -1,0 +1,230 @@
+"""Windows of one pool: its slices → the feature row of each window (definitions in
+dexwatch.core.features.chain), in streaming (``PoolWindowsFn``, per-pool state and timers)
+and in batch (``pool_windows``, one sliding pass over complete slices).
+
+A window is the last ``current_slices`` slices (under test) and the ``baseline_slices``
+before them. A pool silent through a window's baseline is scored against its last slice
+before the span (the *carry*): its liquidity, price and tick, not its rates.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import UTC, datetime
+
+import apache_beam as beam
+from apache_beam.coders import PickleCoder
+from apache_beam.transforms.timeutil import TimeDomain
+from apache_beam.transforms.userstate import ReadModifyWriteStateSpec, TimerSpec, on_timer
+from apache_beam.utils.timestamp import Timestamp
+
+from beam_pipelines.transforms.parse import dead_letter_of
+from dexwatch.core.features.chain import SliceSummary, window_features
+from dexwatch.core.settings import PipelineSettings
+
+__all__ = ["PoolSlices", "PoolWindowsFn", "feature_row", "guarded_row", "pool_windows"]
+
+
+def feature_row(
+    key: str,
+    window_end: int,
+    slices: list[SliceSummary],
+    s: PipelineSettings,
+    carry: SliceSummary | None = None,
+) -> dict | None:
+    """The row of one pool's window ending at ``window_end``, or None when the window saw
+    no event, or while a pool seen for the first time has too little history to compare
+    with. ``carry``: the pool's last slice before the window's span, if it had one (a
+    quiet pool's window is scored against it: see ``window_features``)."""
+    if not slices:
+        return None
+    current_start = window_end - s.current_slices * s.slice_s
+    history_s = current_start - min(summary.start for summary in slices)
+    if carry is None and history_s < s.min_baseline_share * s.baseline_slices * s.slice_s:
+        beam.metrics.Metrics.counter("dexwatch", "windows_warming_up").inc()
+        return None
+    features = window_features(slices, window_end, s.slice_s, s.current_slices, carry)
+    if features is None:
+        return None
+    chain_id, dex, pool = key.split(":")
+    return {
+        "window_id": f"{chain_id}:{pool}:{window_end}",
+        "chain_id": int(chain_id),
+        "dex": dex,
+        "pool": pool,
+        "source": "chain",
+        "window_start": datetime.fromtimestamp(current_start, UTC),
+        "window_end": datetime.fromtimestamp(window_end, UTC),
+        "events": sum(x.events for x in slices if x.start >= current_start),
+        **features,
+    }
+
+
+@dataclasses.dataclass
+class PoolSlices:
+    slices: dict[int, tuple[int, SliceSummary]] = dataclasses.field(default_factory=dict)
+    horizon: int = 0  # updates of slices that start before this come too late
+    # The newest slice pruned: the pool's last known state for windows after a silence.
+    carry: SliceSummary | None = None
+
+
+def guarded_row(
+    key: str,
+    window_end: int,
+    slices: list[SliceSummary],
+    s: PipelineSettings,
+    carry: SliceSummary | None = None,
+):
+    """feature_row, or a dead letter naming the window if its features cannot be worked out."""
+    try:
+        row = feature_row(key, window_end, slices, s, carry)
+    except (ValueError, ArithmeticError) as err:
+        yield dead_letter_of(
+            "features", f"window {key}:{window_end}: {err}", {"pool": key, "window_end": window_end}
+        )
+        return
+    if row is not None:
+        yield row
+
+
+class PoolWindowsFn(beam.DoFn):
+    """(pool, (version, SliceSummary)) → the feature rows of the windows that contain the
+    slice, up to the pool's newest slice: in order, one row per update. The windows after
+    the newest slice (it is still in their current part) follow as the watermark passes
+    their ends, unless newer data brings them first.
+
+    Keeps each pool's slices while an update of a slice in their windows may still come:
+    until the watermark passes them by a window's span and the allowed lateness."""
+
+    SLICES = ReadModifyWriteStateSpec("slices", PickleCoder())
+    PRUNE = TimerSpec("prune", TimeDomain.WATERMARK)
+    TAIL = TimerSpec("tail", TimeDomain.WATERMARK)
+
+    def __init__(
+        self, settings: PipelineSettings, final_before: dict[str, int] | None = None
+    ) -> None:
+        s = settings
+        self._settings = settings
+        self._span = (s.current_slices + s.baseline_slices) * s.slice_s
+        # A resumed run replays part of a window's span: rows of windows that were final
+        # before the restart would come out incomplete, and are not emitted again.
+        self._first_ends = {
+            pool: (end // s.slice_s + 1) * s.slice_s for pool, end in (final_before or {}).items()
+        }
+
+    def _first_end(self, key: str) -> int:
+        """The first window end of the pool (chain_id:dex:pool) a resumed run emits."""
+        chain_id, _, pool = key.split(":")
+        return self._first_ends.get(f"{chain_id}:{pool}", 0)
+
+    def process(
+        self,
+        element,
+        slices_state=beam.DoFn.StateParam(SLICES),
+        prune=beam.DoFn.TimerParam(PRUNE),
+        tail=beam.DoFn.TimerParam(TAIL),
+    ):
+        key, (version, summary) = element
+        s = self._settings
+        known: PoolSlices = slices_state.read() or PoolSlices()
+        if summary.start < known.horizon:
+            beam.metrics.Metrics.counter("dexwatch", "slice_updates_too_late").inc()
+            return
+        held = known.slices.get(summary.start)
+        if held is not None and held[0] >= version:
+            return
+        previous_end = max(known.slices, default=summary.start) + s.slice_s
+        known.slices[summary.start] = (version, summary)
+        slices_state.write(known)
+        prune.set(self._prune_time(known))
+        newest_end = max(known.slices) + s.slice_s
+        if s.current_slices > 1:
+            tail.set(Timestamp(newest_end + s.slice_s))  # replaces a pending one
+        # The previous newest slice's later windows, which its tail timer may not have
+        # emitted yet, then this slice's windows up to the newest slice.
+        tail_end = min(previous_end + (s.current_slices - 1) * s.slice_s, summary.start)
+        ends = [*range(previous_end + s.slice_s, tail_end + 1, s.slice_s)]
+        last_end = min(summary.start + self._span, newest_end)
+        ends += range(summary.start + s.slice_s, last_end + 1, s.slice_s)
+        yield from self._rows(key, known, ends)
+
+    @on_timer(TAIL)
+    def emit_tail(
+        self,
+        key=beam.DoFn.KeyParam,
+        now=beam.DoFn.TimestampParam,
+        slices_state=beam.DoFn.StateParam(SLICES),
+        tail=beam.DoFn.TimerParam(TAIL),
+    ):
+        """The watermark passed the end of the window ``now`` seconds after the newest slice,
+        and no newer slice came: that window is on time."""
+        s = self._settings
+        known: PoolSlices | None = slices_state.read()
+        if not known or not known.slices:
+            return
+        window_end = int(now.seconds())
+        newest_end = max(known.slices) + s.slice_s
+        yield from self._rows(key, known, [window_end])
+        if window_end + s.slice_s < newest_end + s.current_slices * s.slice_s:
+            tail.set(Timestamp(window_end + s.slice_s))
+
+    def _rows(self, key: str, known: PoolSlices, window_ends):
+        s = self._settings
+        ordered = sorted((held for _, held in known.slices.values()), key=lambda x: x.start)
+        first_end = self._first_end(key)
+        for window_end in window_ends:
+            if window_end < first_end:
+                continue
+            in_window = [x for x in ordered if window_end - self._span <= x.start < window_end]
+            before = [x for x in ordered if x.start < window_end - self._span]
+            carry = before[-1] if before else known.carry
+            yield from guarded_row(key, window_end, in_window, s, carry)
+
+    def _prune_time(self, known: PoolSlices) -> Timestamp:
+        oldest = min(known.slices)
+        return Timestamp(
+            oldest + self._settings.slice_s + self._settings.allowed_lateness_s + self._span
+        )
+
+    @on_timer(PRUNE)
+    def prune(
+        self,
+        now=beam.DoFn.TimestampParam,
+        slices_state=beam.DoFn.StateParam(SLICES),
+        prune=beam.DoFn.TimerParam(PRUNE),
+    ) -> None:
+        s = self._settings
+        known: PoolSlices = slices_state.read()
+        # Slices that ended more than the allowed lateness ago take no more updates; the
+        # slices before them stay while a window of those may still change.
+        known.horizon = int(now.seconds()) - s.allowed_lateness_s - s.slice_s
+        first_needed = known.horizon - self._span + s.slice_s
+        # The windows after the newest slice need its span, whatever the order timers fire in.
+        first_needed = min(first_needed, max(known.slices) + s.slice_s - self._span)
+        dropped = [v for start, v in known.slices.items() if start < first_needed]
+        if dropped:
+            # The newest slice that leaves keeps the pool's state for its next windows.
+            known.carry = max((summary for _, summary in dropped), key=lambda x: x.start)
+        known.slices = {start: v for start, v in known.slices.items() if start >= first_needed}
+        slices_state.write(known)
+        # Slices kept for the newest slice's windows wait for newer data to re-arm this.
+        if self._prune_time(known) > now:
+            prune.set(self._prune_time(known))
+
+
+def pool_windows(element, s: PipelineSettings):
+    """Every window of one pool, from its slices in time order (batch): a sliding pass over
+    the sorted slices instead of a copy of each slice per window."""
+    key, slices = element
+    ordered = sorted(slices, key=lambda summary: summary.start)
+    span = (s.current_slices + s.baseline_slices) * s.slice_s
+    first_end = ordered[0].start + s.slice_s
+    last_end = ordered[-1].start + span
+    low = high = 0
+    for window_end in range(first_end, last_end + 1, s.slice_s):
+        while high < len(ordered) and ordered[high].start < window_end:
+            high += 1
+        while ordered[low].start < window_end - span:
+            low += 1
+        carry = ordered[low - 1] if low else None
+        yield from guarded_row(key, window_end, ordered[low:high], s, carry)
