@@ -21,6 +21,8 @@ from beam_pipelines.options import batch_options
 from beam_pipelines.pipeline import build_replay_pipeline
 from beam_pipelines.transforms.scoring import DetectorModelHandler
 from dexwatch.app.workflows.bootstrap import bootstrap_model, record_history
+from dexwatch.core.detector import Detector
+from dexwatch.core.features.chain import FEATURES_VERSION
 from dexwatch.core.settings import Settings
 from dexwatch.core.warehouse import open_warehouse
 from infra.local.settings import load_local_settings  # noqa: E402
@@ -81,7 +83,8 @@ def main() -> None:
     settings = _settings(WORK / "state")
     events = _recording(settings, args.events)
     count = sum(1 for _ in events.open("rb"))
-    if not settings.model_path.is_file():
+    model = settings.model_path
+    if not model.is_file() or Detector.load(model).features_version != FEATURES_VERSION:
         bootstrap_model(settings, hours=2.0, progress=_progress)
     batched_s, rows = _replay(settings, events, settings.model.max_batch_size, "batched")
     print(f"batched scoring: {count} events, {rows} windows in {batched_s:.1f} s", flush=True)

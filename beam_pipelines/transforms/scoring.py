@@ -30,8 +30,8 @@ from apache_beam.ml.inference.base import (
 from beam_pipelines.transforms.parse import DEAD_LETTERS, dead_letter_of, element_dead_letter
 from dexwatch.core.detector import Detector
 from dexwatch.core.errors import DexwatchError
-from dexwatch.core.features.chain import FEATURE_NAMES
-from dexwatch.core.features.hourly import HOURLY_FEATURE_NAMES
+from dexwatch.core.features.chain import FEATURE_NAMES, FEATURES_VERSION
+from dexwatch.core.features.hourly import HOURLY_FEATURE_NAMES, HOURLY_FEATURES_VERSION
 from dexwatch.core.retry import RetryPolicy
 from dexwatch.core.schemas.alert import TopFeature
 from dexwatch.core.settings import ModelSettings, Settings
@@ -52,10 +52,12 @@ class DetectorModelHandler(ModelHandler[Sequence[float], dict[str, Any], Detecto
         path: Path,
         max_batch_size: int = 512,
         feature_names: Sequence[str] = FEATURE_NAMES,
+        features_version: int = FEATURES_VERSION,
     ) -> None:
         self._path = path
         self._max_batch_size = max_batch_size
         self._feature_names = tuple(feature_names)
+        self._features_version = features_version
 
     def load_model(self) -> Detector:
         # RunInference shares a model between its DoFn instances only while one holds it;
@@ -73,6 +75,13 @@ class DetectorModelHandler(ModelHandler[Sequence[float], dict[str, Any], Detecto
             raise ValueError(
                 f"{self._path} was trained on features {detector.feature_names}, "
                 f"the pipeline computes {self._feature_names}: retrain it"
+            )
+        if detector.features_version != self._features_version:
+            # Same names, other definitions: scores would be silently skewed.
+            raise ValueError(
+                f"{self._path} was trained on features version {detector.features_version}, "
+                f"the pipeline computes version {self._features_version}: retrain it "
+                "(`dexwatch model bootstrap`, or `dexwatch train` and promote)"
             )
         return detector
 
@@ -181,7 +190,11 @@ def model_handler(settings: Settings) -> ModelHandler:
     """The configured handler of the chain-window model (a Vertex endpoint is contacted
     when it is built)."""
     return _configured_handler(
-        settings, settings.model_path, settings.model.vertex_endpoint_id, FEATURE_NAMES
+        settings,
+        settings.model_path,
+        settings.model.vertex_endpoint_id,
+        FEATURE_NAMES,
+        FEATURES_VERSION,
     )
 
 
@@ -192,11 +205,16 @@ def hourly_model_handler(settings: Settings) -> ModelHandler:
         settings.hourly_model_path,
         settings.model.hourly_vertex_endpoint_id,
         HOURLY_FEATURE_NAMES,
+        HOURLY_FEATURES_VERSION,
     )
 
 
 def _configured_handler(
-    settings: Settings, path: Path, endpoint_id: str, feature_names: Sequence[str]
+    settings: Settings,
+    path: Path,
+    endpoint_id: str,
+    feature_names: Sequence[str],
+    features_version: int,
 ) -> ModelHandler:
     if settings.model.serving == "vertex":
         from apache_beam.ml.inference.vertex_ai_inference import VertexAIModelHandlerJSON
@@ -210,7 +228,9 @@ def _configured_handler(
     if settings.model.serving == "http":
         # One server for both models: it picks the model by the instances' length.
         return HttpModelHandler(settings.model)
-    return DetectorModelHandler(path, settings.model.max_batch_size, feature_names)
+    return DetectorModelHandler(
+        path, settings.model.max_batch_size, feature_names, features_version
+    )
 
 
 def _scored_row(element: tuple[dict, PredictionResult]):

@@ -21,6 +21,7 @@ from beam_pipelines.transforms.scoring import DetectorModelHandler, ScoreWindows
 from beam_pipelines.transforms.sinks import AlertThreads, ThreadAnomalies
 from dexwatch.core.features.hourly import (
     HOURLY_FEATURE_NAMES,
+    HOURLY_FEATURES_VERSION,
     MIN_PREVIOUS_HOURS,
     series_features,
 )
@@ -124,7 +125,11 @@ def test_out_of_order_duplicate_filled_and_malformed_hours_settle_on_the_batch_r
         scored = (
             (parsed.main | PoolHourFeatures(allowed_lateness_h=24))["main"]
             | ScoreWindows(
-                DetectorModelHandler(hourly_model, feature_names=HOURLY_FEATURE_NAMES),
+                DetectorModelHandler(
+                    hourly_model,
+                    feature_names=HOURLY_FEATURE_NAMES,
+                    features_version=HOURLY_FEATURES_VERSION,
+                ),
                 HOURLY_FEATURE_NAMES,
             )
         )["main"]

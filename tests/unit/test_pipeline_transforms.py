@@ -200,6 +200,16 @@ def test_scoring_flags_a_drained_window_and_names_the_feature(tmp_path):
         assert_that(scored, check)
 
 
+def test_a_model_of_other_feature_definitions_is_refused_not_used(tmp_path):
+    detector = train_detector(chain_rows(200))
+    path = tmp_path / "model.joblib"
+    dataclasses.replace(detector, features_version=detector.features_version - 1).save(path)
+    with pytest.raises(ValueError, match="trained on features version .*: retrain it"):
+        DetectorModelHandler(path).load_model()
+    detector.save(path)
+    assert DetectorModelHandler(path).load_model().version == detector.version
+
+
 def test_batch_plumbing_gives_the_streaming_result():
     """Replay and backfill use explicit keys instead of windows and triggers: the same
     stream gives the same final window, duplicates and retractions included."""

@@ -25,7 +25,10 @@ from dexwatch.app.views.monitor import (
     subscribe_alerts,
     subscribe_hourly,
 )
+from dexwatch.core.detector import Detector
 from dexwatch.core.emulator import emulator_environment, use_pubsub_emulator
+from dexwatch.core.features.chain import FEATURES_VERSION
+from dexwatch.core.features.hourly import HOURLY_FEATURES_VERSION
 from dexwatch.core.schemas.topics import MONITOR_SUBSCRIPTION
 from infra.local.processes import StackError
 from infra.local.settings import LocalSettings
@@ -149,13 +152,14 @@ def run_local(
     try:
         # First models first (on private chains): the live chain's history must run up to the
         # moment the components start, or the chain windows wait out a new baseline.
-        if settings.model.serving == "local" and not settings.model_path.is_file():
+        local = settings.model.serving == "local"
+        if local and _needs_model(settings.model_path, FEATURES_VERSION, console):
             _bootstrap_model(settings, console)
         hourly = scores_hours(settings)
         if (
             hourly
-            and settings.model.serving == "local"
-            and not settings.hourly_model_path.is_file()
+            and local
+            and _needs_model(settings.hourly_model_path, HOURLY_FEATURES_VERSION, console)
         ):
             _bootstrap_hourly_model(settings, console)
         console.print("[bold]starting the local stack[/] (Pub/Sub emulator, anvil, contracts)")
@@ -249,6 +253,20 @@ def _watch(
                     console.print(line, highlight=False)
             if deadline is not None and time.monotonic() >= deadline:
                 break
+
+
+def _needs_model(path: Path, features_version: int, console: Console) -> bool:
+    """No model at ``path``, or one of features this dexwatch no longer computes."""
+    if not path.is_file():
+        return True
+    trained_on = Detector.load(path).features_version
+    if trained_on == features_version:
+        return False
+    console.print(
+        f"the model at {path} was trained on features version {trained_on}; this dexwatch "
+        f"computes version {features_version}: training a new first model"
+    )
+    return True
 
 
 def _bootstrap_model(settings: LocalSettings, console: Console) -> None:
