@@ -160,8 +160,12 @@ class _SliceUpdatesFn(beam.DoFn):
     def finish_bundle(self):
         for (key, win), state in self._changed.items():
             if state.builder is not None:
+                # A copy of what the builder goes on changing: the summary sent is final.
+                folded = state.builder.summary
                 summary = dataclasses.replace(
-                    state.builder.summary, trader_volume=dict(state.builder.summary.trader_volume)
+                    folded,
+                    trader_volume=dict(folded.trader_volume),
+                    pending_liquidity=list(folded.pending_liquidity),
                 )
                 yield WindowedValue((key, (state.version, summary)), win.max_timestamp(), (win,))
         self._changed = {}
