@@ -76,7 +76,8 @@ def block_hash(chain_id: int, number: int) -> str:
     return "0x" + keccak(f"dexwatch-recorded:{chain_id}:{number}".encode()).hex()
 
 
-def _word(value: int) -> str:
+def abi_word(value: int) -> str:
+    """``value`` as one 32-byte ABI word in hex (two's complement when negative)."""
     return (value % 2**256).to_bytes(32, "big").hex()
 
 
@@ -148,9 +149,9 @@ class Recording:
                 _POOL_CREATED_V3,
                 _address_topic(pool.token0),
                 _address_topic(pool.token1),
-                "0x" + _word(pool.fee),
+                "0x" + abi_word(pool.fee),
             ],
-            "data": "0x" + _word(pool.tick_spacing) + _word(int(pool.address, 16)),
+            "data": "0x" + abi_word(pool.tick_spacing) + abi_word(int(pool.address, 16)),
             "blockNumber": hex(self.created_block),
             "blockHash": block_hash(pool.chain_id, self.created_block),
             "transactionHash": "0x" + keccak(f"created:{pool.address}".encode()).hex(),

@@ -19,7 +19,7 @@ from typing import Any
 
 from eth_utils import keccak
 
-from infra.local.recorded_chain import Recording, RecordingError
+from infra.local.recorded_chain import Recording, RecordingError, abi_word, block_hash
 
 KINDS = ("liquidity-drain", "rug-pull", "price-manipulation", "wash-trading")
 
@@ -50,12 +50,8 @@ class _State:
     tick: int
 
 
-def _word(value: int) -> str:
-    return (value % 2**256).to_bytes(32, "big").hex()
-
-
 def _topic(value: int) -> str:
-    return "0x" + _word(value)
+    return "0x" + abi_word(value)
 
 
 def _address(seed: str) -> str:
@@ -81,7 +77,7 @@ class _Writer:
                 "topics": topics,
                 "data": "0x" + data,
                 "blockNumber": hex(block),
-                "blockHash": self.recording.header(block)["hash"],
+                "blockHash": block_hash(self.recording.pool.chain_id, block),
                 "transactionHash": "0x" + keccak(text=f"{self.name}:{index}").hex(),
                 "transactionIndex": hex(500 + len(self.logs)),
                 "logIndex": hex(index),
@@ -98,7 +94,7 @@ class _Writer:
         amount0 = amount * _Q96 // state.sqrt_price
         amount1 = amount * state.sqrt_price // _Q96
         topics = [_BURN, _topic(int(owner, 16)), _topic(low), _topic(high)]
-        self._log(block, topics, _word(amount) + _word(amount0) + _word(amount1))
+        self._log(block, topics, abi_word(amount) + abi_word(amount0) + abi_word(amount1))
         state.liquidity -= amount
 
     def swap(self, block: int, trader: str, price_factor: float) -> None:
@@ -110,8 +106,8 @@ class _Writer:
         state.sqrt_price, state.tick = new_sqrt, _tick_of(new_sqrt)
         topics = [_SWAP, _topic(int(trader, 16)), _topic(int(trader, 16))]
         data = (
-            _word(amount0) + _word(amount1) + _word(new_sqrt) + _word(state.liquidity)
-            + _word(state.tick)
+            abi_word(amount0) + abi_word(amount1) + abi_word(new_sqrt) + abi_word(state.liquidity)
+            + abi_word(state.tick)
         )  # fmt: skip
         self._log(block, topics, data)
 
