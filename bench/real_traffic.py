@@ -46,7 +46,7 @@ from beam_pipelines.options import batch_options  # noqa: E402
 from beam_pipelines.pipeline import build_replay_pipeline  # noqa: E402
 from dexwatch.app.workflows.bootstrap import bootstrap_model  # noqa: E402
 from dexwatch.core.features.chain import FEATURE_NAMES  # noqa: E402
-from dexwatch.core.settings import FactoryConfig, Settings  # noqa: E402
+from dexwatch.core.settings import Settings  # noqa: E402
 from dexwatch.core.warehouse import open_warehouse  # noqa: E402
 from infra.local import processes  # noqa: E402
 from infra.local.recorded_chain import RecordedChainNode, Recording, open_recording  # noqa: E402
@@ -73,23 +73,8 @@ INCIDENT_EVERY_S = 3600
 def record(recording: Recording, work: Path) -> Path:
     """Serve a recorded day to the real chain publisher; its recording of pool events."""
     with RecordedChainNode(recording) as node:
-        settings = Settings(state_dir=work / "publisher")
-        factory = FactoryConfig(
-            dex="uniswap_v3",
-            protocol="v3",
-            address=recording.pool.factory,
-            start_block=recording.created_block,
-        )
-        chain = settings.chain.model_copy(
-            update={
-                "chain_id": recording.pool.chain_id,
-                "rpc_urls": [node.url],
-                "confirmations": 0,
-                "batch_blocks": 2000,
-                "factories": [factory],
-            }
-        )
-        stats = publish_chain(settings.with_sections(chain=chain), once=True, record_to=work)
+        settings = node.following(Settings(state_dir=work / "publisher"), batch_blocks=2000)
+        stats = publish_chain(settings, once=True, record_to=work)
     print(f"  {work.parent.name}: {stats.events} events published from {len(recording.logs)} logs")
     return work / "pool-events.jsonl"
 

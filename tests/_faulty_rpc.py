@@ -16,10 +16,12 @@ import collections
 import json
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import httpx
+
+from infra.local.http_server import LocalHttpServer, send_json
 
 FAULTS = (
     "http_429",  # rate limited
@@ -46,17 +48,12 @@ class FaultyRpcProxy:
         self._faults: dict[str, collections.deque[str]] = collections.defaultdict(collections.deque)
         self._lock = threading.Lock()
         self._http = httpx.Client(timeout=30, headers={"content-type": "application/json"})
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._server.daemon_threads = True
-        # A short poll interval: shutdown() waits up to one interval, at every test's end.
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
-        )
+        # A short poll interval: stopping waits up to one interval, at every test's end.
+        self._server = LocalHttpServer(self._handler(), poll_interval_s=0.02)
 
     @property
     def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return self._server.url
 
     def inject(self, method: str, *faults: str) -> None:
         unknown = set(faults) - set(FAULTS)
@@ -70,12 +67,11 @@ class FaultyRpcProxy:
             return sum(len(queue) for queue in self._faults.values())
 
     def __enter__(self) -> FaultyRpcProxy:
-        self._thread.start()
+        self._server.start()
         return self
 
     def __exit__(self, *_: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        self._server.stop()
         self._http.close()
 
     def _next_fault(self, method: str) -> str | None:
@@ -146,15 +142,6 @@ class FaultyRpcProxy:
         return Handler
 
 
-def send_json(handler: BaseHTTPRequestHandler, status: int, content: bytes) -> None:
-    """Answer an HTTP request with a JSON body."""
-    handler.send_response(status)
-    handler.send_header("content-type", "application/json")
-    handler.send_header("content-length", str(len(content)))
-    handler.end_headers()
-    handler.wfile.write(content)
-
-
 class KeyQuotingNode:
     """A JSON-RPC node on 127.0.0.1 that quotes the request's URL path and query (where
     providers put the API key) in every answer, as some providers' error messages do.
@@ -171,24 +158,18 @@ class KeyQuotingNode:
             raise ValueError(f"unknown answer {answer!r}")
         self.answer = answer
         self.requests = 0
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
-        )
+        self._server = LocalHttpServer(self._handler(), poll_interval_s=0.02)
 
     @property
     def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return self._server.url
 
     def __enter__(self) -> KeyQuotingNode:
-        self._thread.start()
+        self._server.start()
         return self
 
     def __exit__(self, *_: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        self._server.stop()
 
     def _reply(self, request_id: Any, path: str) -> dict[str, Any]:
         self.requests += 1

@@ -24,16 +24,17 @@ import bisect
 import csv
 import dataclasses
 import json
-import threading
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
 from eth_utils import keccak
 
 from dexwatch.core.errors import DexwatchError
+from dexwatch.core.settings import FactoryConfig, Settings
+from infra.local.http_server import LocalHttpServer, send_json
 
 _POOL_CREATED_V3 = "0x" + keccak(text="PoolCreated(address,address,uint24,int24,address)").hex()
 
@@ -237,24 +238,38 @@ class RecordedChainNode:
     def __init__(self, recording: Recording, host: str = "127.0.0.1", port: int = 0) -> None:
         self.recording = recording
         self.requests = 0
-        self._server = ThreadingHTTPServer((host, port), self._handler())
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
+        self._http = LocalHttpServer(self._handler(), host, port)
 
     @property
     def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return self._http.url
 
     def __enter__(self) -> RecordedChainNode:
-        self._thread.start()
+        self._http.start()
         return self
 
     def __exit__(self, *_: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        self._http.stop()
+
+    def following(self, settings: Settings, **chain: Any) -> Settings:
+        """``settings`` with the chain publisher pointed at this node and its pool's factory
+        (no confirmations: a recording does not reorganise); ``chain`` sets more."""
+        recording = self.recording
+        factory = FactoryConfig(
+            dex="uniswap_v3",
+            protocol="v3",
+            address=recording.pool.factory,
+            start_block=recording.created_block,
+        )
+        return settings.with_sections(
+            chain={
+                "chain_id": recording.pool.chain_id,
+                "rpc_urls": [self.url],
+                "confirmations": 0,
+                "factories": [factory],
+                **chain,
+            }
+        )
 
     def answer(self, call: Mapping[str, Any]) -> dict[str, Any]:
         """The JSON-RPC answer to one call."""
@@ -307,12 +322,7 @@ class RecordedChainNode:
                         reply = [node.answer(call) for call in request]
                     else:
                         reply = node.answer(request)
-                content = json.dumps(reply).encode()
-                self.send_response(200)
-                self.send_header("content-type", "application/json")
-                self.send_header("content-length", str(len(content)))
-                self.end_headers()
-                self.wfile.write(content)
+                send_json(self, 200, json.dumps(reply).encode())
 
             def log_message(self, *_: Any) -> None:  # requests are counted, not logged
                 pass

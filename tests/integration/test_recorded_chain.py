@@ -7,7 +7,6 @@ import ast
 import collections
 import csv
 from datetime import datetime
-from pathlib import Path
 
 import httpx
 import orjson
@@ -16,10 +15,9 @@ from eth_utils import keccak
 
 from dexwatch.core.features.chain import summarize_slice, window_features
 from dexwatch.core.schemas.pool_event import PoolEvent
-from dexwatch.core.settings import FactoryConfig, Settings
+from dexwatch.core.settings import Settings
 from infra.local.recorded_chain import (
     RecordedChainNode,
-    Recording,
     RecordingError,
     block_hash,
     open_recording,
@@ -36,32 +34,13 @@ pytestmark = pytest.mark.skipif(not QUIET_DAY.exists(), reason="../shared/data/r
 SWAP = "0xc42079f94a6350d7e6235f29174924f928cc2ac818eb64fed8004e115fbcca67"
 
 
-def publisher_settings(state_dir: Path, recording: Recording, url: str) -> Settings:
-    settings = Settings(state_dir=state_dir)
-    factory = FactoryConfig(
-        dex="uniswap_v3",
-        protocol="v3",
-        address=recording.pool.factory,
-        start_block=recording.created_block,
-    )
-    chain = settings.chain.model_copy(
-        update={
-            "chain_id": recording.pool.chain_id,
-            "rpc_urls": [url],
-            "confirmations": 0,
-            "factories": [factory],
-        }
-    )
-    return settings.with_sections(chain=chain)
-
-
 def test_the_publisher_publishes_every_recorded_log_with_its_block_time(tmp_path):
     recording = open_recording(QUIET_DAY)
     with QUIET_DAY.open(newline="") as handle:
         rows = list(csv.DictReader(handle))
     with RecordedChainNode(recording) as node:
         stats = run(
-            publisher_settings(tmp_path / "state", recording, node.url),
+            node.following(Settings(state_dir=tmp_path / "state")),
             once=True,
             record_to=tmp_path / "recording",
         )
@@ -161,7 +140,7 @@ def test_spliced_incidents_are_real_logs_that_read_as_their_incident(tmp_path):
     assert drain.size >= 0.5
     with RecordedChainNode(spliced) as node:
         stats = run(
-            publisher_settings(tmp_path / "state", spliced, node.url),
+            node.following(Settings(state_dir=tmp_path / "state")),
             once=True,
             record_to=tmp_path / "recording",
         )

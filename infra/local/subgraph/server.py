@@ -19,9 +19,10 @@ import random
 import threading
 import time
 from collections.abc import Mapping
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any, get_args
 
+from infra.local.http_server import LocalHttpServer, send_json
 from infra.local.settings import StandInFault, SubgraphStandInSettings
 from infra.local.subgraph.schema import StandInSubgraph
 
@@ -95,16 +96,11 @@ class SubgraphStandIn:
         self._faults: list[tuple[str, str]] = []
         self._random_faults = RandomFaults(faults or {}, seed)
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer((host, port), self._handler())
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
+        self._http = LocalHttpServer(self._handler(), host, port)
 
     @property
     def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return self._http.url
 
     def inject(self, *faults: str, when: str = "") -> None:
         unknown = set(faults) - set(FAULTS)
@@ -118,12 +114,11 @@ class SubgraphStandIn:
             return len(self._faults)
 
     def start(self) -> SubgraphStandIn:
-        self._thread.start()
+        self._http.start()
         return self
 
     def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        self._http.stop()
 
     def __enter__(self) -> SubgraphStandIn:
         return self.start()
@@ -188,15 +183,7 @@ class SubgraphStandIn:
                     self.close_connection = True
                     return
                 status, reply = answer
-                content = json.dumps(reply).encode()
-                try:
-                    self.send_response(status)
-                    self.send_header("content-type", "application/json")
-                    self.send_header("content-length", str(len(content)))
-                    self.end_headers()
-                    self.wfile.write(content)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass  # the client gave up waiting
+                send_json(self, status, json.dumps(reply).encode())
 
             def log_message(self, *_: Any) -> None:  # paths may carry an API key
                 pass
