@@ -3,12 +3,16 @@
 Only parses options and submits the streaming pipeline; it does not wait for the job, as
 Flex Template launchers must not. ``--dexwatch_config`` names the settings file (baked into
 the image); every other flag goes to Beam (``--runner DataflowRunner --project ...``).
+With ``--setup_file``, Beam builds the package the workers install from setup.py; the
+launcher asks for the workers' cut of it (setup.py's ``DEXWATCH_PACKAGE``): the pipeline
+and the core, not the CLI, the publishers, the model tooling or the local stack.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 from pathlib import Path
 
 from apache_beam.options.pipeline_options import PipelineOptions
@@ -16,12 +20,15 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from beam_pipelines.pipeline import build_streaming_pipeline
 from dexwatch.core.config import load_settings
 
+WORKER_PACKAGE_VARIABLE = "DEXWATCH_PACKAGE"
+
 
 def main(argv: list[str] | None = None):  # noqa: ANN201 - a runner's PipelineResult
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--dexwatch_config", type=Path, required=True)
     known, beam_args = parser.parse_known_args(argv)
     settings = load_settings(known.dexwatch_config)
+    os.environ.setdefault(WORKER_PACKAGE_VARIABLE, "workers")
     return build_streaming_pipeline(settings, PipelineOptions(beam_args)).run()
 
 

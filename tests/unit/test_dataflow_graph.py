@@ -78,6 +78,61 @@ def test_launcher_only_parses_options_and_submits(tmp_path: Path):
     assert result.job.proto.type.name == "JOB_TYPE_STREAMING"
 
 
+def _staged_package(result) -> Path:
+    """The package Beam staged for the workers (the ``workflow.tar.gz`` artifact)."""
+    from apache_beam.portability.api import beam_runner_api_pb2
+
+    for environment in result.job.proto_pipeline.components.environments.values():
+        for dependency in environment.dependencies:
+            role = beam_runner_api_pb2.ArtifactStagingToRolePayload.FromString(
+                dependency.role_payload
+            )
+            if role.staged_name == "workflow.tar.gz":
+                payload = beam_runner_api_pb2.ArtifactFilePayload.FromString(
+                    dependency.type_payload
+                )
+                return Path(payload.path)
+    raise AssertionError("no workflow.tar.gz staged")
+
+
+def test_the_workers_get_the_pipeline_and_the_core_only(tmp_path: Path, monkeypatch):
+    """``--setup_file`` ships the workers' cut of the package: it builds the pipeline on its
+    own, without the CLI, the publishers, the model tooling or the local stack."""
+    import subprocess
+    import sys
+    import tarfile
+
+    monkeypatch.delenv("DEXWATCH_PACKAGE", raising=False)
+    config = tmp_path / "dexwatch.yaml"
+    config.write_text(
+        yaml.safe_dump({**PRODUCTION, "model": {"path": str(tmp_path / "model.joblib")}})
+    )
+    setup_file = Path(__file__).resolve().parents[2] / "setup.py"
+    result = launch(["--dexwatch_config", str(config), *DRY_RUN, f"--setup_file={setup_file}"])
+    with tarfile.open(_staged_package(result)) as package:
+        package.extractall(tmp_path / "worker", filter="data")
+        names = {name.split("/", 1)[1] for name in package.getnames() if "/" in name}
+    assert {"dexwatch/core/settings.py", "beam_pipelines/pipeline.py"} <= names
+    assert "dexwatch/core/schemas/pool_event.avsc" in names  # package data travels too
+    shipped_roots = {name.split("/")[0] for name in names if "/" in name}
+    assert shipped_roots == {"dexwatch", "beam_pipelines"}
+    assert not [name for name in names if name.startswith("dexwatch/app")]
+
+    (root,) = (tmp_path / "worker").iterdir()
+    ours = "dexwatch", "beam_pipelines", "publishers", "model", "infra"
+    imports = (
+        "import sys, beam_pipelines.pipeline\n"
+        "for name, module in list(sys.modules.items()):\n"
+        f"    if name.split('.')[0] in {ours} and getattr(module, '__file__', None):\n"
+        "        print(module.__file__)"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", imports], cwd=tmp_path, env={"PYTHONPATH": str(root)},
+        capture_output=True, text=True, check=True,
+    ).stdout.split()  # fmt: skip
+    assert loaded and all(path.startswith(str(root)) for path in loaded), loaded
+
+
 RPC_KEY = "Rpckey0987654321abcdef"
 SUBGRAPH_KEY = "Subgraphkey1234567890abcdef"
 
