@@ -14,7 +14,9 @@ first model bootstrapped from other normal traffic (another chain, another seed;
 training `dexwatch run` does when it has no model, on blocks one slice apart instead of
 live-like ones, as in tests/integration/test_false_alarms.py), or by ``--model``.
 
-Each detector's flagged windows become alerts as the pipeline threads them, then
+dexwatch's alerts are the threads the pipeline itself opened (its anomalies table: a
+drained pool's remains stay in the drain's thread); the rule's flagged windows are threaded
+by the same cooldown (model.evaluation.alert_threads). Then
 (model.evaluation.incident_detection): ``recall`` (incidents with a flagged window holding
 part of them), ``precision`` (alerts that overlap an incident of their pool),
 ``false_alerts_per_pool_week``, ``median_delay_s`` (event time from an incident's first
@@ -52,7 +54,12 @@ from infra.local.deploy import deploy_local_contracts  # noqa: E402
 from infra.local.incidents import inject  # noqa: E402
 from infra.local.market import MarketSimulator  # noqa: E402
 from infra.local.settings import LocalSettings, SimulatorSettings, load_local_settings  # noqa: E402
-from model.evaluation import IncidentDetection, LabelledIncident, incident_detection  # noqa: E402
+from model.evaluation import (  # noqa: E402
+    AlertThread,
+    IncidentDetection,
+    LabelledIncident,
+    incident_detection,
+)
 from model.rules import describe_rules, rule_flags  # noqa: E402
 from publishers.chain import run as publish_chain  # noqa: E402
 
@@ -110,9 +117,11 @@ def mine_trial(settings: LocalSettings, trial: int, rounds: int, gap_hours: floa
     return labels
 
 
-def replay(settings: LocalSettings, labels: list) -> tuple[dict[str, np.ndarray], list, int]:
+def replay(
+    settings: LocalSettings, labels: list
+) -> tuple[dict[str, np.ndarray], list, list[AlertThread]]:
     """Replay the recording into the trial's warehouse; returns its chain windows as
-    columns, the incidents, and the pipeline's own alert count."""
+    columns, the incidents, and the alert threads the pipeline opened."""
     warehouse = open_warehouse(settings)
     warehouse.upsert(INCIDENT_LABELS, [label.model_dump() for label in labels])
     events = settings.state_dir / "recording" / "pool-events.jsonl"
@@ -130,14 +139,20 @@ def replay(settings: LocalSettings, labels: list) -> tuple[dict[str, np.ndarray]
             strict=True,
         )
     }
-    (alerts,) = warehouse.query("select count(distinct alert_id) from anomalies").rows[0]
+    threads = [
+        AlertThread(pool, start, end)
+        for pool, start, end in warehouse.query(
+            "select pool, min(epoch(window_start)), max(epoch(window_end)) from anomalies "
+            "where source = 'chain' group by pool, alert_id"
+        ).rows
+    ]
     incidents = [
         LabelledIncident(
             label.label_id, label.pool, label.kind, label.first_timestamp, label.last_timestamp
         )  # fmt: skip
         for label in labels
     ]
-    return columns, incidents, alerts
+    return columns, incidents, threads
 
 
 def _merge(results: list[IncidentDetection]) -> IncidentDetection:
@@ -213,30 +228,29 @@ def main() -> None:
         print(f"bootstrapping a first model ({base.model.bootstrap_hours:g} h, seed "
               f"{BOOTSTRAP_SEED})", flush=True)  # fmt: skip
         bootstrap_model(base, hours=base.model.bootstrap_hours)
-    model_results, rule_results, pipeline_alerts = [], [], 0
+    model_results, rule_results = [], []
     in_remains = {"dexwatch": 0, "rule": 0}
     for trial in range(args.trials):
         settings = _settings(WORK / f"trial-{trial}", TRIAL_SEEDS[trial], model)
         print(f"trial {trial + 1}/{args.trials} (seed {TRIAL_SEEDS[trial]}): mining", flush=True)
         labels = mine_trial(settings, trial, args.rounds, args.gap_hours)
         print("  replaying through the pipeline", flush=True)
-        columns, incidents, alerts = replay(settings, labels)
-        pipeline_alerts += alerts
+        columns, incidents, threads = replay(settings, labels)
         after_s = settings.pipeline.current_slices * settings.pipeline.slice_s
         cooldown_s = settings.pipeline.alert_cooldown_s
         where = (columns["pool"], columns["start"], columns["end"])
-        for name, results, flagged in (
-            ("dexwatch", model_results, columns["is_anomaly"].astype(bool)),
-            ("rule", rule_results, rule_flags(columns)),
+        for name, results, flagged, opened in (
+            ("dexwatch", model_results, columns["is_anomaly"].astype(bool), threads),
+            ("rule", rule_results, rule_flags(columns), None),
         ):
-            detection = incident_detection(*where, flagged, incidents, after_s, cooldown_s)
+            detection = incident_detection(
+                *where, flagged, incidents, after_s, cooldown_s, threads=opened
+            )
             results.append(detection)
             in_remains[name] += _in_remains(detection, incidents)
     dexwatch, rule = _merge(model_results), _merge(rule_results)
     _print("dexwatch", dexwatch, in_remains["dexwatch"])
     _print(f"rule ({describe_rules()})", rule, in_remains["rule"])
-    print(f"(the pipeline itself opened {pipeline_alerts} alert threads; "
-          f"{dexwatch.threads} counted here)")  # fmt: skip
     figures = {
         **_figures("", dexwatch, in_remains["dexwatch"]),
         **_figures("rule_", rule, in_remains["rule"]),

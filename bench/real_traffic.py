@@ -17,8 +17,8 @@ by side on the same windows:
   than the day scored;
 - ``rule``: the fixed-threshold rules of ``model.rules``.
 
-Figures (held-out days): ``false_alerts_per_pool_day`` (alert threads per pool-day, the
-pipeline's threading rule, of the ``real`` model; ``default_...`` and ``rule_...`` beside
+Figures (held-out days): ``false_alerts_per_pool_day`` (the alert threads the pipeline
+opened, per pool-day, with the ``real`` model; ``default_...`` and ``rule_...`` beside
 it); ``scored_event_share`` (share of the pool's events inside a scored window); the same
 on the tuning day with a ``tuning_`` prefix, for reference. The recordings carry no
 transaction senders or pool balances: features that would need them run without.
@@ -53,7 +53,12 @@ from infra.local.recorded_chain import RecordedChainNode, Recording, open_record
 from infra.local.settings import load_local_settings  # noqa: E402
 from infra.local.splice import KINDS, SplicedIncident, splice  # noqa: E402
 from model.chain_window import train_detector  # noqa: E402
-from model.evaluation import IncidentDetection, LabelledIncident, incident_detection  # noqa: E402
+from model.evaluation import (  # noqa: E402
+    AlertThread,
+    IncidentDetection,
+    LabelledIncident,
+    incident_detection,
+)
 from model.rules import rule_flags  # noqa: E402
 from publishers.chain import run as publish_chain  # noqa: E402
 
@@ -112,6 +117,19 @@ def replay_day(events: Path, work: Path, model: Path) -> dict[str, np.ndarray]:
     }
 
 
+def opened_threads(work: Path) -> list[AlertThread]:
+    """The alert threads the pipeline opened in a replay's warehouse."""
+    return [
+        AlertThread(pool, start, end)
+        for pool, start, end in open_warehouse(Settings(state_dir=work))
+        .query(
+            "select pool, min(epoch(window_start)), max(epoch(window_end)) from anomalies "
+            "where source = 'chain' group by pool, alert_id"
+        )
+        .rows
+    ]
+
+
 def scored_event_share(recording: Recording, windows: dict[str, np.ndarray]) -> float:
     """Share of the recording's logs whose block time falls inside a scored window."""
     starts, ends = windows["start"], windows["end"]
@@ -130,8 +148,10 @@ def detection(
     settings: Settings,
     incidents: Sequence[SplicedIncident] = (),
     pool: str = "",
+    threads: list[AlertThread] | None = None,
 ) -> IncidentDetection:
-    """The flags as the pipeline threads them into alerts, against the spliced incidents."""
+    """The alerts (``threads`` the pipeline opened, or else the flags threaded as the
+    pipeline threads them) against the spliced incidents."""
     labels = [
         LabelledIncident(
             incident.label_id,
@@ -145,7 +165,7 @@ def detection(
     pipeline = settings.pipeline
     return incident_detection(
         windows["pool"], windows["start"], windows["end"], flagged, labels,
-        pipeline.current_slices * pipeline.slice_s, pipeline.alert_cooldown_s,
+        pipeline.current_slices * pipeline.slice_s, pipeline.alert_cooldown_s, threads,
     )  # fmt: skip
 
 
@@ -205,7 +225,8 @@ def main() -> None:
                 windows = replay_day(events[day], WORK / day / name, model)
                 names = ("real", "rule") if name == "real" else (name,)
                 for detector in names:
-                    found = detection(windows, flags(detector, windows), settings)
+                    opened = None if detector == "rule" else opened_threads(WORK / day / name)
+                    found = detection(windows, flags(detector, windows), settings, threads=opened)
                     threads[detector] += found.false_threads
                 if name == "real":
                     shares.append(scored_event_share(recordings[day], windows))
@@ -227,11 +248,14 @@ def main() -> None:
         spliced, incidents = splice(recording, incident_plan(recording), SPLICE_SEEDS[day])
         spliced_events = record(spliced, WORK / f"{day}-spliced" / "recording")
         for name, model in models.items():
-            windows = replay_day(spliced_events, WORK / f"{day}-spliced" / name, model)
+            work = WORK / f"{day}-spliced" / name
+            windows = replay_day(spliced_events, work, model)
             for detector in ("real", "rule") if name == "real" else (name,):
+                opened = None if detector == "rule" else opened_threads(work)
                 result = detection(
-                    windows, flags(detector, windows), settings, incidents, recording.pool.address
-                )
+                    windows, flags(detector, windows), settings, incidents,
+                    recording.pool.address, opened,
+                )  # fmt: skip
                 found[detector].append(result)
         print(f"  {day}: {len(incidents)} incidents spliced", flush=True)
     block_s = recordings[HELD_OUT_DAYS[0]].pool.block_time_s

@@ -270,6 +270,7 @@ def incident_detection(
     incidents: list[LabelledIncident],
     after_s: float,
     cooldown_s: float,
+    threads: list[AlertThread] | None = None,
 ) -> IncidentDetection:
     """Score one detector's flags over windows (epoch-second ``starts``/``ends`` per pool)
     against incidents.
@@ -279,7 +280,13 @@ def incident_detection(
     the delay is the first such window's end after the first block (event time). An alert
     thread (``alert_threads``) is true when it overlaps that same span of an incident of its
     pool, false otherwise: aftermath alerts beyond the cooldown count as false. Observed
-    time is each pool's span of scored windows."""
+    time is each pool's span of scored windows.
+
+    Args:
+        threads: the alert threads the pipeline itself opened (from its anomalies table);
+            default: the flags threaded by ``alert_threads``, for a detector the pipeline did
+            not run (the rules).
+    """
     outcomes = []
     for incident in incidents:
         first = incident.first_timestamp.timestamp()
@@ -292,7 +299,8 @@ def incident_detection(
                 incident.label_id, incident.pool, incident.kind, bool(hits.any()), delay
             )  # fmt: skip
         )
-    threads = alert_threads(pools, starts, ends, flagged, cooldown_s)
+    if threads is None:
+        threads = alert_threads(pools, starts, ends, flagged, cooldown_s)
     spans = [
         (i.pool, i.first_timestamp.timestamp(), i.last_timestamp.timestamp() + after_s)
         for i in incidents

@@ -38,6 +38,12 @@ class TrainingParams:
     # least min_feature_limit robust standard deviations.
     feature_limit_factor: float = 2.5
     min_feature_limit: float = 8.0
+    # A feature with an incident floor (fit_detector's floors) gets a limit at least this
+    # share of the way from training's median to the floor: a calm training day must not make
+    # an ordinary market move an alarm. Chosen on real traffic's tuning day
+    # (bench/real_traffic_tuning.py): a model trained on a calm half-day set the one-minute
+    # price limit at 0.8 %, and the other half's market moves of 1-1.4 % were its only alerts.
+    min_share_of_floor: float = 0.2
     seed: int = 7
 
 
@@ -59,7 +65,8 @@ def fit_detector(
         context_features: get no limit: they inform the forest but never flag a row alone.
         floors: per feature, a value that is always anomalous: its learned limit is kept
             below it, however far training's own rows went (a model trained on traffic
-            with large normal removals must still see a drain).
+            with large normal removals must still see a drain), and at least
+            ``params.min_share_of_floor`` of the way to it.
     """
     if len(x) < min_rows:
         raise ValueError(f"{len(x)} feature rows are too few to train on (need {min_rows} or more)")
@@ -85,7 +92,9 @@ def fit_detector(
         j = list(feature_names).index(name)
         if floor > median[j]:
             # Just inside the floor: a row at the floor itself scores below 0.
-            limits[j] = min(limits[j], (floor - median[j]) / scale[j] * (1 - 1e-9))
+            to_floor = (floor - median[j]) / scale[j]
+            least = to_floor * params.min_share_of_floor
+            limits[j] = min(max(limits[j], least), to_floor * (1 - 1e-9))
         else:
             log.warning("training's median %s %.4g is past its floor %.4g", name, median[j], floor)
     version = datetime.now(UTC).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]

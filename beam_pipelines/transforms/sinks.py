@@ -97,6 +97,9 @@ class _Thread:
     kinds: frozenset[str] = frozenset()
 
 
+DRAIN = "liquidity-drain"
+
+
 class AlertThreads:
     """One pool's alert threads, both sources together: an anomaly joins the latest recent
     thread it overlaps or comes within ``cooldown_s`` of event time of (before its start or
@@ -109,6 +112,9 @@ class AlertThreads:
     An anomaly that joins a thread with a kind the thread has not shown, or a higher
     severity than it has published, escalates it: the thread's next revision is published,
     so a real incident is never swallowed by an earlier alert of the same pool.
+
+    A thread that has shown a liquidity drain takes every later anomaly of its pool while
+    it is kept (``KEEP_S``): a drained pool's remains get one alert, not a stream.
 
     Args:
         cooldown_s: how near in event time an anomaly must come to join a thread.
@@ -157,7 +163,10 @@ class AlertThreads:
         """The latest thread the window [start, end] belongs to, if any."""
         for thread in sorted(self.threads, key=lambda t: t.end, reverse=True):
             overlaps = start <= thread.end and end >= thread.start
-            near = thread.start - self._cooldown_s <= end <= thread.end + self._cooldown_s
+            # What a drain leaves of a pool (every swap now moves its price far) is the
+            # drain's aftermath: its thread's, revised on a new kind, not a stream of alerts.
+            reach = self.KEEP_S if DRAIN in thread.kinds else self._cooldown_s
+            near = thread.start - self._cooldown_s <= end <= thread.end + reach
             if overlaps or near:
                 return thread
         return None
@@ -229,6 +238,9 @@ class ThreadAnomalies(beam.PTransform):
     ``anomalies`` (rows with severity, kind and thread) and ``alerts`` (each opening and
     escalating revision), threads keyed by chain and pool whatever the source
     (``AlertThreads``).
+
+    A thread that has shown a liquidity drain takes every later anomaly of its pool while
+    it is kept (``KEEP_S``): a drained pool's remains get one alert, not a stream.
 
     Args:
         cooldown_s: how near in event time an anomaly must come to join a thread.

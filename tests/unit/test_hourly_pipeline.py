@@ -185,9 +185,11 @@ def test_a_resumed_run_rebuilds_the_state_from_hours_it_had_written():
 MINUTE = 60
 
 
-def _anomaly(source: str, start: int, end: int, pool: str = POOL) -> dict:
+def _anomaly(
+    source: str, start: int, end: int, pool: str = POOL, feature: str = "price_change"
+) -> dict:
     window_id = f"31337:{pool}:{end}" + (":hour" if source == "subgraph" else "")
-    feature = "volume_zscore" if source == "subgraph" else "liquidity_removed_share"
+    feature = "volume_zscore" if source == "subgraph" else feature
     return {
         "window_id": window_id, "chain_id": 31337, "dex": "sushiswap", "pool": pool,
         "source": source, "window_start": datetime.fromtimestamp(start, UTC),
@@ -294,6 +296,25 @@ def test_consecutive_anomalous_hours_stay_one_thread():
         assert len(alerts) == 1 and len(set(anomalies.values())) == 1 and len(anomalies) == 3
 
     _threads([[h] for h in hours], check)
+
+
+def test_a_drained_pools_remains_stay_in_the_drains_thread():
+    drain = _anomaly("chain", T0, T0 + MINUTE, feature="liquidity_removed_share")
+    # Hours later, the pool's remains: every swap moves the price far.
+    remains = [_anomaly("chain", T0 + h * HOUR_S, T0 + h * HOUR_S + MINUTE) for h in (1, 3, 6)]
+    threads = AlertThreads(5 * MINUTE)
+    anomaly, alert = threads.add(drain)
+    assert alert is not None and alert.kind == "liquidity-drain"
+    joined = [threads.add(row) for row in remains]
+    assert {a["alert_id"] for a, _ in joined} == {anomaly["alert_id"]}
+    # A new kind revises the drain's alert once; the rest of the remains publish nothing.
+    assert [(alert.kind, alert.revision) for _, alert in joined if alert] == [
+        ("price-dislocation", 1)
+    ]
+    # Another pool, and the same remains after a thread of another kind, open their own.
+    elsewhere = AlertThreads(5 * MINUTE)
+    elsewhere.add(_anomaly("chain", T0, T0 + MINUTE))
+    assert elsewhere.add(remains[0])[1] is not None
 
 
 def test_batch_threads_do_not_depend_on_the_order_rows_are_processed_in():

@@ -3,6 +3,8 @@ liquidity, range orders filled and withdrawn, and the floors no training can lif
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -191,6 +193,32 @@ def test_every_floor_names_a_feature_and_flags_its_value_on_an_ordinary_model():
     for name, floor in INCIDENT_FLOORS.items():
         row = [[{**typical, name: floor}[n] for n in FEATURE_NAMES]]
         assert detector.score(row).is_anomaly[0], name
+
+
+def test_a_calm_days_model_leaves_ordinary_market_moves_alone():
+    """Trained where the price barely moved, the learned price limits would flag any 1 %
+    minute; they stay at least a fifth of the way to the 10 % floor instead."""
+    rows = chain_rows(400)
+    for row in rows:
+        row["price_change"] = row["price_range"] = row["max_swap_price_impact"] = 1e-4
+    rows[0]["price_change"] = rows[0]["price_range"] = 0.002  # the calm day's largest move
+    detector = train_detector(rows, TrainingParams(n_estimators=30))
+    typical = {name: float(np.median([r[name] for r in rows])) for name in FEATURE_NAMES}
+
+    def flagged(move: float) -> bool:
+        row = {**typical, "price_change": move, "price_range": move}
+        return bool(detector.score([[row[name] for name in FEATURE_NAMES]]).is_anomaly[0])
+
+    assert not flagged(0.015)  # a market move of 1.5 % in a window
+    assert flagged(0.05)
+    unlimited = dataclasses.replace(TrainingParams(n_estimators=30), min_share_of_floor=0.0)
+    assert (
+        train_detector(rows, unlimited)
+        .score(
+            [[{**typical, "price_change": 0.015, "price_range": 0.015}[n] for n in FEATURE_NAMES]]
+        )
+        .is_anomaly[0]
+    )
 
 
 def quiet_pool_slices(drain_share: float) -> list:
