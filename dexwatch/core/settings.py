@@ -91,6 +91,11 @@ class ChainSettings(StrictModel):
     )
     # Empty means <state_dir>/checkpoints/chain-<chain_id>.json
     checkpoint_path: Path | None = None
+    # The chain's fixed block time, where it has one (Ethereum since the merge: 12). Then
+    # pipeline.slice_s must be a whole number of blocks, so that every slice holds as many
+    # blocks as the next (15 s slices of 12 s blocks hold one or two: a 2x jitter in every
+    # per-slice count). Empty: blocks come at uneven times (Polygon), nothing to align to.
+    block_time_s: int | None = Field(None, ge=1)
 
     _retry = field_validator("retry", mode="before")(over_field_default)
 
@@ -408,6 +413,17 @@ class Settings(BaseSettings):
         if cls.config_file is not None:
             sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=cls.config_file))
         return tuple(sources)
+
+    @model_validator(mode="after")
+    def _slices_of_whole_blocks(self) -> Settings:
+        block_s, slice_s = self.chain.block_time_s, self.pipeline.slice_s
+        if block_s and slice_s % block_s:
+            whole = ", ".join(str(block_s * n) for n in range(1, 4))
+            raise ValueError(
+                f"pipeline.slice_s {slice_s} is not a whole number of chain.block_time_s "
+                f"{block_s} s blocks: slices would hold uneven counts of blocks; use {whole} ..."
+            )
+        return self
 
     @property
     def checkpoint_path(self) -> Path:

@@ -255,3 +255,35 @@ def test_the_pipeline_scores_a_drain_after_a_silence_and_a_quiet_swap_as_normal(
     first = [r for end, r in quiet.items() if T0 + SLICE_S * 305 < end <= T0 + SLICE_S * 309]
     assert len(first) == 4
     assert all(r["volume_ratio"] == r["liquidity_removed_share"] == 0.0 for r in first)
+
+
+def two_way_block(number: int) -> Block:
+    """One 12 s block in which a pair of traders swap against each other, A buying from B."""
+    block = Block(number)
+    for trader, amount1 in (("0x" + "a1" * 20, "1000"), ("0x" + "b2" * 20, "-1000")):
+        block.swap()
+        block.events[-1].args.update(recipient=trader, amount1=amount1,
+                                     amount0=str(-int(amount1)))  # fmt: skip
+    return block
+
+
+def pair_excess_by_window(blocks: list[Block], slice_s: int) -> list[float]:
+    """pair_two_way_excess of every scored window, the blocks cut into slice_s slices."""
+    by_slice: dict[int, list[PoolEvent]] = {}
+    for block in blocks:
+        for event in block.events:
+            by_slice.setdefault(event.block_timestamp // slice_s * slice_s, []).append(event)
+    slices = [summarize_slice(POOL, start, events) for start, events in sorted(by_slice.items())]
+    settings = PipelineSettings(slice_s=slice_s, current_slices=4, baseline_slices=20)
+    rows = pool_windows((f"1:uniswap_v3:{POOL}", slices), settings)
+    return [row["pair_two_way_excess"] for row in rows]
+
+
+def test_slices_of_whole_12_s_blocks_read_steady_trading_as_steady():
+    """The same pair trading the same way every block: 12 s slices hold one block each and
+    every window reads alike; 15 s slices hold one or two, and the count jitters."""
+    blocks = [two_way_block(n) for n in range(120)]
+    aligned = pair_excess_by_window(blocks, slice_s=12)
+    assert aligned and max(aligned) - min(aligned) < 1e-9
+    unaligned = pair_excess_by_window(blocks, slice_s=15)
+    assert max(unaligned) - min(unaligned) > 0.5

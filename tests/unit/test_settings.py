@@ -130,3 +130,11 @@ def test_subgraph_pools_and_checkpoint_path() -> None:
     )
     assert settings.subgraph.sources[0].pools == [pool.lower()]
     assert settings.subgraph_checkpoint_path == Path(".dexwatch/checkpoints/subgraph-1.json")
+
+
+def test_slices_hold_whole_blocks_of_a_chain_with_a_fixed_block_time() -> None:
+    with pytest.raises(SettingsError, match=r"slice_s 15 is not a whole number.*12, 24, 36"):
+        load_local_settings(chain={"block_time_s": 12})
+    settings = load_local_settings(chain={"block_time_s": 12}, pipeline={"slice_s": 12})
+    assert settings.pipeline.slice_s == 12
+    assert load_local_settings().chain.block_time_s is None  # uneven blocks: nothing to check
