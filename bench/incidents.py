@@ -65,7 +65,8 @@ from publishers.chain import run as publish_chain  # noqa: E402
 
 WORK = ROOT / "bench" / "work" / "incidents"
 BOOTSTRAP_SEED = 21
-TRIAL_SEEDS = (31, 32, 33, 34)
+# 21 trials of 8 hours and 5 pools: 5 pool-weeks of scored traffic (--trials 21).
+TRIAL_SEEDS = tuple(range(31, 52))
 REVERSIBLE = ("wash-trading", "price-manipulation")
 DESTRUCTIVE = ("liquidity-drain", "rug-pull")
 WARMUP_HOURS = 0.5

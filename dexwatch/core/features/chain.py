@@ -73,11 +73,13 @@ FEATURE_NAMES: tuple[str, ...] = tuple(name for name, _ in FEATURE_DEFINITIONS)
 
 # What an incident means, whatever training saw: a window at or past one of these values is
 # always anomalous (model.training keeps each learned limit at or below its floor). Half of
-# a pool's liquidity removed within minutes is a drain on any pool; so is a 10 % price move
-# for the pools dexwatch follows, whether it stays (price_change), reverts within the window
-# (price_range) or is one swap's doing (max_swap_price_impact).
+# a pool's liquidity removed within minutes is a drain on any pool, and half of it added
+# (net, either way) a TVL spike; so is a 10 % price move for the pools dexwatch follows,
+# whether it stays (price_change), reverts within the window (price_range) or is one swap's
+# doing (max_swap_price_impact).
 INCIDENT_FLOORS: dict[str, float] = {
     "liquidity_removed_share": 0.5,
+    "net_liquidity_change": 0.5,
     "price_change": math.log(1.1),
     "price_range": math.log(1.1),
     "max_swap_price_impact": math.log(1.1),
