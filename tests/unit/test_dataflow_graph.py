@@ -4,6 +4,7 @@ writes, a streaming job."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import yaml
@@ -102,7 +103,7 @@ def test_the_workers_get_the_pipeline_and_the_core_only(tmp_path: Path, monkeypa
     import sys
     import tarfile
 
-    monkeypatch.delenv("DEXWATCH_PACKAGE", raising=False)
+    monkeypatch.delenv("DATAFLOW_WORKER_PACKAGE", raising=False)
     config = tmp_path / "dexwatch.yaml"
     config.write_text(
         yaml.safe_dump({**PRODUCTION, "model": {"path": str(tmp_path / "model.joblib")}})
@@ -117,7 +118,7 @@ def test_the_workers_get_the_pipeline_and_the_core_only(tmp_path: Path, monkeypa
     shipped_roots = {name.split("/")[0] for name in names if "/" in name}
     assert shipped_roots == {"dexwatch", "beam_pipelines"}
     assert not [name for name in names if name.startswith("dexwatch/app")]
-
+    assert "DATAFLOW_WORKER_PACKAGE" not in os.environ  # only while Beam stages
     (root,) = (tmp_path / "worker").iterdir()
     ours = "dexwatch", "beam_pipelines", "publishers", "model", "infra"
     imports = (
