@@ -91,6 +91,9 @@ class ChainSettings(StrictModel):
     )
     # Empty means <state_dir>/checkpoints/chain-<chain_id>.json
     checkpoint_path: Path | None = None
+    # Read each event's transaction sender (batched eth_getTransactionByHash): the trader
+    # of a swap made through a router. A node that does not offer the method is read without.
+    senders: bool = True
     # The chain's fixed block time, where it has one (Ethereum since the merge: 12). Then
     # pipeline.slice_s must be a whole number of blocks, so that every slice holds as many
     # blocks as the next (15 s slices of 12 s blocks hold one or two: a 2x jitter in every

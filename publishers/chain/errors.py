@@ -13,6 +13,10 @@ class RpcError(ChainPublisherError):
     """A JSON-RPC node refused a request in a way retrying cannot fix."""
 
 
+class MethodUnsupported(RpcError):
+    """The node does not offer a JSON-RPC method (code -32601, or its words for it)."""
+
+
 class RpcUnavailable(RpcError):
     """No configured RPC URL answered, after retries."""
 

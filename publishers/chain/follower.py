@@ -25,7 +25,12 @@ from dexwatch.core.schemas.topics import POOL_EVENTS, POOL_EVENTS_DLQ
 from dexwatch.core.settings import ChainSettings, FactoryConfig
 from publishers.chain.abi import LogDecodeError
 from publishers.chain.checkpoint import Checkpoint, CheckpointStore
-from publishers.chain.errors import ChainPublisherError, CheckpointError, ReorgTooDeepError
+from publishers.chain.errors import (
+    ChainPublisherError,
+    CheckpointError,
+    MethodUnsupported,
+    ReorgTooDeepError,
+)
 from publishers.chain.events import (
     POOL_CREATED_TOPICS,
     POOL_EVENT_TOPICS,
@@ -85,6 +90,7 @@ class ChainFollower:
         self._store = store
         self._chain = chain
         self._factories = {factory.address: factory for factory in factories}
+        self._senders = chain.senders
         self.stats = PublishStats()
 
     @property
@@ -240,7 +246,23 @@ class ChainFollower:
         decoded = decode_pool_logs(
             logs, self._chain.chain_id, pools, {n: h.timestamp for n, h in headers.items()}
         )
-        return _Batch(first, last, headers, new_pools, decoded.events, rejected + decoded.rejected)
+        events = self._with_senders(decoded.events)
+        return _Batch(first, last, headers, new_pools, events, rejected + decoded.rejected)
+
+    def _with_senders(self, events: list[PoolEvent]) -> list[PoolEvent]:
+        """``events`` with their transactions' senders (``chain.senders``), read in batches:
+        a swap's recipient is often a router, its sender the trader."""
+        if not self._senders or not events:
+            return events
+        try:
+            senders = self._rpc.get_senders(sorted({event.tx_hash for event in events}))
+        except MethodUnsupported as err:
+            log.warning("%s: traders are the swaps' recipients from here on", err)
+            self._senders = False
+            return events
+        return [
+            dataclasses.replace(event, tx_from=senders.get(event.tx_hash, "")) for event in events
+        ]
 
     def _headers(self, numbers: Iterable[int]) -> dict[int, BlockHeader]:
         headers = self._rpc.get_headers(numbers)

@@ -20,6 +20,7 @@ import dataclasses
 import functools
 import itertools
 import logging
+import re
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
@@ -29,7 +30,7 @@ import orjson
 from dexwatch.core.logs import register_url, scrub
 from dexwatch.core.retry import RetryPolicy
 from dexwatch.core.settings import ChainSettings, redact_url
-from publishers.chain.errors import RpcError, RpcUnavailable
+from publishers.chain.errors import MethodUnsupported, RpcError, RpcUnavailable
 
 log = logging.getLogger("dexwatch.publisher.rpc")
 
@@ -49,6 +50,9 @@ _TOO_LARGE_TEXTS = (
     "range is too large",
 )
 # Checked first: some providers use -32005 or "too many requests" for rate limiting.
+_UNSUPPORTED_CODES = {-32601}
+_UNSUPPORTED_TEXTS = ("method not found", "not supported", "does not exist", "not available")
+_ADDRESS = re.compile(r"0x[0-9a-f]{40}")
 _RATE_LIMIT_TEXTS = ("rate limit", "too many requests", "rate exceeded", "exceeded rate")
 
 
@@ -143,6 +147,17 @@ class RpcClient:
         for number, block in zip(wanted, blocks, strict=True):
             headers[number] = None if block is None else _header(block, number)
         return headers
+
+    def get_senders(self, tx_hashes: Sequence[str]) -> dict[str, str]:
+        """Each transaction's sender (its ``from``, lower-case), by hash, in batches; a
+        transaction the node does not know (any more) or answers oddly is left out."""
+        found = self.batch([("eth_getTransactionByHash", [tx_hash]) for tx_hash in tx_hashes])
+        senders = {}
+        for tx_hash, tx in zip(tx_hashes, found, strict=True):
+            sender = str(tx.get("from", "")).lower() if isinstance(tx, dict) else ""
+            if _ADDRESS.fullmatch(sender):
+                senders[tx_hash] = sender
+        return senders
 
     def first_block_at(self, timestamp: int, head: int) -> int:
         """The first block at or after ``timestamp`` (unix s), by bisection over [0, head];
@@ -275,6 +290,8 @@ def _result(reply: Any, method: str) -> Any:
         raise _Transient(f"rate limited ({code}: {message})")
     if code in _TOO_LARGE_CODES or any(marker in text for marker in _TOO_LARGE_TEXTS):
         raise _RangeTooLarge(f"{code}: {message}")
+    if code in _UNSUPPORTED_CODES or any(marker in text for marker in _UNSUPPORTED_TEXTS):
+        raise MethodUnsupported(f"{method} is not offered by the node: {code}: {message}")
     raise RpcError(f"{method} failed: {code}: {message}")
 
 

@@ -138,12 +138,16 @@ def _chain_logs(settings: Settings, deployment: LocalDeployment, last: int) -> d
     }
 
 
-def _block(settings: Settings, number: int) -> dict[str, Any]:
+def _node(settings: Settings, method: str, *params: Any) -> Any:
     rpc = evm.Rpc(settings.local.rpc_url)
     try:
-        return rpc.call("eth_getBlockByNumber", hex(number), False)
+        return rpc.call(method, *params)
     finally:
         rpc.close()
+
+
+def _block(settings: Settings, number: int) -> dict[str, Any]:
+    return _node(settings, "eth_getBlockByNumber", hex(number), False)
 
 
 # --- Pub/Sub ------------------------------------------------------------------------------
@@ -233,7 +237,7 @@ def test_publishes_every_chain_event_once_with_its_attributes(
     ids = [m.attributes["event_id"] for m in messages]
     assert sorted(ids) == sorted(expected), "each chain event exactly once"
 
-    times = {}
+    times, senders = {}, {}
     for message in messages:
         event = PoolEvent.from_json(message.data)
         raw = expected[event.event_id]
@@ -254,6 +258,10 @@ def test_publishes_every_chain_event_once_with_its_attributes(
         }
         assert message.ordering_key == f"{CHAIN_ID}:{raw['address']}"
         assert (event.block_number, event.block_hash) == (block, raw["blockHash"])
+        senders.setdefault(event.tx_hash, event.tx_from)
+    # Each event carries its transaction's sender, as the node tells it.
+    for tx_hash, sender in senders.items():
+        assert sender == _node(base, "eth_getTransactionByHash", tx_hash)["from"].lower()
 
     again = run(settings, once=True)
     assert (again.events, again.last_block) == (0, safe_head)

@@ -34,11 +34,14 @@ pytestmark = pytest.mark.skipif(not QUIET_DAY.exists(), reason="../shared/data/r
 SWAP = "0xc42079f94a6350d7e6235f29174924f928cc2ac818eb64fed8004e115fbcca67"
 
 
-def test_the_publisher_publishes_every_recorded_log_with_its_block_time(tmp_path):
+def test_the_publisher_publishes_every_recorded_log_with_its_block_time(tmp_path, caplog):
     recording = open_recording(QUIET_DAY)
     with QUIET_DAY.open(newline="") as handle:
         rows = list(csv.DictReader(handle))
-    with RecordedChainNode(recording) as node:
+    with (
+        caplog.at_level("WARNING", "dexwatch.publisher.chain"),
+        RecordedChainNode(recording) as node,
+    ):
         stats = run(
             node.following(Settings(state_dir=tmp_path / "state")),
             once=True,
@@ -51,6 +54,10 @@ def test_the_publisher_publishes_every_recorded_log_with_its_block_time(tmp_path
     events = messages[1:]
     assert stats.events == len(events) == len(rows) == 210
     assert stats.rejected == 0
+    # A dump has no senders: the node says so once, and the events go out without.
+    unsupported = [r for r in caplog.records if "eth_getTransactionByHash" in r.getMessage()]
+    assert len(unsupported) == 1 and "recipients" in unsupported[0].getMessage()
+    assert {e["tx_from"] for e in events} == {""}
     # Each log once, with its recorded transaction, log index and block time.
     published = {(e["tx_hash"], e["log_index"]): e for e in events}
     for row in rows:

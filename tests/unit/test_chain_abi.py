@@ -260,6 +260,7 @@ def test_raw_logs_become_pool_events_and_bad_ones_are_rejected_with_a_reason():
         "tx_hash": "0x" + "bb" * 32,
         "log_index": 3,
         "args": {"reserve0": "7", "reserve1": str(2**112 - 1)},
+        "tx_from": "",  # a log does not say; the follower asks the node
     }
     reasons = [reason for _, reason in decoded.rejected]
     assert [log for log, _ in decoded.rejected] == [unknown_topic, short, unknown_pool, no_block]

@@ -1,3 +1,5 @@
+import dataclasses
+
 import fastavro
 import orjson
 import pytest
@@ -64,6 +66,8 @@ def test_retraction_keeps_the_id() -> None:
         (lambda d: d.update(block_number="12"), "field 'block_number' must be int"),
         (lambda d: d.update(event_id="1:x:y:0"), "event_id does not match"),
         (lambda d: d.update(args={"amount0": 5}), "args values must be strings"),
+        (lambda d: d.update(tx_from="0xABC"), "field 'tx_from' must be a lower-case hex"),
+        (lambda d: d.update(sender="0x" + "1" * 40), "unknown fields sender"),
     ],
 )
 def test_malformed_messages_say_what_is_wrong(mutate, reason) -> None:
@@ -71,6 +75,14 @@ def test_malformed_messages_say_what_is_wrong(mutate, reason) -> None:
     mutate(raw)
     with pytest.raises(MessageError, match=reason):
         PoolEvent.from_json(orjson.dumps(raw))
+
+
+def test_a_message_without_a_sender_reads_as_unknown_sender() -> None:
+    """Publishers before tx_from sent none: such messages still parse, the sender unknown."""
+    raw = dataclasses.replace(EVENT, tx_from="0x" + "5e" * 20).to_dict()
+    assert PoolEvent.from_json(orjson.dumps(raw)).tx_from == "0x" + "5e" * 20
+    del raw["tx_from"]
+    assert PoolEvent.from_json(orjson.dumps(raw)).tx_from == ""
 
 
 def test_not_json_is_a_message_error() -> None:

@@ -287,3 +287,25 @@ def test_slices_of_whole_12_s_blocks_read_steady_trading_as_steady():
     assert aligned and max(aligned) - min(aligned) < 1e-9
     unaligned = pair_excess_by_window(blocks, slice_s=15)
     assert max(unaligned) - min(unaligned) > 0.5
+
+
+def test_traders_are_transaction_senders_not_the_router_they_swap_through():
+    """Twenty-four swaps of twelve people, all through one router: by recipient the router
+    is one trader with all the volume; by transaction sender the volume is spread."""
+    blocks = quiet_blocks(10)
+    people = ["0x" + f"{n:02x}" * 20 for n in range(12)]
+    busy = [Block(10 + k) for k in range(2)]
+    for block in busy:
+        for person in people:
+            block.swap()
+            block.events[-1] = dataclasses.replace(block.events[-1], tx_from=person)
+    by_recipient = features([*blocks, *[_without_senders(b) for b in busy]])
+    by_sender = features([*blocks, *busy])
+    assert by_recipient["top_trader_share"] == pytest.approx(1.0)
+    assert by_sender["top_trader_share"] == pytest.approx(2 / 12)
+
+
+def _without_senders(block: Block) -> Block:
+    bare = Block(block.number)
+    bare.events = [dataclasses.replace(event, tx_from="") for event in block.events]
+    return bare

@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from dexwatch.core.schemas.pool_event import PoolEvent
 
 # 2: swap impact includes the step into each slice; 3: pair_two_way_excess (wash trading);
-# 4: liquidity in range only, net of just-in-time liquidity (mainnet traffic)
-FEATURES_VERSION = 4
+# 4: liquidity in range only, net of just-in-time liquidity; 5: traders by tx sender
+FEATURES_VERSION = 5
 
 # (name, definition), in the order the model sees them.
 FEATURE_DEFINITIONS: tuple[tuple[str, str], ...] = (
@@ -56,8 +56,9 @@ FEATURE_DEFINITIONS: tuple[tuple[str, str], ...] = (
     ),
     (
         "top_trader_share",
-        "share of the window's swap volume traded by its two busiest addresses, times "
-        "min(1, swaps / 20) so that a quiet window with two swaps is not 'concentrated'",
+        "share of the window's swap volume traded by its two busiest traders (transaction "
+        "senders; swap recipients where the node did not say), times min(1, swaps / 20) so "
+        "that a quiet window with two swaps is not 'concentrated'",
     ),
     (
         "pair_two_way_excess",
@@ -65,7 +66,7 @@ FEATURE_DEFINITIONS: tuple[tuple[str, str], ...] = (
         "over sqrt(the baseline's swaps per slice + 1): by how many Poisson standard "
         "deviations of the pool's usual count one pair of addresses trading against each "
         "other out-trades the whole pool; a slice's two-way swaps are those in which its two "
-        "busiest addresses (by swaps) A and B take opposite sides: 2 * (min(A's buys, B's "
+        "busiest traders (by swaps) A and B take opposite sides: 2 * (min(A's buys, B's "
         "sells) + min(A's sells, B's buys))",
     ),
 )
@@ -87,9 +88,8 @@ INCIDENT_FLOORS: dict[str, float] = {
 
 _Q96 = 2**96
 # A V3 position narrower than this many ticks (2 % of price) counts in proportion to its
-# width: a range order a few ticks wide holds many units of liquidity but little depth.
-# Chosen on 2022-01-05's real logs, whose inflows flagged by the v3 features were
-# positions 20-40 ticks wide holding 16-24 % of the in-range liquidity.
+# width: a range order a few ticks wide holds many units of liquidity but little depth. Chosen
+# on 2022-01-05's logs: its false inflows were positions 20-40 ticks wide, 16-24 % of L.
 DEPTH_BAND_TICKS = 200
 # Below this many swaps, concentration of volume says little.
 _CONCENTRATION_MIN_SWAPS = 20
@@ -115,7 +115,7 @@ class SliceSummary:
     max_price: float | None = None
     max_swap_impact: float = 0.0
     trader_volume: dict[str, float] = field(default_factory=dict)
-    # Swaps in which the slice's two busiest addresses take opposite sides (see
+    # Swaps in which the slice's two busiest traders take opposite sides (see
     # pair_two_way_excess): per slice, as wash trading is a burst of seconds.
     pair_two_way_swaps: int = 0
     # V3: the tick of the slice's last swap; liquidity changes before its first swap, whose
@@ -315,7 +315,7 @@ def effect_of(event: PoolEvent) -> Effect:
                 Effect(
                     price=_positive((int(args["sqrtPriceX96"]) / _Q96) ** 2),
                     liquidity=float(int(args["liquidity"])),
-                    trader=args["recipient"],
+                    trader=event.tx_from or args["recipient"],
                     amount=float(abs(amount1)),
                     bought=amount1 > 0,  # paid token1 in: bought token0
                     tick=int(args["tick"]),
@@ -324,7 +324,7 @@ def effect_of(event: PoolEvent) -> Effect:
         # V2 pair: the price comes with the Sync that precedes the Swap
         amount_in, amount_out = int(args["amount1In"]), int(args["amount1Out"])
         return _checked(
-            Effect(trader=args["to"], amount=float(amount_in + amount_out),
+            Effect(trader=event.tx_from or args["to"], amount=float(amount_in + amount_out),
                     bought=amount_in > amount_out)
         )  # fmt: skip
     if event.event == "Sync":

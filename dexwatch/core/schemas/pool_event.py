@@ -113,6 +113,9 @@ class PoolEvent:
     log_index: int
     args: dict[str, str]
     kind: str = "event"
+    # The transaction's sender (its `from`), lower-case hex, or "" where the node did not
+    # say: a swap's recipient is often a router, its sender the trader.
+    tx_from: str = ""
 
     @property
     def event_id(self) -> str:
@@ -169,6 +172,7 @@ class PoolEvent:
             "tx_hash": self.tx_hash,
             "log_index": self.log_index,
             "args": self.args,
+            "tx_from": self.tx_from,
         }
 
     def to_json(self) -> bytes:
@@ -186,10 +190,13 @@ class PoolEvent:
         if raw.get("schema_version") != SCHEMA_VERSION:
             raise MessageError(f"unsupported schema_version {raw.get('schema_version')!r}")
         if raw.keys() != _FIELDS:
+            # Messages of publishers before tx_from carry no sender: unknown, as "".
+            raw.setdefault("tx_from", "")
             missing = sorted(_FIELDS - raw.keys())
             if missing:
                 raise MessageError(f"missing field {missing[0]!r}")
-            raise MessageError(f"unknown fields {', '.join(sorted(raw.keys() - _FIELDS))}")
+            if raw.keys() != _FIELDS:
+                raise MessageError(f"unknown fields {', '.join(sorted(raw.keys() - _FIELDS))}")
         # One loop over a table of checks: every message goes through here.
         for name, kind, check, what in _FIELD_CHECKS:
             value = raw[name]
@@ -212,7 +219,7 @@ class PoolEvent:
         parsed = cls(
             raw["chain_id"], raw["dex"], raw["pool"], raw["event"], raw["block_number"],
             raw["block_hash"], raw["block_timestamp"], raw["tx_hash"], raw["log_index"],
-            raw["args"], raw["kind"],
+            raw["args"], raw["kind"], raw["tx_from"],
         )  # fmt: skip
         if raw["event_id"] != parsed.event_id:
             raise MessageError("event_id does not match chain_id:block_hash:tx_hash:log_index")
@@ -237,6 +244,7 @@ _FIELD_CHECKS: tuple[tuple[str, type, Any, str], ...] = (
     ("log_index", int, (0, _INT_MAX), ""),
     ("args", dict, None, ""),
     ("kind", str, frozenset(KINDS), ", ".join(KINDS)),
+    ("tx_from", str, re.compile(r"|0x[0-9a-f]{40}"), "a lower-case hex address or empty"),
     ("event_id", str, None, ""),
 )
 
