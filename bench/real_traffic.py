@@ -15,7 +15,11 @@ by side on the same windows:
 - ``real``: a model trained (``model.chain_window.train_detector``, the fitting ``dexwatch
   train`` does) on the tuning day's windows, as a user who trained on real traffic other
   than the day scored;
-- ``rule``: the fixed-threshold rules of ``model.rules``.
+- ``rule``: the fixed-threshold rules of ``model.rules``;
+- with ``--before CHECKOUT`` (a worktree of the commit before this work, e.g. 7ae14f1):
+  that checkout's own bootstrap and trained models, scoring the same recordings with its
+  own pipeline (``bench/_before_detector.py``), reported as ``before_...`` and
+  ``before_default_...``.
 
 Figures (held-out days): ``false_alerts_per_pool_day`` (the alert threads the pipeline
 opened, per pool-day, with the ``real`` model; ``default_...`` and ``rule_...`` beside
@@ -23,13 +27,15 @@ it); ``scored_event_share`` (share of the pool's events inside a scored window);
 on the tuning day with a ``tuning_`` prefix, for reference. The recordings carry no
 transaction senders or pool balances: features that would need them run without.
 
-    python bench/real_traffic.py [--model PATH]
+    python bench/real_traffic.py [--model PATH] [--before CHECKOUT]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
+import subprocess
 import sys
 import time
 from collections.abc import Sequence
@@ -37,6 +43,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
+import orjson
 from _results import write_results
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -71,7 +78,10 @@ BOOTSTRAP_SEED = 21
 DAYS = (TUNING_DAY, *HELD_OUT_DAYS)
 SPLICE_SEEDS = {"2021-12-22": 41, "2023-11-25": 42}
 # Figure-name prefixes: the detector a user would have is reported unprefixed.
-LABELS = {"real": "", "default": "default_", "rule": "rule_"}
+LABELS = {
+    "real": "", "default": "default_", "rule": "rule_",
+    "before_real": "before_", "before_default": "before_default_",
+}  # fmt: skip
 INCIDENT_EVERY_S = 3600
 
 
@@ -169,10 +179,6 @@ def detection(
     )  # fmt: skip
 
 
-def flags(name: str, windows: dict[str, np.ndarray]) -> np.ndarray:
-    return rule_flags(windows) if name == "rule" else windows["is_anomaly"] > 0
-
-
 def bootstrap(work: Path) -> Path:
     """The first model ``dexwatch run`` trains when it has none (simulated traffic)."""
     model = work / "default.joblib"
@@ -197,9 +203,51 @@ def train_on(windows: dict[str, np.ndarray], path: Path) -> Path:
     return path
 
 
+Scored = tuple[dict[str, np.ndarray], np.ndarray, list[AlertThread] | None]
+
+
+def replayed(events: Path, work: Path, model: Path) -> dict[str, Scored]:
+    """A recording scored by ``model`` (the model's own alerts) and by the rules on the
+    same windows (threaded as the pipeline threads)."""
+    windows = replay_day(events, work, model)
+    return {
+        "model": (windows, windows["is_anomaly"] > 0, opened_threads(work)),
+        "rule": (windows, rule_flags(windows), None),
+    }
+
+
+def before_detector(before: Path, events: dict[str, Path]) -> dict[str, dict[str, Scored]]:
+    """The detector before this work, from a checkout of it (bench/_before_detector.py):
+    per detector ('before_default', 'before_real'), per recording, its scored windows."""
+    work = WORK / "before"
+    subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "_before_detector.py"), "--work", str(work),
+         "--tuning", str(events[TUNING_DAY]), "--node-modules", str(ROOT / "node_modules"),
+         *(f"{name}={path}" for name, path in events.items() if name != TUNING_DAY)],
+        cwd=before, env={**os.environ, "PYTHONPATH": str(before)}, check=True,
+    )  # fmt: skip
+    scored: dict[str, dict[str, Scored]] = {"before_default": {}, "before_real": {}}
+    for name in events:
+        if name == TUNING_DAY:
+            continue
+        for detector, result in orjson.loads((work / f"{name}.json").read_bytes()).items():
+            rows = result["windows"]
+            keys = ["pool", "start", "end", "is_anomaly", *FEATURE_NAMES]
+            windows = {
+                key: np.array([row[i] for row in rows], dtype=object if key == "pool" else float)
+                for i, key in enumerate(keys)
+            }
+            threads = [AlertThread(*thread) for thread in result["threads"]]
+            scored[f"before_{detector}"][name] = (windows, windows["is_anomaly"] > 0, threads)
+    return scored
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", type=Path, help="the default model (default: bootstrap one)")
+    parser.add_argument(
+        "--before", type=Path, help="a checkout of the detector before this work, scored beside"
+    )
     args = parser.parse_args()
     started = time.monotonic()
     shutil.rmtree(WORK, ignore_errors=True)
@@ -207,90 +255,98 @@ def main() -> None:
     models = {"default": args.model or bootstrap(WORK)}
     settings = Settings()
 
-    print("recording the days through the chain publisher", flush=True)
+    print("recording the days, and the held-out days with incidents spliced in", flush=True)
     recordings = {day: open_recording(REAL_LOGS / FILE.format(day=day)) for day in DAYS}
     events = {day: record(recordings[day], WORK / day / "recording") for day in DAYS}
+    incidents = {}
+    for day in HELD_OUT_DAYS:
+        recording = recordings[day]
+        spliced, incidents[day] = splice(recording, incident_plan(recording), SPLICE_SEEDS[day])
+        events[f"{day}-spliced"] = record(spliced, WORK / f"{day}-spliced" / "recording")
     tuning_windows = replay_day(
         events[TUNING_DAY], WORK / TUNING_DAY / "default", models["default"]
     )
     models["real"] = train_on(tuning_windows, WORK / "real.joblib")
-    detectors = (*models, "rule")
+
+    scored: dict[str, dict[str, Scored]] = {"default": {}, "real": {}, "rule": {}}
+    for name, path in events.items():
+        for model_name, model in models.items():
+            results = replayed(path, WORK / name / model_name, model)
+            scored[model_name][name] = results["model"]
+            if model_name == "real":
+                scored["rule"][name] = results["rule"]
+        print(f"  {name}: scored", flush=True)
+    if args.before is not None:
+        print(f"scoring the detector before this work ({args.before})", flush=True)
+        scored.update(before_detector(args.before, events))
 
     figures: dict[str, dict] = {}
-    for prefix, chosen in (("tuning_", (TUNING_DAY,)), ("", HELD_OUT_DAYS)):
-        threads = dict.fromkeys(detectors, 0)
-        shares = []
-        for day in chosen:
-            for name, model in models.items():
-                windows = replay_day(events[day], WORK / day / name, model)
-                names = ("real", "rule") if name == "real" else (name,)
-                for detector in names:
-                    opened = None if detector == "rule" else opened_threads(WORK / day / name)
-                    found = detection(windows, flags(detector, windows), settings, threads=opened)
-                    threads[detector] += found.false_threads
-                if name == "real":
-                    shares.append(scored_event_share(recordings[day], windows))
-            print(f"  {day}: false alert threads so far {threads}", flush=True)
-        for name in detectors:
-            figures[f"{prefix}{LABELS[name]}false_alerts_per_pool_day"] = {
-                "value": round(threads[name] / len(chosen), 3),
+    for detector, by_recording in scored.items():
+        label = LABELS[detector]
+        for prefix, days in (("tuning_", (TUNING_DAY,)), ("", HELD_OUT_DAYS)):
+            if not all(day in by_recording for day in days):
+                continue  # the detector before this work is not scored on its tuning day
+            false_threads = 0
+            for day in days:
+                windows, flagged, threads = by_recording[day]
+                false_threads += detection(
+                    windows, flagged, settings, threads=threads
+                ).false_threads
+            figures[f"{prefix}{label}false_alerts_per_pool_day"] = {
+                "value": round(false_threads / len(days), 3),
                 "unit": "alert threads per pool-day",
             }
-        figures[f"{prefix}scored_event_share"] = {
-            "value": round(float(np.mean(shares)), 4),
-            "unit": "share of events",
-        }
-
-    print("splicing incidents into the held-out days", flush=True)
-    found: dict[str, list[IncidentDetection]] = {name: [] for name in detectors}
-    for day in HELD_OUT_DAYS:
-        recording = recordings[day]
-        spliced, incidents = splice(recording, incident_plan(recording), SPLICE_SEEDS[day])
-        spliced_events = record(spliced, WORK / f"{day}-spliced" / "recording")
-        for name, model in models.items():
-            work = WORK / f"{day}-spliced" / name
-            windows = replay_day(spliced_events, work, model)
-            for detector in ("real", "rule") if name == "real" else (name,):
-                opened = None if detector == "rule" else opened_threads(work)
-                result = detection(
-                    windows, flags(detector, windows), settings, incidents,
-                    recording.pool.address, opened,
-                )  # fmt: skip
-                found[detector].append(result)
-        print(f"  {day}: {len(incidents)} incidents spliced", flush=True)
-    block_s = recordings[HELD_OUT_DAYS[0]].pool.block_time_s
-    for name in detectors:
-        outcomes = [o for result in found[name] for o in result.outcomes]
-        drains = [o for o in outcomes if o.kind == "liquidity-drain"]
-        delays = [o.delay_s for o in outcomes if o.delay_s is not None]
-        label = LABELS[name]
-        figures[f"{label}spliced_recall"] = {
-            "value": round(sum(o.detected for o in outcomes) / len(outcomes), 4),
-            "unit": f"share of {len(outcomes)} incidents",
-        }
-        figures[f"{label}spliced_drain_recall"] = {
-            "value": round(sum(o.detected for o in drains) / len(drains), 4),
-            "unit": f"share of {len(drains)} drains of 50-90 % of the in-range liquidity",
-        }
-        figures[f"{label}median_delay_blocks"] = {
-            "value": round(float(np.median(delays)) / block_s, 1) if delays else None,
-            "unit": "blocks from the incident's first block to its first alert's window end",
-        }
-        for kind in KINDS:
-            of_kind = [o for o in outcomes if o.kind == kind]
-            figures[f"{label}spliced_recall_{kind.replace('-', '_')}"] = {
-                "value": round(sum(o.detected for o in of_kind) / len(of_kind), 4),
-                "unit": f"share of {len(of_kind)}",
-            }
+            if detector in ("real", "before_real"):
+                shares = [scored_event_share(recordings[day], by_recording[day][0]) for day in days]
+                figures[f"{prefix}{label}scored_event_share"] = {
+                    "value": round(float(np.mean(shares)), 4),
+                    "unit": "share of events",
+                }
+        outcomes = []
+        for day in HELD_OUT_DAYS:
+            windows, flagged, threads = by_recording[f"{day}-spliced"]
+            outcomes += detection(
+                windows, flagged, settings, incidents[day], recordings[day].pool.address, threads
+            ).outcomes
+        figures.update(
+            spliced_figures(label, outcomes, recordings[HELD_OUT_DAYS[0]].pool.block_time_s)
+        )
     path = write_results(
         "real_traffic",
         figures,
         note=f"settings chosen on {TUNING_DAY}; reported on {' and '.join(HELD_OUT_DAYS)}; "
         f"the 'real' model trained on {TUNING_DAY}; incidents spliced one an hour at seeds "
-        f"{SPLICE_SEEDS}; no senders or balances in the recordings; "
-        f"{time.monotonic() - started:.0f} s",
+        f"{SPLICE_SEEDS}; no senders or balances in the recordings"
+        + (f"; before: {args.before.name}" if args.before else "")
+        + f"; {time.monotonic() - started:.0f} s",
     )
     print(f"wrote {path}")
+
+
+def spliced_figures(label: str, outcomes: list, block_s: float) -> dict[str, dict]:
+    drains = [o for o in outcomes if o.kind == "liquidity-drain"]
+    delays = [o.delay_s for o in outcomes if o.delay_s is not None]
+    figures = {
+        f"{label}spliced_recall": {
+            "value": round(sum(o.detected for o in outcomes) / len(outcomes), 4),
+            "unit": f"share of {len(outcomes)} incidents",
+        },
+        f"{label}spliced_drain_recall": {
+            "value": round(sum(o.detected for o in drains) / len(drains), 4),
+            "unit": f"share of {len(drains)} drains of 50-90 % of the in-range liquidity",
+        },
+        f"{label}median_delay_blocks": {
+            "value": round(float(np.median(delays)) / block_s, 1) if delays else None,
+            "unit": "blocks from the incident's first block to its first alert's window end",
+        },
+    }
+    for kind in KINDS:
+        of_kind = [o for o in outcomes if o.kind == kind]
+        figures[f"{label}spliced_recall_{kind.replace('-', '_')}"] = {
+            "value": round(sum(o.detected for o in of_kind) / len(of_kind), 4),
+            "unit": f"share of {len(of_kind)}",
+        }
+    return figures
 
 
 if __name__ == "__main__":
