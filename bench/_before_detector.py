@@ -52,10 +52,14 @@ def replay(events: Path, work: Path, model: Path) -> dict:
         "select pool, epoch(window_start), epoch(window_end), is_anomaly, "
         f"{', '.join(FEATURE_NAMES)} from pool_scores where source = 'chain' order by window_end"
     ).rows
-    threads = warehouse.query(
-        "select pool, min(epoch(window_start)), max(epoch(window_end)) from anomalies "
-        "where source = 'chain' group by pool, alert_id"
-    ).rows
+    threads = []
+    if warehouse.query(
+        "select 1 from information_schema.tables where table_name = 'anomalies'"
+    ).rows:  # the pipeline wrote an anomaly
+        threads = warehouse.query(
+            "select pool, min(epoch(window_start)), max(epoch(window_end)) from anomalies "
+            "where source = 'chain' group by pool, alert_id"
+        ).rows
     return {"windows": [list(row) for row in windows], "threads": [list(t) for t in threads]}
 
 

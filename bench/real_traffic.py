@@ -83,6 +83,7 @@ LABELS = {
     "before_real": "before_", "before_default": "before_default_",
 }  # fmt: skip
 INCIDENT_EVERY_S = 3600
+ANOMALIES_TABLE_EXISTS = "select 1 from information_schema.tables where table_name = 'anomalies'"
 
 
 def record(recording: Recording, work: Path) -> Path:
@@ -128,16 +129,16 @@ def replay_day(events: Path, work: Path, model: Path) -> dict[str, np.ndarray]:
 
 
 def opened_threads(work: Path) -> list[AlertThread]:
-    """The alert threads the pipeline opened in a replay's warehouse."""
-    return [
-        AlertThread(pool, start, end)
-        for pool, start, end in open_warehouse(Settings(state_dir=work))
-        .query(
-            "select pool, min(epoch(window_start)), max(epoch(window_end)) from anomalies "
-            "where source = 'chain' group by pool, alert_id"
-        )
-        .rows
-    ]
+    """The alert threads the pipeline opened in a replay's warehouse (no anomalies table:
+    the pipeline wrote no anomaly)."""
+    warehouse = open_warehouse(Settings(state_dir=work))
+    if not warehouse.query(ANOMALIES_TABLE_EXISTS).rows:
+        return []
+    rows = warehouse.query(
+        "select pool, min(epoch(window_start)), max(epoch(window_end)) from anomalies "
+        "where source = 'chain' group by pool, alert_id"
+    ).rows
+    return [AlertThread(pool, start, end) for pool, start, end in rows]
 
 
 def scored_event_share(recording: Recording, windows: dict[str, np.ndarray]) -> float:

@@ -22,7 +22,20 @@ from beam_pipelines.transforms.parse import dead_letter_of
 from dexwatch.core.features.chain import SliceSummary, window_features
 from dexwatch.core.settings import PipelineSettings
 
-__all__ = ["PoolSlices", "PoolWindowsFn", "feature_row", "guarded_row", "pool_windows"]
+__all__ = [
+    "YOUNG_POOL_NEUTRAL", "PoolSlices", "PoolWindowsFn", "feature_row", "guarded_row",
+    "pool_windows",
+]  # fmt: skip
+
+
+# A young pool's window (a pool seen for the first time, with less history than
+# pipeline.min_baseline_share of a baseline) is scored on what needs no history: how much of
+# its liquidity is removed, and how concentrated its trading is. Its rates, price moves and
+# liquidity added are its launch, not an incident: they read as usual (0).
+YOUNG_POOL_NEUTRAL = (
+    "volume_ratio", "swap_count_ratio", "net_liquidity_change", "price_change",
+    "price_range", "max_swap_price_impact", "pair_two_way_excess",
+)  # fmt: skip
 
 
 def feature_row(
@@ -33,19 +46,19 @@ def feature_row(
     carry: SliceSummary | None = None,
 ) -> dict | None:
     """The row of one pool's window ending at ``window_end``, or None when the window saw
-    no event, or while a pool seen for the first time has too little history to compare
-    with. ``carry``: the pool's last slice before the window's span, if it had one (a
-    quiet pool's window is scored against it: see ``window_features``)."""
+    no event. ``carry``: the pool's last slice before the window's span, if it had one (a
+    quiet pool's window is scored against it: see ``window_features``); without one, a
+    pool with too little history is young (``YOUNG_POOL_NEUTRAL``)."""
     if not slices:
         return None
     current_start = window_end - s.current_slices * s.slice_s
     history_s = current_start - min(summary.start for summary in slices)
-    if carry is None and history_s < s.min_baseline_share * s.baseline_slices * s.slice_s:
-        beam.metrics.Metrics.counter("dexwatch", "windows_warming_up").inc()
-        return None
     features = window_features(slices, window_end, s.slice_s, s.current_slices, carry)
     if features is None:
         return None
+    if carry is None and history_s < s.min_baseline_share * s.baseline_slices * s.slice_s:
+        beam.metrics.Metrics.counter("dexwatch", "windows_of_young_pools").inc()
+        features.update(dict.fromkeys(YOUNG_POOL_NEUTRAL, 0.0))
     chain_id, dex, pool = key.split(":")
     return {
         "window_id": f"{chain_id}:{pool}:{window_end}",

@@ -8,7 +8,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from beam_pipelines.transforms.pool_windows import pool_windows
+from beam_pipelines.transforms.pool_windows import YOUNG_POOL_NEUTRAL, pool_windows
 from dexwatch.core.features.chain import (
     DEPTH_BAND_TICKS,
     FEATURE_NAMES,
@@ -309,3 +309,31 @@ def _without_senders(block: Block) -> Block:
     bare = Block(block.number)
     bare.events = [dataclasses.replace(event, tx_from="") for event in block.events]
     return bare
+
+
+def test_a_fresh_pool_is_scored_from_its_first_minutes_on_its_liquidity():
+    """A scam pool: minted, traded for a minute, drained: its windows are scored from the
+    start, on the share of its liquidity removed, while its launch (a second provider
+    adding, the first price moves) reads as usual."""
+    launch = [Block(0).mint(LP, *WIDE, LEVEL).swap(tick=0), Block(1).swap(tick=300)]
+    second_provider = Block(2).mint(JIT_BOT, *WIDE, LEVEL).swap(liquidity=2 * LEVEL, tick=310)
+    trading = [Block(n).swap(liquidity=2 * LEVEL, tick=310) for n in range(3, 7)]
+    rug = (
+        Block(7)
+        .burn(LP, *WIDE, LEVEL)
+        .burn(JIT_BOT, *WIDE, LEVEL * 9 // 10)
+        .swap(liquidity=LEVEL // 10, tick=2000)
+    )
+    blocks = [*launch, second_provider, *trading, rug]
+    slices = [summarize_slice(POOL, T0 + SLICE_S * b.number, b.events) for b in blocks]
+    settings = PipelineSettings(slice_s=SLICE_S, current_slices=4, baseline_slices=20)
+    rows = list(pool_windows((f"1:uniswap_v3:{POOL}", slices), settings))
+    # Every window from the pool's first slice on is scored, all of them young (< 2 min).
+    assert [r["window_end"].timestamp() for r in rows][:8] == [
+        T0 + SLICE_S * (n + 1) for n in range(8)
+    ]
+    before_rug = [r for r in rows if r["window_end"].timestamp() <= T0 + SLICE_S * 7]
+    assert all(r[name] == 0.0 for r in before_rug for name in YOUNG_POOL_NEUTRAL)
+    assert max(r["liquidity_removed_share"] for r in before_rug) == 0.0
+    drained = max(r["liquidity_removed_share"] for r in rows)
+    assert drained == pytest.approx(0.95)  # of the 2 L it held
