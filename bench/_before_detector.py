@@ -1,14 +1,15 @@
 """The detector as it was before real-traffic detection (issue 13), on the same recordings:
-run with a checkout of that commit first on PYTHONPATH (``bench/real_traffic.py --before``
-starts it so), it uses only what that checkout offers.
+run with a checkout of that commit first on PYTHONPATH (``bench/_before.py`` starts it so),
+it uses only what that checkout offers.
 
 It bootstraps that checkout's first model (the simulator, seed 21, as ``dexwatch run``
-does), trains its model on the tuning day's windows (``dexwatch train``'s fitting), and
-replays each recording with both, writing per replay the scored windows (pool, start, end,
-is_anomaly) and the alert threads its pipeline opened to ``<work>/<name>.json``.
-Recordings are copied without ``tx_from``, a field its messages did not have yet.
+does), with ``--tuning`` trains its model on that recording's windows (``dexwatch train``'s
+fitting), and replays each recording with each, writing per replay the scored windows
+(pool, start, end, is_anomaly) and the alert threads its pipeline opened to
+``<work>/<name>.json``. Recordings are copied without ``tx_from``, a field its messages did
+not have yet.
 
-    PYTHONPATH=OLD python bench/_before_detector.py --work DIR --tuning FILE NAME=FILE ...
+    PYTHONPATH=OLD python bench/_before_detector.py --work DIR [--tuning FILE] NAME=FILE ...
 """
 
 from __future__ import annotations
@@ -66,7 +67,7 @@ def replay(events: Path, work: Path, model: Path) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--work", type=Path, required=True)
-    parser.add_argument("--tuning", type=Path, required=True, help="the tuning day's recording")
+    parser.add_argument("--tuning", type=Path, help="a recording to train a model on, too")
     parser.add_argument("--node-modules", type=Path, required=True, help="for the simulator")
     parser.add_argument("recordings", nargs="+", help="NAME=FILE: recordings to score")
     args = parser.parse_args()
@@ -82,16 +83,20 @@ def main() -> None:
         model={"path": str(default)},
     )
     bootstrap_model(settings, hours=settings.model.bootstrap_hours)
-    tuning = replay(without_senders(args.tuning, work / "tuning.jsonl"), work / "tuning", default)
-    rows = [dict(zip(FEATURE_NAMES, row[4:], strict=True)) for row in tuning["windows"]]
-    real = work / "real.joblib"
-    train_detector(rows).save(real)
+    models = {"default": default}
+    if args.tuning is not None:
+        tuning = without_senders(args.tuning, work / "tuning.jsonl")
+        windows = replay(tuning, work / "tuning", default)["windows"]
+        models["real"] = work / "real.joblib"
+        train_detector([dict(zip(FEATURE_NAMES, row[4:], strict=True)) for row in windows]).save(
+            models["real"]
+        )
     for item in args.recordings:
         name, events = item.split("=", 1)
         copied = without_senders(Path(events), work / f"{name}.jsonl")
         scored = {
             detector: replay(copied, work / name / detector, model)
-            for detector, model in (("default", default), ("real", real))
+            for detector, model in models.items()
         }
         (work / f"{name}.json").write_bytes(orjson.dumps(scored))
         print(f"  before: {name} scored", flush=True)

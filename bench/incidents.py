@@ -24,7 +24,12 @@ block to the end of the first flagged window; live alerts fire earlier, on early
 bench/latency.py); ``rule_recall``, ``rule_precision`` (and the rule's other figures) for
 model.rules. Writes bench/results/incidents.json.
 
+With ``--before CHECKOUT`` (a worktree of the commit before this work), that checkout's own
+first model and pipeline score the same recordings (``bench/_before.py``): ``before_...``.
+``--trials 21`` gives 5 pool-weeks of scored traffic.
+
     python bench/incidents.py [--trials 4] [--rounds 4] [--gap-hours 1.5] [--model PATH]
+        [--before CHECKOUT]
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _before import score_before
 from _results import write_results
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -219,6 +225,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=4, help="rounds of reversible incidents")
     parser.add_argument("--gap-hours", type=float, default=1.5)
     parser.add_argument("--model", type=Path, help="a saved detector (default: bootstrap one)")
+    parser.add_argument(
+        "--before", type=Path, help="a checkout of the detector before this work, scored beside"
+    )
     args = parser.parse_args()
 
     shutil.rmtree(WORK, ignore_errors=True)
@@ -229,8 +238,8 @@ def main() -> None:
         print(f"bootstrapping a first model ({base.model.bootstrap_hours:g} h, seed "
               f"{BOOTSTRAP_SEED})", flush=True)  # fmt: skip
         bootstrap_model(base, hours=base.model.bootstrap_hours)
-    model_results, rule_results = [], []
-    in_remains = {"dexwatch": 0, "rule": 0}
+    model_results, rule_results, trials = [], [], {}
+    in_remains = {"dexwatch": 0, "rule": 0, "before": 0}
     for trial in range(args.trials):
         settings = _settings(WORK / f"trial-{trial}", TRIAL_SEEDS[trial], model)
         print(f"trial {trial + 1}/{args.trials} (seed {TRIAL_SEEDS[trial]}): mining", flush=True)
@@ -249,6 +258,8 @@ def main() -> None:
             )
             results.append(detection)
             in_remains[name] += _in_remains(detection, incidents)
+        recording = settings.state_dir / "recording" / "pool-events.jsonl"
+        trials[f"trial-{trial}"] = (recording, incidents, after_s, cooldown_s)
     dexwatch, rule = _merge(model_results), _merge(rule_results)
     _print("dexwatch", dexwatch, in_remains["dexwatch"])
     _print(f"rule ({describe_rules()})", rule, in_remains["rule"])
@@ -256,13 +267,31 @@ def main() -> None:
         **_figures("", dexwatch, in_remains["dexwatch"]),
         **_figures("rule_", rule, in_remains["rule"]),
     }
+    if args.before is not None:
+        print(f"scoring the detector before this work ({args.before})", flush=True)
+        recordings = {name: trial[0] for name, trial in trials.items()}
+        scored = score_before(args.before, WORK / "before", recordings)["default"]
+        before_results = []
+        for name, (_, incidents, after_s, cooldown_s) in trials.items():
+            windows, threads = scored[name]
+            detection = incident_detection(
+                windows["pool"], windows["start"], windows["end"], windows["is_anomaly"] > 0,
+                incidents, after_s, cooldown_s, threads=threads,
+            )  # fmt: skip
+            before_results.append(detection)
+            in_remains["before"] += _in_remains(detection, incidents)
+        before = _merge(before_results)
+        _print(f"before ({args.before.name})", before, in_remains["before"])
+        figures.update(_figures("before_", before, in_remains["before"]))
     figures["incidents"] = {"value": len(dexwatch.outcomes), "unit": "incidents"}
     figures["pool_weeks"] = {"value": round(dexwatch.pool_weeks, 4), "unit": "pool-weeks"}
     path = write_results(
         "incidents",
         figures,
         note=f"{args.trials} trials x 5 pools, {args.rounds} reversible rounds + 1 destructive, "
-        f"{args.gap_hours:g} h apart; {time.monotonic() - started:.0f} s",
+        f"{args.gap_hours:g} h apart"
+        + (f"; before: {args.before.name}" if args.before else "")
+        + f"; {time.monotonic() - started:.0f} s",
     )
     print(f"wrote {path}")
 

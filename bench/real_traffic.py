@@ -33,9 +33,7 @@ transaction senders or pool balances: features that would need them run without.
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
-import subprocess
 import sys
 import time
 from collections.abc import Sequence
@@ -43,7 +41,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
-import orjson
+from _before import score_before
 from _results import write_results
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -218,29 +216,17 @@ def replayed(events: Path, work: Path, model: Path) -> dict[str, Scored]:
 
 
 def before_detector(before: Path, events: dict[str, Path]) -> dict[str, dict[str, Scored]]:
-    """The detector before this work, from a checkout of it (bench/_before_detector.py):
-    per detector ('before_default', 'before_real'), per recording, its scored windows."""
-    work = WORK / "before"
-    subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "_before_detector.py"), "--work", str(work),
-         "--tuning", str(events[TUNING_DAY]), "--node-modules", str(ROOT / "node_modules"),
-         *(f"{name}={path}" for name, path in events.items() if name != TUNING_DAY)],
-        cwd=before, env={**os.environ, "PYTHONPATH": str(before)}, check=True,
-    )  # fmt: skip
-    scored: dict[str, dict[str, Scored]] = {"before_default": {}, "before_real": {}}
-    for name in events:
-        if name == TUNING_DAY:
-            continue
-        for detector, result in orjson.loads((work / f"{name}.json").read_bytes()).items():
-            rows = result["windows"]
-            keys = ["pool", "start", "end", "is_anomaly", *FEATURE_NAMES]
-            windows = {
-                key: np.array([row[i] for row in rows], dtype=object if key == "pool" else float)
-                for i, key in enumerate(keys)
-            }
-            threads = [AlertThread(*thread) for thread in result["threads"]]
-            scored[f"before_{detector}"][name] = (windows, windows["is_anomaly"] > 0, threads)
-    return scored
+    """The detector before this work, from a checkout of it (bench/_before.py): per
+    detector ('before_default', 'before_real'), per recording, its scored windows."""
+    others = {name: path for name, path in events.items() if name != TUNING_DAY}
+    scored = score_before(before, WORK / "before", others, tuning=events[TUNING_DAY])
+    return {
+        f"before_{detector}": {
+            name: (windows, windows["is_anomaly"] > 0, threads)
+            for name, (windows, threads) in by_recording.items()
+        }
+        for detector, by_recording in scored.items()
+    }
 
 
 def main() -> None:
