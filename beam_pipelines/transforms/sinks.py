@@ -239,9 +239,6 @@ class ThreadAnomalies(beam.PTransform):
     escalating revision), threads keyed by chain and pool whatever the source
     (``AlertThreads``).
 
-    A thread that has shown a liquidity drain takes every later anomaly of its pool while
-    it is kept (``KEEP_S``): a drained pool's remains get one alert, not a stream.
-
     Args:
         cooldown_s: how near in event time an anomaly must come to join a thread.
         streaming: thread as rows arrive (with state); in batch, each pool's rows are

@@ -141,8 +141,8 @@ class PipelineSettings(StrictModel):
     # The window under test: the last current_slices slices; its baseline: the ones before.
     current_slices: int = Field(4, ge=1)
     baseline_slices: int = Field(20, ge=1)
-    # A window is scored only once its baseline has seen events over this share of its length
-    # (a pool's first minutes have no history to compare with).
+    # Until a pool's history covers this share of a baseline, its windows are young: scored
+    # on what needs no history (beam_pipelines/transforms/pool_windows.YOUNG_POOL_NEUTRAL).
     min_baseline_share: float = Field(0.5, ge=0, le=1)
     # Events this late (event time) still update their windows: covers the publisher's
     # confirmation wait and reorg retractions.
