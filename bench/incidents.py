@@ -65,6 +65,7 @@ from model.evaluation import (  # noqa: E402
     IncidentDetection,
     LabelledIncident,
     incident_detection,
+    opened_threads,
 )
 from model.rules import describe_rules, rule_flags  # noqa: E402
 from publishers.chain import run as publish_chain  # noqa: E402
@@ -146,13 +147,7 @@ def replay(
             strict=True,
         )
     }
-    threads = [
-        AlertThread(pool, start, end)
-        for pool, start, end in warehouse.query(
-            "select pool, min(epoch(window_start)), max(epoch(window_end)) from anomalies "
-            "where source = 'chain' group by pool, alert_id"
-        ).rows
-    ]
+    threads = opened_threads(warehouse)
     incidents = [
         LabelledIncident(
             label.label_id, label.pool, label.kind, label.first_timestamp, label.last_timestamp

@@ -63,6 +63,7 @@ from model.evaluation import (  # noqa: E402
     IncidentDetection,
     LabelledIncident,
     incident_detection,
+    opened_threads,
 )
 from model.rules import rule_flags  # noqa: E402
 from publishers.chain import run as publish_chain  # noqa: E402
@@ -81,7 +82,6 @@ LABELS = {
     "before_real": "before_", "before_default": "before_default_",
 }  # fmt: skip
 INCIDENT_EVERY_S = 3600
-ANOMALIES_TABLE_EXISTS = "select 1 from information_schema.tables where table_name = 'anomalies'"
 
 
 def record(recording: Recording, work: Path) -> Path:
@@ -124,19 +124,6 @@ def replay_day(events: Path, work: Path, model: Path) -> dict[str, np.ndarray]:
         key: np.array(values, dtype=object if key == "pool" else float)
         for key, values in zip(keys, zip(*rows, strict=True), strict=True)
     }
-
-
-def opened_threads(work: Path) -> list[AlertThread]:
-    """The alert threads the pipeline opened in a replay's warehouse (no anomalies table:
-    the pipeline wrote no anomaly)."""
-    warehouse = open_warehouse(Settings(state_dir=work))
-    if not warehouse.query(ANOMALIES_TABLE_EXISTS).rows:
-        return []
-    rows = warehouse.query(
-        "select pool, min(epoch(window_start)), max(epoch(window_end)) from anomalies "
-        "where source = 'chain' group by pool, alert_id"
-    ).rows
-    return [AlertThread(pool, start, end) for pool, start, end in rows]
 
 
 def scored_event_share(recording: Recording, windows: dict[str, np.ndarray]) -> float:
@@ -210,7 +197,11 @@ def replayed(events: Path, work: Path, model: Path) -> dict[str, Scored]:
     same windows (threaded as the pipeline threads)."""
     windows = replay_day(events, work, model)
     return {
-        "model": (windows, windows["is_anomaly"] > 0, opened_threads(work)),
+        "model": (
+            windows,
+            windows["is_anomaly"] > 0,
+            opened_threads(open_warehouse(Settings(state_dir=work))),
+        ),
         "rule": (windows, rule_flags(windows), None),
     }
 

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from dexwatch.core.detector import Detector
+from dexwatch.core.warehouse import WarehouseReader
 
 
 @dataclasses.dataclass(frozen=True)
@@ -183,6 +184,19 @@ class AlertThread:
     pool: str
     start: float  # epoch seconds: the first flagged window's start
     end: float  # the last flagged window's end
+
+
+def opened_threads(warehouse: WarehouseReader) -> list[AlertThread]:
+    """The chain alert threads a pipeline opened, from a local (DuckDB) warehouse's anomalies
+    table (none when the table was never written)."""
+    exists = "select 1 from information_schema.tables where table_name = 'anomalies'"
+    if not warehouse.query(exists).rows:
+        return []
+    rows = warehouse.query(
+        "select pool, min(epoch(window_start)), max(epoch(window_end)) from anomalies "
+        "where source = 'chain' group by pool, alert_id"
+    ).rows
+    return [AlertThread(pool, start, end) for pool, start, end in rows]
 
 
 def alert_threads(

@@ -123,3 +123,35 @@ def test_an_incident_injected_into_history_is_stamped_in_chain_time(deployed) ->
     assert label.last_block - label.first_block == 2  # three blocks, one per step
     assert label.first_timestamp.timestamp() == ahead + 2
     assert (label.last_timestamp - label.first_timestamp).total_seconds() == 4
+
+
+def test_the_threads_a_pipeline_opened_are_read_from_its_anomalies(tmp_path) -> None:
+    import duckdb
+
+    from dexwatch.core.schemas.tables import ANOMALIES
+    from dexwatch.core.warehouse import WarehouseTarget, open_warehouse
+    from model.evaluation import opened_threads
+
+    duckdb.connect(str(tmp_path / "w.duckdb")).close()  # a warehouse without anomalies
+    warehouse = open_warehouse(WarehouseTarget(backend="duckdb", path=tmp_path / "w.duckdb"))
+    assert opened_threads(warehouse) == []
+
+    def row(pool: str, end: int, alert_id: str, source: str = "chain") -> dict:
+        at = datetime.fromtimestamp
+        return {
+            "window_id": f"1:{pool}:{end}:{source}", "chain_id": 1, "dex": "uniswap_v3",
+            "pool": pool, "source": source, "window_start": at(end - 60, UTC),
+            "window_end": at(end, UTC), "events": 3, "score": -0.5, "is_anomaly": True,
+            "model_version": "m", "top_features": "[]", "severity": "high",
+            "kind": "liquidity-drain", "confidence": 1.0, "alert_id": alert_id,
+            "scored_at": at(end + 5, UTC),
+        }  # fmt: skip
+
+    warehouse.upsert(ANOMALIES, [
+        row(A, T0, "a1"), row(A, T0 + 600, "a1"), row(A, T0 + 9000, "a2"), row(B, T0, "b1"),
+        row(B, T0 + 30, "b1", source="subgraph"),
+    ])  # fmt: skip
+    threads = sorted(opened_threads(warehouse), key=lambda t: (t.pool, t.start))
+    assert [(t.pool, t.start, t.end) for t in threads] == [
+        (A, T0 - 60, T0 + 600), (A, T0 + 9000 - 60, T0 + 9000), (B, T0 - 60, T0),
+    ]  # fmt: skip
