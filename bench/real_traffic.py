@@ -181,11 +181,15 @@ def bootstrap(work: Path) -> Path:
     return model
 
 
+def feature_rows(windows: dict[str, np.ndarray]) -> list[dict[str, float]]:
+    """The windows' features as the rows training takes."""
+    columns = [windows[name] for name in FEATURE_NAMES]
+    return [dict(zip(FEATURE_NAMES, values, strict=True)) for values in zip(*columns, strict=True)]
+
+
 def train_on(windows: dict[str, np.ndarray], path: Path) -> Path:
     """A model trained on real windows, as ``dexwatch train`` trains it."""
-    rows = [dict(zip(FEATURE_NAMES, values, strict=True))
-            for values in zip(*(windows[name] for name in FEATURE_NAMES), strict=True)]  # fmt: skip
-    train_detector(rows).save(path)
+    train_detector(feature_rows(windows)).save(path)
     return path
 
 

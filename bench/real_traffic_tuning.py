@@ -36,6 +36,7 @@ from real_traffic import (
     WORK,
     bootstrap,
     detection,
+    feature_rows,
     incident_plan,
     record,
     replay_day,
@@ -54,11 +55,6 @@ SHARES_OF_FLOOR = (0.0, 0.1, 0.2, 0.3)
 LIMIT_FACTORS = (2.0, 2.5, 3.0)
 MARGINS = (0.1, 0.2)
 MIN_RECALL = 0.95
-
-
-def rows_of(windows: dict[str, np.ndarray], mask: np.ndarray) -> list[dict[str, float]]:
-    columns = [windows[name][mask] for name in FEATURE_NAMES]
-    return [dict(zip(FEATURE_NAMES, values, strict=True)) for values in zip(*columns, strict=True)]
 
 
 def subset(windows: dict[str, np.ndarray], mask: np.ndarray) -> dict[str, np.ndarray]:
@@ -105,7 +101,7 @@ def main() -> None:
         )
         false_threads, outcomes = 0, []
         for index in range(args.folds):
-            detector = train_detector(rows_of(clean, fold(clean, index)), params)
+            detector = train_detector(feature_rows(subset(clean, fold(clean, index))), params)
             scored = subset(clean, ~fold(clean, index))
             false_threads += detection(scored, flags(detector, scored), settings).false_threads
             scored = subset(spliced, ~fold(spliced, index))

@@ -43,7 +43,7 @@ class TrainingParams:
     # an ordinary market move an alarm. Chosen on real traffic's tuning day
     # (bench/real_traffic_tuning.py): models trained on a quarter of it learned a one-minute
     # price limit of 0.8 % and a net inflow limit of 1.3 %, and the rest of the day's market
-    # moves of 1-1.4 % and inflows of 2-6 % were their only alerts (5.7 a day; 0 at 0.2).
+    # moves of 1-1.4 % and inflows of 2-6 % were their only alerts (5.7-7 a day; 0-1 at 0.2).
     min_share_of_floor: float = 0.2
     seed: int = 7
 
