@@ -185,6 +185,22 @@ def test_a_model_trained_on_jit_heavy_traffic_still_flags_a_half_drain():
     assert not unfloored.score(row).is_anomaly[0]
 
 
+def test_a_model_trained_with_busy_pairs_still_flags_a_wash_burst():
+    """Training whose busiest pairs reach 4 Poisson deviations would learn a limit near 2.5x
+    that; the floor keeps a burst of 6 (one pair out-trading the pool) an anomaly."""
+    rows = chain_rows(600, seed=6)
+    rng = np.random.default_rng(6)
+    for row in rows[:60]:
+        row["pair_two_way_excess"] = float(rng.uniform(2.0, 4.0))
+    detector = train_detector(rows, TrainingParams(n_estimators=50))
+    typical = {name: float(np.median([r[name] for r in rows])) for name in FEATURE_NAMES}
+    burst = [[{**typical, "pair_two_way_excess": 6.0}[name] for name in FEATURE_NAMES]]
+    assert detector.score(burst).is_anomaly[0]
+    x = np.array([[r[name] for name in FEATURE_NAMES] for r in rows])
+    unfloored = fit_detector(x, FEATURE_NAMES, 5, TrainingParams(n_estimators=50))
+    assert not unfloored.score(burst).is_anomaly[0]
+
+
 def test_every_floor_names_a_feature_and_flags_its_value_on_an_ordinary_model():
     assert set(INCIDENT_FLOORS) <= set(FEATURE_NAMES)
     rows = chain_rows(400)
