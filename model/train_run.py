@@ -30,7 +30,7 @@ from dexwatch.core.schemas.tables import INCIDENT_LABELS, POOL_SCORES
 from model.drift import feature_bins
 from model.evaluation import Evaluation, LabelledIncident, ScoredRows, evaluate
 from model.registry import CHAIN_WINDOW, POOL_HOUR, ModelRegistry, RegistryError
-from model.training import TrainingParams, fit_detector
+from model.training import DEFAULT_PARAMS, TrainingParams, fit_detector
 
 TrainingPath = Literal["chain", "hourly"]
 
@@ -68,15 +68,16 @@ class TrainingRunParams(BaseModel):
     start: datetime | None = Field(None, alias="from")
     end: datetime | None = Field(None, alias="to")
     days: float | None = Field(None, gt=0)
-    n_estimators: int = Field(200, ge=1)
-    max_samples: int = Field(256, ge=2)
+    # Defaults: the bootstrap's (model.training.DEFAULT_PARAMS, where each is chosen).
+    n_estimators: int = Field(DEFAULT_PARAMS.n_estimators, ge=1)
+    max_samples: int = Field(DEFAULT_PARAMS.max_samples, ge=2)
     # quantile: the threshold_quantile of training scores minus threshold_margin (the
     # bootstrap's rule); contamination: flag that share of the training rows, no margin.
     threshold_rule: Literal["quantile", "contamination"] = "quantile"
-    threshold_quantile: float = Field(0.001, gt=0, lt=1)
-    threshold_margin: float = Field(0.1, ge=0)
+    threshold_quantile: float = Field(DEFAULT_PARAMS.threshold_quantile, gt=0, lt=1)
+    threshold_margin: float = Field(DEFAULT_PARAMS.threshold_margin, ge=0)
     contamination: float = Field(0.01, gt=0, lt=0.5)
-    seed: int = 7
+    seed: int = DEFAULT_PARAMS.seed
     # Train on normal traffic only: drop rows overlapping a labelled incident (padded).
     exclude_incidents: bool = True
     incident_padding_s: float = Field(300, ge=0)
