@@ -1,0 +1,264 @@
+"""The market simulator beside a real pool: the statistics that make a pool's traffic look
+like itself, simulated and real side by side.
+
+Real: the tuning day of ``bench/real_traffic.py`` (every log of USDC/WETH 0.05 % on Polygon,
+2 s blocks, ``../shared/data/real-logs/``) for what needs single events, and the five weeks of
+the same pool's minute bars (``../shared/data/real-minutes/``) for what needs many hours. The
+held-out days are not read: the first models trained on this simulator are scored on them.
+Simulated: ``--hours`` of the market simulator (``--seed``) on a private anvil with the real
+contracts, 2 s blocks like the real chain, recorded by the real chain publisher; its
+Uniswap V3 WETH/USDC 0.05 % pool, the real pool's twin.
+
+Each statistic is written as ``<stat>_sim`` and ``<stat>_real`` with ``max_log_ratio``, the
+largest |log(sim / real)| over them (0.69: within a factor of 2 everywhere). Writes
+bench/results/calibration.json.
+
+    python bench/calibration.py [--hours 6] [--seed 7]
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import shutil
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import numpy as np
+import orjson
+from _results import write_results
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from infra.local import processes, stack  # noqa: E402
+from infra.local.deploy import deploy_local_contracts  # noqa: E402
+from infra.local.market import MarketSimulator  # noqa: E402
+from infra.local.recorded_chain import open_recording  # noqa: E402
+from infra.local.settings import LocalSettings, load_local_settings  # noqa: E402
+from publishers.chain import run as publish_chain  # noqa: E402
+
+WORK = ROOT / "bench" / "work" / "calibration"
+SHARED = ROOT.parent / "shared" / "data"
+REAL_DAY = SHARED / "real-logs" / "polygon-uniswap-v3-usdc-weth-500-2022-01-05.csv"
+REAL_MINUTES = SHARED / "real-minutes"
+SIM_POOL = "uniswap_v3:WETH/USDC:500"
+BLOCK_S = 2
+LOG_TICK = math.log(1.0001)
+# A ratio with a zero side (an actor the simulator lacks) is taken at this floor: finite,
+# and far outside a factor of 2.
+_FLOOR = 1e-9
+
+# (name, what it measures), in the order printed.
+STATISTICS: tuple[tuple[str, str], ...] = (
+    ("minute_price_change_p50", "median |log price change| from one traded minute to the next"),
+    ("minute_price_change_p99", "its 99th percentile"),
+    ("hour_price_change_p50", "median |log price change| from one hour's close to the next"),
+    ("hour_price_change_p99", "its 99th percentile"),
+    ("swap_usd_p10", "swap size in USD (the USDC leg), 10th percentile"),
+    ("swap_usd_p50", "median swap size in USD"),
+    ("swap_usd_p90", "swap size in USD, 90th percentile"),
+    ("swap_usd_p99", "swap size in USD, 99th percentile"),
+    ("empty_block_share", "share of blocks without a swap on the pool"),
+    ("interarrival_cv", "coefficient of variation of the seconds between swaps (Poisson: 1)"),
+    ("hourly_volume_cv", "coefficient of variation of the USD volume across hours"),
+    ("mints_per_hour", "Mint events an hour"),
+    ("burns_per_hour", "Burn events (with liquidity) an hour"),
+    ("position_width_p50", "median width of minted positions, in ticks"),
+    ("position_width_p90", "90th percentile of minted positions' width, in ticks"),
+    ("jit_liquidity_share", "share of minted liquidity burned in its own block by its owner"),
+)
+
+
+def _quantile(values: Iterable[float], q: float) -> float:
+    array = np.asarray(list(values), dtype=float)
+    return float(np.quantile(array, q)) if array.size else 0.0
+
+
+def _cv(values: Iterable[float]) -> float:
+    array = np.asarray(list(values), dtype=float)
+    return float(array.std() / array.mean()) if array.size and array.mean() > 0 else 0.0
+
+
+def _changes(closes: Iterable[float]) -> list[float]:
+    closes = list(closes)
+    return [abs(b - a) for a, b in zip(closes, closes[1:], strict=False)]
+
+
+def pool_event_stats(
+    events: Iterable[dict], pool: str, usdc_leg: str, usdc_decimals: int, blocks: int
+) -> dict[str, float]:
+    """The single-event statistics of one V3 pool from its pool events (the publisher's
+    records, in chain order) over ``blocks`` blocks.
+
+    Args:
+        usdc_leg: "amount0" or "amount1", whichever is the USDC side of a swap.
+    """
+    swap_times, sizes, swap_blocks = [], [], set()
+    minute_close: dict[int, float] = {}
+    hour_close: dict[int, float] = {}
+    hour_volume: dict[int, float] = defaultdict(float)
+    mints: list[tuple[int, str, str, str, int]] = []
+    burned: dict[tuple[int, str, str, str], int] = defaultdict(int)
+    burns = 0
+    first = last = None
+    for event in events:
+        if event.get("kind") != "event" or event["pool"] != pool:
+            continue
+        args, t, block = event["args"], event["block_timestamp"], event["block_number"]
+        position = (block, args.get("owner"), args.get("tickLower"), args.get("tickUpper"))
+        first, last = first if first is not None else t, t
+        if event["event"] == "Swap":
+            usd = abs(int(args[usdc_leg])) / 10**usdc_decimals
+            log_price = 2 * math.log(int(args["sqrtPriceX96"]))
+            swap_times.append(t)
+            sizes.append(usd)
+            swap_blocks.add(block)
+            minute_close[t // 60] = log_price
+            hour_close[t // 3600] = log_price
+            hour_volume[t // 3600] += usd
+        elif event["event"] == "Mint":
+            mints.append((*position, int(args["amount"])))
+        elif event["event"] == "Burn" and int(args["amount"]) > 0:
+            burns += 1
+            burned[position] += int(args["amount"])
+    if first is None or last is None:
+        raise SystemExit(f"no events of pool {pool}")
+    hours = max((last - first) / 3600, 1e-9)
+    minted = sum(m[4] for m in mints)
+    jit = sum(min(m[4], burned.get(m[:4], 0)) for m in mints)
+    gaps = np.diff(np.asarray(swap_times, dtype=float))
+    whole_hours = sorted(hour_volume)[1:-1]  # the first and last hours are cut
+    return {
+        "minute_price_change_p50": _quantile(_changes(minute_close.values()), 0.5),
+        "minute_price_change_p99": _quantile(_changes(minute_close.values()), 0.99),
+        "swap_usd_p10": _quantile(sizes, 0.1),
+        "swap_usd_p50": _quantile(sizes, 0.5),
+        "swap_usd_p90": _quantile(sizes, 0.9),
+        "swap_usd_p99": _quantile(sizes, 0.99),
+        "empty_block_share": 1.0 - len(swap_blocks) / blocks,
+        "interarrival_cv": _cv(gaps),
+        "mints_per_hour": len(mints) / hours,
+        "burns_per_hour": burns / hours,
+        "position_width_p50": _quantile((int(m[3]) - int(m[2]) for m in mints), 0.5),
+        "position_width_p90": _quantile((int(m[3]) - int(m[2]) for m in mints), 0.9),
+        "jit_liquidity_share": jit / minted if minted else 0.0,
+        "hour_price_change_p50": _quantile(_changes(hour_close.values()), 0.5),
+        "hour_price_change_p99": _quantile(_changes(hour_close.values()), 0.99),
+        "hourly_volume_cv": _cv(hour_volume[h] for h in whole_hours),
+    }
+
+
+def minute_bar_stats(paths: Iterable[Path]) -> dict[str, float]:
+    """What needs weeks: hourly price changes and volumes from the real minute bars."""
+    hour_close: dict[int, float] = {}
+    hour_volume: dict[int, float] = defaultdict(float)
+    for path in sorted(paths):
+        lines = path.read_text().splitlines()
+        header = lines[0].split(",")
+        at = {name: i for i, name in enumerate(header)}
+        for line in lines[1:]:
+            row = line.split(",")
+            t = int(np.datetime64(row[at["timestamp"]], "s").astype(int))
+            tick = int(row[at["closeTick"]])
+            # token0 USDC (6 decimals), token1 WETH (18): USD per WETH from the tick.
+            usd_per_weth = 1.0 / (1.0001**tick * 1e-12)
+            hour_volume[t // 3600] += (
+                int(row[at["inAmount0"]]) / 1e6 + int(row[at["inAmount1"]]) / 1e18 * usd_per_weth
+            )
+            hour_close[t // 3600] = tick * LOG_TICK
+    return {
+        "hour_price_change_p50": _quantile(_changes(hour_close.values()), 0.5),
+        "hour_price_change_p99": _quantile(_changes(hour_close.values()), 0.99),
+        "hourly_volume_cv": _cv(hour_volume.values()),
+    }
+
+
+def _records(path: Path) -> Iterator[dict]:
+    with path.open("rb") as lines:
+        for line in lines:
+            yield orjson.loads(line)
+
+
+def real_stats(work: Path) -> dict[str, float]:
+    from real_traffic import record
+
+    recording = open_recording(REAL_DAY)
+    events = record(recording, work / "real")
+    blocks = recording.last_block - recording.first_block + 1
+    stats = pool_event_stats(_records(events), recording.pool.address, "amount0", 6, blocks)
+    return {**stats, **minute_bar_stats(REAL_MINUTES.glob("*.minute.csv"))}
+
+
+def _sim_settings(work: Path, seed: int) -> LocalSettings:
+    port = processes.free_port()
+    return load_local_settings(
+        state_dir=str(work),
+        local={"anvil_port": port, "node_modules": str(ROOT / "node_modules")},
+        chain={"rpc_urls": [f"http://127.0.0.1:{port}"], "confirmations": 0,
+               "checkpoint_path": str(work / "checkpoint.json"), "batch_blocks": 2000},
+        simulator={"block_interval_s": BLOCK_S, "history_block_interval_s": BLOCK_S,
+                   "seed": seed},
+    )  # fmt: skip
+
+
+def simulated_stats(work: Path, hours: float, seed: int) -> dict[str, float]:
+    settings = _sim_settings(work, seed)
+    processes.start(stack.anvil_spec(settings), settings.state_dir)
+    try:
+        deployment = deploy_local_contracts(settings)
+        deployment.save(settings.deployment_path)
+        first, last = MarketSimulator(settings, deployment).generate_history(
+            hours, progress=lambda done, total: print(f"\r  mined {done}/{total} blocks", end="")
+        )
+        print(flush=True)
+        publish_chain(settings.with_deployed_factories(), once=True, record_to=work / "sim")
+    finally:
+        processes.stop(settings.state_dir, stack.ANVIL)
+    pool = deployment.pool(SIM_POOL)
+    usdc_leg = "amount0" if pool.token0 == "USDC" else "amount1"
+    decimals = deployment.tokens["USDC"].decimals
+    events = _records(work / "sim" / "pool-events.jsonl")
+    return pool_event_stats(events, pool.address, usdc_leg, decimals, last - first + 1)
+
+
+def log_ratio(sim: float, real: float) -> float:
+    return abs(math.log(max(sim, _FLOOR) / max(real, _FLOOR)))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--hours", type=float, default=6.0, help="simulated hours to mine")
+    parser.add_argument("--seed", type=int, default=7)
+    args = parser.parse_args()
+    started = time.monotonic()
+    shutil.rmtree(WORK, ignore_errors=True)
+    WORK.mkdir(parents=True)
+    print("real: the tuning day's logs and five weeks of minute bars", flush=True)
+    real = real_stats(WORK)
+    print(f"simulated: {args.hours:g} h of the market, seed {args.seed}", flush=True)
+    sim = simulated_stats(WORK, args.hours, args.seed)
+    figures: dict[str, dict] = {}
+    print(f"\n{'statistic':<26}{'simulated':>14}{'real':>14}{'|log ratio|':>13}")
+    for name, meaning in STATISTICS:
+        ratio = log_ratio(sim[name], real[name])
+        print(f"{name:<26}{sim[name]:>14.6g}{real[name]:>14.6g}{ratio:>13.2f}")
+        figures[f"{name}_sim"] = {"value": round(sim[name], 8), "unit": meaning}
+        figures[f"{name}_real"] = {"value": round(real[name], 8), "unit": meaning}
+    worst = max(log_ratio(sim[name], real[name]) for name, _ in STATISTICS)
+    figures["max_log_ratio"] = {"value": round(worst, 3), "unit": "|log(sim / real)|, target 0.69"}
+    path = write_results(
+        "calibration",
+        figures,
+        note=f"real: {REAL_DAY.name} and {REAL_MINUTES.name}/ (35 days); simulated: "
+        f"{args.hours:g} h, seed {args.seed}, {BLOCK_S} s blocks; "
+        f"{time.monotonic() - started:.0f} s",
+    )
+    print(f"\nmax |log ratio| {worst:.2f} (target 0.69); wrote {path.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()
