@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 import orjson
+from _private_chain import private_chain_settings
 from _results import write_results
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -38,7 +39,6 @@ from infra.local import processes, stack  # noqa: E402
 from infra.local.deploy import deploy_local_contracts  # noqa: E402
 from infra.local.market import MarketSimulator  # noqa: E402
 from infra.local.recorded_chain import open_recording  # noqa: E402
-from infra.local.settings import LocalSettings, load_local_settings  # noqa: E402
 from publishers.chain import run as publish_chain  # noqa: E402
 
 WORK = ROOT / "bench" / "work" / "calibration"
@@ -193,20 +193,8 @@ def real_stats(work: Path) -> dict[str, float]:
     return {**stats, **minute_bar_stats(REAL_MINUTES.glob("*.minute.csv"))}
 
 
-def _sim_settings(work: Path, seed: int) -> LocalSettings:
-    port = processes.free_port()
-    return load_local_settings(
-        state_dir=str(work),
-        local={"anvil_port": port, "node_modules": str(ROOT / "node_modules")},
-        chain={"rpc_urls": [f"http://127.0.0.1:{port}"], "confirmations": 0,
-               "checkpoint_path": str(work / "checkpoint.json"), "batch_blocks": 2000},
-        simulator={"block_interval_s": BLOCK_S, "history_block_interval_s": BLOCK_S,
-                   "seed": seed},
-    )  # fmt: skip
-
-
 def simulated_stats(work: Path, hours: float, seed: int) -> dict[str, float]:
-    settings = _sim_settings(work, seed)
+    settings = private_chain_settings(work, seed, BLOCK_S)
     processes.start(stack.anvil_spec(settings), settings.state_dir)
     try:
         deployment = deploy_local_contracts(settings)

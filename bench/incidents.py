@@ -42,6 +42,7 @@ from pathlib import Path
 
 import numpy as np
 from _before import score_before
+from _private_chain import private_chain_settings
 from _results import write_results
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -59,7 +60,7 @@ from infra.local import processes, stack  # noqa: E402
 from infra.local.deploy import deploy_local_contracts  # noqa: E402
 from infra.local.incidents import inject  # noqa: E402
 from infra.local.market import MarketSimulator  # noqa: E402
-from infra.local.settings import LocalSettings, SimulatorSettings, load_local_settings  # noqa: E402
+from infra.local.settings import LocalSettings, SimulatorSettings  # noqa: E402
 from model.evaluation import (  # noqa: E402
     AlertThread,
     IncidentDetection,
@@ -81,17 +82,9 @@ LIVE_BLOCK_S = SimulatorSettings().block_interval_s
 
 
 def _settings(state: Path, seed: int, model: Path) -> LocalSettings:
-    port = processes.free_port()
-    block_s = PipelineSettings().slice_s
-    return load_local_settings(
-        state_dir=str(state),
-        local={"anvil_port": port, "node_modules": str(ROOT / "node_modules")},
-        chain={"rpc_urls": [f"http://127.0.0.1:{port}"], "confirmations": 0,
-               "checkpoint_path": str(state / "checkpoint.json"), "batch_blocks": 2000},
-        simulator={"block_interval_s": block_s, "history_block_interval_s": block_s,
-                   "seed": seed},
-        model={"path": str(model)},
-        warehouse={"path": str(state / "warehouse.duckdb")},
+    return private_chain_settings(
+        state, seed, PipelineSettings().slice_s,
+        model={"path": str(model)}, warehouse={"path": str(state / "warehouse.duckdb")},
     )  # fmt: skip
 
 
