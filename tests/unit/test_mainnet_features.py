@@ -12,6 +12,7 @@ from beam_pipelines.transforms.pool_windows import YOUNG_POOL_NEUTRAL, pool_wind
 from dexwatch.core.features.chain import (
     DEPTH_BAND_TICKS,
     FEATURE_NAMES,
+    FEATURES_VERSION,
     INCIDENT_FLOORS,
     depth_weight,
     summarize_slice,
@@ -181,7 +182,7 @@ def test_a_model_trained_on_jit_heavy_traffic_still_flags_a_half_drain():
     assert detector.score(row).is_anomaly[0]
     # Without the floors, training's 2.5x its largest removal lets the drain through.
     x = np.array([[r[name] for name in FEATURE_NAMES] for r in rows])
-    unfloored = fit_detector(x, FEATURE_NAMES, 4, TrainingParams(n_estimators=50))
+    unfloored = fit_detector(x, FEATURE_NAMES, FEATURES_VERSION, TrainingParams(n_estimators=50))
     assert not unfloored.score(row).is_anomaly[0]
 
 
@@ -197,7 +198,7 @@ def test_a_model_trained_with_busy_pairs_still_flags_a_wash_burst():
     burst = [[{**typical, "pair_two_way_excess": 6.0}[name] for name in FEATURE_NAMES]]
     assert detector.score(burst).is_anomaly[0]
     x = np.array([[r[name] for name in FEATURE_NAMES] for r in rows])
-    unfloored = fit_detector(x, FEATURE_NAMES, 5, TrainingParams(n_estimators=50))
+    unfloored = fit_detector(x, FEATURE_NAMES, FEATURES_VERSION, TrainingParams(n_estimators=50))
     assert not unfloored.score(burst).is_anomaly[0]
 
 
