@@ -31,6 +31,7 @@ import numpy as np
 import orjson
 from _private_chain import private_chain_settings
 from _results import write_results
+from real_traffic import record
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -132,9 +133,12 @@ def pool_event_stats(
     jit = sum(min(m[4], burned.get(m[:4], 0)) for m in mints)
     gaps = np.diff(np.asarray(swap_times, dtype=float))
     whole_hours = sorted(hour_volume)[1:-1]  # the first and last hours are cut
+    minute_changes = _changes(minute_close.values())
+    hour_changes = _changes(hour_close.values())
+    widths = [int(m[3]) - int(m[2]) for m in mints]
     return {
-        "minute_price_change_p50": _quantile(_changes(minute_close.values()), 0.5),
-        "minute_price_change_p99": _quantile(_changes(minute_close.values()), 0.99),
+        "minute_price_change_p50": _quantile(minute_changes, 0.5),
+        "minute_price_change_p99": _quantile(minute_changes, 0.99),
         "swap_usd_p10": _quantile(sizes, 0.1),
         "swap_usd_p50": _quantile(sizes, 0.5),
         "swap_usd_p90": _quantile(sizes, 0.9),
@@ -143,11 +147,11 @@ def pool_event_stats(
         "interarrival_cv": _cv(gaps),
         "mints_per_hour": len(mints) / hours,
         "burns_per_hour": burns / hours,
-        "position_width_p50": _quantile((int(m[3]) - int(m[2]) for m in mints), 0.5),
-        "position_width_p90": _quantile((int(m[3]) - int(m[2]) for m in mints), 0.9),
+        "position_width_p50": _quantile(widths, 0.5),
+        "position_width_p90": _quantile(widths, 0.9),
         "jit_liquidity_share": jit / minted if minted else 0.0,
-        "hour_price_change_p50": _quantile(_changes(hour_close.values()), 0.5),
-        "hour_price_change_p99": _quantile(_changes(hour_close.values()), 0.99),
+        "hour_price_change_p50": _quantile(hour_changes, 0.5),
+        "hour_price_change_p99": _quantile(hour_changes, 0.99),
         "hourly_volume_cv": _cv(hour_volume[h] for h in whole_hours),
     }
 
@@ -170,9 +174,10 @@ def minute_bar_stats(paths: Iterable[Path]) -> dict[str, float]:
                 int(row[at["inAmount0"]]) / 1e6 + int(row[at["inAmount1"]]) / 1e18 * usd_per_weth
             )
             hour_close[t // 3600] = tick * LOG_TICK
+    hour_changes = _changes(hour_close.values())
     return {
-        "hour_price_change_p50": _quantile(_changes(hour_close.values()), 0.5),
-        "hour_price_change_p99": _quantile(_changes(hour_close.values()), 0.99),
+        "hour_price_change_p50": _quantile(hour_changes, 0.5),
+        "hour_price_change_p99": _quantile(hour_changes, 0.99),
         "hourly_volume_cv": _cv(hour_volume.values()),
     }
 
@@ -184,8 +189,6 @@ def _records(path: Path) -> Iterator[dict]:
 
 
 def real_stats(work: Path) -> dict[str, float]:
-    from real_traffic import record
-
     recording = open_recording(REAL_DAY)
     events = record(recording, work / "real")
     blocks = recording.last_block - recording.first_block + 1
