@@ -12,18 +12,20 @@ from infra.local.settings import LocalSettings, load_local_settings
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def private_chain_settings(state: Path, seed: int, block_s: int, **sections: Any) -> LocalSettings:
+def private_chain_settings(
+    state: Path, seed: int, block_s: int, simulator: dict[str, Any] | None = None, **sections: Any
+) -> LocalSettings:
     """Settings for an anvil on a free port with its state under ``state``: the simulator
-    (``seed``) mines blocks ``block_s`` apart, history and live alike, and the chain
-    publisher reads every block at once, without confirmations. ``sections``: other
-    settings sections (model, warehouse, ...)."""
+    (``seed``, and ``simulator``'s other settings) mines blocks ``block_s`` apart, history and
+    live alike, and the chain publisher reads every block at once, without confirmations.
+    ``sections``: other settings sections (model, warehouse, ...)."""
     port = processes.free_port()
     return load_local_settings(
         state_dir=str(state),
         local={"anvil_port": port, "node_modules": str(ROOT / "node_modules")},
         chain={"rpc_urls": [f"http://127.0.0.1:{port}"], "confirmations": 0,
                "checkpoint_path": str(state / "checkpoint.json"), "batch_blocks": 2000},
-        simulator={"block_interval_s": block_s, "history_block_interval_s": block_s,
-                   "seed": seed},
+        simulator={**(simulator or {}), "block_interval_s": block_s,
+                   "history_block_interval_s": block_s, "seed": seed},
         **sections,
     )  # fmt: skip

@@ -5,15 +5,17 @@ Real: the tuning day of ``bench/real_traffic.py`` (every log of USDC/WETH 0.05 %
 2 s blocks, ``../shared/data/real-logs/``) for what needs single events, and the five weeks of
 the same pool's minute bars (``../shared/data/real-minutes/``) for what needs many hours. The
 held-out days are not read: the first models trained on this simulator are scored on them.
-Simulated: ``--hours`` of the market simulator (``--seed``) on a private anvil with the real
-contracts, 2 s blocks like the real chain, recorded by the real chain publisher; its
-Uniswap V3 WETH/USDC 0.05 % pool, the real pool's twin.
+Simulated: ``--hours`` of the market simulator (``--seed``, the settings of ``--market``,
+by default the calibrated ``infra/local/markets/polygon-busy-pool.yaml``) on a private anvil
+with the real contracts, 2 s blocks like the real chain, recorded by the real chain
+publisher; its Uniswap V3 WETH/USDC 0.05 % pool, the real pool's twin, from the simulator's
+first block on (the deployment's own blocks left out).
 
 Each statistic is written as ``<stat>_sim`` and ``<stat>_real`` with ``max_log_ratio``, the
 largest |log(sim / real)| over them (0.69: within a factor of 2 everywhere). Writes
 bench/results/calibration.json.
 
-    python bench/calibration.py [--hours 6] [--seed 7]
+    python bench/calibration.py [--hours 24] [--seed 7] [--market FILE]
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 import orjson
+import yaml
 from _private_chain import private_chain_settings
 from _results import write_results
 from real_traffic import record
@@ -46,6 +49,7 @@ WORK = ROOT / "bench" / "work" / "calibration"
 SHARED = ROOT.parent / "shared" / "data"
 REAL_DAY = SHARED / "real-logs" / "polygon-uniswap-v3-usdc-weth-500-2022-01-05.csv"
 REAL_MINUTES = SHARED / "real-minutes"
+MARKET = ROOT / "infra" / "local" / "markets" / "polygon-busy-pool.yaml"
 SIM_POOL = "uniswap_v3:WETH/USDC:500"
 BLOCK_S = 2
 LOG_TICK = math.log(1.0001)
@@ -90,10 +94,14 @@ def _changes(closes: Iterable[float]) -> list[float]:
 
 
 def pool_event_stats(
-    events: Iterable[dict], pool: str, usdc_leg: str, usdc_decimals: int, blocks: int
+    events: Iterable[dict],
+    pool: str,
+    usdc_leg: str,
+    usdc_decimals: int,
+    blocks: range,
 ) -> dict[str, float]:
     """The single-event statistics of one V3 pool from its pool events (the publisher's
-    records, in chain order) over ``blocks`` blocks.
+    records, in chain order) in ``blocks``.
 
     Args:
         usdc_leg: "amount0" or "amount1", whichever is the USDC side of a swap.
@@ -108,6 +116,8 @@ def pool_event_stats(
     first = last = None
     for event in events:
         if event.get("kind") != "event" or event["pool"] != pool:
+            continue
+        if event["block_number"] not in blocks:
             continue
         args, t, block = event["args"], event["block_timestamp"], event["block_number"]
         position = (block, args.get("owner"), args.get("tickLower"), args.get("tickUpper"))
@@ -143,7 +153,7 @@ def pool_event_stats(
         "swap_usd_p50": _quantile(sizes, 0.5),
         "swap_usd_p90": _quantile(sizes, 0.9),
         "swap_usd_p99": _quantile(sizes, 0.99),
-        "empty_block_share": 1.0 - len(swap_blocks) / blocks,
+        "empty_block_share": 1.0 - len(swap_blocks) / len(blocks),
         "interarrival_cv": _cv(gaps),
         "mints_per_hour": len(mints) / hours,
         "burns_per_hour": burns / hours,
@@ -191,13 +201,14 @@ def _records(path: Path) -> Iterator[dict]:
 def real_stats(work: Path) -> dict[str, float]:
     recording = open_recording(REAL_DAY)
     events = record(recording, work / "real")
-    blocks = recording.last_block - recording.first_block + 1
+    blocks = range(recording.first_block, recording.last_block + 1)
     stats = pool_event_stats(_records(events), recording.pool.address, "amount0", 6, blocks)
     return {**stats, **minute_bar_stats(REAL_MINUTES.glob("*.minute.csv"))}
 
 
-def simulated_stats(work: Path, hours: float, seed: int) -> dict[str, float]:
-    settings = private_chain_settings(work, seed, BLOCK_S)
+def simulated_stats(work: Path, hours: float, seed: int, market: Path) -> dict[str, float]:
+    simulator = yaml.safe_load(market.read_text()).get("simulator", {})
+    settings = private_chain_settings(work, seed, BLOCK_S, simulator)
     processes.start(stack.anvil_spec(settings), settings.state_dir)
     try:
         deployment = deploy_local_contracts(settings)
@@ -213,7 +224,7 @@ def simulated_stats(work: Path, hours: float, seed: int) -> dict[str, float]:
     usdc_leg = "amount0" if pool.token0 == "USDC" else "amount1"
     decimals = deployment.tokens["USDC"].decimals
     events = _records(work / "sim" / "pool-events.jsonl")
-    return pool_event_stats(events, pool.address, usdc_leg, decimals, last - first + 1)
+    return pool_event_stats(events, pool.address, usdc_leg, decimals, range(first, last + 1))
 
 
 def log_ratio(sim: float, real: float) -> float:
@@ -222,16 +233,18 @@ def log_ratio(sim: float, real: float) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--hours", type=float, default=6.0, help="simulated hours to mine")
+    parser.add_argument("--hours", type=float, default=24.0, help="simulated hours to mine")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--market", type=Path, default=MARKET, help="simulator settings (YAML)")
     args = parser.parse_args()
     started = time.monotonic()
     shutil.rmtree(WORK, ignore_errors=True)
     WORK.mkdir(parents=True)
     print("real: the tuning day's logs and five weeks of minute bars", flush=True)
     real = real_stats(WORK)
-    print(f"simulated: {args.hours:g} h of the market, seed {args.seed}", flush=True)
-    sim = simulated_stats(WORK, args.hours, args.seed)
+    market = args.market.resolve()
+    print(f"simulated: {args.hours:g} h of {market.name}, seed {args.seed}", flush=True)
+    sim = simulated_stats(WORK, args.hours, args.seed, market)
     figures: dict[str, dict] = {}
     print(f"\n{'statistic':<26}{'simulated':>14}{'real':>14}{'|log ratio|':>13}")
     for name, meaning in STATISTICS:
@@ -245,7 +258,8 @@ def main() -> None:
         "calibration",
         figures,
         note=f"real: {REAL_DAY.name} and {REAL_MINUTES.name}/ (35 days); simulated: "
-        f"{args.hours:g} h, seed {args.seed}, {BLOCK_S} s blocks; "
+        f"{args.hours:g} h of {market.name}, "
+        f"seed {args.seed}, {BLOCK_S} s blocks; "
         f"{time.monotonic() - started:.0f} s",
     )
     print(f"\nmax |log ratio| {worst:.2f} (target 0.69); wrote {path.relative_to(ROOT)}")

@@ -212,7 +212,7 @@ class _Injector:
         return prices[symbol]
 
     def _move_to(self, price: float, trader: str) -> _Step:
-        return lambda state: evm.swap_to_price(self.deployment, state, trader, price)
+        return lambda state: evm.swap_to_price(self.deployment, state, trader, price)[0]
 
     def _team_removals(self, share: float, blocks: int) -> list[_Step]:
         """Steps that take ``share`` of the team's liquidity out in ``blocks`` equal parts

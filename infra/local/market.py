@@ -1,10 +1,13 @@
 """The market simulator: keeps the local pools busy the way real markets are.
 
 Each token has a fair USD price that wanders (geometric Brownian motion, ``daily_volatility``
-per simulated day). Traders, a few of them much busier than the rest, swap with log-normal
-(heavy-tailed) sizes; most trades lean toward the fair price, like arbitrage, the rest are
-noise. Activity follows a daily rhythm compressed into ``day_length_s`` of chain time.
-Liquidity providers now and then add a position or take part of one out.
+per simulated day, in calm and hectic regimes). Traders, a few of them much busier than the
+rest, swap with log-normal (heavy-tailed) sizes, some through a router that receives the
+output. Prices are found either the early way (most trades lean toward the fair price) or as
+on a real chain (noise traders pick sides at random; an arbitrageur brings each pool back
+within its fee of the fair price every block). Activity follows a daily and weekly rhythm of
+``day_length_s`` days of chain time, and pools fall silent for hours now and then. Liquidity
+providers (``infra.local.liquidity_providers``) add, remove and move positions.
 
 Live runs mine a block every ``block_interval_s`` stamped with the wall clock (the local
 streaming runner's watermark follows the wall clock). History runs mine as fast as the node
@@ -26,21 +29,20 @@ import numpy as np
 from infra.local import evm
 from infra.local.deployment import LocalDeployment
 from infra.local.evm import PoolState, Rpc, Transactor, Tx
+from infra.local.liquidity_providers import LiquidityProviders
 from infra.local.settings import LocalSettings
 
 log = logging.getLogger("dexwatch.local.market")
 
-# Daily rhythm: activity swings between 1 - A and 1 + A times the mean over a simulated day.
-_RHYTHM_AMPLITUDE = 0.6
-# Share of trades that lean toward the fair price; the rest pick a side at random.
-_ARBITRAGE_SHARE = 0.7
+# With price_discovery "lean": the share of trades that lean toward the fair price.
+_LEANING_SHARE = 0.7
 # No single trade takes more than this share of the token's (virtual) reserve in the pool:
 # keeps the heavy tail from emptying a small pool, and a drained pool from being hammered.
 _MAX_TRADE_SHARE = 0.01
-# A liquidity provider's add or removal, as a share of the pool's value.
-_LP_ADD_SHARE = (0.001, 0.004)
-_LP_REMOVE_FRACTION = (0.3, 1.0)
-_LP_RANGES = (1.2, 1.5, 2.0, 3.0)
+# A V2 pair's fee: an arbitrageur leaves its price this close to the fair price.
+_V2_FEE = 0.003
+# Concentrated liquidity is topped up at most once an hour of chain time.
+_TOP_UP_EVERY_S = 3600.0
 # Seconds between the live simulator's progress lines.
 _REPORT_EVERY_S = 60.0
 
@@ -73,6 +75,13 @@ class MarketSimulator:
         weights = 1.0 / np.arange(1, len(traders) + 1)
         self._traders = traders
         self._trader_weights = weights / weights.sum()
+        # The quietest trader is also the arbitrage bot (price_discovery "arbitrage").
+        self._arbitrageur = traders[-1]
+        self._router = deployment.periphery["v3_swap_router"]
+        self.providers = LiquidityProviders(self.settings, deployment, self.rng, self._usd_value)
+        self._regime = 0.0  # log of the volatility and activity multiplier
+        self._silent_until: dict[str, float] = {}
+        self._next_top_up = 0.0
         self.stats = MarketStats()
         self._rpc_url = settings.local.rpc_url
 
@@ -153,40 +162,86 @@ class MarketSimulator:
         """Trade one block's worth (``dt`` seconds of chain time) and mine it."""
         self._wander(dt)
         states = evm.read_pools(rpc, self.deployment.pools)
-        rhythm = self.rhythm(chain_time)
+        activity = self.rhythm(chain_time) * math.exp(self._regime)
         txs: list[Tx] = []
+        if self.providers.concentrated and chain_time >= self._next_top_up:
+            txs += self.providers.top_up(rpc, states)
+            self._next_top_up = chain_time + _TOP_UP_EVERY_S
         for pool in self.deployment.pools:
             state = states[pool.name]
             if state.reserve0 == 0 or state.reserve1 == 0:
                 continue  # emptied (a rug pull): nobody trades there any more
-            expected = self.settings.swaps_per_minute * dt / 60.0 * rhythm
+            if self._silent(pool.name, chain_time, dt):
+                continue
+            if self.settings.price_discovery == "arbitrage":
+                arbitrage, state = self._arbitrage(state)
+                txs += arbitrage
+                self.stats.swaps += bool(arbitrage)
+            expected = self.settings.swaps_per_minute * dt / 60.0 * activity
             for _ in range(self.rng.poisson(expected)):
                 swap, state = self._swap(state)
                 if swap:
                     txs += swap
                     self.stats.swaps += 1
             if self.rng.random() < self.settings.lp_change_probability * dt / 60.0:
-                change = self._liquidity_change(rpc, state)
+                change = self.providers.change(rpc, state)
                 if change:
                     txs += change
                     self.stats.liquidity_changes += 1
         receipts = transactor.execute(txs, timestamp=timestamp, strict=False)
-        self.stats.reverted += sum(r["status"] != "0x1" for r in receipts)
+        for tx, receipt in zip(txs, receipts, strict=True):
+            if receipt["status"] != "0x1":
+                self.stats.reverted += 1
+                log.debug("reverted: %s from %s to %s", tx.data[:10], tx.sender, tx.to)
         number, _ = evm.latest_block(rpc)
         self.stats.blocks += 1
         self.stats.first_block = self.stats.first_block or number
         self.stats.last_block = number
 
     def rhythm(self, chain_time: float) -> float:
-        """Activity multiplier at ``chain_time``: quiet at the simulated night, busy by day."""
-        phase = 2 * math.pi * (chain_time % self.settings.day_length_s) / self.settings.day_length_s
-        return 1.0 - _RHYTHM_AMPLITUDE * math.cos(phase)
+        """Activity multiplier at ``chain_time``: quiet at the simulated night, busy by day,
+        quieter at weekends (days are counted from the Unix epoch, a Thursday)."""
+        s = self.settings
+        days = chain_time / s.day_length_s
+        daily = 1.0 + s.rhythm_amplitude * math.cos(2 * math.pi * (days % 1.0 - s.busiest_at))
+        weekend = (int(days) + 3) % 7 >= 5
+        return daily * (s.weekend_activity if weekend else 1.0)
 
     def _wander(self, dt: float) -> None:
-        sigma = self.settings.daily_volatility * math.sqrt(dt / self.settings.day_length_s)
+        s = self.settings
+        if s.regime_sigma > 0:
+            decay = math.exp(-dt * math.log(2) / s.regime_halflife_s)
+            shock = s.regime_sigma * math.sqrt(1 - decay**2) * self.rng.standard_normal()
+            self._regime = self._regime * decay + shock
+        sigma = s.daily_volatility * math.exp(self._regime) * math.sqrt(dt / s.day_length_s)
         for symbol in self.fair_usd:
             if symbol != "USDC":
                 self.fair_usd[symbol] *= math.exp(sigma * self.rng.standard_normal())
+
+    def _silent(self, pool: str, chain_time: float, dt: float) -> bool:
+        """Whether ``pool`` is in one of its silences, which start now and then."""
+        s = self.settings
+        if s.silences_per_day <= 0:
+            return False
+        if chain_time < self._silent_until.get(pool, 0.0):
+            return True
+        if self.rng.random() < s.silences_per_day * dt / s.day_length_s:
+            length = self.rng.exponential(s.silence_mean_hours * 3600)
+            self._silent_until[pool] = chain_time + length
+            return True
+        return False
+
+    def _arbitrage(self, state: PoolState) -> tuple[list[Tx], PoolState]:
+        """The arbitrageur's back-run: the pool's price back to within its fee of the fair
+        price, when it has drifted further than the fee and arbitrage_min_gap."""
+        pool = state.pool
+        fee = pool.fee / 1e6 if pool.fee else _V2_FEE
+        fair = self.fair_usd[pool.token0] / self.fair_usd[pool.token1]
+        gap = math.log(evm.human_price(self.deployment, state) / fair)
+        if abs(gap) <= fee + self.settings.arbitrage_min_gap:
+            return [], state
+        target = state.price * math.exp(math.copysign(fee, gap) - gap)
+        return evm.swap_to_price(self.deployment, state, self._arbitrageur, target)
 
     def _usd_value(self, symbol: str, raw: int) -> float:
         token = self.deployment.tokens[symbol]
@@ -195,69 +250,23 @@ class MarketSimulator:
     def _swap(self, state: PoolState) -> tuple[list[Tx], PoolState]:
         pool = state.pool
         fair = self.fair_usd[pool.token0] / self.fair_usd[pool.token1]
-        if self.rng.random() < _ARBITRAGE_SHARE:
+        if self.settings.price_discovery == "lean" and self.rng.random() < _LEANING_SHARE:
             zero_for_one = evm.human_price(self.deployment, state) > fair  # token0 too dear
         else:
             zero_for_one = bool(self.rng.random() < 0.5)
         symbol_in = pool.token0 if zero_for_one else pool.token1
         reserve_in = state.reserve0 if zero_for_one else state.reserve1
-        usd = self.settings.trade_usd_median * math.exp(
-            self.settings.trade_usd_sigma * self.rng.standard_normal()
-        )
+        z = self.rng.standard_normal()
+        spread = self.settings.trade_usd_sigma
+        if z < 0 and self.settings.trade_usd_sigma_low is not None:
+            spread = self.settings.trade_usd_sigma_low
+        usd = self.settings.trade_usd_median * math.exp(spread * z)
         usd = min(usd, _MAX_TRADE_SHARE * self._usd_value(symbol_in, reserve_in))
         amount_in = evm.units(self.deployment.tokens[symbol_in], usd / self.fair_usd[symbol_in])
         if amount_in <= 0:
             return [], state
         trader = str(self.rng.choice(self._traders, p=self._trader_weights))
-        return evm.swap_exact_in(self.deployment, state, trader, zero_for_one, amount_in)
-
-    def _liquidity_change(self, rpc: Rpc, state: PoolState) -> list[Tx]:
-        """A liquidity provider adds a position, or takes part of one of theirs out."""
-        pool = state.pool
-        provider = str(self.rng.choice(self.deployment.accounts.liquidity_providers))
-        if pool.protocol == "v3":
-            positions = evm.positions_in(
-                self.deployment,
-                pool,
-                evm.v3_positions(rpc, self.deployment.periphery["v3_position_manager"], [provider]),
-            )
-            if positions and self.rng.random() < 0.5:
-                position = positions[int(self.rng.integers(len(positions)))]
-                fraction = self.rng.uniform(*_LP_REMOVE_FRACTION)
-                return [
-                    evm.v3_remove(self.deployment, position, int(position.liquidity * fraction))
-                ]
-            return [self._v3_add(state, provider)]
-        (balance,) = evm.v2_balances(rpc, pool.address, [provider])
-        if balance and self.rng.random() < 0.5:
-            return evm.v2_remove(
-                pool, provider, int(balance * self.rng.uniform(*_LP_REMOVE_FRACTION))
-            )
-        half_usd = self._pool_usd(state) * self.rng.uniform(*_LP_ADD_SHARE) / 2
-        amount0 = evm.units(
-            self.deployment.tokens[pool.token0], half_usd / self.fair_usd[pool.token0]
-        )
-        # At the pair's own ratio: anything more would be donated to the other providers.
-        amount1 = amount0 * state.reserve1 // state.reserve0
-        return evm.v2_add(self.deployment, pool, provider, amount0, amount1)
-
-    def _v3_add(self, state: PoolState, provider: str) -> Tx:
-        pool = state.pool
-        assert pool.fee is not None
-        spacing = evm.TICK_SPACING[pool.fee]
-        width = math.log(float(self.rng.choice(_LP_RANGES))) / math.log(1.0001)
-        lower = evm.aligned_tick(state.tick - width, spacing)
-        upper = evm.aligned_tick(state.tick + width, spacing)
-        half_usd = self._pool_usd(state) * self.rng.uniform(*_LP_ADD_SHARE) / 2
-        amount0, amount1 = (
-            evm.units(self.deployment.tokens[s], half_usd / self.fair_usd[s])
-            for s in (pool.token0, pool.token1)
-        )
-        return evm.v3_mint(self.deployment, pool, provider, lower, upper, amount0, amount1)
-
-    def _pool_usd(self, state: PoolState) -> float:
-        """The pool's value at fair prices (virtual reserves for V3)."""
-        pool = state.pool
-        return self._usd_value(pool.token0, state.reserve0) + self._usd_value(
-            pool.token1, state.reserve1
-        )
+        recipient = None
+        if self.settings.router_share > 0 and self.rng.random() < self.settings.router_share:
+            recipient = self._router
+        return evm.swap_exact_in(self.deployment, state, trader, zero_for_one, amount_in, recipient)

@@ -95,8 +95,45 @@ class SimulatorSettings(StrictModel):
     # Log-normal trade size in USD: median and shape (sigma of the log).
     trade_usd_median: float = Field(600.0, gt=0)
     trade_usd_sigma: float = Field(1.3, gt=0)
+    # Below the median, trade sizes spread this much (sigma of the log) instead: real pools
+    # have a long tail of small trades. None: trade_usd_sigma on both sides.
+    trade_usd_sigma_low: float | None = Field(None, gt=0)
     # Daily volatility of the fair prices the traders chase.
     daily_volatility: float = Field(0.04, ge=0)
+    # Volatility regimes: the fair prices' volatility, and the market's activity with it, are
+    # multiplied by exp(x), x a mean-reverting (Ornstein-Uhlenbeck) process with this standard
+    # deviation and half-life: calm and hectic hours, fat tails in hourly price changes.
+    regime_sigma: float = Field(0.0, ge=0)
+    regime_halflife_s: float = Field(3600.0, gt=0)
+    # The daily rhythm: activity swings between 1 - amplitude and 1 + amplitude times the
+    # mean, busiest at busiest_at (a fraction of the day: 0.5 is noon). Days 6 and 7 of each
+    # week of day_length_s days trade weekend_activity times as much.
+    rhythm_amplitude: float = Field(0.6, ge=0, lt=1)
+    busiest_at: float = Field(0.5, ge=0, lt=1)
+    weekend_activity: float = Field(1.0, gt=0)
+    # How traders pick a side. "lean": 70 % of trades lean toward the fair price, the rest at
+    # random. "arbitrage": traders pick a side at random and an arbitrageur brings each
+    # pool's price back within its fee of the fair price at the next block, as bots trading
+    # against an external market do.
+    price_discovery: Literal["lean", "arbitrage"] = "lean"
+    # The arbitrageur trades only when the price is this much (in log) beyond the fee: its
+    # gas and risk. The smaller, the more back-runs and the closer pools follow the market.
+    arbitrage_min_gap: float = Field(0.0, ge=0)
+    # Share of swaps whose output goes to a router (the Swap's recipient is not the trader).
+    router_share: float = Field(0.0, ge=0, le=1)
+    # Concentrated liquidity: providers keep narrow positions (widths below) around each V3
+    # pool's price worth this many times the deployment's wide positions in it, and move a
+    # position back around the price once the price has left it. 0: wide positions only.
+    concentrated_ratio: float = Field(0.0, ge=0)
+    # Width of the positions providers add, in ticks: log-normal with this median and sigma
+    # of the log. None: 1.2x to 3x price ranges, the early simulator's.
+    position_width_ticks: tuple[float, float] | None = None
+    # Share of V3 adds that are range orders: one tick spacing wide, just beside the price.
+    range_order_share: float = Field(0.0, ge=0, le=1)
+    # Pools fall silent: chance per pool per day of chain time that a silence starts, and the
+    # silences' mean length (exponential) in hours.
+    silences_per_day: float = Field(0.0, ge=0)
+    silence_mean_hours: float = Field(3.0, gt=0)
 
 
 class LocalSettings(Settings):

@@ -11,13 +11,14 @@ import statistics
 import threading
 
 import pytest
+import yaml
 
 from dexwatch.core.settings import Settings
 from infra.local import evm
 from infra.local.deployment import LocalDeployment
 from infra.local.incidents import inject
 from infra.local.market import MarketSimulator
-from tests.conftest import make_settings
+from tests.conftest import ROOT, make_settings
 
 pytestmark = pytest.mark.stack
 
@@ -128,6 +129,95 @@ def test_history_trades_every_pool_with_heavy_tails_and_a_daily_rhythm(deployed)
             assert abs(math.log(prices[symbol] / token.initial_usd_price)) < 0.3, symbol
     finally:
         rpc.close()
+
+
+CALIBRATED = ROOT / "infra" / "local" / "markets" / "polygon-busy-pool.yaml"
+V3_MINT = evm.topic("Mint(address,address,int24,int24,uint128,uint256,uint256)")
+
+
+def _calibrated(settings: Settings, **overrides: object) -> Settings:
+    simulator = yaml.safe_load(CALIBRATED.read_text())["simulator"]
+    return _with(settings, **{**simulator, **overrides})
+
+
+def _signed24(word: str) -> int:
+    value = int(word, 16)
+    return value - 2**256 if value >= 2**255 else value
+
+
+def test_calibrated_market_has_arbitrageurs_routers_and_concentrated_providers(deployed):
+    settings, deployment = deployed
+    # Providers busier than calibrated (one move a minute), so that an hour shows them all.
+    settings = _calibrated(settings, lp_change_probability=1.0, range_order_share=0.3)
+    pool = deployment.pool("uniswap_v3:WETH/USDC:500")
+    rpc = evm.Rpc(settings.local.rpc_url)
+    try:
+        before = _state_at(rpc, deployment, pool.name, evm.latest_block(rpc)[0])
+        simulator = MarketSimulator(settings, deployment)
+        first, _ = simulator.generate_history(0.01)
+        # Concentrated liquidity: placed at the first block, many times the deployment's
+        # in-range liquidity; still a multiple of it after an hour of removals and moves.
+        assert evm.read_pools(rpc, [pool])[pool.name].liquidity > 5 * before.liquidity
+        _, last = simulator.generate_history(1.0)
+        assert simulator.stats.reverted == 0
+        states = evm.read_pools(rpc, deployment.pools)
+        assert states[pool.name].liquidity > 2 * before.liquidity
+        # Arbitrage against one fair price keeps the two WETH/USDC pools within their fees
+        # (0.05 % and 0.3 %) of each other, whatever the noise traders did.
+        prices = [
+            evm.human_price(deployment, states[name])
+            for name in ("uniswap_v3:WETH/USDC:500", "sushiswap:WETH/USDC")
+        ]
+        assert abs(math.log(prices[0] / prices[1])) < 0.0035 + 0.002
+        # Routers: about a quarter of the traders' swaps (the arbitrageur's aside) send their
+        # output to the router, not to the transaction's sender.
+        router = "0x" + deployment.periphery["v3_swap_router"][-40:].lower()
+        arbitrageur, traded, to_router = deployment.accounts.traders[-1], 0, 0
+        for log in _swaps(rpc, pool.address, first, last):
+            sender = rpc.call("eth_getTransactionByHash", log["transactionHash"])["from"]
+            recipient = "0x" + log["topics"][2][-40:]
+            if sender != arbitrageur:
+                traded += 1
+                to_router += recipient == router
+                assert recipient in (router, sender)
+        assert 0.15 < to_router / traded < 0.35
+        # Providers: narrow positions (median of hundreds of ticks, like the real pool's
+        # 550) and range orders one tick spacing (10) wide.
+        mints = rpc.call(
+            "eth_getLogs",
+            {"fromBlock": hex(first), "toBlock": hex(last), "address": pool.address,
+             "topics": [V3_MINT]},
+        )  # fmt: skip
+        widths = [_signed24(m["topics"][3]) - _signed24(m["topics"][2]) for m in mints]
+        assert len(widths) > 30
+        assert 200 < statistics.median(widths) < 1500
+        assert 0.1 < sum(w == 10 for w in widths) / len(widths) < 0.5
+    finally:
+        rpc.close()
+
+
+def test_calibrated_market_has_silences_and_quiet_weekends(deployed):
+    settings, deployment = deployed
+    # Silences far more often than calibrated: several in one hour.
+    settings = _calibrated(settings, silences_per_day=200, silence_mean_hours=0.1)
+    simulator = MarketSimulator(settings, deployment)
+    # 2023-11-15, a Wednesday, and 2023-11-18, a Saturday, at the same time of day.
+    wednesday, saturday = 1_700_000_000 + 86400, 1_700_000_000 + 4 * 86400
+    assert simulator.rhythm(saturday) == pytest.approx(0.73 * simulator.rhythm(wednesday))
+    first, last = simulator.generate_history(1.0)
+    rpc = evm.Rpc(settings.local.rpc_url)
+    try:
+        gaps = []
+        for pool in deployment.pools:
+            blocks = sorted(
+                int(log["blockNumber"], 16) for log in _swaps(rpc, pool.address, first, last)
+            )
+            gaps += [b - a for a, b in zip(blocks, blocks[1:], strict=False)]
+    finally:
+        rpc.close()
+    # Trades come every ten blocks or so; a silence holds a pool for minutes (150 blocks: 5).
+    assert statistics.median(gaps) < 20
+    assert sum(gap > 150 for gap in gaps) >= 3
 
 
 def test_live_run_stamps_blocks_with_the_wall_clock_and_stops_when_asked(deployed):

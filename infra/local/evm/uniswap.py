@@ -33,8 +33,10 @@ def v3_swap(
     zero_for_one: bool,
     amount_in: int,
     sqrt_price_limit_x96: int = 0,
+    recipient: str | None = None,
 ) -> Tx:
-    """Exact-input swap through the SwapRouter; it stops early at ``sqrt_price_limit_x96``."""
+    """Exact-input swap through the SwapRouter; it stops early at ``sqrt_price_limit_x96``.
+    The output goes to ``recipient`` (default: the trader)."""
     token_in, token_out = (deployment.tokens[s].address for s in (pool.token0, pool.token1))
     if not zero_for_one:
         token_in, token_out = token_out, token_in
@@ -44,7 +46,7 @@ def v3_swap(
         token_in,
         token_out,
         pool.fee,
-        trader,
+        recipient or trader,
         FAR_DEADLINE,
         amount_in,
         0,
@@ -115,8 +117,10 @@ def v2_swap(
     zero_for_one: bool,
     amount_in: int,
     amount_out: int,
+    recipient: str | None = None,
 ) -> list[Tx]:
-    """Pay the pair, then take ``amount_out`` (the pair checks its constant product)."""
+    """Pay the pair, then take ``amount_out`` to ``recipient`` (default: the trader); the pair
+    checks its constant product."""
     symbol_in = pool.token0 if zero_for_one else pool.token1
     outs = (0, amount_out) if zero_for_one else (amount_out, 0)
     return [
@@ -124,7 +128,7 @@ def v2_swap(
         Tx(
             trader,
             pool.address,
-            encode_call("swap(uint256,uint256,address,bytes)", *outs, trader, b""),
+            encode_call("swap(uint256,uint256,address,bytes)", *outs, recipient or trader, b""),
             GAS_V2_SWAP,
         ),
     ]
@@ -149,9 +153,15 @@ def v2_remove(pool: PoolInfo, owner: str, lp_amount: int) -> list[Tx]:
 
 
 def swap_exact_in(
-    deployment: LocalDeployment, state: PoolState, trader: str, zero_for_one: bool, amount_in: int
+    deployment: LocalDeployment,
+    state: PoolState,
+    trader: str,
+    zero_for_one: bool,
+    amount_in: int,
+    recipient: str | None = None,
 ) -> tuple[list[Tx], PoolState]:
-    """A swap of ``amount_in`` and the pool state after it.
+    """A swap of ``amount_in`` (its output to ``recipient``, default the trader) and the pool
+    state after it.
 
     V2 pairs need the output amount up front: it is computed from the reserves (0.1% short of
     the exact figure, so rounding never reverts) and the returned state carries the new
@@ -160,7 +170,7 @@ def swap_exact_in(
     """
     pool = state.pool
     if pool.protocol == "v3":
-        return [v3_swap(deployment, pool, trader, zero_for_one, amount_in)], state
+        return [v3_swap(deployment, pool, trader, zero_for_one, amount_in, 0, recipient)], state
     reserve_in, reserve_out = (
         (state.reserve0, state.reserve1) if zero_for_one else (state.reserve1, state.reserve0)
     )
@@ -173,13 +183,15 @@ def swap_exact_in(
         if zero_for_one
         else PoolState(pool, reserve_out, reserve_in, total_supply=state.total_supply)
     )
-    return v2_swap(deployment, pool, trader, zero_for_one, amount_in, amount_out), after
+    txs = v2_swap(deployment, pool, trader, zero_for_one, amount_in, amount_out, recipient)
+    return txs, after
 
 
 def swap_to_price(
     deployment: LocalDeployment, state: PoolState, trader: str, target_price: float
-) -> list[Tx]:
-    """One swap that moves the pool's raw price (token1 per token0) to ``target_price``."""
+) -> tuple[list[Tx], PoolState]:
+    """One swap that moves the pool's raw price (token1 per token0) to ``target_price``, and
+    the pool state after it (as ``swap_exact_in``)."""
     pool = state.pool
     zero_for_one = target_price < state.price  # selling token0 makes it cheaper
     if pool.protocol == "v3":
@@ -187,10 +199,10 @@ def swap_to_price(
         # so the amount offered just has to be more than enough.
         offered = 20 * (state.reserve0 if zero_for_one else state.reserve1)
         limit = sqrt_price_x96(target_price)
-        return [v3_swap(deployment, pool, trader, zero_for_one, offered, limit)]
+        return [v3_swap(deployment, pool, trader, zero_for_one, offered, limit)], state
     # Constant product: the reserves at the target price keep k = x * y.
     k = state.reserve0 * state.reserve1
     target0, target1 = math.isqrt(int(k / target_price)), math.isqrt(int(k * target_price))
     needed = target0 - state.reserve0 if zero_for_one else target1 - state.reserve1
     amount_in = needed * 1000 // 997  # the pair keeps 0.3% of the input
-    return swap_exact_in(deployment, state, trader, zero_for_one, amount_in)[0]
+    return swap_exact_in(deployment, state, trader, zero_for_one, amount_in)
