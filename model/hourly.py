@@ -3,7 +3,10 @@ pool hours (``dexwatch/core/features/hourly.py``); the fitting is ``model.traini
 shared with the chain-window detector.
 
 The hour of day and the weekday are context features: a first model trained on a day or
-two has seen few of their values, and an unseen weekday is not an anomaly.
+two has seen few of their values, and an unseen weekday is not an anomaly. The pool's levels
+(volume, TVL, liquidity, their averages) are size features: a first model trained on the
+simulator's few pools must score a real pool a hundred times larger by its changes, not its
+size.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from dexwatch.core.features.hourly import (
     CONTEXT_FEATURES,
     HOURLY_FEATURE_NAMES,
     HOURLY_FEATURES_VERSION,
+    SIZE_FEATURES,
     hourly_vector,
     series_features,
 )
@@ -50,4 +54,5 @@ def train_hourly_detector(
         params,
         min_rows=MIN_TRAINING_ROWS,
         context_features=CONTEXT_FEATURES,
+        size_features=SIZE_FEATURES,
     )

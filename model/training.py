@@ -61,11 +61,15 @@ def fit_detector(
     min_rows: int = 50,
     context_features: Sequence[str] = (),
     floors: Mapping[str, float] | None = None,
+    size_features: Sequence[str] = (),
 ) -> Detector:
     """A Detector trained on the rows of ``x`` (columns in ``feature_names`` order).
 
     Args:
         context_features: get no limit: they inform the forest but never flag a row alone.
+        size_features: how big a pool is (volume, TVL, liquidity in raw units): no limit,
+            and the forest does not see them either, so that pools larger or smaller than
+            any in training are judged by how they behave, not by their size.
         floors: per feature, a value that is always anomalous: its learned limit is kept
             below it, however far training's own rows went (a model trained on traffic
             with large normal removals must still see a drain), and at least
@@ -73,12 +77,13 @@ def fit_detector(
     """
     if len(x) < min_rows:
         raise ValueError(f"{len(x)} feature rows are too few to train on (need {min_rows} or more)")
+    forest_columns = tuple(j for j, name in enumerate(feature_names) if name not in size_features)
     forest = IsolationForest(
         n_estimators=params.n_estimators,
         max_samples=min(params.max_samples, len(x)),
         random_state=params.seed,
-    ).fit(x)
-    training_scores = forest.score_samples(x)
+    ).fit(x[:, forest_columns])
+    training_scores = forest.score_samples(x[:, forest_columns])
     threshold = (
         float(np.quantile(training_scores, params.threshold_quantile)) - params.threshold_margin
     )
@@ -90,7 +95,7 @@ def fit_detector(
     limits = np.maximum(
         deviation.max(axis=0) * params.feature_limit_factor, params.min_feature_limit
     )
-    limits[[name in context_features for name in feature_names]] = np.inf
+    limits[[name in (*context_features, *size_features) for name in feature_names]] = np.inf
     for name, floor in (floors or {}).items():
         j = list(feature_names).index(name)
         if floor > median[j]:
@@ -113,6 +118,7 @@ def fit_detector(
         trained_at=datetime.now(UTC),
         training_rows=len(x),
         params=params.__dict__.copy(),
+        forest_columns=None if len(forest_columns) == len(feature_names) else forest_columns,
     )
     flagged = int((detector.anomaly_score(x) < 0).sum())
     log.info(

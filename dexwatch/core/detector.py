@@ -57,6 +57,10 @@ class Detector:
     trained_at: datetime
     training_rows: int
     params: dict[str, Any] = dataclasses.field(default_factory=dict)
+    # The columns the forest was fitted on; None: all. Features that say how big a pool is
+    # (its volume, TVL, liquidity) are left out of the forest and get no limit, so that a
+    # model trained on a few pools scores pools of any size by how they behave.
+    forest_columns: tuple[int, ...] | None = None
 
     def score(self, rows: np.ndarray | Sequence[Sequence[float]]) -> Scores:
         x = self._checked(rows)
@@ -85,7 +89,8 @@ class Detector:
         return self._margin(x, (x - self.median) / self.scale)
 
     def _margin(self, x: np.ndarray, deviation: np.ndarray) -> np.ndarray:
-        forest_margin = self._depths.score_samples(x) - self.threshold
+        forest_x = x if self.forest_columns is None else x[:, list(self.forest_columns)]
+        forest_margin = self._depths.score_samples(forest_x) - self.threshold
         feature_margin = 1.0 - np.max(np.abs(deviation) / self.limits, axis=1)
         return np.minimum(forest_margin, feature_margin)
 

@@ -55,6 +55,14 @@ def with_live_blocks(settings: LocalSettings) -> LocalSettings:
 
 
 @dataclass
+class _History:
+    """The chain as the simulator left it, while it is the only one mining."""
+
+    states: dict[str, PoolState] | None  # None after a block that traded: read them again
+    number: int
+
+
+@dataclass
 class MarketStats:
     blocks: int = 0
     swaps: int = 0
@@ -79,7 +87,8 @@ class MarketSimulator:
         self._arbitrageur = traders[-1]
         self._router = deployment.periphery["v3_swap_router"]
         self.providers = LiquidityProviders(self.settings, deployment, self.rng, self._usd_value)
-        self._regime = 0.0  # log of the volatility and activity multiplier
+        # Logs of the volatility and activity multipliers, slow (regime) and fast (burst).
+        self._regime = self._burst = 0.0
         self._silent_until: dict[str, float] = {}
         self._next_top_up = 0.0
         self.stats = MarketStats()
@@ -132,9 +141,12 @@ class MarketSimulator:
             with evm.manual_mining(rpc):
                 transactor = Transactor(rpc)
                 before, timestamp = evm.latest_block(rpc)
+                # Nobody else mines while history is mined: the pools change only in the
+                # blocks that trade, and block numbers follow on from ``before``.
+                history = _History(evm.read_pools(rpc, self.deployment.pools), before)
                 for done in range(1, total + 1):
                     timestamp += interval
-                    self._block(rpc, transactor, timestamp, dt=interval, timestamp=timestamp)
+                    self._block(rpc, transactor, timestamp, interval, timestamp, history)
                     if progress is not None and (done % 50 == 0 or done == total):
                         progress(done, total)
         finally:
@@ -157,12 +169,22 @@ class MarketSimulator:
     # --- one block -------------------------------------------------------------------------
 
     def _block(
-        self, rpc: Rpc, transactor: Transactor, chain_time: int, dt: float, timestamp: int | None
+        self,
+        rpc: Rpc,
+        transactor: Transactor,
+        chain_time: int,
+        dt: float,
+        timestamp: int | None,
+        history: _History | None = None,
     ) -> None:
-        """Trade one block's worth (``dt`` seconds of chain time) and mine it."""
+        """Trade one block's worth (``dt`` seconds of chain time) and mine it. ``history``:
+        what the chain is known to be when this simulator is the only one mining."""
         self._wander(dt)
-        states = evm.read_pools(rpc, self.deployment.pools)
-        activity = self.rhythm(chain_time) * math.exp(self._regime)
+        if history is not None and history.states is not None:
+            states = history.states
+        else:
+            states = evm.read_pools(rpc, self.deployment.pools)
+        activity = self.rhythm(chain_time) * self._intensity()
         txs: list[Tx] = []
         if self.providers.concentrated and chain_time >= self._next_top_up:
             txs += self.providers.top_up(rpc, states)
@@ -193,7 +215,12 @@ class MarketSimulator:
             if receipt["status"] != "0x1":
                 self.stats.reverted += 1
                 log.debug("reverted: %s from %s to %s", tx.data[:10], tx.sender, tx.to)
-        number, _ = evm.latest_block(rpc)
+        if history is None:
+            number, _ = evm.latest_block(rpc)
+        else:
+            history.number += 1
+            number = history.number
+            history.states = None if txs else states
         self.stats.blocks += 1
         self.stats.first_block = self.stats.first_block or number
         self.stats.last_block = number
@@ -209,14 +236,25 @@ class MarketSimulator:
 
     def _wander(self, dt: float) -> None:
         s = self.settings
-        if s.regime_sigma > 0:
-            decay = math.exp(-dt * math.log(2) / s.regime_halflife_s)
-            shock = s.regime_sigma * math.sqrt(1 - decay**2) * self.rng.standard_normal()
-            self._regime = self._regime * decay + shock
-        sigma = s.daily_volatility * math.exp(self._regime) * math.sqrt(dt / s.day_length_s)
+        self._regime = self._mean_reverting(self._regime, dt, s.regime_sigma, s.regime_halflife_s)
+        self._burst = self._mean_reverting(self._burst, dt, s.burst_sigma, s.burst_halflife_s)
+        sigma = s.daily_volatility * self._intensity() * math.sqrt(dt / s.day_length_s)
         for symbol in self.fair_usd:
             if symbol != "USDC":
                 self.fair_usd[symbol] *= math.exp(sigma * self.rng.standard_normal())
+
+    def _mean_reverting(self, x: float, dt: float, sigma: float, halflife_s: float) -> float:
+        """One step of an Ornstein-Uhlenbeck process of standard deviation ``sigma``."""
+        if sigma <= 0:
+            return x
+        decay = math.exp(-dt * math.log(2) / halflife_s)
+        return x * decay + sigma * math.sqrt(1 - decay**2) * self.rng.standard_normal()
+
+    def _intensity(self) -> float:
+        """The multiplier of volatility and activity, the regime's times the burst's: 1 on
+        average, so that daily_volatility and swaps_per_minute stay the means."""
+        s = self.settings
+        return math.exp(self._regime + self._burst - (s.regime_sigma**2 + s.burst_sigma**2) / 2)
 
     def _silent(self, pool: str, chain_time: float, dt: float) -> bool:
         """Whether ``pool`` is in one of its silences, which start now and then."""

@@ -105,6 +105,10 @@ class SimulatorSettings(StrictModel):
     # deviation and half-life: calm and hectic hours, fat tails in hourly price changes.
     regime_sigma: float = Field(0.0, ge=0)
     regime_halflife_s: float = Field(3600.0, gt=0)
+    # Bursts: the same on the scale of minutes (news, a liquidation, a whale), so that
+    # trades and moves come in clusters as on a real chain.
+    burst_sigma: float = Field(0.0, ge=0)
+    burst_halflife_s: float = Field(60.0, gt=0)
     # The daily rhythm: activity swings between 1 - amplitude and 1 + amplitude times the
     # mean, busiest at busiest_at (a fraction of the day: 0.5 is noon). Days 6 and 7 of each
     # week of day_length_s days trade weekend_activity times as much.

@@ -15,6 +15,7 @@ from dexwatch.core.features.hourly import (
     HOURLY_FEATURE_DEFINITIONS,
     HOURLY_FEATURE_NAMES,
     MIN_PREVIOUS_HOURS,
+    SIZE_FEATURES,
     hourly_features,
     hourly_vector,
     latest_versions,
@@ -177,6 +178,26 @@ def test_the_hourly_model_flags_a_spike_and_never_blames_the_calendar():
     earlier = [[1000000.0, 5000000.0, 5000000.0, 100, 0.1, -0.05, 900000.0, 950000.0, 50000.0,
                 0.2, 0.5, 14, 3]]  # fmt: skip
     assert detector.score(earlier).score.shape == (1,)
+
+
+def test_the_hourly_model_judges_a_pool_by_its_behaviour_not_its_size():
+    from model.hourly import train_hourly_detector
+
+    detector = train_hourly_detector(
+        _normal_series(POOL, 80, 1e5, 1) + _normal_series(OTHER, 80, 3e5, 2)
+    )
+    size = [HOURLY_FEATURE_NAMES.index(name) for name in SIZE_FEATURES]
+    assert np.isinf(detector.limits[size]).all()
+    # A pool a hundred times larger than any in training, behaving as they do: normal; the
+    # same pool's volume tenfold in an hour: an anomaly, named by its changes.
+    big = _normal_series("0x" + "ef" * 20, 40, 3e7, 4)
+    rows = [features for _, features in series_features(big)]
+    spiked = big[-1].model_copy(update={"volume_usd": 3e8})
+    rows[-1] = hourly_features(spiked, big[:-1])
+    scores = detector.score([hourly_vector(row) for row in rows])
+    assert not scores.is_anomaly[:-1].any()
+    assert scores.is_anomaly[-1]
+    assert {t.name for t in scores.top_features[-1]} & {"vol_rate_24h", "volume_zscore"}
 
 
 def test_the_readme_table_is_the_declaration():

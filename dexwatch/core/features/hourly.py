@@ -78,6 +78,12 @@ HOURLY_FEATURE_NAMES: tuple[str, ...] = tuple(name for name, _ in HOURLY_FEATURE
 # Calendar features say when, not how abnormal: the detector uses them as context and never
 # flags a row for its hour or weekday alone (see model/hourly.py).
 CONTEXT_FEATURES: tuple[str, ...] = ("hour_of_day", "day_of_week")
+# Levels say how big a pool is, not whether it behaves abnormally: real pools' sizes span
+# orders of magnitude (and liquidity is in raw token units), so the detector judges an hour
+# by its changes against the pool's own history and its turnover, never by these alone.
+SIZE_FEATURES: tuple[str, ...] = (
+    "volume_usd", "tvl_usd", "liquidity", "tx_count", "vol_ma_6h", "vol_ma_24h", "vol_std_24h",
+)  # fmt: skip
 
 
 def hourly_features(hour: PoolHour, previous: Iterable[PoolHour]) -> dict[str, float] | None:
