@@ -25,20 +25,31 @@ from dexwatch.core.features.hourly import (
     hourly_vector,
     series_features,
 )
-from dexwatch.core.schemas.pool_hour import PoolHour
+from dexwatch.core.schemas.pool_hour import HOUR_S, PoolHour
 from model.training import DEFAULT_PARAMS, TrainingParams, fit_detector
 
-# Hours are scarce (one row per pool and hour): five pools give 50 rows in 10 hours after
-# their warm-up day.
+# Hours are scarce (one row per pool and hour): four pools give 50 rows in 13 hours after
+# their first day.
 MIN_TRAINING_ROWS = 50
+DAY_S = 24 * HOUR_S
 
 
 def training_rows(hours: Iterable[PoolHour]) -> list[dict[str, float]]:
-    """The feature rows of every pool's hours that have enough history."""
+    """The feature rows of every pool's hours whose day before is known: a pool's first day
+    has no day-over-day rates (they read 0), and a model trained on such hours alone takes
+    any change on the day for an anomaly."""
     by_pool: dict[tuple[int, str], list[PoolHour]] = defaultdict(list)
     for hour in hours:
         by_pool[(hour.chain_id, hour.pool)].append(hour)
-    return [features for series in by_pool.values() for _, features in series_features(series)]
+    rows = []
+    for series in by_pool.values():
+        starts = {hour.hour_start for hour in series}
+        rows += [
+            features
+            for hour, features in series_features(series)
+            if hour.hour_start - DAY_S in starts
+        ]
+    return rows
 
 
 def train_hourly_detector(

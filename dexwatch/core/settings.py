@@ -185,9 +185,10 @@ class ModelSettings(StrictModel):
     # `dexwatch run` trains a first model on this many simulated hours when there is none.
     bootstrap_hours: float = Field(2.0, gt=0)
     # `dexwatch model bootstrap-hourly` mines this many simulated hours: of each pool's
-    # whole hours (H - 2 at worst), the first 6 are history only, the rest training rows;
-    # the four pools the subgraphs index need H >= 21 for the 50 rows training takes.
-    hourly_bootstrap_hours: int = Field(24, ge=21)
+    # whole hours (H - 2 at worst), the first 24 are history only (training takes the hours
+    # whose day before is known); the four pools the subgraphs index need H >= 39 for the
+    # 50 rows training takes.
+    hourly_bootstrap_hours: int = Field(40, ge=39)
     # serving: http. The predict route of a prediction server; requests are retried on 5xx,
     # connection errors and timeouts with capped exponential backoff.
     http_url: str = "http://127.0.0.1:8080/predict"

@@ -161,7 +161,7 @@ def test_the_hourly_model_flags_a_spike_and_never_blames_the_calendar():
     assert detector.feature_names == HOURLY_FEATURE_NAMES
     context = [HOURLY_FEATURE_NAMES.index(name) for name in CONTEXT_FEATURES]
     assert np.isinf(detector.limits[context]).all()
-    assert detector.training_rows == 2 * (80 - MIN_PREVIOUS_HOURS)
+    assert detector.training_rows == 2 * (80 - 24)  # the hours whose day before is known
 
     later = _normal_series(POOL, 60, 1e5, 3)
     rows = [features for _, features in series_features(later)]

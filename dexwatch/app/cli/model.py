@@ -42,7 +42,7 @@ def model_bootstrap_hourly(
         int | None,
         typer.Option(
             help="Simulated hours to mine (default model.hourly_bootstrap_hours); each pool's "
-            "first 20 are history only."
+            "first 24 are history only."
         ),
     ] = None,
 ) -> None:
