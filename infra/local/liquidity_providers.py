@@ -40,6 +40,9 @@ _WIDE_TICKS = 8000
 _DUST_USD = 10.0
 _LOG_TICK = math.log(1.0001)
 
+# A just-in-time position holds this many times the pool's in-range liquidity.
+_JIT_MULTIPLE = (30.0, 85.0)
+
 # (symbol, raw amount) -> USD at the market's fair prices.
 UsdValue = Callable[[str, int], float]
 
@@ -147,6 +150,34 @@ class LiquidityProviders:
         if self.rng.random() < self.settings.range_order_share:
             return [self._range_order(state, provider, usd)]
         return [self._mint_around(state, provider, usd)]
+
+    def just_in_time(self, rpc: Rpc, state: PoolState, swap: list[Tx]) -> list[Tx]:
+        """``swap`` wrapped in a just-in-time bundle: a searcher's Mint of many times the
+        in-range liquidity in the tick spacing around the price, the swap, the searcher's
+        removal. The bundle must come first in its block: the position's token id is read
+        from a dry run of the mint at the latest block."""
+        pool = state.pool
+        assert pool.fee is not None
+        spacing = evm.TICK_SPACING[pool.fee]
+        lower = state.tick // spacing * spacing
+        upper = lower + spacing
+        liquidity = self.rng.uniform(*_JIT_MULTIPLE) * state.liquidity
+        root = math.sqrt(state.price)
+        low, high = (1.0001 ** (tick / 2) for tick in (lower, upper))
+        # 1 % over what the liquidity needs: the manager takes what the range takes.
+        amount0 = int(liquidity * (1 / root - 1 / high) * 1.01) + 1
+        amount1 = int(liquidity * (root - low) * 1.01) + 1
+        searcher = self.accounts[-1]
+        mint = evm.v3_mint(self.deployment, pool, searcher, lower, upper, amount0, amount1)
+        dry_run = rpc.call(
+            "eth_call",
+            {"from": searcher, "to": mint.to, "data": mint.data, "gas": hex(mint.gas)},
+            "latest",
+        )
+        token_id, minted = evm.decode(["uint256", "uint128"], dry_run[:130])
+        token0, token1 = (self.deployment.tokens[s].address for s in (pool.token0, pool.token1))
+        position = V3Position(token_id, searcher, token0, token1, pool.fee, lower, upper, minted)
+        return [mint, *swap, evm.v3_remove(self.deployment, position, minted)]
 
     # --- building blocks ---------------------------------------------------------------------
 

@@ -189,6 +189,7 @@ class MarketSimulator:
         if self.providers.concentrated and chain_time >= self._next_top_up:
             txs += self.providers.top_up(rpc, states)
             self._next_top_up = chain_time + _TOP_UP_EVERY_S
+        jit_done = False  # one just-in-time bundle a block at most
         for pool in self.deployment.pools:
             state = states[pool.name]
             if state.reserve0 == 0 or state.reserve1 == 0:
@@ -199,6 +200,14 @@ class MarketSimulator:
                 arbitrage, state = self._arbitrage(state)
                 txs += arbitrage
                 self.stats.swaps += bool(arbitrage)
+            if not jit_done and self._jit_now(pool.protocol, dt, activity):
+                swap, _ = self._swap(state, large=True)
+                if swap:
+                    # First in the block: the bundle's position id is read at the block before.
+                    txs[0:0] = self.providers.just_in_time(rpc, state, swap)
+                    jit_done = True
+                    self.stats.swaps += 1
+                    self.stats.liquidity_changes += 2
             expected = self.settings.swaps_per_minute * dt / 60.0 * activity
             for _ in range(self.rng.poisson(expected)):
                 swap, state = self._swap(state)
@@ -256,6 +265,10 @@ class MarketSimulator:
         s = self.settings
         return math.exp(self._regime + self._burst - (s.regime_sigma**2 + s.burst_sigma**2) / 2)
 
+    def _jit_now(self, protocol: str, dt: float, activity: float) -> bool:
+        rate = self.settings.jit_per_hour
+        return protocol == "v3" and rate > 0 and self.rng.random() < rate * dt / 3600 * activity
+
     def _silent(self, pool: str, chain_time: float, dt: float) -> bool:
         """Whether ``pool`` is in one of its silences, which start now and then."""
         s = self.settings
@@ -285,7 +298,8 @@ class MarketSimulator:
         token = self.deployment.tokens[symbol]
         return raw / 10**token.decimals * self.fair_usd[symbol]
 
-    def _swap(self, state: PoolState) -> tuple[list[Tx], PoolState]:
+    def _swap(self, state: PoolState, large: bool = False) -> tuple[list[Tx], PoolState]:
+        """A trader's swap; ``large``: of the size distribution's 99th percentile."""
         pool = state.pool
         fair = self.fair_usd[pool.token0] / self.fair_usd[pool.token1]
         if self.settings.price_discovery == "lean" and self.rng.random() < _LEANING_SHARE:
@@ -294,7 +308,7 @@ class MarketSimulator:
             zero_for_one = bool(self.rng.random() < 0.5)
         symbol_in = pool.token0 if zero_for_one else pool.token1
         reserve_in = state.reserve0 if zero_for_one else state.reserve1
-        z = self.rng.standard_normal()
+        z = 2.33 if large else self.rng.standard_normal()
         spread = self.settings.trade_usd_sigma
         if z < 0 and self.settings.trade_usd_sigma_low is not None:
             spread = self.settings.trade_usd_sigma_low

@@ -134,6 +134,10 @@ class SimulatorSettings(StrictModel):
     position_width_ticks: tuple[float, float] | None = None
     # Share of V3 adds that are range orders: one tick spacing wide, just beside the price.
     range_order_share: float = Field(0.0, ge=0, le=1)
+    # Just-in-time liquidity bundles per V3 pool per hour (at average activity): in one
+    # block, a searcher mints 30 to 85 times the in-range liquidity in the tick spacing
+    # around the price, a large swap trades through it, and the searcher removes it.
+    jit_per_hour: float = Field(0.0, ge=0)
     # Pools fall silent: chance per pool per day of chain time that a silence starts, and the
     # silences' mean length (exponential) in hours.
     silences_per_day: float = Field(0.0, ge=0)

@@ -133,6 +133,7 @@ def test_history_trades_every_pool_with_heavy_tails_and_a_daily_rhythm(deployed)
 
 CALIBRATED = ROOT / "infra" / "local" / "markets" / "polygon-busy-pool.yaml"
 V3_MINT = evm.topic("Mint(address,address,int24,int24,uint128,uint256,uint256)")
+V3_BURN = evm.topic("Burn(address,int24,int24,uint128,uint256,uint256)")
 
 
 def _calibrated(settings: Settings, **overrides: object) -> Settings:
@@ -194,6 +195,44 @@ def test_calibrated_market_has_arbitrageurs_routers_and_concentrated_providers(d
         assert 0.1 < sum(w == 10 for w in widths) / len(widths) < 0.5
     finally:
         rpc.close()
+
+
+def test_just_in_time_liquidity_wraps_a_large_swap_in_one_block(deployed):
+    settings, deployment = deployed
+    settings = _calibrated(settings, jit_per_hour=120.0)
+    pool = deployment.pool("uniswap_v3:WETH/USDC:500")
+    simulator = MarketSimulator(settings, deployment)
+    first, last = simulator.generate_history(0.2)
+    assert simulator.stats.reverted == 0
+    rpc = evm.Rpc(settings.local.rpc_url)
+    try:
+        logs = rpc.call(
+            "eth_getLogs",
+            {"fromBlock": hex(first), "toBlock": hex(last), "address": pool.address},
+        )
+    finally:
+        rpc.close()
+    by_block: dict[int, list[dict]] = {}
+    for log in logs:
+        by_block.setdefault(int(log["blockNumber"], 16), []).append(log)
+    bundles = 0
+    for block_logs in by_block.values():
+        block_logs.sort(key=lambda log: int(log["logIndex"], 16))
+        kinds = [log["topics"][0] for log in block_logs]
+        if kinds[:1] != [V3_MINT] or V3_BURN not in kinds:
+            continue
+        mint, burn = block_logs[0], block_logs[kinds.index(V3_BURN)]
+        swap = next(log for log in block_logs[1:] if log["topics"][0] == V3_SWAP)
+        # The same position (ticks, liquidity) minted before the swap and burned after it,
+        # many times the liquidity the swap found besides it.
+        assert mint["topics"][2:] == burn["topics"][2:]
+        minted = int(mint["data"][66:130], 16)
+        assert minted == int(burn["data"][2:66], 16)
+        in_range = int(swap["data"][2 + 64 * 3 : 2 + 64 * 4], 16)  # the swap's liquidity
+        assert 30 / 31 - 0.01 < minted / in_range < 85 / 86 + 0.01
+        bundles += 1
+    # About 120 an hour of average activity: 24 expected in 0.2 h.
+    assert bundles >= 8
 
 
 def test_calibrated_market_has_silences_and_quiet_weekends(deployed):
