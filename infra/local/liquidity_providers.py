@@ -75,7 +75,7 @@ class LiquidityProviders:
         s = self.settings
         return s.concentrated_ratio > 0 or s.position_width_ticks is not None
 
-    def pool_usd(self, state: PoolState) -> float:
+    def _pool_usd(self, state: PoolState) -> float:
         """The pool's value at fair prices (virtual reserves for V3)."""
         pool = state.pool
         return self.usd_value(pool.token0, state.reserve0) + self.usd_value(
@@ -193,7 +193,7 @@ class LiquidityProviders:
         ]
 
     def _add_usd(self, state: PoolState) -> float:
-        return self.pool_usd(state) * self.rng.uniform(*_LP_ADD_SHARE)
+        return self._pool_usd(state) * self.rng.uniform(*_LP_ADD_SHARE)
 
     def _tvl(self, rpc: Rpc, pool: PoolInfo) -> float:
         """What the pool holds (its token balances), in USD at fair prices."""
@@ -273,7 +273,7 @@ class LiquidityProviders:
             return evm.v2_remove(
                 pool, provider, int(balance * self.rng.uniform(*_LP_REMOVE_FRACTION))
             )
-        half_usd = self.pool_usd(state) * self.rng.uniform(*_LP_ADD_SHARE) / 2
+        half_usd = self._pool_usd(state) * self.rng.uniform(*_LP_ADD_SHARE) / 2
         amount0 = self._units(pool.token0, half_usd)
         # At the pair's own ratio: anything more would be donated to the other providers.
         amount1 = amount0 * state.reserve1 // state.reserve0
