@@ -162,11 +162,10 @@ class LiquidityProviders:
         lower = state.tick // spacing * spacing
         upper = lower + spacing
         liquidity = self.rng.uniform(*_JIT_MULTIPLE) * state.liquidity
-        root = math.sqrt(state.price)
-        low, high = (1.0001 ** (tick / 2) for tick in (lower, upper))
         # 1 % over what the liquidity needs: the manager takes what the range takes.
-        amount0 = int(liquidity * (1 / root - 1 / high) * 1.01) + 1
-        amount1 = int(liquidity * (root - low) * 1.01) + 1
+        amount0, amount1 = (
+            int(a * 1.01) + 1 for a in _position_amounts(liquidity, lower, upper, state.price)
+        )
         searcher = self.accounts[-1]
         mint = evm.v3_mint(self.deployment, pool, searcher, lower, upper, amount0, amount1)
         dry_run = rpc.call(
@@ -254,11 +253,9 @@ class LiquidityProviders:
 
     def _position_usd(self, position: V3Position, state: PoolState) -> float:
         """What a V3 position holds at the pool's current price, in USD at fair prices."""
-        root = math.sqrt(state.price)
-        low, high = (1.0001 ** (tick / 2) for tick in (position.tick_lower, position.tick_upper))
-        root = min(max(root, low), high)
-        amount0 = position.liquidity * (1 / root - 1 / high)
-        amount1 = position.liquidity * (root - low)
+        amount0, amount1 = _position_amounts(
+            position.liquidity, position.tick_lower, position.tick_upper, state.price
+        )
         pool = state.pool
         return self.usd_value(pool.token0, int(amount0)) + self.usd_value(pool.token1, int(amount1))
 
@@ -278,3 +275,12 @@ class LiquidityProviders:
         # At the pair's own ratio: anything more would be donated to the other providers.
         amount1 = amount0 * state.reserve1 // state.reserve0
         return evm.v2_add(self.deployment, pool, provider, amount0, amount1)
+
+
+def _position_amounts(
+    liquidity: float, lower: int, upper: int, price: float
+) -> tuple[float, float]:
+    """Raw token amounts of ``liquidity`` over ticks [lower, upper) at the raw ``price``."""
+    low, high = (1.0001 ** (tick / 2) for tick in (lower, upper))
+    root = min(max(math.sqrt(price), low), high)
+    return liquidity * (1 / root - 1 / high), liquidity * (root - low)
