@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from dexwatch.core.config import load_settings
 from dexwatch.core.settings import Settings, StrictModel
@@ -82,8 +82,12 @@ class LocalStackSettings(StrictModel):
 class SimulatorSettings(StrictModel):
     seed: int = 7
     # Live runs mine a block every block_interval_s, timestamped with the wall clock.
+    # History runs (`simulate history`) stamp blocks history_block_interval_s apart, as fast
+    # as they can mine. The default chain has no block time of its own: live blocks come often
+    # and history is mined with fewer, longer blocks (the same trades a second of chain time).
+    # A chain with a fixed block time (chain.block_time_s: 12 on an Ethereum-like chain) is
+    # mined with it, live and in history (LocalSettings).
     block_interval_s: float = Field(2.0, gt=0)
-    # History runs (`simulate history`) stamp blocks this far apart, as fast as they can mine.
     history_block_interval_s: int = Field(12, ge=1)
     # A simulated "day" of trading rhythm passes in this many seconds of chain time.
     day_length_s: float = Field(600.0, gt=0)
@@ -149,6 +153,26 @@ class LocalSettings(Settings):
 
     local: LocalStackSettings = LocalStackSettings()
     simulator: SimulatorSettings = SimulatorSettings()
+
+    @model_validator(mode="after")
+    def _simulator_keeps_the_chains_block_time(self) -> LocalSettings:
+        """A chain with a fixed block time is simulated with it, live and in history: block
+        intervals the simulator section leaves unset follow chain.block_time_s, and one that
+        contradicts it is an error (a 12 s chain mined every 2 s is not that chain)."""
+        block_s = self.chain.block_time_s
+        if block_s is None:
+            return self
+        intervals = {"block_interval_s": float(block_s), "history_block_interval_s": block_s}
+        for name in sorted(intervals.keys() & self.simulator.model_fields_set):
+            if getattr(self.simulator, name) != block_s:
+                raise ValueError(
+                    f"simulator.{name} {getattr(self.simulator, name):g} contradicts "
+                    f"chain.block_time_s {block_s}: leave it out, and the simulator mines "
+                    f"the chain's {block_s} s blocks"
+                )
+        # Validation runs once, on a fresh model: filling its own section here is safe.
+        object.__setattr__(self, "simulator", self.simulator.model_copy(update=intervals))
+        return self
 
     @property
     def deployment_path(self) -> Path:

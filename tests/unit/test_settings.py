@@ -4,6 +4,7 @@ import pytest
 
 from dexwatch.core.settings import SettingsError, redact_url
 from infra.local.settings import load_local_settings
+from tests.conftest import ROOT
 
 
 def test_defaults_point_at_the_local_stack() -> None:
@@ -138,3 +139,20 @@ def test_slices_hold_whole_blocks_of_a_chain_with_a_fixed_block_time() -> None:
     settings = load_local_settings(chain={"block_time_s": 12}, pipeline={"slice_s": 12})
     assert settings.pipeline.slice_s == 12
     assert load_local_settings().chain.block_time_s is None  # uneven blocks: nothing to check
+
+
+def test_the_simulator_mines_a_chain_with_a_fixed_block_time_at_that_time() -> None:
+    ethereum = ROOT / "infra" / "local" / "markets" / "ethereum-12s.yaml"
+    settings = load_local_settings(ethereum)
+    assert settings.chain.block_time_s == 12
+    assert settings.simulator.block_interval_s == 12  # live
+    assert settings.simulator.history_block_interval_s == 12  # and history
+    # Without a block time of its own, the local chain keeps its quick live blocks and its
+    # longer history blocks.
+    default = load_local_settings().simulator
+    assert (default.block_interval_s, default.history_block_interval_s) == (2.0, 12)
+    with pytest.raises(SettingsError, match=r"simulator.block_interval_s 2 contradicts"):
+        load_local_settings(ethereum, simulator={"block_interval_s": 2})
+    # Saying the chain's own block time again is not a contradiction.
+    same = load_local_settings(ethereum, simulator={"history_block_interval_s": 12})
+    assert same.simulator.block_interval_s == 12

@@ -146,7 +146,8 @@ def _training_range(rows: list[dict], hours: float) -> dict:
 
 # Blocks of the hourly bootstrap, in seconds of chain time. The simulator trades per second
 # of chain time, so an hour holds the same trades whatever the block length; longer blocks
-# mine faster (about 10 ms a block besides 1 ms a swap). 15 s, as the false-alarm test.
+# mine faster (about 10 ms a block besides 1 ms a swap). 15 s, as the false-alarm test,
+# unless the chain has a block time of its own.
 HOURLY_BOOTSTRAP_BLOCK_S = 15
 
 
@@ -164,7 +165,8 @@ def bootstrap_hourly_model(
     from model.registry import POOL_HOUR, ModelRegistry
     from model.training import TrainingParams
 
-    mining = settings.with_sections(simulator={"block_interval_s": HOURLY_BOOTSTRAP_BLOCK_S})
+    block_s = settings.chain.block_time_s or HOURLY_BOOTSTRAP_BLOCK_S
+    mining = settings.with_sections(simulator={"block_interval_s": block_s})
     with tempfile.TemporaryDirectory(prefix="dexwatch-bootstrap-hourly-") as scratch:
         work = workdir or Path(scratch)
         pool_hours: list[PoolHour] = []
