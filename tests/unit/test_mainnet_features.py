@@ -14,6 +14,7 @@ from dexwatch.core.features.chain import (
     FEATURE_NAMES,
     FEATURES_VERSION,
     INCIDENT_FLOORS,
+    SliceSummary,
     depth_weight,
     summarize_slice,
     window_features,
@@ -354,3 +355,22 @@ def test_a_fresh_pool_is_scored_from_its_first_minutes_on_its_liquidity():
     assert max(r["liquidity_removed_share"] for r in before_rug) == 0.0
     drained = max(r["liquidity_removed_share"] for r in rows)
     assert drained == pytest.approx(0.95)  # of the 2 L it held
+
+
+def test_a_launch_whose_mints_outweigh_the_first_level_seen_is_not_a_negative_drain():
+    # A pool's first slice: its first swap saw 100 units of liquidity, then its launch
+    # minted 1,000 and a provider took 50 back. The level before it is unknown, not -850:
+    # nothing to measure the changes against (a normal day's launches had read as drains of
+    # -24 %, two hundred deviations from any model's median).
+    launch = SliceSummary(
+        POOL, T0, events=4, swaps=1, liquidity_added=1000.0, liquidity_removed=50.0,
+        first_liquidity=100.0, last_liquidity=1050.0, first_price=1.0, last_price=1.0,
+        min_price=1.0, max_price=1.0,
+    )  # fmt: skip
+    window = window_features([launch], T0 + SLICE_S, SLICE_S, 4)
+    assert window["liquidity_removed_share"] == 0.0
+    assert window["net_liquidity_change"] == 0.0
+    # With a level that adds up, the changes are measured against it.
+    later = dataclasses.replace(launch, first_liquidity=2000.0, last_liquidity=2950.0)
+    window = window_features([later], T0 + SLICE_S, SLICE_S, 4)
+    assert window["liquidity_removed_share"] == pytest.approx(50 / 1050)

@@ -485,15 +485,15 @@ def _liquidity_before(
     baseline: Sequence[SliceSummary], current: Sequence[SliceSummary]
 ) -> float | None:
     """The pool's liquidity just before the window: the last level the baseline saw, else the
-    first level the window saw plus what the window removed before it (a V3 pool without
-    swaps in the window shows no level at all)."""
+    first level the window saw plus what the window removed before it; None if unknown: no
+    level (a V3 pool without swaps), or adds made after the level was seen outweigh it (a
+    launch's Mints after its first swap: the level before is unknown, not negative)."""
     for s in reversed(baseline):
         if s.last_liquidity:
             return s.last_liquidity
-    for s in current:
-        if s.first_liquidity:
-            return s.first_liquidity + s.liquidity_removed - s.liquidity_added
-    return None
+    first = next((s for s in current if s.first_liquidity), None)
+    level = first.first_liquidity + first.liquidity_removed - first.liquidity_added if first else 0
+    return level if level > 0 else None
 
 
 def feature_vector(features: dict[str, float]) -> list[float]:
