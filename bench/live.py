@@ -80,12 +80,12 @@ def _written_until(settings) -> float | None:
     """The newest event time the pipeline has written rows for (unix s)."""
     if not settings.warehouse_path.exists():
         return None
-    try:
-        rows = open_warehouse(settings).query("select max(epoch(window_end)) from pool_scores").rows
-    except Exception as err:  # the pipeline creates pool_scores with its first rows
-        if "does not exist" not in str(err):
-            raise
+    warehouse = open_warehouse(settings)
+    # The pipeline creates pool_scores with its first rows.
+    exists = "select 1 from information_schema.tables where table_name = 'pool_scores'"
+    if not warehouse.query(exists).rows:
         return None
+    rows = warehouse.query("select max(epoch(window_end)) from pool_scores").rows
     if rows[0][0] is None:
         return None
     # Rows reach the end of the newest slice the pipeline has seen.
