@@ -38,7 +38,10 @@ def score_before(
     for name in recordings:
         for detector, result in orjson.loads((work / f"{name}.json").read_bytes()).items():
             rows = result["windows"]
-            keys = ["pool", "start", "end", "is_anomaly", *FEATURE_NAMES]
+            # New features are appended to FEATURE_NAMES: a checkout from before one has the
+            # first of them only.
+            width = len(rows[0]) if rows else 4 + len(FEATURE_NAMES)
+            keys = ["pool", "start", "end", "is_anomaly", *FEATURE_NAMES][:width]
             windows = {
                 key: np.array([row[i] for row in rows], dtype=object if key == "pool" else float)
                 for i, key in enumerate(keys)

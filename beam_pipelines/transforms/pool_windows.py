@@ -4,12 +4,16 @@ and in batch (``pool_windows``, one sliding pass over complete slices).
 
 A window is the last ``current_slices`` slices (under test) and the ``baseline_slices``
 before them. A pool silent through a window's baseline is scored against its last slice
-before the span (the *carry*): its liquidity, price and tick, not its rates.
+before the span (the *carry*): its liquidity, price and tick, not its rates. Each window also
+adds up its pool's liquidity steps of the hour before its end (``liquidity_lost_1h``;
+dexwatch.core.features.horizon).
 """
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 import apache_beam as beam
@@ -20,6 +24,7 @@ from apache_beam.utils.timestamp import Timestamp
 
 from beam_pipelines.transforms.parse import dead_letter_of
 from dexwatch.core.features.chain import SliceSummary, window_features
+from dexwatch.core.features.horizon import LIQUIDITY_HORIZON_S, hour_steps, steps_before
 from dexwatch.core.settings import PipelineSettings
 
 __all__ = [
@@ -44,16 +49,18 @@ def feature_row(
     slices: list[SliceSummary],
     s: PipelineSettings,
     carry: SliceSummary | None = None,
+    steps: Sequence[float] = (),
 ) -> dict | None:
     """The row of one pool's window ending at ``window_end``, or None when the window saw
     no event. ``carry``: the pool's last slice before the window's span, if it had one (a
     quiet pool's window is scored against it: see ``window_features``); without one, a
-    pool with too little history is young (``YOUNG_POOL_NEUTRAL``)."""
+    pool with too little history is young (``YOUNG_POOL_NEUTRAL``). ``steps``: the pool's
+    liquidity steps of the hour before ``window_end``."""
     if not slices:
         return None
     current_start = window_end - s.current_slices * s.slice_s
     history_s = current_start - min(summary.start for summary in slices)
-    features = window_features(slices, window_end, s.slice_s, s.current_slices, carry)
+    features = window_features(slices, window_end, s.slice_s, s.current_slices, carry, steps)
     if features is None:
         return None
     if carry is None and history_s < s.min_baseline_share * s.baseline_slices * s.slice_s:
@@ -79,6 +86,8 @@ class PoolSlices:
     horizon: int = 0  # updates of slices that start before this come too late
     # The newest slice pruned: the pool's last known state for windows after a silence.
     carry: SliceSummary | None = None
+    # (start, liquidity step) of the pruned slices of the last hour, in time order.
+    steps: list[tuple[int, float]] = dataclasses.field(default_factory=list)
 
 
 def guarded_row(
@@ -87,10 +96,11 @@ def guarded_row(
     slices: list[SliceSummary],
     s: PipelineSettings,
     carry: SliceSummary | None = None,
+    steps: Sequence[float] = (),
 ):
     """feature_row, or a dead letter naming the window if its features cannot be worked out."""
     try:
-        row = feature_row(key, window_end, slices, s, carry)
+        row = feature_row(key, window_end, slices, s, carry, steps)
     except (ValueError, ArithmeticError) as err:
         yield dead_letter_of(
             "features", f"window {key}:{window_end}: {err}", {"pool": key, "window_end": window_end}
@@ -184,6 +194,8 @@ class PoolWindowsFn(beam.DoFn):
     def _rows(self, key: str, known: PoolSlices, window_ends):
         s = self._settings
         ordered = sorted((held for _, held in known.slices.values()), key=lambda x: x.start)
+        # The pruned slices' steps come before those of the slices in state.
+        steps = [*known.steps, *hour_steps(ordered, known.carry)]
         first_end = self._first_end(key)
         for window_end in window_ends:
             if window_end < first_end:
@@ -191,7 +203,8 @@ class PoolWindowsFn(beam.DoFn):
             in_window = [x for x in ordered if window_end - self._span <= x.start < window_end]
             before = [x for x in ordered if x.start < window_end - self._span]
             carry = before[-1] if before else known.carry
-            yield from guarded_row(key, window_end, in_window, s, carry)
+            hour = steps_before(steps, window_end)
+            yield from guarded_row(key, window_end, in_window, s, carry, hour)
 
     def _prune_time(self, known: PoolSlices) -> Timestamp:
         oldest = min(known.slices)
@@ -214,10 +227,16 @@ class PoolWindowsFn(beam.DoFn):
         first_needed = known.horizon - self._span + s.slice_s
         # The windows after the newest slice need its span, whatever the order timers fire in.
         first_needed = min(first_needed, max(known.slices) + s.slice_s - self._span)
-        dropped = [v for start, v in known.slices.items() if start < first_needed]
+        dropped = sorted(
+            (summary for start, (_, summary) in known.slices.items() if start < first_needed),
+            key=lambda x: x.start,
+        )
         if dropped:
+            known.steps += hour_steps(dropped, known.carry)
             # The newest slice that leaves keeps the pool's state for its next windows.
-            known.carry = max((summary for _, summary in dropped), key=lambda x: x.start)
+            known.carry = dropped[-1]
+        # Windows still to come end after first_needed: they look back an hour from there.
+        known.steps = [x for x in known.steps if x[0] >= first_needed - LIQUIDITY_HORIZON_S]
         known.slices = {start: v for start, v in known.slices.items() if start >= first_needed}
         slices_state.write(known)
         # Slices kept for the newest slice's windows wait for newer data to re-arm this.
@@ -233,6 +252,8 @@ def pool_windows(element, s: PipelineSettings):
     span = (s.current_slices + s.baseline_slices) * s.slice_s
     first_end = ordered[0].start + s.slice_s
     last_end = ordered[-1].start + span
+    steps = hour_steps(ordered)
+    step_starts = [start for start, _ in steps]
     low = high = 0
     for window_end in range(first_end, last_end + 1, s.slice_s):
         while high < len(ordered) and ordered[high].start < window_end:
@@ -240,4 +261,9 @@ def pool_windows(element, s: PipelineSettings):
         while ordered[low].start < window_end - span:
             low += 1
         carry = ordered[low - 1] if low else None
-        yield from guarded_row(key, window_end, ordered[low:high], s, carry)
+        hour = slice(
+            bisect.bisect_left(step_starts, window_end - LIQUIDITY_HORIZON_S),
+            bisect.bisect_left(step_starts, window_end),
+        )
+        hour_of_steps = [step for _, step in steps[hour]]
+        yield from guarded_row(key, window_end, ordered[low:high], s, carry, hour_of_steps)

@@ -9,6 +9,7 @@ import httpx
 import numpy as np
 import pytest
 
+from dexwatch.core.features.chain import FEATURE_NAMES
 from dexwatch.core.schemas.alert import Alert
 from dexwatch.core.schemas.topics import ALERTS_SUBSCRIPTION
 from dexwatch.core.settings import ModelSettings
@@ -77,7 +78,7 @@ def test_metrics_endpoint_serves_psi_anomaly_rate_and_model_version(tmp_path):
         for line in text.splitlines()
         if line.startswith("dexwatch_feature_psi{")
     }
-    assert len(psi_lines) == 9
+    assert len(psi_lines) == len(FEATURE_NAMES)
     assert psi_lines["volume_ratio"] > 0.25 and psi_lines["top_trader_share"] < 0.1
     # The last hour: 12 windows of each of 3 pools, those of pool a1 flagged (10 of 30 set).
     chain_rate = 'dexwatch_anomaly_rate{source="chain"}'

@@ -152,7 +152,16 @@ def test_a_promotion_is_served_from_the_next_request(served):
 
 
 HOUR = EARLIER_DESIGN_REQUEST["instances"][0]
-WINDOW = [0.0] * 9
+WINDOW = [0.0] * len(FEATURE_NAMES)
+N = len(FEATURE_NAMES)
+
+
+def _window_json(*first: str) -> bytes:
+    """A window instance's raw JSON: ``first`` written as given, zeros after."""
+    values = [*first, *["0"] * (N - len(first))]
+    return b'{"instances": [[' + ", ".join(values).encode() + b"]]}"
+
+
 BAD_REQUESTS = {
     "not JSON": (b"{instances: [[1, 2]]", "the request body is not JSON"),
     "empty body": (b"", "the request body is not JSON"),
@@ -164,24 +173,22 @@ BAD_REQUESTS = {
     "empty instance": (b'{"instances": [[]]}', "instance 0 is not a non-empty list"),
     "wrong length": (
         {"instances": [[1.0, 2.0, 3.0]]},
-        "instances of 3 numbers fit no served model: expected 9 for chain-window (volume_ratio, ",
+        f"instances of 3 numbers fit no served model: expected {N} for chain-window "
+        "(volume_ratio, ",
     ),
     "mixed lengths": (
         {"instances": [HOUR, WINDOW]},
-        "instance 1 has 9 numbers and instance 0 has 13",
+        f"instance 1 has {N} numbers and instance 0 has 13",
     ),
     "string": ({"instances": [[*HOUR[:2], "abc", *HOUR[3:]]]}, "instance 0, value 2: 'abc'"),
     "numeric string": ({"instances": [["1", *HOUR[1:]]]}, "value 0: '1' is not a number"),
     "bool": ({"instances": [WINDOW, [True, *WINDOW[1:]]]}, "instance 1, value 0: True is not"),
     "null": ({"instances": [[None, *WINDOW[1:]]]}, "value 0: None is not a number"),
     "nested list": ({"instances": [[[1.0], *WINDOW[1:]]]}, "value 0: [1.0] is not a number"),
-    "NaN": (b'{"instances": [[NaN, 0, 0, 0, 0, 0, 0, 0, 0]]}', "NaN is not a number the model"),
-    "Infinity": (b'{"instances": [[0, -Infinity, 0, 0, 0, 0, 0, 0, 0]]}', "-Infinity is not"),
-    "overflow": (b'{"instances": [[0, 0, 1e400, 0, 0, 0, 0, 0, 0]]}', "inf is not a finite"),
-    "huge int": (
-        b'{"instances": [[0, 0, 1' + b"0" * 400 + b", 0, 0, 0, 0, 0, 0]]}",
-        "value 2: 100000",
-    ),  # fmt: skip
+    "NaN": (_window_json("NaN"), "NaN is not a number the model"),
+    "Infinity": (_window_json("0", "-Infinity"), "-Infinity is not"),
+    "overflow": (_window_json("0", "0", "1e400"), "inf is not a finite"),
+    "huge int": (_window_json("0", "0", "1" + "0" * 400), "value 2: 100000"),
     "too many": (
         {"instances": [WINDOW] * (MAX_INSTANCES + 1)},
         f"{MAX_INSTANCES + 1} instances in one request; at most {MAX_INSTANCES}",
@@ -189,7 +196,7 @@ BAD_REQUESTS = {
     "unknown model": ({"instances": [HOUR], "parameters": {"model": "x"}}, "no model 'x'"),
     "model of another length": (
         {"instances": [HOUR], "parameters": {"model": "chain-window"}},
-        "chain-window takes instances of 9 numbers (volume_ratio, ",
+        f"chain-window takes instances of {N} numbers (volume_ratio, ",
     ),
     "parameters not an object": ({"instances": [HOUR], "parameters": [1]}, '"parameters" must'),
 }
@@ -344,4 +351,4 @@ def test_the_handler_does_not_retry_a_refused_batch(flaky_handler):
 def test_the_handler_retries_a_server_that_is_not_there():
     handler = HttpModelHandler(_http_settings("http://127.0.0.1:9"))  # discard port: closed
     with pytest.raises(PredictionServerError, match="failed 3 times, last: ConnectError"):
-        list(handler.run_inference([[0.0] * 9], handler.load_model()))
+        list(handler.run_inference([[0.0] * len(FEATURE_NAMES)], handler.load_model()))

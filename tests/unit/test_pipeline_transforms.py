@@ -321,3 +321,38 @@ def test_after_an_hours_silence_streaming_scores_the_pool_as_batch_does():
 
     with TestPipeline(options=_streaming_options()) as p:
         assert_that((p | stream | PoolWindowFeatures(SETTINGS))["main"], check)
+
+
+def test_streaming_keeps_an_hour_of_liquidity_steps_after_it_prunes_the_slices():
+    """A V2 pair drained by 2 % every 10 s for ten minutes: streaming prunes each slice
+    a window's span and the lateness after it, and still adds the hour up as batch does."""
+    events, reserve0 = [_event(0, T0, "Sync")], 1_000_000
+    for i in range(1, 61):
+        kept = reserve0 * 98 // 100
+        t = T0 + 10 * i
+        events.append(_event(2 * i, t, "Sync", reserve0=str(kept), reserve1=str(2 * kept)))
+        taken = reserve0 - kept
+        events.append(_event(2 * i + 1, t, "Burn", amount0=str(taken), amount1=str(2 * taken)))
+        reserve0 = kept
+    stream = TestStream().advance_watermark_to(T0)
+    for burst, start in enumerate(range(0, len(events), 6)):
+        # Three slices a burst; the watermark follows the burst's first slice.
+        stream = _burst(stream, events[start : start + 6]).advance_watermark_to(T0 + 30 * burst + 1)
+    stream = stream.advance_watermark_to(T0 + 2000).advance_watermark_to_infinity()
+    by_slice: dict[int, list[PoolEvent]] = {}
+    for event in events:
+        by_slice.setdefault(event.block_timestamp // 10 * 10, []).append(event)
+    slices = [summarize_slice(POOL, start, group) for start, group in by_slice.items()]
+    expected = {
+        row["window_id"]: row for row in pool_windows((pool_key(events[0]), slices), SETTINGS)
+    }
+    last = expected[f"31337:{POOL}:{T0 + 610}"]
+    assert last["liquidity_lost_1h"] == pytest.approx(1 - 0.98**60, rel=1e-3)
+    assert max(row["liquidity_removed_share"] for row in expected.values()) < 0.05
+
+    def check(rows):
+        settled = {row["window_id"]: row for row in rows}
+        assert settled == expected
+
+    with TestPipeline(options=_streaming_options()) as p:
+        assert_that((p | stream | PoolWindowFeatures(SETTINGS))["main"], check)

@@ -16,11 +16,13 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+from dexwatch.core.features.effects import Effect, depth_weight, effect_of
 from dexwatch.core.schemas.pool_event import PoolEvent
 
 # 2: swap impact includes the step into each slice; 3: pair_two_way_excess (wash trading);
-# 4: liquidity in range only, net of just-in-time liquidity; 5: traders by tx sender
-FEATURES_VERSION = 5
+# 4: liquidity in range only, net of just-in-time liquidity; 5: traders by tx sender;
+# 6: liquidity_lost_1h
+FEATURES_VERSION = 6
 
 # (name, definition), in the order the model sees them.
 FEATURE_DEFINITIONS: tuple[tuple[str, str], ...] = (
@@ -69,6 +71,13 @@ FEATURE_DEFINITIONS: tuple[tuple[str, str], ...] = (
         "busiest traders (by swaps) A and B take opposite sides: 2 * (min(A's buys, B's "
         "sells) + min(A's sells, B's buys))",
     ),
+    (
+        "liquidity_lost_1h",
+        "share of the pool's liquidity lost, net, over the hour ending with the window: 1 - "
+        "the product over the hour's slices of (1 + the slice's net liquidity change over the "
+        "level before it), counted as for net_liquidity_change; 0 if it gained "
+        "(dexwatch.core.features.horizon)",
+    ),
 )
 FEATURE_NAMES: tuple[str, ...] = tuple(name for name, _ in FEATURE_DEFINITIONS)
 
@@ -77,9 +86,11 @@ FEATURE_NAMES: tuple[str, ...] = tuple(name for name, _ in FEATURE_DEFINITIONS)
 # pool's liquidity removed within minutes (a drain) or added, net (a TVL spike); a 10 % price
 # move, kept, reverted within the window or one swap's doing; one pair out-trading the pool by
 # 6 Poisson deviations in a slice (the tuning day's busiest pair: 4.3; at 2.5x a short
-# bootstrap's largest, 8.3, a tenth of the injected wash bursts went through).
+# bootstrap's largest, 8.3, a tenth of the injected wash bursts went through); half of the
+# pool lost within the hour, however slowly (the tuning day's largest hourly loss: 1.3 %).
 INCIDENT_FLOORS: dict[str, float] = {
     "liquidity_removed_share": 0.5,
+    "liquidity_lost_1h": 0.5,
     "net_liquidity_change": 0.5,
     "price_change": math.log(1.1),
     "price_range": math.log(1.1),
@@ -87,11 +98,6 @@ INCIDENT_FLOORS: dict[str, float] = {
     "pair_two_way_excess": 6.0,
 }
 
-_Q96 = 2**96
-# A V3 position narrower than this many ticks (2 % of price) counts in proportion to its
-# width: a range order a few ticks wide holds many units of liquidity but little depth. Chosen
-# on 2022-01-05's logs: its false inflows were positions 20-40 ticks wide, 16-24 % of L.
-DEPTH_BAND_TICKS = 200
 # Below this many swaps, concentration of volume says little.
 _CONCENTRATION_MIN_SWAPS = 20
 
@@ -125,10 +131,6 @@ class SliceSummary:
     last_tick: int | None = None
     pending_liquidity: list[tuple[int, int, float]] = field(default_factory=list)
     jit_liquidity: float = 0.0
-
-
-def _liquidity_of_amounts(args: dict[str, str]) -> float:
-    return math.sqrt(float(args["amount0"]) * float(args["amount1"]))
 
 
 def summarize_slice(pool: str, start: int, events: Iterable[PoolEvent]) -> SliceSummary:
@@ -289,91 +291,13 @@ class SliceBuilder:
             summary.first_liquidity = max(summary.first_liquidity - jit, 1.0)
 
 
-@dataclass(frozen=True, slots=True)
-class Effect:
-    """What one event contributes to its slice."""
-
-    price: float | None = None  # positive and finite when set
-    liquidity: float | None = None
-    trader: str | None = None  # set for swaps
-    amount: float = 0.0
-    bought: bool = False
-    added: float = 0.0
-    removed: float = 0.0
-    # V3: the swap's tick; the Mint's or Burn's position (owner, tick_lower, tick_upper).
-    tick: int | None = None
-    position: tuple[str, int, int] | None = None
-
-
-def effect_of(event: PoolEvent) -> Effect:
-    """What ``event`` contributes to its slice; raises ValueError if it cannot be read (a
-    message that passed PoolEvent.from_json always can)."""
-    args = event.args
-    if event.event == "Swap":
-        if "sqrtPriceX96" in args:  # Uniswap V3
-            amount1 = int(args["amount1"])
-            return _checked(
-                Effect(
-                    price=_positive((int(args["sqrtPriceX96"]) / _Q96) ** 2),
-                    liquidity=float(int(args["liquidity"])),
-                    trader=event.tx_from or args["recipient"],
-                    amount=float(abs(amount1)),
-                    bought=amount1 > 0,  # paid token1 in: bought token0
-                    tick=int(args["tick"]),
-                )
-            )
-        # V2 pair: the price comes with the Sync that precedes the Swap
-        amount_in, amount_out = int(args["amount1In"]), int(args["amount1Out"])
-        return _checked(
-            Effect(trader=event.tx_from or args["to"], amount=float(amount_in + amount_out),
-                    bought=amount_in > amount_out)
-        )  # fmt: skip
-    if event.event == "Sync":
-        reserve0, reserve1 = int(args["reserve0"]), int(args["reserve1"])
-        if reserve0 > 0 and reserve1 > 0:
-            return _checked(
-                Effect(price=reserve1 / reserve0, liquidity=math.sqrt(reserve0 * reserve1))
-            )
-        return Effect()
-    if event.event in ("Mint", "Burn"):
-        position = None
-        if "amount" in args:  # V3: a position; V2 pairs have no ranges
-            tick_lower, tick_upper = int(args["tickLower"]), int(args["tickUpper"])
-            amount = float(int(args["amount"])) * depth_weight(tick_lower, tick_upper)
-            position = (args["owner"], tick_lower, tick_upper)
-        else:
-            amount = _liquidity_of_amounts(args)
-        if event.event == "Mint":
-            return _checked(Effect(added=amount, position=position))
-        return _checked(Effect(removed=amount, position=position))
-    if event.event == "Collect":
-        return Effect()
-    raise ValueError(f"{event.event} is not a pool event the features read")
-
-
-def depth_weight(tick_lower: int, tick_upper: int) -> float:
-    """The share of a V3 position's liquidity that counts as depth (DEPTH_BAND_TICKS)."""
-    return min(1.0, max(tick_upper - tick_lower, 1) / DEPTH_BAND_TICKS)
-
-
-def _positive(price: float) -> float | None:
-    return price if price > 0 else None
-
-
-def _checked(effect: Effect) -> Effect:
-    numbers = (effect.price or 0.0, effect.liquidity or 0.0, effect.amount, effect.added,
-               effect.removed)  # fmt: skip
-    if not all(math.isfinite(x) for x in numbers):
-        raise ValueError("an amount or price is not a finite number")
-    return effect
-
-
 def window_features(
     slices: Sequence[SliceSummary],
     window_end: int,
     slice_s: int,
     current_slices: int,
     carry: SliceSummary | None = None,
+    hour_steps: Sequence[float] = (),
 ) -> dict[str, float] | None:
     """The features of the window made of the ``current_slices`` slices before
     ``window_end``, against the slices before them. None if the window saw no event.
@@ -384,6 +308,8 @@ def window_features(
             (a drain after a silence is measured against the pool as it was), while the
             rates (volume, swaps) have nothing to compare with and count as usual, but for
             one pair's two-way trading, measured against the silence.
+        hour_steps: the liquidity steps (``horizon.hour_steps``) of the pool's slices in the
+            hour before ``window_end``, in time order.
     """
     current_start = window_end - current_slices * slice_s
     ordered = sorted(slices, key=lambda s: s.start)
@@ -413,8 +339,8 @@ def window_features(
     volume_ratio = math.log((volume / current_s / unit + 1) / (base_volume / baseline_s / unit + 1))
     swap_count_ratio = math.log((swaps * 60 / current_s + 1) / (base_swaps * 60 / baseline_s + 1))
 
-    level = _liquidity_before(baseline, current)
-    added, removed = _liquidity_changes(baseline, current)
+    level = liquidity_before(baseline, current)
+    added, removed = liquidity_changes(baseline, current)
     removed_share = min(removed / level, 1.0) if level else 0.0
     net_change = max(min((added - removed) / level, 10.0), -1.0) if level else 0.0
 
@@ -458,10 +384,11 @@ def window_features(
         "max_swap_price_impact": impact,
         "top_trader_share": concentration,
         "pair_two_way_excess": pair_two_way_excess,
+        "liquidity_lost_1h": max(0.0, -math.expm1(sum(hour_steps))),
     }
 
 
-def _liquidity_changes(
+def liquidity_changes(
     baseline: Sequence[SliceSummary], current: Sequence[SliceSummary]
 ) -> tuple[float, float]:
     """Liquidity added and removed in the window's slices, with the changes that came
@@ -481,7 +408,7 @@ def _liquidity_changes(
     return added, removed
 
 
-def _liquidity_before(
+def liquidity_before(
     baseline: Sequence[SliceSummary], current: Sequence[SliceSummary]
 ) -> float | None:
     """The pool's liquidity just before the window: the last level the baseline saw, else the

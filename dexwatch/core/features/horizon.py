@@ -1,0 +1,66 @@
+"""The steps behind ``liquidity_lost_1h``: what a pool's liquidity did over the last hour.
+
+A drain spread over half an hour (half a percent of the pool a block) keeps every window
+under its limit; added up over the hour it is what it is. Each slice that adds or removes
+liquidity makes one *step*: the log of 1 + its net change over the pool's level just before
+it, counted as ``net_liquidity_change`` counts it (in range, net of just-in-time liquidity,
+narrow ranges by their depth). A window's ``liquidity_lost_1h`` is 1 - exp(the sum of the
+steps in the hour before its end): shares of the level at each moment, so a price that moves
+the in-range level between a pool's Burns does not count as a loss or a gain.
+
+Streaming keeps a pool's steps for an hour after its slices leave state (one float for each
+slice that changed liquidity); batch works them out from the sorted slices. Both add the same
+steps in the same order, so both give the same number to the last bit.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from dexwatch.core.features.chain import SliceSummary, liquidity_before, liquidity_changes
+
+__all__ = ["LIQUIDITY_HORIZON_S", "hour_steps", "liquidity_step", "steps_before"]
+
+LIQUIDITY_HORIZON_S = 3600
+# A slice that removes everything would be log(0): it counts as keeping one part in 10^6.
+_LEAST_KEPT = 1e-6
+
+
+def liquidity_step(previous: SliceSummary | None, summary: SliceSummary) -> float:
+    """log(the pool's liquidity after the slice over its liquidity before it), from the
+    slice's Mints and Burns.
+
+    Args:
+        previous: the pool's slice before this one (any time before). Without one the step is
+            0: the first slice seen is the pool's launch, or the first of a replay, and its
+            Mints have no level before them to be a share of.
+    """
+    if previous is None:
+        return 0.0
+    added, removed = liquidity_changes([previous], [summary])
+    if added == removed:
+        return 0.0
+    level = liquidity_before([previous], [summary])
+    if not level:
+        return 0.0
+    return math.log(max(1.0 + (added - removed) / level, _LEAST_KEPT))
+
+
+def hour_steps(
+    ordered: Sequence[SliceSummary], previous: SliceSummary | None = None
+) -> list[tuple[int, float]]:
+    """(slice start, step) of each slice of ``ordered`` (in time order) that changed the
+    pool's liquidity; ``previous``: the pool's slice before the first."""
+    steps = []
+    for summary in ordered:
+        step = liquidity_step(previous, summary)
+        if step:
+            steps.append((summary.start, step))
+        previous = summary
+    return steps
+
+
+def steps_before(steps: Sequence[tuple[int, float]], window_end: int) -> list[float]:
+    """The steps (of ``hour_steps``, in time order) of the hour before ``window_end``."""
+    return [step for start, step in steps if window_end - LIQUIDITY_HORIZON_S <= start < window_end]
