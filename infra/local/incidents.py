@@ -4,15 +4,19 @@ Each kind is a short sequence of blocks, each built from the pool's state when i
 
 - liquidity-drain: the team (the deployer, which holds most of every pool's liquidity) takes
   70% of its position out over three blocks.
+- slow-drain: the team takes half of its position out in 120 equal parts, one every 15 s:
+  30 minutes in which no one-minute window removes more than an ordinary provider's exit.
 - rug-pull: an adversary pumps the base token about 20% over two blocks, then the team
   removes all of its liquidity.
 - price-manipulation: one swap moves the price 12%, the next block swaps it back.
 - wash-trading: for 15 blocks the two colluding adversaries trade the same amount back and
   forth, 20 times the pool's normal volume for that time.
 
-Blocks are mined with wall-clock timestamps, ``simulator.block_interval_s`` apart, so the
-injector runs beside the live simulator without pushing the chain clock ahead. Into a history
-run (``history=True``) they are mined at once, stamped that far apart after the latest block.
+Blocks are mined with wall-clock timestamps, ``simulator.block_interval_s`` apart (a slow
+drain's, 15 s apart), so the injector runs beside the live simulator without pushing the chain
+clock ahead. Into a history run (``history=True``) they are mined at once, stamped that far
+apart after the latest block; ``between`` may mine the market's normal trading in the gaps of
+an incident that takes longer than a few blocks.
 """
 
 from __future__ import annotations
@@ -33,6 +37,9 @@ log = logging.getLogger("dexwatch.local.incidents")
 
 _DRAIN_SHARE = 0.7
 _DRAIN_BLOCKS = 3
+_SLOW_DRAIN_SHARE = 0.5
+_SLOW_DRAIN_PARTS = 120
+_SLOW_DRAIN_EVERY_S = 15.0
 _PUMP_STEP = 1.1  # price factor per pump block
 _PUMP_BLOCKS = 2
 _MANIPULATION_MOVE = 1.12
@@ -51,9 +58,16 @@ def inject(
     kind: str,
     pool_name: str,
     history: bool = False,
+    between: Callable[[float], object] | None = None,
 ) -> IncidentLabel:
-    """Inject an incident of ``kind`` into the pool and return its ground-truth label;
-    ``history`` stamps its blocks in chain time instead of waiting for the wall clock."""
+    """Inject an incident of ``kind`` into the pool and return its ground-truth label.
+
+    Args:
+        history: stamp its blocks in chain time instead of waiting for the wall clock.
+        between: in history, called with the seconds of chain time to fill before each of
+            an incident's blocks that comes more than a block after the one before (a slow
+            drain's), to mine the market's normal trading there (``generate_history``).
+    """
     if kind not in INCIDENT_KINDS:
         raise ValueError(f"unknown incident kind {kind!r}; choose one of {INCIDENT_KINDS}")
     pool = deployment.pool(pool_name)
@@ -62,7 +76,7 @@ def inject(
         # One block per step, its transactions in send order (automine would give each its
         # own block, and reorder the two transactions of a V2 swap across senders).
         with evm.manual_mining(rpc):
-            return _Injector(settings, deployment, rpc, pool, history).run(kind)
+            return _Injector(settings, deployment, rpc, pool, history, between).run(kind)
     finally:
         rpc.close()
 
@@ -75,9 +89,11 @@ class _Injector:
         rpc: Rpc,
         pool: PoolInfo,
         history: bool,
+        between: Callable[[float], object] | None = None,
     ) -> None:
         self.settings = settings
         self.history = history
+        self.between = between
         self.deployment = deployment
         self.rpc = rpc
         self.pool = pool
@@ -88,6 +104,7 @@ class _Injector:
         before = self._state()
         steps, describe = {
             "liquidity-drain": self._drain,
+            "slow-drain": self._slow_drain,
             "rug-pull": self._rug_pull,
             "price-manipulation": self._price_manipulation,
             "wash-trading": self._wash_trading,
@@ -95,14 +112,19 @@ class _Injector:
         transactor = Transactor(self.rpc)
         numbers: set[int] = set()
         interval = self.settings.simulator.block_interval_s
+        every = _SLOW_DRAIN_EVERY_S if kind == "slow-drain" else interval
         for index, step in enumerate(steps):
             timestamp = None
             if self.history:
+                if index and self.between is not None and every > interval:
+                    self.between(every - interval)
                 timestamp = evm.latest_block(self.rpc)[1] + max(1, round(interval))
             elif index:
-                time.sleep(interval)
+                time.sleep(every)
             receipts = transactor.execute(step(self._state()), timestamp=timestamp)
             numbers.update(int(receipt["blockNumber"], 16) for receipt in receipts)
+            if len(steps) > 10 and (index + 1) % 20 == 0:
+                log.info("%s of %s: %d of %d blocks", kind, self.pool.name, index + 1, len(steps))
         first, last = min(numbers), max(numbers)
         first_ts, last_ts = (self._timestamp(n) for n in (first, last))
         details = describe(before, self._state())
@@ -136,6 +158,15 @@ class _Injector:
     def _drain(self, before: PoolState):
         pieces = self._team_removals(_DRAIN_SHARE, _DRAIN_BLOCKS)
         return pieces, self._removed_share
+
+    def _slow_drain(self, before: PoolState):
+        pieces = self._team_removals(_SLOW_DRAIN_SHARE, _SLOW_DRAIN_PARTS)
+
+        def describe(start: PoolState, end: PoolState) -> str:
+            minutes = _SLOW_DRAIN_PARTS * _SLOW_DRAIN_EVERY_S / 60
+            return f"{self._removed_share(start, end)} over {minutes:.0f} minutes"
+
+        return pieces, describe
 
     def _rug_pull(self, before: PoolState):
         pump_price = before.price

@@ -23,7 +23,7 @@ pytestmark = [pytest.mark.stack, pytest.mark.slow]
 # Incidents that leave a pool as it was come first: a drained or rugged pool is thin, and
 # whatever followed would be judged in that aftermath (a rugged pair's remains keep moving
 # its price) rather than on its own.
-KINDS = ("wash-trading", "price-manipulation", "liquidity-drain", "rug-pull")
+KINDS = ("wash-trading", "price-manipulation", "slow-drain", "liquidity-drain", "rug-pull")
 POOLS = ("uniswap_v3:WETH/USDC:500", "sushiswap:LINK/WETH")
 
 
@@ -54,7 +54,14 @@ def replayed(tmp_path_factory: pytest.TempPathFactory):
         labels = []
         for kind in KINDS:
             for pool in POOLS:
-                labels.append(inject(settings, deployment, kind, pool))
+                if kind == "slow-drain":
+                    # Half an hour of chain time, normal trading between its blocks.
+                    labels.append(
+                        inject(settings, deployment, kind, pool, history=True,
+                               between=lambda s: simulator.generate_history(s / 3600))
+                    )  # fmt: skip
+                else:
+                    labels.append(inject(settings, deployment, kind, pool))
                 simulator.generate_history(0.2)
         publish_chain(settings.with_deployed_factories(), once=True, record_to=work / "recording")
     finally:
@@ -109,3 +116,18 @@ def test_anomalies_name_what_deviated_and_form_threads(replayed):
     assert any(deviation.startswith("liquidity") for deviation, *_ in rows)
     assert len({alert_id for _, _, alert_id, _ in rows}) == 1  # one thread per incident
     assert all(severity in ("low", "medium", "high") for _, severity, _, _ in rows)
+
+
+def test_a_slow_drain_is_caught_long_before_it_is_done(replayed):
+    """Half of the team's liquidity in 120 parts over 30 minutes: no one window removes much,
+    the hour adds it up (liquidity_lost_1h)."""
+    _, warehouse, labels = replayed
+    for label in labels:
+        if label.kind != "slow-drain":
+            continue
+        rows = _anomalies(warehouse, label, "window_end, kind, top_features")
+        assert rows, label.dex
+        first_end, kind, top = min(rows)
+        minutes = (first_end - label.first_timestamp).total_seconds() / 60
+        assert minutes < 15, (label.dex, minutes)
+        assert kind == "liquidity-drain", (label.dex, kind, top)

@@ -7,7 +7,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-IncidentKind = Literal["liquidity-drain", "rug-pull", "price-manipulation", "wash-trading"]
+IncidentKind = Literal[
+    "liquidity-drain", "slow-drain", "rug-pull", "price-manipulation", "wash-trading"
+]
 INCIDENT_KINDS: tuple[str, ...] = IncidentKind.__args__  # type: ignore[attr-defined]
 
 

@@ -65,7 +65,11 @@ INCIDENT_LABELS = Table(
         Column("chain_id", "INT64"),
         Column("dex", "STRING"),
         Column("pool", "STRING", "Pool or pair address, lower-case hex"),
-        Column("kind", "STRING", "liquidity-drain | rug-pull | price-manipulation | wash-trading"),
+        Column(
+            "kind",
+            "STRING",
+            "liquidity-drain | slow-drain | rug-pull | price-manipulation | wash-trading",
+        ),
         Column("first_block", "INT64"),
         Column("last_block", "INT64"),
         Column("first_timestamp", "TIMESTAMP"),
