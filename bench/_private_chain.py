@@ -10,6 +10,10 @@ from infra.local import processes
 from infra.local.settings import LocalSettings, load_local_settings
 
 ROOT = Path(__file__).resolve().parent.parent
+# Every private chain of a benchmark starts at this time (2026-11-30 00:00 UTC, fixed before
+# any run was looked at): the simulator's rhythm follows chain time, so only a fixed start
+# mines the same period from the same seed on every run.
+GENESIS = 1_795_996_800
 
 
 def private_chain_settings(

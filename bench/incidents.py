@@ -7,8 +7,9 @@ tests/integration/test_false_alarms.py), with
 incidents injected into every pool in rounds of ``--gap-hours`` (pools take turns, with
 normal trading between; incident blocks as far apart as in live runs): first ``--rounds``
 rounds of the kinds that leave a pool as it was (wash trading, price manipulation,
-alternating across pools), then one round of liquidity drains and rug pulls (alternating,
-swapped in the next trial), each followed by the rest of the round as aftermath. The real
+alternating across pools), then one round of liquidity drains, rug pulls and slow drains
+(in turn across pools, shifted in the next trial), each followed by the rest of the round
+as aftermath. The real
 chain publisher records it, the real pipeline replays it in batch into a warehouse, scored by a
 first model bootstrapped from other normal traffic (another chain, another seed; the
 training `dexwatch run` does when it has no model, on blocks one slice apart instead of
@@ -42,7 +43,7 @@ from pathlib import Path
 
 import numpy as np
 from _before import score_before
-from _private_chain import private_chain_settings
+from _private_chain import GENESIS, private_chain_settings
 from _results import write_results
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -76,7 +77,7 @@ BOOTSTRAP_SEED = 21
 # 21 trials of 8 hours and 5 pools: 5 pool-weeks of scored traffic (--trials 21).
 TRIAL_SEEDS = tuple(range(31, 52))
 REVERSIBLE = ("wash-trading", "price-manipulation")
-DESTRUCTIVE = ("liquidity-drain", "rug-pull")
+DESTRUCTIVE = ("liquidity-drain", "rug-pull", "slow-drain")
 WARMUP_HOURS = 0.5
 LIVE_BLOCK_S = SimulatorSettings().block_interval_s
 
@@ -90,9 +91,9 @@ def _settings(state: Path, seed: int, model: Path) -> LocalSettings:
 
 def mine_trial(settings: LocalSettings, trial: int, rounds: int, gap_hours: float) -> list:
     """Mine one trial's period with its incidents; returns their labels."""
-    processes.start(stack.anvil_spec(settings), settings.state_dir)
+    processes.start(stack.anvil_spec(settings, GENESIS), settings.state_dir)
     try:
-        deployment = deploy_local_contracts(settings)
+        deployment = deploy_local_contracts(settings, start_timestamp=GENESIS + 1)
         deployment.save(settings.deployment_path)
         simulator = MarketSimulator(settings, deployment)
         simulator.generate_history(WARMUP_HOURS)
@@ -104,8 +105,11 @@ def mine_trial(settings: LocalSettings, trial: int, rounds: int, gap_hours: floa
             kinds = REVERSIBLE if round_ < rounds else DESTRUCTIVE
             # Pools take turns, with normal trading between: every pool keeps its baseline.
             for index, pool in enumerate(deployment.pools):
-                kind = kinds[(index + round_ + trial) % 2]
-                labels.append(inject(live_blocks, deployment, kind, pool.name, history=True))
+                kind = kinds[(index + round_ + trial) % len(kinds)]
+                labels.append(
+                    inject(live_blocks, deployment, kind, pool.name, history=True,
+                           between=lambda s: simulator.generate_history(s / 3600))
+                )  # fmt: skip
                 simulator.generate_history(gap_hours / len(deployment.pools))
             print(f"  round {round_ + 1}/{rounds + 1}: {' and '.join(kinds)}", flush=True)
         publish_chain(
@@ -225,7 +229,7 @@ def main() -> None:
         base = _settings(WORK / "bootstrap", BOOTSTRAP_SEED, model)
         print(f"bootstrapping a first model ({base.model.bootstrap_hours:g} h, seed "
               f"{BOOTSTRAP_SEED})", flush=True)  # fmt: skip
-        bootstrap_model(base, hours=base.model.bootstrap_hours)
+        bootstrap_model(base, hours=base.model.bootstrap_hours, genesis_timestamp=GENESIS)
     model_results, rule_results, trials = [], [], {}
     in_remains = {"dexwatch": 0, "rule": 0, "before": 0}
     for trial in range(args.trials):

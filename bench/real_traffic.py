@@ -45,6 +45,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 from _before import score_before
+from _private_chain import GENESIS
 from _results import write_results
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -182,7 +183,7 @@ def bootstrap(work: Path, market: Path | None) -> Path:
         model={"path": str(model)},
     )
     print(f"bootstrapping the default model ({settings.model.bootstrap_hours:g} h)", flush=True)
-    bootstrap_model(settings, hours=settings.model.bootstrap_hours)
+    bootstrap_model(settings, hours=settings.model.bootstrap_hours, genesis_timestamp=GENESIS)
     return model
 
 

@@ -34,6 +34,10 @@ HOURS = 24
 # grows).
 BLOCK_S = PipelineSettings().slice_s
 BOOTSTRAP_SEED, DAY_SEED = 21, 22
+# Both chains start at a fixed time, so that each run mines the same bootstrap and day: the
+# simulator's rhythm follows chain time, and a chain started at the wall clock drew another
+# day on every run. 2026-11-30 00:00 UTC, fixed before any run was looked at.
+GENESIS = 1_795_996_800
 
 
 @pytest.fixture(scope="module")
@@ -58,13 +62,13 @@ def normal_day(tmp_path_factory: pytest.TempPathFactory):
         },
     )
     # What `dexwatch run` trains when it has no model.
-    bootstrap_model(settings, hours=settings.model.bootstrap_hours)
+    bootstrap_model(settings, hours=settings.model.bootstrap_hours, genesis_timestamp=GENESIS)
     day = settings.model_copy(
         update={"simulator": settings.simulator.model_copy(update={"seed": DAY_SEED})}
     )
-    processes.start(stack.anvil_spec(settings), settings.state_dir)
+    processes.start(stack.anvil_spec(settings, GENESIS), settings.state_dir)
     try:
-        deployment = deploy_local_contracts(settings)
+        deployment = deploy_local_contracts(settings, start_timestamp=GENESIS + 1)
         deployment.save(settings.deployment_path)
         MarketSimulator(day, deployment).generate_history(HOURS)
         publish_chain(settings.with_deployed_factories(), once=True, record_to=work / "recording")

@@ -139,7 +139,7 @@ def test_bootstrap_registers_and_promotes_its_model(tmp_path, monkeypatch):
     settings = make_settings(tmp_path / "state")
     rows = [{**r, "window_end": f"2026-11-01T00:{i // 60:02d}:{i % 60:02d}+00:00"}
             for i, r in enumerate(chain_rows(300))]  # fmt: skip
-    monkeypatch.setattr(bootstrap, "record_history", lambda s, h, w, p: (w / "e.jsonl", s))
+    monkeypatch.setattr(bootstrap, "record_history", lambda s, h, w, p, **_: (w / "e.jsonl", s))
     monkeypatch.setattr(bootstrap, "compute_features", lambda s, e, w: rows)
     detector = bootstrap.bootstrap_model(settings, 0.5)
     registry = ModelRegistry(settings.registry_dir, CHAIN_WINDOW)

@@ -35,10 +35,17 @@ def record_history(
     workdir: Path,
     progress: Callable[[str, int, int], None],
     while_chain_runs: Callable[[LocalSettings], None] | None = None,
+    genesis_timestamp: int | None = None,
 ) -> tuple[Path, LocalSettings]:
     """Mine ``hours`` of normal history on a private anvil and record its pool events.
     Returns the recording (JSON lines) and the settings the private chain ran with;
-    ``while_chain_runs`` gets those settings before the private chain stops."""
+    ``while_chain_runs`` gets those settings before the private chain stops.
+
+    Args:
+        genesis_timestamp: start the private chain at this unix time instead of now. The
+            simulator's rhythm follows chain time, so only a fixed start mines the same
+            history from the same seed (tests and benchmarks that must repeat).
+    """
     from infra.local import processes, stack
     from infra.local.deploy import deploy_local_contracts
     from infra.local.market import MarketSimulator, with_live_blocks
@@ -66,9 +73,10 @@ def record_history(
         },
     )
     private.state_dir.mkdir(parents=True, exist_ok=True)
-    processes.start(stack.anvil_spec(private), private.state_dir)
+    processes.start(stack.anvil_spec(private, genesis_timestamp), private.state_dir)
     try:
-        deployment = deploy_local_contracts(private)
+        start = None if genesis_timestamp is None else genesis_timestamp + 1
+        deployment = deploy_local_contracts(private, start_timestamp=start)
         deployment.save(private.deployment_path)
         simulator = MarketSimulator(private, deployment)
         simulator.generate_history(
@@ -104,16 +112,20 @@ def bootstrap_model(
     hours: float,
     progress: Callable[[str, int, int], None] = lambda stage, done, total: None,
     workdir: Path | None = None,
+    genesis_timestamp: int | None = None,
 ) -> Detector:
     """Train the first detector on ``hours`` of simulated normal traffic, register it in
     the model registry and promote it (settings.model_path is the production link by
-    default; an explicit model.path gets a copy)."""
+    default; an explicit model.path gets a copy). ``genesis_timestamp``: see
+    ``record_history``."""
     from model.chain_window import TrainingParams, train_detector
     from model.registry import CHAIN_WINDOW, ModelRegistry
 
     with tempfile.TemporaryDirectory(prefix="dexwatch-bootstrap-") as scratch:
         work = workdir or Path(scratch)
-        events_file, private = record_history(settings, hours, work, progress)
+        events_file, private = record_history(
+            settings, hours, work, progress, genesis_timestamp=genesis_timestamp
+        )
         progress("features", 0, 1)
         rows = compute_features(private, events_file, work)
         progress("features", 1, 1)
