@@ -86,6 +86,9 @@ LABELS = {
     "before_real": "before_", "before_default": "before_default_",
 }  # fmt: skip
 INCIDENT_EVERY_S = 3600
+# The incidents of the hourly plan; a slow drain (half an hour, and an hour of its loss in
+# every window after it) goes alone into a copy of each held-out day, at its middle.
+HOURLY_KINDS = ("liquidity-drain", "rug-pull", "price-manipulation", "wash-trading")
 
 
 def record(recording: Recording, work: Path) -> Path:
@@ -105,7 +108,7 @@ def incident_plan(recording: Recording) -> list[tuple[int, str]]:
     plan = []
     for index in range(int(day // INCIDENT_EVERY_S)):
         at = first + INCIDENT_EVERY_S * (index + 0.5)
-        plan.append((recording.block_at(at), KINDS[index % len(KINDS)]))
+        plan.append((recording.block_at(at), HOURLY_KINDS[index % len(HOURLY_KINDS)]))
     return plan
 
 
@@ -259,6 +262,14 @@ def main() -> None:
         recording = recordings[day]
         spliced, incidents[day] = splice(recording, incident_plan(recording), SPLICE_SEEDS[day])
         events[f"{day}-spliced"] = record(spliced, WORK / f"{day}-spliced" / "recording")
+        middle = recording.block_at(
+            (recording.timestamp(recording.first_block) + recording.timestamp(recording.last_block))
+            / 2
+        )
+        slow, incidents[f"{day}-slow"] = splice(
+            recording, [(middle, "slow-drain")], SPLICE_SEEDS[day]
+        )
+        events[f"{day}-slow"] = record(slow, WORK / f"{day}-slow" / "recording")
     tuning_windows = replay_day(
         events[TUNING_DAY], WORK / TUNING_DAY / "default", models["default"]
     )
@@ -310,10 +321,12 @@ def main() -> None:
             }
         outcomes = []
         for day in HELD_OUT_DAYS:
-            windows, flagged, threads = by_recording[f"{day}-spliced"]
-            outcomes += detection(
-                windows, flagged, settings, incidents[day], recordings[day].pool.address, threads
-            ).outcomes
+            for name, spliced_as in ((day, f"{day}-spliced"), (f"{day}-slow", f"{day}-slow")):
+                windows, flagged, threads = by_recording[spliced_as]
+                outcomes += detection(
+                    windows, flagged, settings, incidents[name], recordings[day].pool.address,
+                    threads,
+                ).outcomes  # fmt: skip
         figures.update(
             spliced_figures(label, outcomes, recordings[HELD_OUT_DAYS[0]].pool.block_time_s)
         )
@@ -350,9 +363,15 @@ def spliced_figures(label: str, outcomes: list, block_s: float) -> dict[str, dic
     }
     for kind in KINDS:
         of_kind = [o for o in outcomes if o.kind == kind]
-        figures[f"{label}spliced_recall_{kind.replace('-', '_')}"] = {
+        name = kind.replace("-", "_")
+        figures[f"{label}spliced_recall_{name}"] = {
             "value": round(sum(o.detected for o in of_kind) / len(of_kind), 4),
             "unit": f"share of {len(of_kind)}",
+        }
+        kind_delays = [o.delay_s for o in of_kind if o.delay_s is not None]
+        figures[f"{label}median_delay_blocks_{name}"] = {
+            "value": round(float(np.median(kind_delays)) / block_s, 1) if kind_delays else None,
+            "unit": "blocks from the incident's first block to its first alert's window end",
         }
     return figures
 

@@ -86,8 +86,10 @@ class PoolSlices:
     horizon: int = 0  # updates of slices that start before this come too late
     # The newest slice pruned: the pool's last known state for windows after a silence.
     carry: SliceSummary | None = None
-    # (start, liquidity step) of the pruned slices of the last hour, in time order.
+    # (start, liquidity step) of the pruned slices of the last hour, in time order, and the
+    # pool's liquidity level after the carry (horizon.hour_steps).
     steps: list[tuple[int, float]] = dataclasses.field(default_factory=list)
+    level: float | None = None
 
 
 def guarded_row(
@@ -195,7 +197,7 @@ class PoolWindowsFn(beam.DoFn):
         s = self._settings
         ordered = sorted((held for _, held in known.slices.values()), key=lambda x: x.start)
         # The pruned slices' steps come before those of the slices in state.
-        steps = [*known.steps, *hour_steps(ordered, known.carry)]
+        steps = [*known.steps, *hour_steps(ordered, known.carry, known.level)[0]]
         first_end = self._first_end(key)
         for window_end in window_ends:
             if window_end < first_end:
@@ -232,7 +234,8 @@ class PoolWindowsFn(beam.DoFn):
             key=lambda x: x.start,
         )
         if dropped:
-            known.steps += hour_steps(dropped, known.carry)
+            pruned, known.level = hour_steps(dropped, known.carry, known.level)
+            known.steps += pruned
             # The newest slice that leaves keeps the pool's state for its next windows.
             known.carry = dropped[-1]
         # Windows still to come end after first_needed: they look back an hour from there.
@@ -252,7 +255,7 @@ def pool_windows(element, s: PipelineSettings):
     span = (s.current_slices + s.baseline_slices) * s.slice_s
     first_end = ordered[0].start + s.slice_s
     last_end = ordered[-1].start + span
-    steps = hour_steps(ordered)
+    steps, _ = hour_steps(ordered)
     step_starts = [start for start, _ in steps]
     low = high = 0
     for window_end in range(first_end, last_end + 1, s.slice_s):

@@ -1,6 +1,7 @@
-"""Incidents spliced into a recorded day of a real V3 pool: the logs a drain, a rug pull, a
-price manipulation or a wash-trading burst would leave, written from the pool's own state
-(price, tick and in-range liquidity of its last swap) at the block they go into.
+"""Incidents spliced into a recorded day of a real V3 pool: the logs a drain, a slow drain,
+a rug pull, a price manipulation or a wash-trading burst would leave, written from the
+pool's own state (price, tick and in-range liquidity of its last swap) at the block they go
+into.
 
     spliced, incidents = splice(recording, [(block, "liquidity-drain"), ...], seed=7)
 
@@ -21,7 +22,9 @@ from eth_utils import keccak
 
 from infra.local.recorded_chain import Recording, RecordingError, abi_word, block_hash
 
-KINDS = ("liquidity-drain", "rug-pull", "price-manipulation", "wash-trading")
+KINDS = ("liquidity-drain", "slow-drain", "rug-pull", "price-manipulation", "wash-trading")
+_SLOW_DRAIN_PARTS = 120
+_SLOW_DRAIN_EVERY_S = 15
 
 _SWAP = "0x" + keccak(text="Swap(address,address,int256,int256,uint160,uint128,int24)").hex()
 _BURN = "0x" + keccak(text="Burn(address,int24,int24,uint128,uint256,uint256)").hex()
@@ -141,6 +144,18 @@ def _incident_logs(
             writer.burn(block + step, attacker, per_step)
         writer.swap(block + steps, victim, 1 + rng.uniform(-0.002, 0.002))
         return writer.logs, block + steps, share
+    if kind == "slow-drain":
+        # About half the pool's in-range liquidity in 120 Burns, one every 15 s for half an
+        # hour. The real swaps between them report the liquidity the pool really had, so
+        # each Burn takes its share of that: of the level the pipeline measures it against.
+        share = rng.uniform(0.4, 0.6)
+        per_part = 1 - (1 - share) ** (1 / _SLOW_DRAIN_PARTS)
+        start, last = recording.timestamp(block), block - 1
+        for part in range(_SLOW_DRAIN_PARTS):
+            last = max(last + 1, recording.block_at(start + part * _SLOW_DRAIN_EVERY_S))
+            writer.state = _state_before(recording, last)
+            writer.burn(last, attacker, per_part)
+        return writer.logs, last, share
     if kind == "rug-pull":
         share = rng.uniform(0.95, 0.99)
         writer.burn(block, attacker, share)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import ast
 import collections
 import csv
+import math
 from datetime import datetime
 
 import httpx
@@ -14,6 +15,7 @@ import pytest
 from eth_utils import keccak
 
 from dexwatch.core.features.chain import summarize_slice, window_features
+from dexwatch.core.features.horizon import hour_steps
 from dexwatch.core.schemas.pool_event import PoolEvent
 from dexwatch.core.settings import Settings
 from infra.local.recorded_chain import (
@@ -169,3 +171,31 @@ def test_spliced_incidents_are_real_logs_that_read_as_their_incident(tmp_path):
     window = window_features(slices, start + 4 * slice_s, slice_s, 4)
     assert window is not None
     assert window["liquidity_removed_share"] == pytest.approx(drain.size, rel=1e-6)
+
+
+def test_a_spliced_slow_drain_takes_its_share_of_the_real_level_over_half_an_hour(tmp_path):
+    recording = open_recording(QUIET_DAY)
+    block = int(recording.logs[len(recording.logs) // 2]["blockNumber"], 16) + 1
+    spliced, (drain,) = splice(recording, [(block, "slow-drain")], seed=3)
+    burns = [log for log in spliced.logs if log["transactionHash"] not in
+             {real["transactionHash"] for real in recording.logs}]  # fmt: skip
+    assert len(burns) == 120 and 0.4 <= drain.size <= 0.6
+    assert drain.last_timestamp - drain.first_timestamp == pytest.approx(119 * 15, abs=2 * 119)
+    with RecordedChainNode(spliced) as node:
+        run(node.following(Settings(state_dir=tmp_path / "state")), once=True,
+            record_to=tmp_path / "recording")  # fmt: skip
+    lines = (tmp_path / "recording" / "pool-events.jsonl").read_bytes().splitlines()
+    events = [PoolEvent.from_json(line) for line in lines[1:]]
+    # Each Burn takes its share of the in-range liquidity the pool's real swaps last
+    # reported; between two real swaps the features carry the level down with the Burns, so
+    # the later Burns of a stretch weigh a little more: the steps of the slices that hold
+    # them multiply up to about the drain's size.
+    hashes = {burn["transactionHash"] for burn in burns}
+    slices: dict[int, list[PoolEvent]] = {}
+    for event in events:
+        slices.setdefault(event.block_timestamp // 15 * 15, []).append(event)
+    drained = {t for t, group in slices.items() if any(e.tx_hash in hashes for e in group)}
+    ordered = [summarize_slice(recording.pool.address, t, slices[t]) for t in sorted(slices)]
+    steps = [step for start, step in hour_steps(ordered)[0] if start in drained]
+    assert len(drained) >= 110
+    assert 1 - math.exp(sum(steps)) == pytest.approx(drain.size, rel=0.05)

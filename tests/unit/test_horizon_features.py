@@ -96,7 +96,7 @@ def test_providers_moving_liquidity_within_the_hour_and_jit_blocks_lose_nothing(
     assert sum(row["liquidity_lost_1h"] > 1e-9 for row in rows) <= 27 * 5
     # Each move is a step down then a step back up, each a share of the level before it.
     slices = [summarize_slice(POOL, T0 + SLICE_S * b.number, b.events) for b in blocks]
-    steps = [step for _, step in hour_steps(slices)]
+    steps = [step for _, step in hour_steps(slices)[0]]
     assert len(steps) == 2 * 27
     assert steps[0] == pytest.approx(np.log(1 - 1 / 3), rel=1e-6)
 
@@ -125,3 +125,12 @@ def test_the_hour_looks_back_one_hour_only():
     after = [v for end, v in lost.items() if end > burn_end - SLICE_S + 3600]
     assert len(within) > 50 and within == pytest.approx([0.3] * len(within))
     assert after and set(after) == {0.0}
+
+
+def test_burns_between_a_quiet_pools_swaps_count_against_the_level_they_left():
+    # No swap reports the level between the Burns: it carries over, moved by each of them.
+    blocks = [Block(n).swap() for n in range(5)]
+    blocks += [Block(n).burn(LP, *WIDE, LEVEL // 10) for n in range(5, 9)]
+    blocks.append(Block(9).swap(liquidity=LEVEL * 6 // 10))
+    last = rows_of(blocks)[-1]
+    assert last["liquidity_lost_1h"] == pytest.approx(0.4)

@@ -27,7 +27,9 @@ LIQUIDITY_HORIZON_S = 3600
 _LEAST_KEPT = 1e-6
 
 
-def liquidity_step(previous: SliceSummary | None, summary: SliceSummary) -> float:
+def liquidity_step(
+    previous: SliceSummary | None, summary: SliceSummary, level: float | None = None
+) -> float:
     """log(the pool's liquidity after the slice over its liquidity before it), from the
     slice's Mints and Burns.
 
@@ -35,30 +37,48 @@ def liquidity_step(previous: SliceSummary | None, summary: SliceSummary) -> floa
         previous: the pool's slice before this one (any time before). Without one the step is
             0: the first slice seen is the pool's launch, or the first of a replay, and its
             Mints have no level before them to be a share of.
+        level: the pool's liquidity after ``previous`` when no swap of ``previous`` or of
+            this slice says it (a V3 pool's level comes with its swaps only): see
+            ``hour_steps``.
     """
     if previous is None:
         return 0.0
     added, removed = liquidity_changes([previous], [summary])
     if added == removed:
         return 0.0
-    level = liquidity_before([previous], [summary])
-    if not level:
+    before = liquidity_before([previous], [summary]) or level
+    if not before:
         return 0.0
-    return math.log(max(1.0 + (added - removed) / level, _LEAST_KEPT))
+    return math.log(max(1.0 + (added - removed) / before, _LEAST_KEPT))
 
 
 def hour_steps(
-    ordered: Sequence[SliceSummary], previous: SliceSummary | None = None
-) -> list[tuple[int, float]]:
+    ordered: Sequence[SliceSummary],
+    previous: SliceSummary | None = None,
+    level: float | None = None,
+) -> tuple[list[tuple[int, float]], float | None]:
     """(slice start, step) of each slice of ``ordered`` (in time order) that changed the
-    pool's liquidity; ``previous``: the pool's slice before the first."""
+    pool's liquidity, and the pool's level after the last slice.
+
+    A slice without a swap reports no level: the level carries over from the last one
+    reported, moved by the steps since, so that Burns between a quiet pool's swaps are
+    each a share of what the pool held then.
+
+    Args:
+        previous: the pool's slice before the first, if any.
+        level: the pool's level after ``previous`` (the level this returned for it).
+    """
     steps = []
     for summary in ordered:
-        step = liquidity_step(previous, summary)
+        step = liquidity_step(previous, summary, level)
         if step:
             steps.append((summary.start, step))
+        if summary.last_liquidity:
+            level = summary.last_liquidity
+        elif level:
+            level *= math.exp(step)
         previous = summary
-    return steps
+    return steps, level
 
 
 def steps_before(steps: Sequence[tuple[int, float]], window_end: int) -> list[float]:
