@@ -11,7 +11,6 @@ dexwatch.core.features.horizon).
 
 from __future__ import annotations
 
-import bisect
 import dataclasses
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -256,7 +255,6 @@ def pool_windows(element, s: PipelineSettings):
     first_end = ordered[0].start + s.slice_s
     last_end = ordered[-1].start + span
     steps, _ = hour_steps(ordered)
-    step_starts = [start for start, _ in steps]
     low = high = 0
     for window_end in range(first_end, last_end + 1, s.slice_s):
         while high < len(ordered) and ordered[high].start < window_end:
@@ -264,9 +262,5 @@ def pool_windows(element, s: PipelineSettings):
         while ordered[low].start < window_end - span:
             low += 1
         carry = ordered[low - 1] if low else None
-        hour = slice(
-            bisect.bisect_left(step_starts, window_end - LIQUIDITY_HORIZON_S),
-            bisect.bisect_left(step_starts, window_end),
-        )
-        hour_of_steps = [step for _, step in steps[hour]]
-        yield from guarded_row(key, window_end, ordered[low:high], s, carry, hour_of_steps)
+        hour = steps_before(steps, window_end)
+        yield from guarded_row(key, window_end, ordered[low:high], s, carry, hour)

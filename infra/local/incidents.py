@@ -102,7 +102,7 @@ class _Injector:
 
     def run(self, kind: str) -> IncidentLabel:
         before = self._state()
-        steps, describe = {
+        steps, describe, every_s = {
             "liquidity-drain": self._drain,
             "slow-drain": self._slow_drain,
             "rug-pull": self._rug_pull,
@@ -112,7 +112,7 @@ class _Injector:
         transactor = Transactor(self.rpc)
         numbers: set[int] = set()
         interval = self.settings.simulator.block_interval_s
-        every = _SLOW_DRAIN_EVERY_S if kind == "slow-drain" else interval
+        every = every_s or interval
         for index, step in enumerate(steps):
             timestamp = None
             if self.history:
@@ -153,11 +153,12 @@ class _Injector:
         block = self.rpc.call("eth_getBlockByNumber", hex(number), False)
         return int(block["timestamp"], 16)
 
-    # --- kinds: each returns its steps and how to describe the outcome ---------------------
+    # --- kinds: each returns its steps, how to describe the outcome, and the seconds between
+    # its blocks (None: a block interval) ------------------------------------------------
 
     def _drain(self, before: PoolState):
         pieces = self._team_removals(_DRAIN_SHARE, _DRAIN_BLOCKS)
-        return pieces, self._removed_share
+        return pieces, self._removed_share, None
 
     def _slow_drain(self, before: PoolState):
         pieces = self._team_removals(_SLOW_DRAIN_SHARE, _SLOW_DRAIN_PARTS)
@@ -166,7 +167,7 @@ class _Injector:
             minutes = _SLOW_DRAIN_PARTS * _SLOW_DRAIN_EVERY_S / 60
             return f"{self._removed_share(start, end)} over {minutes:.0f} minutes"
 
-        return pieces, describe
+        return pieces, describe, _SLOW_DRAIN_EVERY_S
 
     def _rug_pull(self, before: PoolState):
         pump_price = before.price
@@ -181,7 +182,7 @@ class _Injector:
             pump = (ratio if self._base_is_token0 else 1 / ratio) - 1
             return f"pumped the base token {pump:.0%}, then {self._removed_share(start, end)}"
 
-        return steps, describe
+        return steps, describe, None
 
     def _price_manipulation(self, before: PoolState):
         moved = before.price * _MANIPULATION_MOVE
@@ -196,7 +197,7 @@ class _Injector:
                 f"back (now {end.price / start.price - 1:+.1%} from the start)"
             )
 
-        return steps, describe
+        return steps, describe, None
 
     def _wash_trading(self, before: PoolState):
         simulator = self.settings.simulator
@@ -228,7 +229,7 @@ class _Injector:
                 f"{_WASH_VOLUME_MULTIPLE}x the pool's normal volume"
             )
 
-        return [step] * _WASH_BLOCKS, describe
+        return [step] * _WASH_BLOCKS, describe, None
 
     # --- building blocks --------------------------------------------------------------------
 

@@ -15,6 +15,7 @@ steps in the same order, so both give the same number to the last bit.
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections.abc import Sequence
 
@@ -83,4 +84,10 @@ def hour_steps(
 
 def steps_before(steps: Sequence[tuple[int, float]], window_end: int) -> list[float]:
     """The steps (of ``hour_steps``, in time order) of the hour before ``window_end``."""
-    return [step for start, step in steps if window_end - LIQUIDITY_HORIZON_S <= start < window_end]
+    first = bisect.bisect_left(steps, window_end - LIQUIDITY_HORIZON_S, key=_start)
+    last = bisect.bisect_left(steps, window_end, key=_start)
+    return [step for _, step in steps[first:last]]
+
+
+def _start(step: tuple[int, float]) -> int:
+    return step[0]
