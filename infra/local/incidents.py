@@ -6,17 +6,24 @@ Each kind is a short sequence of blocks, each built from the pool's state when i
   70% of its position out over three blocks.
 - slow-drain: the team takes half of its position out in 120 equal parts, one every 15 s:
   30 minutes in which no one-minute window removes more than an ordinary provider's exit.
+- quiet-pool-drain: the pool is left without a trade for 10 minutes, then the team takes 70%
+  of its position out in one block.
 - rug-pull: an adversary pumps the base token about 20% over two blocks, then the team
   removes all of its liquidity.
+- fresh-pool-rug: the team launches a new token and a pool of it against the named pool's
+  quote token, on the same DEX; an adversary buys it up about 60% over six blocks, 15 s
+  apart, and the team removes all of its liquidity about two minutes after the launch.
 - price-manipulation: one swap moves the price 12%, the next block swaps it back.
 - wash-trading: for 15 blocks the two colluding adversaries trade the same amount back and
   forth, 20 times the pool's normal volume for that time.
 
 Blocks are mined with wall-clock timestamps, ``simulator.block_interval_s`` apart (a slow
-drain's, 15 s apart), so the injector runs beside the live simulator without pushing the chain
-clock ahead. Into a history run (``history=True``) they are mined at once, stamped that far
-apart after the latest block; ``between`` may mine the market's normal trading in the gaps of
-an incident that takes longer than a few blocks.
+drain's and a fresh pool's, 15 s apart), so the injector runs beside the live simulator
+without pushing the chain clock ahead. Into a history run (``history=True``) they are mined at
+once, stamped that far apart after the latest block; ``between`` may mine the market's normal
+trading in the gaps of an incident that takes longer than a few blocks, and the silence before
+a quiet pool's drain. Beside the live simulator, a quiet pool's drain needs a pool that has
+not traded for 10 minutes (stop ``dexwatch simulate`` first), and says so otherwise.
 """
 
 from __future__ import annotations
@@ -24,12 +31,14 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from dexwatch.core.schemas.labels import INCIDENT_KINDS, IncidentLabel
 from infra.local import evm
-from infra.local.deployment import LocalDeployment, PoolInfo
+from infra.local.artifacts import load_artifact
+from infra.local.deployment import LocalDeployment, PoolInfo, TokenInfo
 from infra.local.evm import PoolState, Rpc, Transactor, Tx
 from infra.local.settings import LocalSettings
 
@@ -40,16 +49,39 @@ _DRAIN_BLOCKS = 3
 _SLOW_DRAIN_SHARE = 0.5
 _SLOW_DRAIN_PARTS = 120
 _SLOW_DRAIN_EVERY_S = 15.0
+_QUIET_S = 600.0
 _PUMP_STEP = 1.1  # price factor per pump block
 _PUMP_BLOCKS = 2
 _MANIPULATION_MOVE = 1.12
 _WASH_BLOCKS = 15
 _WASH_VOLUME_MULTIPLE = 20
 _WASH_SWAPS_PER_BLOCK = 4  # alternating buy and sell: the price ends where it started
+# A fresh scam pool: $200k deep at launch, a cent a token, bought up 8 % a block.
+_FRESH_DEPTH_USD = 200_000.0
+_FRESH_USD_PRICE = 0.01
+_FRESH_FEE = 3000
+_FRESH_PUMP_STEP = 1.08
+_FRESH_PUMP_BLOCKS = 6
+_FRESH_EVERY_S = 15.0
+_GAS_CREATE = 15_000_000
+_GAS_SMALL = 200_000
 
-# A step builds one block's transactions from the pool's state just before it, and may
-# describe what it did for the label.
+# A step builds one block's transactions from the pool's state just before it.
 _Step = Callable[[PoolState], list[Tx]]
+# Fills seconds of chain time with the market's normal trading, leaving the named pools silent.
+Between = Callable[[float, Collection[str]], object]
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """One incident: its blocks' steps, how to describe its outcome (from the pool's state
+    before and after), the seconds between its blocks (None: a block interval), and how
+    long its pool must have been silent before it."""
+
+    steps: list[_Step]
+    describe: Callable[[PoolState, PoolState], str]
+    every_s: float | None = None
+    quiet_before_s: float = 0.0
 
 
 def inject(
@@ -58,15 +90,17 @@ def inject(
     kind: str,
     pool_name: str,
     history: bool = False,
-    between: Callable[[float], object] | None = None,
+    between: Between | None = None,
 ) -> IncidentLabel:
-    """Inject an incident of ``kind`` into the pool and return its ground-truth label.
+    """Inject an incident of ``kind`` into the pool and return its ground-truth label (a
+    fresh-pool rug's label names the pool it launched, beside ``pool_name``).
 
     Args:
         history: stamp its blocks in chain time instead of waiting for the wall clock.
         between: in history, called with the seconds of chain time to fill before each of
             an incident's blocks that comes more than a block after the one before (a slow
-            drain's), to mine the market's normal trading there (``generate_history``).
+            drain's), and with the pool to leave silent before a quiet pool's drain
+            (``MarketSimulator.fill``).
     """
     if kind not in INCIDENT_KINDS:
         raise ValueError(f"unknown incident kind {kind!r}; choose one of {INCIDENT_KINDS}")
@@ -89,7 +123,7 @@ class _Injector:
         rpc: Rpc,
         pool: PoolInfo,
         history: bool,
-        between: Callable[[float], object] | None = None,
+        between: Between | None = None,
     ) -> None:
         self.settings = settings
         self.history = history
@@ -99,35 +133,37 @@ class _Injector:
         self.pool = pool
         self.team = deployment.accounts.deployer
         self.adversaries = deployment.accounts.adversaries
+        self.transactor = Transactor(rpc)
+        self.blocks: set[int] = set()
 
     def run(self, kind: str) -> IncidentLabel:
-        before = self._state()
-        steps, describe, every_s = {
+        plan = {
             "liquidity-drain": self._drain,
             "slow-drain": self._slow_drain,
+            "quiet-pool-drain": self._quiet_pool_drain,
             "rug-pull": self._rug_pull,
+            "fresh-pool-rug": self._fresh_pool_rug,
             "price-manipulation": self._price_manipulation,
             "wash-trading": self._wash_trading,
-        }[kind](before)
-        transactor = Transactor(self.rpc)
-        numbers: set[int] = set()
+        }[kind]()
+        if plan.quiet_before_s:
+            self._wait_for_quiet(plan.quiet_before_s)
+        before = self._state()
         interval = self.settings.simulator.block_interval_s
-        every = every_s or interval
-        for index, step in enumerate(steps):
-            timestamp = None
-            if self.history:
-                if index and self.between is not None and every > interval:
-                    self.between(every - interval)
-                timestamp = evm.latest_block(self.rpc)[1] + max(1, round(interval))
-            elif index:
+        every = plan.every_s or interval
+        for index, step in enumerate(plan.steps):
+            if index and self.history and self.between is not None and every > interval:
+                self.between(every - interval, ())
+            elif index and not self.history:
                 time.sleep(every)
-            receipts = transactor.execute(step(self._state()), timestamp=timestamp)
-            numbers.update(int(receipt["blockNumber"], 16) for receipt in receipts)
-            if len(steps) > 10 and (index + 1) % 20 == 0:
-                log.info("%s of %s: %d of %d blocks", kind, self.pool.name, index + 1, len(steps))
-        first, last = min(numbers), max(numbers)
+            self._mine(step(self._state()))
+            if len(plan.steps) > 10 and (index + 1) % 20 == 0:
+                log.info(
+                    "%s of %s: %d of %d blocks", kind, self.pool.name, index + 1, len(plan.steps)
+                )
+        first, last = min(self.blocks), max(self.blocks)
         first_ts, last_ts = (self._timestamp(n) for n in (first, last))
-        details = describe(before, self._state())
+        details = plan.describe(before, self._state())
         label = IncidentLabel(
             label_id=IncidentLabel.make_id(
                 self.deployment.chain_id, self.pool.address, kind, first
@@ -146,6 +182,40 @@ class _Injector:
         log.info("injected %s into %s: %s", kind, self.pool.name, details)
         return label
 
+    def _mine(self, txs: list[Tx]) -> list[dict]:
+        """Mine ``txs`` in one block of the incident (in history, a block interval after the
+        latest block; else at the wall clock)."""
+        timestamp = None
+        if self.history:
+            interval = self.settings.simulator.block_interval_s
+            timestamp = evm.latest_block(self.rpc)[1] + max(1, round(interval))
+        receipts = self.transactor.execute(txs, timestamp=timestamp)
+        self.blocks.update(int(receipt["blockNumber"], 16) for receipt in receipts)
+        return receipts
+
+    def _wait_for_quiet(self, seconds: float) -> None:
+        """In history, fill ``seconds`` with the market's trading in every pool but this one;
+        beside the live simulator, check that the pool has been silent that long."""
+        if self.history:
+            if self.between is None:
+                raise ValueError("a quiet pool's drain in history needs ``between``")
+            self.between(seconds, (self.pool.name,))
+            return
+        number, now = evm.latest_block(self.rpc)
+        logs = self.rpc.call(
+            "eth_getLogs",
+            {"address": self.pool.address, "fromBlock": hex(max(0, number - 5000)),
+             "toBlock": hex(number)},
+        )  # fmt: skip
+        if logs:
+            silent_s = now - self._timestamp(int(logs[-1]["blockNumber"], 16))
+            if silent_s < seconds:
+                raise ValueError(
+                    f"{self.pool.name} last traded {silent_s} s ago; a quiet pool's drain "
+                    f"needs it silent for {seconds:.0f} s: stop `dexwatch simulate` and wait, "
+                    "or choose a quieter pool"
+                )
+
     def _state(self) -> PoolState:
         return evm.read_pools(self.rpc, [self.pool])[self.pool.name]
 
@@ -153,42 +223,57 @@ class _Injector:
         block = self.rpc.call("eth_getBlockByNumber", hex(number), False)
         return int(block["timestamp"], 16)
 
-    # --- kinds: each returns its steps, how to describe the outcome, and the seconds between
-    # its blocks (None: a block interval) ------------------------------------------------
+    # --- kinds: each returns its plan --------------------------------------------------------
 
-    def _drain(self, before: PoolState):
-        pieces = self._team_removals(_DRAIN_SHARE, _DRAIN_BLOCKS)
-        return pieces, self._removed_share, None
+    def _drain(self) -> _Plan:
+        return _Plan(self._team_removals(_DRAIN_SHARE, _DRAIN_BLOCKS), self._removed_share)
 
-    def _slow_drain(self, before: PoolState):
-        pieces = self._team_removals(_SLOW_DRAIN_SHARE, _SLOW_DRAIN_PARTS)
-
+    def _slow_drain(self) -> _Plan:
         def describe(start: PoolState, end: PoolState) -> str:
             minutes = _SLOW_DRAIN_PARTS * _SLOW_DRAIN_EVERY_S / 60
             return f"{self._removed_share(start, end)} over {minutes:.0f} minutes"
 
-        return pieces, describe, _SLOW_DRAIN_EVERY_S
+        pieces = self._team_removals(_SLOW_DRAIN_SHARE, _SLOW_DRAIN_PARTS)
+        return _Plan(pieces, describe, every_s=_SLOW_DRAIN_EVERY_S)
 
-    def _rug_pull(self, before: PoolState):
-        pump_price = before.price
-        steps: list[_Step] = []
-        for _ in range(_PUMP_BLOCKS):
-            pump_price *= _PUMP_STEP if self._base_is_token0 else 1 / _PUMP_STEP
-            steps.append(self._move_to(pump_price, self.adversaries[0]))
+    def _quiet_pool_drain(self) -> _Plan:
+        def describe(start: PoolState, end: PoolState) -> str:
+            return f"after {_QUIET_S / 60:.0f} silent minutes, {self._removed_share(start, end)}"
+
+        pieces = self._team_removals(_DRAIN_SHARE, 1)
+        return _Plan(pieces, describe, quiet_before_s=_QUIET_S)
+
+    def _rug_pull(self) -> _Plan:
+        start_price = self._state().price
+        steps = self._pump(start_price, _PUMP_STEP, _PUMP_BLOCKS)
         steps += self._team_removals(1.0, 1)
+        pumped = _PUMP_STEP**_PUMP_BLOCKS - 1
 
         def describe(start: PoolState, end: PoolState) -> str:
-            ratio = pump_price / start.price
-            pump = (ratio if self._base_is_token0 else 1 / ratio) - 1
-            return f"pumped the base token {pump:.0%}, then {self._removed_share(start, end)}"
+            return f"pumped the base token {pumped:.0%}, then {self._removed_share(start, end)}"
 
-        return steps, describe, None
+        return _Plan(steps, describe)
 
-    def _price_manipulation(self, before: PoolState):
-        moved = before.price * _MANIPULATION_MOVE
+    def _fresh_pool_rug(self) -> _Plan:
+        launched = self._launch_fresh_pool()
+        steps = self._pump(self._state().price, _FRESH_PUMP_STEP, _FRESH_PUMP_BLOCKS)
+        steps += self._team_removals(1.0, 1)
+        pumped = _FRESH_PUMP_STEP**_FRESH_PUMP_BLOCKS - 1
+
+        def describe(start: PoolState, end: PoolState) -> str:
+            return (
+                f"{launched}; pumped its token {pumped:.0%} over {_FRESH_PUMP_BLOCKS} blocks, then "
+                f"{self._removed_share(start, end)}"
+            )
+
+        return _Plan(steps, describe, every_s=_FRESH_EVERY_S)
+
+    def _price_manipulation(self) -> _Plan:
+        price = self._state().price
+        moved = price * _MANIPULATION_MOVE
         steps = [
             self._move_to(moved, self.adversaries[0]),
-            self._move_to(before.price, self.adversaries[0]),
+            self._move_to(price, self.adversaries[0]),
         ]
 
         def describe(start: PoolState, end: PoolState) -> str:
@@ -197,9 +282,9 @@ class _Injector:
                 f"back (now {end.price / start.price - 1:+.1%} from the start)"
             )
 
-        return steps, describe, None
+        return _Plan(steps, describe)
 
-    def _wash_trading(self, before: PoolState):
+    def _wash_trading(self) -> _Plan:
         simulator = self.settings.simulator
         mean_trade = simulator.trade_usd_median * math.exp(simulator.trade_usd_sigma**2 / 2)
         normal_usd_per_s = simulator.swaps_per_minute / 60 * mean_trade
@@ -229,7 +314,7 @@ class _Injector:
                 f"{_WASH_VOLUME_MULTIPLE}x the pool's normal volume"
             )
 
-        return [step] * _WASH_BLOCKS, describe, None
+        return _Plan([step] * _WASH_BLOCKS, describe)
 
     # --- building blocks --------------------------------------------------------------------
 
@@ -242,6 +327,86 @@ class _Injector:
     def _usd_price(self, symbol: str) -> float:
         prices = evm.usd_prices(self.deployment, evm.read_pools(self.rpc, self.deployment.pools))
         return prices[symbol]
+
+    def _pump(self, price: float, factor: float, blocks: int) -> list[_Step]:
+        """Steps in which an adversary buys the base token up by ``factor`` a block."""
+        steps = []
+        for _ in range(blocks):
+            price *= factor if self._base_is_token0 else 1 / factor
+            steps.append(self._move_to(price, self.adversaries[0]))
+        return steps
+
+    def _launch_fresh_pool(self) -> str:
+        """Deploy a new token and a pool of it against this pool's quote token, on its DEX,
+        with the team's liquidity; this injector works on the new pool from then on.
+        Returns what it launched, in words."""
+        quote = "USDC" if "USDC" in (self.pool.token0, self.pool.token1) else "WETH"
+        quote_usd = self._usd_price(quote)
+        code = load_artifact(self.settings.local.node_modules, "ERC20PresetMinterPauser").bytecode
+        symbol = f"RUG{evm.latest_block(self.rpc)[0] + 1}"
+        creation = Tx(
+            self.team, None,
+            code + evm.encode_args(["string", "string"], f"Fresh {symbol}", symbol), _GAS_CREATE,
+        )  # fmt: skip
+        (receipt,) = self._mine([creation])
+        token = TokenInfo(
+            symbol=symbol, address=receipt["contractAddress"].lower(), decimals=18,
+            initial_usd_price=_FRESH_USD_PRICE,
+        )  # fmt: skip
+        deployment = self.deployment.model_copy(
+            update={"tokens": {**self.deployment.tokens, symbol: token}}
+        )
+        factory = next(f for f in deployment.factories if f.dex == self.pool.dex).address
+        quote_token = deployment.tokens[quote]
+        manager = deployment.periphery["v3_position_manager"]
+        txs = [
+            Tx(self.team, token.address, evm.encode_call("mint(address,uint256)", self.team,
+               evm.units(token, 10 * _FRESH_DEPTH_USD / _FRESH_USD_PRICE)), _GAS_SMALL),
+            Tx(self.team, token.address,
+               evm.encode_call("approve(address,uint256)", manager, 2**256 - 1), _GAS_SMALL),
+        ]  # fmt: skip
+        pair = (token.address, quote_token.address)
+        protocol = "v3" if self.pool.protocol == "v3" else "v2"
+        if protocol == "v3":
+            create = evm.encode_call("createPool(address,address,uint24)", *pair, _FRESH_FEE)
+            lookup = evm.encode_call("getPool(address,address,uint24)", *pair, _FRESH_FEE)
+        else:
+            create = evm.encode_call("createPair(address,address)", *pair)
+            lookup = evm.encode_call("getPair(address,address)", *pair)
+        self._mine([*txs, Tx(self.team, factory, create, 6_000_000)])
+        (raw,) = evm.eth_calls(self.rpc, [(factory, lookup)])
+        token0, token1 = sorted((symbol, quote), key=lambda s: deployment.tokens[s].address)
+        pool = PoolInfo(
+            name=f"{self.pool.dex}:{symbol}/{quote}" + (f":{_FRESH_FEE}" * (protocol == "v3")),
+            dex=self.pool.dex, protocol=protocol, address=evm.decode(["address"], raw)[0].lower(),
+            token0=token0, token1=token1, fee=_FRESH_FEE if protocol == "v3" else None,
+        )  # fmt: skip
+        self.deployment = deployment.model_copy(update={"pools": [*deployment.pools, pool]})
+        self.pool = pool
+        # The team's liquidity at a cent a token: half the depth on each side, in V3 over
+        # the same wide range as the deployment's.
+        usd = {symbol: _FRESH_USD_PRICE, quote: quote_usd}
+        amounts = [
+            evm.units(deployment.tokens[s], _FRESH_DEPTH_USD / 2 / usd[s]) for s in (token0, token1)
+        ]
+        if protocol == "v3":
+            price = usd[token0] / usd[token1]
+            spacing = evm.TICK_SPACING[_FRESH_FEE]
+            width = math.log(4.0) / math.log(1.0001)
+            lower, upper = (
+                evm.aligned_tick(evm.tick_of(price) + w, spacing) for w in (-width, width)
+            )
+            init = evm.encode_call("initialize(uint160)", evm.sqrt_price_x96(price))
+            liquidity = [
+                Tx(self.team, pool.address, init, _GAS_SMALL),
+                evm.v3_mint(self.deployment, pool, self.team, lower, upper, *amounts),
+            ]
+        else:
+            liquidity = evm.v2_add(self.deployment, pool, self.team, *amounts)
+        self._mine(liquidity)
+        # The incident starts with the pump, as a rug pull's does: a launch is not abnormal.
+        self.blocks.clear()
+        return f"launched {pool.name} at ${_FRESH_USD_PRICE} a token, ${_FRESH_DEPTH_USD:,.0f} deep"
 
     def _move_to(self, price: float, trader: str) -> _Step:
         return lambda state: evm.swap_to_price(self.deployment, state, trader, price)[0]

@@ -86,7 +86,8 @@ class LiquidityProviders:
 
     def top_up(self, rpc: Rpc, states: dict[str, PoolState]) -> list[Tx]:
         """Mints that bring each V3 pool's narrow in-range liquidity up to
-        ``concentrated_ratio`` times its wide positions, when it holds less than half of that."""
+        ``concentrated_ratio`` times its wide positions, when it holds less than half of that
+        (pools without a state in ``states`` are left alone)."""
         if self.settings.concentrated_ratio <= 0:
             return []
         txs: list[Tx] = []
@@ -94,8 +95,8 @@ class LiquidityProviders:
         owners = [self.deployment.accounts.deployer, *self.accounts]
         positions = evm.v3_positions(rpc, manager, owners)
         for pool in self.deployment.pools:
-            state = states[pool.name]
-            if pool.protocol != "v3" or state.reserve0 == 0:
+            state = states.get(pool.name)
+            if state is None or pool.protocol != "v3" or state.reserve0 == 0:
                 continue
             in_pool = evm.positions_in(self.deployment, pool, positions)
             wide = sum(

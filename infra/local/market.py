@@ -21,7 +21,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
 import numpy as np
@@ -90,6 +90,7 @@ class MarketSimulator:
         # Logs of the volatility and activity multipliers, slow (regime) and fast (burst).
         self._regime = self._burst = 0.0
         self._silent_until: dict[str, float] = {}
+        self._hushed: frozenset[str] = frozenset()  # pools kept silent by ``fill``
         self._next_top_up = 0.0
         self.stats = MarketStats()
         self._rpc_url = settings.local.rpc_url
@@ -155,6 +156,16 @@ class MarketSimulator:
         assert self.stats.last_block is not None
         return before + 1, self.stats.last_block
 
+    def fill(self, seconds: float, silent: Collection[str] = ()) -> None:
+        """Mine ``seconds`` of normal trading (as ``generate_history``) in every pool but the
+        ones named in ``silent``: the gaps of an incident that takes its time
+        (``infra.local.incidents.inject``'s ``between``)."""
+        self._hushed = frozenset(silent)
+        try:
+            self.generate_history(seconds / 3600)
+        finally:
+            self._hushed = frozenset()
+
     def _report(self) -> None:
         s = self.stats
         log.info(
@@ -187,7 +198,8 @@ class MarketSimulator:
         activity = self.rhythm(chain_time) * self._intensity()
         txs: list[Tx] = []
         if self.providers.concentrated and chain_time >= self._next_top_up:
-            txs += self.providers.top_up(rpc, states)
+            awake = {name: state for name, state in states.items() if name not in self._hushed}
+            txs += self.providers.top_up(rpc, awake)
             self._next_top_up = chain_time + _TOP_UP_EVERY_S
         jit_done = False  # one just-in-time bundle a block at most
         for pool in self.deployment.pools:
@@ -270,7 +282,10 @@ class MarketSimulator:
         return protocol == "v3" and rate > 0 and self.rng.random() < rate * dt / 3600 * activity
 
     def _silent(self, pool: str, chain_time: float, dt: float) -> bool:
-        """Whether ``pool`` is in one of its silences, which start now and then."""
+        """Whether ``pool`` is in one of its silences, which start now and then, or kept
+        silent by ``fill``."""
+        if pool in self._hushed:
+            return True
         s = self.settings
         if s.silences_per_day <= 0:
             return False

@@ -23,7 +23,11 @@ pytestmark = [pytest.mark.stack, pytest.mark.slow]
 # Incidents that leave a pool as it was come first: a drained or rugged pool is thin, and
 # whatever followed would be judged in that aftermath (a rugged pair's remains keep moving
 # its price) rather than on its own.
-KINDS = ("wash-trading", "price-manipulation", "slow-drain", "liquidity-drain", "rug-pull")
+# A fresh-pool rug drains a pool of its own.
+KINDS = (
+    "wash-trading", "price-manipulation", "fresh-pool-rug", "slow-drain", "quiet-pool-drain",
+    "liquidity-drain", "rug-pull",
+)  # fmt: skip
 POOLS = ("uniswap_v3:WETH/USDC:500", "sushiswap:LINK/WETH")
 
 
@@ -54,14 +58,10 @@ def replayed(tmp_path_factory: pytest.TempPathFactory):
         labels = []
         for kind in KINDS:
             for pool in POOLS:
-                if kind == "slow-drain":
-                    # Half an hour of chain time, normal trading between its blocks.
-                    labels.append(
-                        inject(settings, deployment, kind, pool, history=True,
-                               between=lambda s: simulator.generate_history(s / 3600))
-                    )  # fmt: skip
-                else:
-                    labels.append(inject(settings, deployment, kind, pool))
+                # Normal trading between a slow incident's blocks, and around a quiet pool.
+                labels.append(
+                    inject(settings, deployment, kind, pool, history=True, between=simulator.fill)
+                )
                 simulator.generate_history(0.2)
         publish_chain(settings.with_deployed_factories(), once=True, record_to=work / "recording")
     finally:

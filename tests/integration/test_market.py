@@ -15,7 +15,7 @@ import yaml
 
 from dexwatch.core.settings import Settings
 from infra.local import evm
-from infra.local.deployment import LocalDeployment
+from infra.local.deployment import LocalDeployment, PoolInfo
 from infra.local.incidents import inject
 from infra.local.market import MarketSimulator
 from tests.conftest import ROOT, make_settings
@@ -197,6 +197,11 @@ def test_calibrated_market_has_arbitrageurs_routers_and_concentrated_providers(d
         rpc.close()
 
 
+def _int24(word: str) -> int:
+    value = int(word, 16) & (2**24 - 1)
+    return value - 2**24 if value >= 2**23 else value
+
+
 def test_just_in_time_liquidity_wraps_a_large_swap_in_one_block(deployed):
     settings, deployment = deployed
     settings = _calibrated(settings, jit_per_hour=120.0)
@@ -215,7 +220,7 @@ def test_just_in_time_liquidity_wraps_a_large_swap_in_one_block(deployed):
     by_block: dict[int, list[dict]] = {}
     for log in logs:
         by_block.setdefault(int(log["blockNumber"], 16), []).append(log)
-    bundles = 0
+    bundles = inside = 0
     for block_logs in by_block.values():
         block_logs.sort(key=lambda log: int(log["logIndex"], 16))
         kinds = [log["topics"][0] for log in block_logs]
@@ -228,11 +233,16 @@ def test_just_in_time_liquidity_wraps_a_large_swap_in_one_block(deployed):
         assert mint["topics"][2:] == burn["topics"][2:]
         minted = int(mint["data"][66:130], 16)
         assert minted == int(burn["data"][2:66], 16)
-        in_range = int(swap["data"][2 + 64 * 3 : 2 + 64 * 4], 16)  # the swap's liquidity
-        assert 30 / 31 - 0.01 < minted / in_range < 85 / 86 + 0.01
         bundles += 1
+        # The swap's log reports the liquidity where the swap ends: the bundle's only if it
+        # ended inside the bundle's range (a large swap may carry the price out of it).
+        lower, upper = (_int24(topic) for topic in mint["topics"][2:4])
+        if lower <= _int24(swap["data"][2 + 64 * 4 : 2 + 64 * 5]) < upper:
+            in_range = int(swap["data"][2 + 64 * 3 : 2 + 64 * 4], 16)
+            assert 30 / 31 - 0.01 < minted / in_range < 85 / 86 + 0.01
+            inside += 1
     # About 120 an hour of average activity: 24 expected in 0.2 h.
-    assert bundles >= 8
+    assert bundles >= 8 and inside >= bundles // 2, (bundles, inside)
 
 
 def test_calibrated_market_has_silences_and_quiet_weekends(deployed):
@@ -336,6 +346,70 @@ def test_price_manipulation_moves_the_price_and_back(deployed, pool):
     assert len(logs) == 1  # one swap
     assert moved.price / start.price >= 1.10
     assert end.price / start.price == pytest.approx(1.0, abs=0.01)
+
+
+@pytest.mark.parametrize("pool", POOLS)
+def test_a_fresh_pool_rug_launches_its_own_pool_pumps_it_and_takes_everything(deployed, pool):
+    settings, deployment = deployed
+    fast = _with(settings, block_interval_s=0.05)
+    label = inject(fast, deployment, "fresh-pool-rug", pool, history=True,
+                   between=MarketSimulator(fast, deployment).fill)  # fmt: skip
+    named = deployment.pool(pool)
+    rpc = evm.Rpc(settings.local.rpc_url)
+    fresh = PoolInfo(
+        name="fresh", dex=named.dex, protocol=named.protocol, address=label.pool,
+        token0="A", token1="B", fee=3000 if named.protocol == "v3" else None,
+    )  # fmt: skip
+    states = [
+        evm.read_pools(rpc, [fresh], hex(n))["fresh"]
+        for n in range(label.first_block - 1, label.last_block + 1)
+    ]
+    created = rpc.call(
+        "eth_getLogs",
+        {"fromBlock": "0x0", "toBlock": hex(label.first_block - 1),
+         "address": next(f.address for f in deployment.factories if f.dex == named.dex)},
+    )  # fmt: skip
+    rpc.close()
+    assert label.pool not in {p.address for p in deployment.pools}
+    # Its factory announced it just before the incident: the pipeline sees a new pool.
+    assert any(label.pool[2:] in log["data"] + "".join(log["topics"]) for log in created)
+    start, end = states[0], states[-1]
+    assert max(abs(math.log(s.price / start.price)) for s in states[:-1]) > math.log(1.4)
+    assert end.liquidity / start.liquidity < 0.01
+    # Its first minutes: pumped and drained within two of them after the launch.
+    assert (label.last_timestamp - label.first_timestamp).total_seconds() <= 120
+
+
+def test_a_quiet_pool_drain_follows_ten_silent_minutes_of_its_pool(deployed):
+    settings, deployment = deployed
+    pool = deployment.pool("uniswap_v3:WBTC/USDC:3000")
+    fast = _with(settings, block_interval_s=0.05)
+    simulator = MarketSimulator(fast, deployment)
+    label = inject(fast, deployment, "quiet-pool-drain", pool.name, history=True,
+                   between=simulator.fill)  # fmt: skip
+    rpc = evm.Rpc(settings.local.rpc_url)
+    first_quiet = label.first_block - 1
+    while _timestamp(rpc, first_quiet - 1) >= label.first_timestamp.timestamp() - 600:
+        first_quiet -= 1
+    quiet = rpc.call(
+        "eth_getLogs",
+        {"fromBlock": hex(first_quiet), "toBlock": hex(label.first_block - 1),
+         "address": pool.address},
+    )  # fmt: skip
+    others = _swaps(rpc, deployment.pool(POOLS[0]).address, first_quiet, label.first_block - 1)
+    before = _state_at(rpc, deployment, pool.name, label.first_block - 1)
+    after = _state_at(rpc, deployment, pool.name, label.first_block)
+    rpc.close()
+    assert quiet == [] and others  # the market traded on, this pool did not
+    assert label.first_block == label.last_block
+    assert after.liquidity / before.liquidity < 0.5
+    # Beside a live market, the injector will not pretend a busy pool was quiet.
+    with pytest.raises(ValueError, match="silent for 600 s"):
+        inject(fast, deployment, "quiet-pool-drain", POOLS[0])
+
+
+def _timestamp(rpc: evm.Rpc, number: int) -> int:
+    return int(rpc.call("eth_getBlockByNumber", hex(number), False)["timestamp"], 16)
 
 
 @pytest.mark.parametrize("pool", POOLS)

@@ -8,9 +8,25 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict
 
 IncidentKind = Literal[
-    "liquidity-drain", "slow-drain", "rug-pull", "price-manipulation", "wash-trading"
+    "liquidity-drain",
+    "slow-drain",
+    "quiet-pool-drain",
+    "rug-pull",
+    "fresh-pool-rug",
+    "price-manipulation",
+    "wash-trading",
 ]
 INCIDENT_KINDS: tuple[str, ...] = IncidentKind.__args__  # type: ignore[attr-defined]
+# The alert kind each incident should raise (dexwatch.core.features.kinds).
+ALERT_KIND_OF_INCIDENT: dict[str, str] = {
+    "liquidity-drain": "liquidity-drain",
+    "slow-drain": "liquidity-drain",
+    "quiet-pool-drain": "liquidity-drain",
+    "rug-pull": "rug-pull",
+    "fresh-pool-rug": "rug-pull",
+    "price-manipulation": "price-dislocation",
+    "wash-trading": "wash-trading",
+}
 
 
 class IncidentLabel(BaseModel):
