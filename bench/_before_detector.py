@@ -57,9 +57,10 @@ def replay(events: Path, work: Path, model: Path) -> dict:
     if warehouse.query(
         "select 1 from information_schema.tables where table_name = 'anomalies'"
     ).rows:  # the pipeline wrote an anomaly
+        # Each thread's kind at its worst window too (as model.evaluation.THREADS_QUERY).
         threads = warehouse.query(
-            "select pool, min(epoch(window_start)), max(epoch(window_end)) from anomalies "
-            "where source = 'chain' group by pool, alert_id"
+            "select pool, min(epoch(window_start)), max(epoch(window_end)), "
+            "arg_min(kind, score) from anomalies where source = 'chain' group by pool, alert_id"
         ).rows
     return {"windows": [list(row) for row in windows], "threads": [list(t) for t in threads]}
 

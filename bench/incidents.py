@@ -7,8 +7,10 @@ tests/integration/test_false_alarms.py), with
 incidents injected into every pool in rounds of ``--gap-hours`` (pools take turns, with
 normal trading between; incident blocks as far apart as in live runs): first ``--rounds``
 rounds of the kinds that leave a pool as it was (wash trading, price manipulation,
-alternating across pools), then one round of liquidity drains, rug pulls and slow drains
-(in turn across pools, shifted in the next trial), each followed by the rest of the round
+alternating across pools), then one round of liquidity drains, rug pulls, slow drains, quiet
+pools' drains and fresh pools' rugs (in turn across pools, shifted in the next trial; a fresh
+pool's rug launches a pool of its own beside the one it names), each followed by the rest of
+the round
 as aftermath. The real
 chain publisher records it, the real pipeline replays it in batch into a warehouse, scored by a
 first model bootstrapped from other normal traffic (another chain, another seed; the
@@ -77,7 +79,7 @@ BOOTSTRAP_SEED = 21
 # 21 trials of 8 hours and 5 pools: 5 pool-weeks of scored traffic (--trials 21).
 TRIAL_SEEDS = tuple(range(31, 52))
 REVERSIBLE = ("wash-trading", "price-manipulation")
-DESTRUCTIVE = ("liquidity-drain", "rug-pull", "slow-drain")
+DESTRUCTIVE = ("liquidity-drain", "rug-pull", "slow-drain", "quiet-pool-drain", "fresh-pool-rug")
 WARMUP_HOURS = 0.5
 LIVE_BLOCK_S = SimulatorSettings().block_interval_s
 
@@ -108,7 +110,7 @@ def mine_trial(settings: LocalSettings, trial: int, rounds: int, gap_hours: floa
                 kind = kinds[(index + round_ + trial) % len(kinds)]
                 labels.append(
                     inject(live_blocks, deployment, kind, pool.name, history=True,
-                           between=lambda s: simulator.generate_history(s / 3600))
+                           between=simulator.fill)
                 )  # fmt: skip
                 simulator.generate_history(gap_hours / len(deployment.pools))
             print(f"  round {round_ + 1}/{rounds + 1}: {' and '.join(kinds)}", flush=True)
@@ -160,6 +162,7 @@ def _merge(results: list[IncidentDetection]) -> IncidentDetection:
         threads=sum(r.threads for r in results),
         false_alerts=[a for r in results for a in r.false_alerts],
         pool_weeks=sum(r.pool_weeks for r in results),
+        kinds=[k for r in results for k in r.kinds],
     )
 
 
@@ -180,6 +183,7 @@ def _figures(prefix: str, detection: IncidentDetection, in_remains: int) -> dict
         "median_delay_s": (detection.median_delay_s, "s (event time)"),
         "false_alerts": (detection.false_threads, "alerts"),
         "false_alerts_in_drained_pools": (in_remains, "alerts"),
+        "kind_accuracy": (detection.kind_accuracy, f"share of {len(detection.kinds)} alerts"),
     }
     for kind, summary in detection.by_kind().items():
         key = kind.replace("-", "_")

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from dexwatch.core.detector import Detector
+from dexwatch.core.schemas.labels import ALERT_KIND_OF_INCIDENT
 from dexwatch.core.warehouse import WarehouseReader
 
 
@@ -184,6 +185,15 @@ class AlertThread:
     pool: str
     start: float  # epoch seconds: the first flagged window's start
     end: float  # the last flagged window's end
+    # The kind of its most anomalous window (lowest score); "" where none was given.
+    kind: str = ""
+
+
+# The chain alert threads' headline: each thread's pool, span and kind at its worst window.
+THREADS_QUERY = (
+    "select pool, min(epoch(window_start)), max(epoch(window_end)), arg_min(kind, score) "
+    "from anomalies where source = 'chain' group by pool, alert_id"
+)
 
 
 def opened_threads(warehouse: WarehouseReader) -> list[AlertThread]:
@@ -192,11 +202,7 @@ def opened_threads(warehouse: WarehouseReader) -> list[AlertThread]:
     exists = "select 1 from information_schema.tables where table_name = 'anomalies'"
     if not warehouse.query(exists).rows:
         return []
-    rows = warehouse.query(
-        "select pool, min(epoch(window_start)), max(epoch(window_end)) from anomalies "
-        "where source = 'chain' group by pool, alert_id"
-    ).rows
-    return [AlertThread(pool, start, end) for pool, start, end in rows]
+    return [AlertThread(*row) for row in warehouse.query(THREADS_QUERY).rows]
 
 
 def alert_threads(
@@ -228,6 +234,9 @@ class IncidentDetection:
     threads: int
     false_alerts: list[AlertThread]
     pool_weeks: float
+    # (the alert kind the incident should raise, the kind raised) of each true alert whose
+    # kind is known.
+    kinds: list[tuple[str, str]] = dataclasses.field(default_factory=list)
 
     @property
     def false_threads(self) -> int:
@@ -249,6 +258,11 @@ class IncidentDetection:
     def median_delay_s(self) -> float | None:
         delays = [o.delay_s for o in self.outcomes if o.delay_s is not None]
         return float(np.median(delays)) if delays else None
+
+    @property
+    def kind_accuracy(self) -> float | None:
+        """The share of true alerts whose kind is the one their incident should raise."""
+        return _share(sum(expected == found for expected, found in self.kinds), len(self.kinds))
 
     def by_kind(self) -> dict[str, dict[str, Any]]:
         return outcomes_by_kind(self.outcomes)
@@ -316,18 +330,21 @@ def incident_detection(
     if threads is None:
         threads = alert_threads(pools, starts, ends, flagged, cooldown_s)
     spans = [
-        (i.pool, i.first_timestamp.timestamp(), i.last_timestamp.timestamp() + after_s)
+        (i.pool, i.first_timestamp.timestamp(), i.last_timestamp.timestamp() + after_s, i.kind)
         for i in incidents
     ]
-    false_alerts = [
-        thread
-        for thread in threads
-        if not any(
-            thread.pool == pool and thread.end > first and thread.start <= last
-            for pool, first, last in spans
-        )
-    ]
+    false_alerts, kinds = [], []
+    for thread in threads:
+        held = [
+            kind
+            for pool, first, last, kind in spans
+            if thread.pool == pool and thread.end > first and thread.start <= last
+        ]
+        if not held:
+            false_alerts.append(thread)
+        elif thread.kind:
+            kinds.append((ALERT_KIND_OF_INCIDENT[held[0]], thread.kind))
     observed = sum(
         float(ends[pools == pool].max() - starts[pools == pool].min()) for pool in set(pools)
     )
-    return IncidentDetection(outcomes, len(threads), false_alerts, observed / WEEK_S)
+    return IncidentDetection(outcomes, len(threads), false_alerts, observed / WEEK_S, kinds)

@@ -11,6 +11,7 @@ from apache_beam.coders import PickleCoder
 from apache_beam.io.gcp.pubsub import PubsubMessage
 from apache_beam.transforms.userstate import ReadModifyWriteStateSpec
 
+from dexwatch.core.features.kinds import classify
 from dexwatch.core.schemas.alert import (
     SEVERITY_RANK,
     V1_COPY_ATTRIBUTE,
@@ -97,7 +98,8 @@ class _Thread:
     kinds: frozenset[str] = frozenset()
 
 
-DRAIN = "liquidity-drain"
+# Kinds whose pool's remains are the incident's aftermath (kept in its thread).
+DRAINS = frozenset({"liquidity-drain", "rug-pull"})
 
 
 class AlertThreads:
@@ -133,8 +135,17 @@ class AlertThreads:
         it opens or escalates a thread."""
         start, end = int(row["window_start"].timestamp()), int(row["window_end"].timestamp())
         top = [TopFeature(**t) for t in orjson.loads(row["top_features"])]
-        kind, confidence, evidence = kind_and_confidence(top)
-        severity = severity_of(row["score"])
+        if row["source"] == "chain":
+            found = classify(row, top, row["score"])
+            kind, confidence, evidence, severity = (
+                found.kind,
+                found.confidence,
+                found.evidence,
+                found.severity,
+            )
+        else:
+            kind, confidence, evidence = kind_and_confidence(top)
+            severity = severity_of(row["score"])
         thread = self._thread_of(start, end)
         publish = thread is None
         if thread is None:
@@ -165,7 +176,7 @@ class AlertThreads:
             overlaps = start <= thread.end and end >= thread.start
             # What a drain leaves of a pool (every swap now moves its price far) is the
             # drain's aftermath: its thread's, revised on a new kind, not a stream of alerts.
-            reach = self.KEEP_S if DRAIN in thread.kinds else self._cooldown_s
+            reach = self.KEEP_S if DRAINS & thread.kinds else self._cooldown_s
             near = thread.start - self._cooldown_s <= end <= thread.end + reach
             if overlaps or near:
                 return thread

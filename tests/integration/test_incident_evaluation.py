@@ -9,7 +9,13 @@ from datetime import UTC, datetime
 import numpy as np
 import pytest
 
-from model.evaluation import WEEK_S, LabelledIncident, alert_threads, incident_detection
+from model.evaluation import (
+    WEEK_S,
+    AlertThread,
+    LabelledIncident,
+    alert_threads,
+    incident_detection,
+)
 from model.rules import RULES, rule_flags
 
 T0 = 1_800_000_000
@@ -79,6 +85,27 @@ def test_recall_precision_false_alerts_and_delay_follow_the_definitions() -> Non
     assert result.by_kind()["liquidity-drain"] == {
         "incidents": 1, "detected": 0, "recall": 0.0, "median_delay_s": None
     }  # fmt: skip
+
+
+def test_kind_accuracy_compares_each_true_alerts_kind_with_its_incidents() -> None:
+    pools, starts, ends = _arrays(_windows(A, range(T0, T0 + 7200, 15)))
+    incidents = [
+        _incident(A, "slow-drain", T0 + 600, T0 + 2400),  # should raise liquidity-drain
+        _incident(A, "fresh-pool-rug", T0 + 5000, T0 + 5100),  # should raise rug-pull
+    ]
+    threads = [
+        AlertThread(A, T0 + 900, T0 + 960, "liquidity-drain"),
+        AlertThread(A, T0 + 5040, T0 + 5100, "price-dislocation"),  # the pump, not the rug
+        AlertThread(A, T0 + 6600, T0 + 6660, "rug-pull"),  # false: its kind is not counted
+        AlertThread(A, T0 + 1500, T0 + 1560),  # no kind known (the rule)
+    ]
+    flagged = np.zeros(len(pools), dtype=bool)
+    result = incident_detection(pools, starts, ends, flagged, incidents, 60, 300, threads)
+    assert result.kinds == [
+        ("liquidity-drain", "liquidity-drain"),
+        ("rug-pull", "price-dislocation"),
+    ]
+    assert result.kind_accuracy == 0.5
 
 
 def test_no_flags_no_alerts_and_no_precision() -> None:

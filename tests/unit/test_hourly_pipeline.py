@@ -19,6 +19,7 @@ from beam_pipelines.transforms.hourly import ParsePoolHours, PoolHourFeatures, h
 from beam_pipelines.transforms.parse import DEAD_LETTERS
 from beam_pipelines.transforms.scoring import DetectorModelHandler, ScoreWindows
 from beam_pipelines.transforms.sinks import AlertThreads, ThreadAnomalies
+from dexwatch.core.features.chain import FEATURE_NAMES
 from dexwatch.core.features.hourly import (
     HOURLY_FEATURE_NAMES,
     HOURLY_FEATURES_VERSION,
@@ -190,7 +191,9 @@ def _anomaly(
 ) -> dict:
     window_id = f"31337:{pool}:{end}" + (":hour" if source == "subgraph" else "")
     feature = "volume_zscore" if source == "subgraph" else feature
+    features = {**dict.fromkeys(FEATURE_NAMES, 0.0), feature: 9.0} if source == "chain" else {}
     return {
+        **features,
         "window_id": window_id, "chain_id": 31337, "dex": "sushiswap", "pool": pool,
         "source": source, "window_start": datetime.fromtimestamp(start, UTC),
         "window_end": datetime.fromtimestamp(end, UTC), "events": 10, "score": -0.2,

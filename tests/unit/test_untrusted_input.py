@@ -379,8 +379,9 @@ def test_a_model_that_fails_a_batch_dead_letters_its_rows_and_the_job_goes_on(tm
 # --- alert threads escalate; the contract's version 2 ---------------------------------------
 
 
-def _anomaly(end: int, feature: str, value: float, score: float) -> dict:
+def _anomaly(end: int, feature: str, value: float, score: float, **features: float) -> dict:
     return {
+        **dict.fromkeys(FEATURE_NAMES, 0.0), feature: value, **features,
         "window_id": f"31337:{V3_POOL}:{end}", "chain_id": 31337, "dex": "uniswap_v3",
         "pool": V3_POOL, "source": "chain", "window_start": datetime.fromtimestamp(end - 60, UTC),
         "window_end": datetime.fromtimestamp(end, UTC), "events": 10, "score": score,
@@ -404,7 +405,7 @@ def _alerts_of(rows: list[dict]) -> list[Alert]:
 def test_a_real_drain_inside_a_false_alerts_cooldown_is_published_as_an_escalation():
     false_alarm = _anomaly(T0 + 60, "price_change", 0.02, -0.02)  # low, price-dislocation
     same_again = _anomaly(T0 + 75, "price_change", 0.03, -0.03)
-    drain = _anomaly(T0 + 120, "liquidity_removed_share", 0.7, -0.3)  # high, a drain
+    drain = _anomaly(T0 + 120, "liquidity_removed_share", 0.7, -0.3, net_liquidity_change=-0.7)
     alerts = _alerts_of([false_alarm, same_again, drain])
     assert [(a.revision, a.kind, a.severity) for a in alerts] == [
         (0, "price-dislocation", "low"),

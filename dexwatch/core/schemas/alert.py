@@ -33,7 +33,8 @@ V1_COPY_ATTRIBUTE = "v1_copy"
 Severity = Literal["low", "medium", "high"]
 SEVERITY_RANK: dict[str, int] = {"low": 0, "medium": 1, "high": 2}
 
-# What the most deviating feature suggests (until kinds come from the evidence).
+# What the most deviating feature suggests: the kind of an hourly row, and of a chain window
+# that no size test of dexwatch.core.features.kinds names.
 KIND_OF_FEATURE = {
     "liquidity_removed_share": "liquidity-drain",
     "liquidity_lost_1h": "liquidity-drain",
@@ -90,7 +91,8 @@ class Alert(BaseModel):
     pools: list[PoolRef] = Field(min_length=1)
     source: Literal["chain", "subgraph"]
     kind: str
-    # How sure the kind is, 0 to 1 (a single top feature: its share of the deviation).
+    # How sure the kind is, 0 to 1 (chain windows: dexwatch.core.features.kinds; hourly rows:
+    # the top feature's share of the deviation).
     confidence: float = Field(ge=0, le=1)
     severity: Severity
     score: float

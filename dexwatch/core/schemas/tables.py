@@ -145,7 +145,11 @@ ANOMALIES = Table(
     columns=(
         *_window_columns(),
         Column("severity", "STRING", "low | medium | high, from the score's distance below 0"),
-        Column("kind", "STRING", "What the window suggests: liquidity-drain, price-dislocation"),
+        Column(
+            "kind",
+            "STRING",
+            "What the window is: rug-pull, liquidity-drain, wash-trading, price-dislocation, ...",
+        ),
         Column("confidence", "FLOAT64", "How sure the kind is, 0 to 1"),
         Column(
             "alert_id",

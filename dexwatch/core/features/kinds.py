@@ -1,0 +1,133 @@
+"""What an anomalous chain window is: its alert kind, confidence and size, from a documented
+rule over its features (``dexwatch.core.features.chain``), not from its top feature alone.
+
+The model says *that* a window is abnormal, and which features deviate most from what it
+learned. The rule says *what* it is, from the sizes those features measure. The first test
+that holds names the kind:
+
+1. ``rug-pull``: most of the pool gone: 90 % or more of its liquidity removed in the window
+   (``liquidity_removed_share``) or lost, net, over the hour (``liquidity_lost_1h``).
+2. ``liquidity-drain``: 10 % or more of the pool removed in the window, net of what was
+   added (``liquidity_removed_share`` and ``-net_liquidity_change`` both), or lost over the
+   hour. A provider's ordinary exit is less, and names nothing.
+3. ``wash-trading``: one pair of addresses out-trading the whole pool both ways
+   (``pair_two_way_excess`` of 6 Poisson deviations, the incident floor), or two addresses
+   with 80 % of a busy window's volume (``top_trader_share``) while volume is up 3-fold.
+4. ``price-dislocation``: the price moved 3 % or more (``price_change``, ``price_range`` or
+   one swap's ``max_swap_price_impact``).
+5. ``liquidity-inflow``: half the pool or more added, net.
+6. ``volume-spike``: volume at 5 times the baseline's rate or more (``volume_ratio``).
+7. ``activity-spike``: swaps at 5 times the baseline's rate or more (``swap_count_ratio``).
+
+When no test holds, the kind of the most deviating feature is kept (``kind_of``).
+
+``confidence``: 0.5 when a test holds, plus half the share of the top features' deviation
+that the kind's own features carry (the model agrees with the sizes); when none holds, half
+that share for the top feature's kind. ``severity``: from the incident's size (a half of the
+pool or a 20 % move is high; a tenth of the pool or a 5 % move is medium), or from the score
+(``severity_of``), whichever is higher. A chain window measures volume in token units, not
+USD: USD value is not part of its size here.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from dexwatch.core.schemas.alert import (
+    SEVERITY_RANK,
+    Severity,
+    TopFeature,
+    kind_of,
+    severity_of,
+)
+
+_Test = Callable[[Mapping[str, float]], bool]
+
+
+def _removed(f: Mapping[str, float]) -> float:
+    """The share of the pool taken out: in the window, net of what was added, or over the
+    hour, whichever is more."""
+    window = min(f["liquidity_removed_share"], max(0.0, -f["net_liquidity_change"]))
+    return max(window, f["liquidity_lost_1h"])
+
+
+def _price_move(f: Mapping[str, float]) -> float:
+    """The largest price move the window shows, as a log."""
+    return max(f["price_change"], f["price_range"], f["max_swap_price_impact"])
+
+
+@dataclass(frozen=True)
+class _Kind:
+    name: str
+    features: tuple[str, ...]  # what it rests on
+    holds: _Test
+
+
+_LIQUIDITY = ("liquidity_removed_share", "net_liquidity_change", "liquidity_lost_1h")
+_PRICE = ("price_change", "price_range", "max_swap_price_impact")
+# In order: the first whose test holds names the window.
+KIND_RULE: tuple[_Kind, ...] = (
+    _Kind("rug-pull", _LIQUIDITY, lambda f: _removed(f) >= 0.9),
+    _Kind("liquidity-drain", _LIQUIDITY, lambda f: _removed(f) >= 0.1),
+    _Kind(
+        "wash-trading", ("pair_two_way_excess", "top_trader_share", "volume_ratio"),
+        lambda f: f["pair_two_way_excess"] >= 6.0
+        or (f["top_trader_share"] >= 0.8 and f["volume_ratio"] >= math.log(3)),
+    ),
+    _Kind("price-dislocation", _PRICE, lambda f: _price_move(f) >= math.log(1.03)),
+    _Kind("liquidity-inflow", ("net_liquidity_change",),
+          lambda f: f["net_liquidity_change"] >= 0.5),
+    _Kind("volume-spike", ("volume_ratio",), lambda f: f["volume_ratio"] >= math.log(5)),
+    _Kind("activity-spike", ("swap_count_ratio",), lambda f: f["swap_count_ratio"] >= math.log(5)),
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Classification:
+    """An anomalous window's kind, how sure it is (0 to 1), its severity, and the evidence
+    in words (the test that held first, then the top features)."""
+
+    kind: str
+    confidence: float
+    severity: Severity
+    evidence: list[str]
+
+
+def size_severity(features: Mapping[str, float]) -> Severity:
+    """Severity from the incident's size: the share of the pool taken and the price move."""
+    removed, move = _removed(features), _price_move(features)
+    if removed >= 0.5 or move >= math.log(1.2):
+        return "high"
+    if removed >= 0.1 or move >= math.log(1.05):
+        return "medium"
+    return "low"
+
+
+def classify(features: Mapping[str, float], top: list[TopFeature], score: float) -> Classification:
+    """The rule of this module applied to one anomalous chain window.
+
+    Args:
+        features: the window's feature values, by name.
+        top: its most deviating features, strongest first (the model's explanation).
+        score: its Isolation Forest decision value (below 0: anomalous).
+    """
+    total = sum(abs(t.deviation) for t in top) or 1.0
+    words = [f"{t.name} = {t.value:.4g} ({t.deviation:+.1f} robust sd)" for t in top]
+    by_score, by_size = severity_of(score), size_severity(features)
+    severity = max(by_score, by_size, key=SEVERITY_RANK.__getitem__)
+    for kind in KIND_RULE:
+        if kind.holds(features):
+            carried = sum(abs(t.deviation) for t in top if t.name in kind.features) / total
+            shown = ", ".join(f"{name} = {features[name]:.4g}" for name in kind.features)
+            return Classification(
+                kind.name, round(0.5 + 0.5 * carried, 3), severity,
+                [f"{kind.name}: {shown}", *words],
+            )  # fmt: skip
+    if not top:
+        return Classification("other", 0.0, severity, [])
+    first = top[0]
+    kind = kind_of(first.name, first.value, first.deviation)
+    confidence = round(0.5 * abs(first.deviation) / total, 3)
+    return Classification(kind, confidence, severity, [f"{kind}: no size test held", *words])

@@ -1,0 +1,79 @@
+"""The alert kind rule (dexwatch.core.features.kinds): kinds from the sizes in a window's
+features, whichever feature the model found most deviating."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from dexwatch.core.features.chain import FEATURE_NAMES
+from dexwatch.core.features.kinds import classify
+from dexwatch.core.schemas.alert import TopFeature
+
+
+def _window(**features: float) -> dict[str, float]:
+    return {**dict.fromkeys(FEATURE_NAMES, 0.0), **features}
+
+
+def _top(*deviations: tuple[str, float, float]) -> list[TopFeature]:
+    return [TopFeature(name=n, value=v, deviation=d) for n, v, d in deviations]
+
+
+def test_a_providers_exit_during_wash_trading_does_not_make_it_a_drain():
+    """The case that named the wrong kind: an ordinary provider's 4 % exit deviated most."""
+    window = _window(
+        liquidity_removed_share=0.04, net_liquidity_change=-0.04, pair_two_way_excess=14.0,
+        top_trader_share=0.9, volume_ratio=math.log(20),
+    )  # fmt: skip
+    top = _top(("liquidity_removed_share", 0.04, 40.0), ("pair_two_way_excess", 14.0, 25.0))
+    found = classify(window, top, score=-0.08)
+    assert found.kind == "wash-trading"
+    assert found.evidence[0].startswith("wash-trading: pair_two_way_excess = 14")
+    # Half sure from the sizes, plus the model's share behind them (25 of 65).
+    assert found.confidence == pytest.approx(0.5 + 0.5 * 25 / 65, abs=1e-3)
+
+
+def test_most_of_a_pool_taken_is_a_rug_pull_and_high_whatever_the_score():
+    window = _window(
+        liquidity_removed_share=0.97, net_liquidity_change=-0.97, liquidity_lost_1h=0.97,
+        price_range=math.log(1.2),
+    )  # fmt: skip
+    top = _top(("liquidity_removed_share", 0.97, 60.0), ("price_range", 0.18, 20.0))
+    found = classify(window, top, score=-0.01)  # barely anomalous to the model
+    assert (found.kind, found.severity) == ("rug-pull", "high")
+
+
+def test_a_slow_drain_is_named_by_the_hour_and_sized_by_it():
+    window = _window(liquidity_removed_share=0.004, net_liquidity_change=-0.004,
+                     liquidity_lost_1h=0.12)  # fmt: skip
+    found = classify(window, _top(("liquidity_lost_1h", 0.12, 30.0)), score=-0.01)
+    assert (found.kind, found.severity, found.confidence) == ("liquidity-drain", "medium", 1.0)
+
+
+def test_liquidity_taken_out_and_put_back_in_one_window_is_not_a_drain():
+    # Removed 80 %, added as much back: net nothing, so nothing drained.
+    window = _window(liquidity_removed_share=0.8, net_liquidity_change=0.0,
+                     price_change=math.log(1.04))  # fmt: skip
+    top = _top(("liquidity_removed_share", 0.8, 50.0), ("price_change", 0.039, 10.0))
+    found = classify(window, top, score=-0.03)
+    assert (found.kind, found.severity) == ("price-dislocation", "low")
+
+
+def test_a_price_move_is_sized_by_how_far_it_went():
+    found = classify(
+        _window(price_range=math.log(1.12), max_swap_price_impact=math.log(1.12)),
+        _top(("price_range", 0.113, 80.0)),
+        score=-0.02,
+    )
+    assert (found.kind, found.severity) == ("price-dislocation", "medium")
+    assert classify(_window(price_change=math.log(1.25)), [], score=-0.01).severity == "high"
+
+
+def test_without_a_size_test_the_top_feature_names_it_at_low_confidence():
+    top = _top(("swap_count_ratio", 0.9, 12.0), ("volume_ratio", 0.5, 4.0))
+    found = classify(_window(swap_count_ratio=0.9, volume_ratio=0.5), top, score=-0.12)
+    assert found.kind == "activity-spike"
+    assert found.confidence == pytest.approx(0.5 * 12 / 16, abs=1e-3)
+    assert found.severity == "high"  # the score's
+    assert found.evidence[0] == "activity-spike: no size test held"
