@@ -82,6 +82,26 @@ def abi_word(value: int) -> str:
     return (value % 2**256).to_bytes(32, "big").hex()
 
 
+def creation_log(pool: RecordedPool, block: int, log_index: int) -> dict[str, Any]:
+    """The factory's PoolCreated log of ``pool``, in ``block``."""
+    return {
+        "address": pool.factory,
+        "topics": [
+            _POOL_CREATED_V3,
+            _address_topic(pool.token0),
+            _address_topic(pool.token1),
+            "0x" + abi_word(pool.fee),
+        ],
+        "data": "0x" + abi_word(pool.tick_spacing) + abi_word(int(pool.address, 16)),
+        "blockNumber": hex(block),
+        "blockHash": block_hash(pool.chain_id, block),
+        "transactionHash": "0x" + keccak(f"created:{pool.address}".encode()).hex(),
+        "transactionIndex": "0x0",
+        "logIndex": hex(log_index),
+        "removed": False,
+    }
+
+
 def _address_topic(address: str) -> str:
     return "0x" + address.removeprefix("0x").rjust(64, "0")
 
@@ -143,23 +163,7 @@ class Recording:
     @property
     def creation_log(self) -> dict[str, Any]:
         """The factory's PoolCreated log, synthesized one block before the first record."""
-        pool = self.pool
-        return {
-            "address": pool.factory,
-            "topics": [
-                _POOL_CREATED_V3,
-                _address_topic(pool.token0),
-                _address_topic(pool.token1),
-                "0x" + abi_word(pool.fee),
-            ],
-            "data": "0x" + abi_word(pool.tick_spacing) + abi_word(int(pool.address, 16)),
-            "blockNumber": hex(self.created_block),
-            "blockHash": block_hash(pool.chain_id, self.created_block),
-            "transactionHash": "0x" + keccak(f"created:{pool.address}".encode()).hex(),
-            "transactionIndex": "0x0",
-            "logIndex": "0x0",
-            "removed": False,
-        }
+        return creation_log(self.pool, self.created_block, log_index=0)
 
     def timestamp(self, number: int) -> int:
         """Block ``number``'s timestamp: recorded, else interpolated between the recorded

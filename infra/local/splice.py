@@ -1,7 +1,8 @@
 """Incidents spliced into a recorded day of a real V3 pool: the logs a drain, a slow drain,
 a rug pull, a price manipulation or a wash-trading burst would leave, written from the
 pool's own state (price, tick and in-range liquidity of its last swap) at the block they go
-into.
+into; or a fresh pool's rug: a new pool of the same factory, its creation, launch, pump and
+emptying, sized against the real pool.
 
     spliced, incidents = splice(recording, [(block, "liquidity-drain"), ...], seed=7)
 
@@ -20,14 +21,33 @@ from typing import Any
 
 from eth_utils import keccak
 
-from infra.local.recorded_chain import Recording, RecordingError, abi_word, block_hash
+from infra.local.recorded_chain import (
+    RecordedPool,
+    Recording,
+    RecordingError,
+    abi_word,
+    block_hash,
+    creation_log,
+)
 
-KINDS = ("liquidity-drain", "slow-drain", "rug-pull", "price-manipulation", "wash-trading")
+KINDS = (
+    "liquidity-drain", "slow-drain", "rug-pull", "fresh-pool-rug", "price-manipulation",
+    "wash-trading",
+)  # fmt: skip
 _SLOW_DRAIN_PARTS = 120
 _SLOW_DRAIN_EVERY_S = 15
+# A fresh pool: a fiftieth of the real pool's in-range liquidity, bought up 8 % every 15 s
+# six times, emptied 15 s later (as infra.local.incidents' fresh-pool-rug).
+_FRESH_SHARE = 0.02
+_FRESH_PUMP_STEP = 1.08
+_FRESH_PUMP_PARTS = 6
+_FRESH_EVERY_S = 15
+_FRESH_FEE, _FRESH_SPACING = 3000, 60
 
 _SWAP = "0x" + keccak(text="Swap(address,address,int256,int256,uint160,uint128,int24)").hex()
 _BURN = "0x" + keccak(text="Burn(address,int24,int24,uint128,uint256,uint256)").hex()
+_MINT = "0x" + keccak(text="Mint(address,address,int24,int24,uint128,uint256,uint256)").hex()
+_INITIALIZE = "0x" + keccak(text="Initialize(uint160,int24)").hex()
 _Q96 = 2**96
 _WIDE = 60_000  # ticks each side of the price: the drained positions are wide (x400 range)
 
@@ -44,6 +64,7 @@ class SplicedIncident:
     last_timestamp: int
     # The share of the in-range liquidity removed (drains and rug pulls), or the price move.
     size: float
+    pool: str  # the recorded pool, or the fresh pool a fresh-pool rug launched
 
 
 @dataclasses.dataclass
@@ -68,15 +89,18 @@ def _tick_of(sqrt_price: int) -> int:
 class _Writer:
     """Logs of one incident, block by block, from the pool's state before it."""
 
-    def __init__(self, recording: Recording, state: _State, name: str) -> None:
+    def __init__(
+        self, recording: Recording, state: _State, name: str, address: str | None = None
+    ) -> None:
         self.recording, self.state, self.name = recording, state, name
+        self.address = address or recording.pool.address
         self.logs: list[dict[str, Any]] = []
 
     def _log(self, block: int, topics: list[str], data: str) -> None:
         index = 10_000 + len(self.logs)
         self.logs.append(
             {
-                "address": self.recording.pool.address,
+                "address": self.address,
                 "topics": topics,
                 "data": "0x" + data,
                 "blockNumber": hex(block),
@@ -89,16 +113,34 @@ class _Writer:
             }
         )
 
-    def burn(self, block: int, owner: str, share: float) -> None:
+    def wide_range(self, spacing: int = 10) -> tuple[int, int]:
+        """Ticks of a wide position around the price, on the pool's spacing."""
+        tick = self.state.tick
+        return (tick - _WIDE) // spacing * spacing, (tick + _WIDE) // spacing * spacing
+
+    def burn(
+        self, block: int, owner: str, share: float, ticks: tuple[int, int] | None = None
+    ) -> None:
         state = self.state
         amount = int(state.liquidity * share)
-        low = (state.tick - _WIDE) // 10 * 10
-        high = (state.tick + _WIDE) // 10 * 10
+        low, high = ticks or self.wide_range()
         amount0 = amount * _Q96 // state.sqrt_price
         amount1 = amount * state.sqrt_price // _Q96
         topics = [_BURN, _topic(int(owner, 16)), _topic(low), _topic(high)]
         self._log(block, topics, abi_word(amount) + abi_word(amount0) + abi_word(amount1))
         state.liquidity -= amount
+
+    def launch(self, block: int, created: dict[str, Any], owner: str, ticks: tuple[int, int]):
+        """A new pool's first block: its factory's PoolCreated log, its Initialize, and
+        ``owner``'s Mint of all its liquidity (the state's) over ``ticks``."""
+        self.logs.append({**created, "_timestamp": self.recording.timestamp(block)})
+        state = self.state
+        self._log(block, [_INITIALIZE], abi_word(state.sqrt_price) + abi_word(state.tick))
+        amount0 = state.liquidity * _Q96 // state.sqrt_price
+        amount1 = state.liquidity * state.sqrt_price // _Q96
+        topics = [_MINT, _topic(int(owner, 16)), _topic(ticks[0]), _topic(ticks[1])]
+        data = abi_word(int(owner, 16)) + abi_word(state.liquidity) + abi_word(amount0)
+        self._log(block, topics, data + abi_word(amount1))
 
     def swap(self, block: int, trader: str, price_factor: float) -> None:
         """A swap that moves the price by ``price_factor`` at the current liquidity."""
@@ -130,10 +172,50 @@ def _state_before(recording: Recording, block: int) -> _State:
     return _State(sqrt_price=words[2], liquidity=words[3], tick=tick)
 
 
+def _fresh_pool_rug(
+    recording: Recording, block: int, name: str
+) -> tuple[list[dict[str, Any]], int, float, str]:
+    """A new pool of the recorded pool's factory, paired with its token1: created and given
+    a fiftieth of the real pool's in-range liquidity by its team in ``block``, bought up
+    about 59 % over 90 s, then emptied by the team. Its logs, last block, size and address."""
+    real = recording.pool
+    fresh = RecordedPool(
+        address=_address(f"{name}:pool"), chain_id=real.chain_id, factory=real.factory,
+        token0=_address(f"{name}:token"), token1=real.token1, fee=_FRESH_FEE,
+        tick_spacing=_FRESH_SPACING, block_time_s=real.block_time_s,
+    )  # fmt: skip
+    level = _state_before(recording, block).liquidity
+    sqrt_price = int(math.sqrt(1e-4) * _Q96)  # a new token at 1e-4 of token1
+    state = _State(sqrt_price, int(level * _FRESH_SHARE), _tick_of(sqrt_price))
+    writer = _Writer(recording, state, name, fresh.address)
+    team, buyer = _address(f"{name}:team"), _address(f"{name}:buyer")
+    ticks = writer.wide_range(_FRESH_SPACING)
+    writer.launch(block, creation_log(fresh, block, log_index=9_999), team, ticks)
+    start, last = recording.timestamp(block), block
+    for part in range(1, _FRESH_PUMP_PARTS + 2):
+        last = max(last + 1, recording.block_at(start + part * _FRESH_EVERY_S))
+        if part <= _FRESH_PUMP_PARTS:
+            writer.swap(last, buyer, _FRESH_PUMP_STEP)
+        else:
+            writer.burn(last, team, 1.0, ticks)
+    return writer.logs, last, 1.0, fresh.address
+
+
 def _incident_logs(
     recording: Recording, kind: str, block: int, rng: random.Random, name: str
+) -> tuple[list[dict[str, Any]], int, float, str]:
+    """The logs of one incident starting at ``block``; its last block, size and pool."""
+    if kind == "fresh-pool-rug":
+        return _fresh_pool_rug(recording, block, name)
+    logs, last, size = _pool_incident_logs(recording, kind, block, rng, name)
+    return logs, last, size, recording.pool.address
+
+
+def _pool_incident_logs(
+    recording: Recording, kind: str, block: int, rng: random.Random, name: str
 ) -> tuple[list[dict[str, Any]], int, float]:
-    """The logs of one incident starting at ``block``; its last block and size."""
+    """The logs of one incident of the recorded pool starting at ``block``; its last block
+    and size."""
     writer = _Writer(recording, _state_before(recording, block), name)
     attacker, victim = _address(f"{name}:attacker"), _address(f"{name}:victim")
     if kind == "liquidity-drain":
@@ -196,7 +278,7 @@ def splice(
     spliced = []
     for number, (block, kind) in enumerate(incidents):
         name = f"spliced:{seed}:{number}:{kind}"
-        new_logs, last, size = _incident_logs(recording, kind, block, rng, name)
+        new_logs, last, size, pool = _incident_logs(recording, kind, block, rng, name)
         logs += new_logs
         spliced.append(
             SplicedIncident(
@@ -207,6 +289,7 @@ def splice(
                 first_timestamp=recording.timestamp(block),
                 last_timestamp=recording.timestamp(last),
                 size=size,
+                pool=pool,
             )  # fmt: skip
         )
     logs.sort(key=lambda log: (int(log["blockNumber"], 16), int(log["logIndex"], 16)))

@@ -14,10 +14,13 @@ import orjson
 import pytest
 from eth_utils import keccak
 
+from beam_pipelines.transforms.pool_windows import pool_windows
 from dexwatch.core.features.chain import summarize_slice, window_features
 from dexwatch.core.features.horizon import hour_steps
+from dexwatch.core.features.kinds import classify
+from dexwatch.core.schemas.alert import TopFeature
 from dexwatch.core.schemas.pool_event import PoolEvent
-from dexwatch.core.settings import Settings
+from dexwatch.core.settings import PipelineSettings, Settings
 from infra.local.recorded_chain import (
     RecordedChainNode,
     RecordingError,
@@ -199,3 +202,30 @@ def test_a_spliced_slow_drain_takes_its_share_of_the_real_level_over_half_an_hou
     steps = [step for start, step in hour_steps(ordered)[0] if start in drained]
     assert len(drained) >= 110
     assert 1 - math.exp(sum(steps)) == pytest.approx(drain.size, rel=0.05)
+
+
+def test_a_spliced_fresh_pool_rug_is_a_new_pool_announced_launched_and_emptied(tmp_path):
+    recording = open_recording(QUIET_DAY)
+    block = int(recording.logs[len(recording.logs) // 3]["blockNumber"], 16) + 1
+    spliced, (rug,) = splice(recording, [(block, "fresh-pool-rug")], seed=3)
+    assert rug.pool != recording.pool.address
+    assert 90 <= rug.last_timestamp - rug.first_timestamp <= 120
+    with RecordedChainNode(spliced) as node:
+        run(node.following(Settings(state_dir=tmp_path / "state")), once=True,
+            record_to=tmp_path / "recording")  # fmt: skip
+    lines = (tmp_path / "recording" / "pool-events.jsonl").read_bytes().splitlines()
+    events = [PoolEvent.from_json(line) for line in lines[1:]]
+    fresh = [event for event in events if event.pool == rug.pool]
+    # The publisher found it through its factory, as it would find any new pool.
+    assert [e.event for e in fresh] == ["PoolCreated", "Mint", *["Swap"] * 6, "Burn"]
+    slices: dict[int, list[PoolEvent]] = {}
+    for event in fresh[1:]:
+        slices.setdefault(event.block_timestamp // 15 * 15, []).append(event)
+    summaries = [summarize_slice(rug.pool, t, slices[t]) for t in sorted(slices)]
+    rows = list(pool_windows((f"137:uniswap_v3:{rug.pool}", summaries), PipelineSettings()))
+    # Young throughout: its launch and pump read as usual, its emptying as all of it.
+    worst = max(rows, key=lambda row: row["liquidity_removed_share"])
+    assert worst["liquidity_removed_share"] == pytest.approx(1.0)
+    assert max(row["price_change"] for row in rows) == 0.0
+    top = [TopFeature(name="liquidity_removed_share", value=1.0, deviation=50.0)]
+    assert classify(worst, top, score=-0.05).kind == "rug-pull"
