@@ -46,6 +46,9 @@ def score_before(
                 key: np.array([row[i] for row in rows], dtype=object if key == "pool" else float)
                 for i, key in enumerate(keys)
             }
+            if "kinds" in result:
+                windows["score"] = np.array([k[0] for k in result["kinds"]], dtype=float)
+                windows["kind"] = np.array([k[1] for k in result["kinds"]], dtype=object)
             threads = [AlertThread(*thread) for thread in result["threads"]]
             scored.setdefault(detector, {})[name] = (windows, threads)
     return scored

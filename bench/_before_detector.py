@@ -49,20 +49,30 @@ def replay(events: Path, work: Path, model: Path) -> dict:
     settings = Settings(state_dir=work).with_sections(model={"path": model})
     build_replay_pipeline(settings, batch_options(flags=[]), events).run().wait_until_finish()
     warehouse = open_warehouse(settings)
-    windows = warehouse.query(
-        "select pool, epoch(window_start), epoch(window_end), is_anomaly, "
-        f"{', '.join(FEATURE_NAMES)} from pool_scores where source = 'chain' order by window_end"
-    ).rows
-    threads = []
-    if warehouse.query(
-        "select 1 from information_schema.tables where table_name = 'anomalies'"
-    ).rows:  # the pipeline wrote an anomaly
-        # Each thread's kind at its worst window too (as model.evaluation.THREADS_QUERY).
-        threads = warehouse.query(
-            "select pool, min(epoch(window_start)), max(epoch(window_end)), "
-            "arg_min(kind, score) from anomalies where source = 'chain' group by pool, alert_id"
+    anomalies = bool(
+        warehouse.query(
+            "select 1 from information_schema.tables where table_name = 'anomalies'"
         ).rows
-    return {"windows": [list(row) for row in windows], "threads": [list(t) for t in threads]}
+    )  # the pipeline wrote an anomaly
+    names = ", ".join(f"s.{name}" for name in FEATURE_NAMES)
+    rows = warehouse.query(
+        "select s.pool, epoch(s.window_start), epoch(s.window_end), s.is_anomaly, "
+        f"{names}, s.score, " + ("coalesce(a.kind, '')" if anomalies else "''")
+        + " from pool_scores s"
+        + (" left join anomalies a using (window_id)" if anomalies else "")
+        + " where s.source = 'chain' order by s.window_end"
+    ).rows  # fmt: skip
+    threads = []
+    if anomalies:
+        threads = warehouse.query(
+            "select pool, min(epoch(window_start)), max(epoch(window_end)) from anomalies "
+            "where source = 'chain' group by pool, alert_id"
+        ).rows
+    return {
+        "windows": [list(row[:-2]) for row in rows],
+        "kinds": [list(row[-2:]) for row in rows],  # each window's score and anomaly kind
+        "threads": [list(t) for t in threads],
+    }
 
 
 def main() -> None:

@@ -6,6 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from infra.local import processes
 from infra.local.settings import LocalSettings, load_local_settings
 
@@ -33,3 +35,22 @@ def private_chain_settings(
                    "history_block_interval_s": block_s, "seed": seed},
         **sections,
     )  # fmt: skip
+
+
+def bootstrap_settings(
+    state: Path, seed: int, market: Path | None = None, **sections: Any
+) -> LocalSettings:
+    """Settings for ``dexwatch run``'s first-model bootstrap on an anvil of its own under
+    ``state``, with the settings of ``market`` (a config file) when given, its simulator's
+    seed ``seed``. ``sections``: other settings sections (model, ...)."""
+    port = processes.free_port()
+    # The config file's simulator settings: an override replaces a section whole.
+    simulator = yaml.safe_load(market.read_text()).get("simulator", {}) if market else {}
+    return load_local_settings(
+        market,
+        state_dir=str(state),
+        local={"anvil_port": port, "node_modules": str(ROOT / "node_modules")},
+        chain={"rpc_urls": [f"http://127.0.0.1:{port}"]},
+        simulator={**simulator, "seed": seed},
+        **sections,
+    )

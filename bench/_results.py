@@ -26,14 +26,19 @@ def machine(note: str = "") -> str:
 
 
 def write_results(
-    name: str, figures: dict[str, dict], note: str = "", summary: str | None = None
+    name: str,
+    figures: dict[str, dict],
+    note: str = "",
+    summary: str | None = None,
+    details: dict[str, list[str]] | None = None,
 ) -> Path:
     """Write the figures ({figure: {"value": number, "unit": text}}) and return the path.
 
     ``summary`` names a results file that gathers an issue's figures from several
-    benchmarks: these figures replace their namesakes there, the others stay."""
+    benchmarks: these figures replace their namesakes there, the others stay. ``details``:
+    what lies behind a figure, in words (e.g. each alert counted), under the figure's name."""
     path = RESULTS_DIR / f"{name}.json"
-    _write(path, name, figures, note)
+    _write(path, name, figures, note, details)
     if summary is not None:
         summary_path = RESULTS_DIR / f"{summary}.json"
         gathered = (
@@ -48,12 +53,20 @@ def write_results(
     return path
 
 
-def _write(path: Path, name: str, figures: dict[str, dict], note: str) -> None:
-    result = {
+def _write(
+    path: Path,
+    name: str,
+    figures: dict[str, dict],
+    note: str,
+    details: dict[str, list[str]] | None = None,
+) -> None:
+    result: dict = {
         "benchmark": name,
         "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": machine(note),
         "figures": figures,
     }
+    if details:
+        result["details"] = details
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2) + b"\n")

@@ -54,7 +54,6 @@ sys.path.insert(0, str(ROOT))
 from beam_pipelines.options import batch_options  # noqa: E402
 from beam_pipelines.pipeline import build_replay_pipeline  # noqa: E402
 from dexwatch.app.workflows.bootstrap import bootstrap_model  # noqa: E402
-from dexwatch.core.features.chain import FEATURE_NAMES  # noqa: E402
 from dexwatch.core.schemas.labels import IncidentLabel  # noqa: E402
 from dexwatch.core.schemas.tables import INCIDENT_LABELS  # noqa: E402
 from dexwatch.core.settings import PipelineSettings  # noqa: E402
@@ -68,6 +67,7 @@ from model.evaluation import (  # noqa: E402
     AlertThread,
     IncidentDetection,
     LabelledIncident,
+    chain_windows,
     incident_detection,
     opened_threads,
 )
@@ -133,19 +133,7 @@ def replay(
     warehouse.upsert(INCIDENT_LABELS, [label.model_dump() for label in labels])
     events = settings.state_dir / "recording" / "pool-events.jsonl"
     build_replay_pipeline(settings, batch_options(), events).run().wait_until_finish()
-    names = ", ".join(FEATURE_NAMES)
-    result = warehouse.query(
-        "select pool, epoch(window_start), epoch(window_end), is_anomaly, "
-        f"{names} from pool_scores where source = 'chain'"
-    )
-    columns = {
-        name: np.array(values, dtype=object if name == "pool" else float)
-        for name, values in zip(
-            ["pool", "start", "end", "is_anomaly", *FEATURE_NAMES],
-            zip(*result.rows, strict=True),
-            strict=True,
-        )
-    }
+    columns = chain_windows(warehouse)
     threads = opened_threads(warehouse)
     incidents = [
         LabelledIncident(
@@ -183,7 +171,10 @@ def _figures(prefix: str, detection: IncidentDetection, in_remains: int) -> dict
         "median_delay_s": (detection.median_delay_s, "s (event time)"),
         "false_alerts": (detection.false_threads, "alerts"),
         "false_alerts_in_drained_pools": (in_remains, "alerts"),
-        "kind_accuracy": (detection.kind_accuracy, f"share of {len(detection.kinds)} alerts"),
+        "kind_accuracy": (
+            detection.kind_accuracy,
+            f"share of {len(detection.kinds)} detected incidents",
+        ),
     }
     for kind, summary in detection.by_kind().items():
         key = kind.replace("-", "_")
@@ -250,8 +241,9 @@ def main() -> None:
             ("rule", rule_results, rule_flags(columns), None),
         ):
             detection = incident_detection(
-                *where, flagged, incidents, after_s, cooldown_s, threads=opened
-            )
+                *where, flagged, incidents, after_s, cooldown_s, threads=opened,
+                scores=columns["score"], kinds=columns["kind"] if opened else None,
+            )  # fmt: skip
             results.append(detection)
             in_remains[name] += _in_remains(detection, incidents)
         recording = settings.state_dir / "recording" / "pool-events.jsonl"
@@ -273,6 +265,7 @@ def main() -> None:
             detection = incident_detection(
                 windows["pool"], windows["start"], windows["end"], windows["is_anomaly"] > 0,
                 incidents, after_s, cooldown_s, threads=threads,
+                scores=windows.get("score"), kinds=windows.get("kind"),
             )  # fmt: skip
             before_results.append(detection)
             in_remains["before"] += _in_remains(detection, incidents)

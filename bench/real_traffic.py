@@ -43,9 +43,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
-import yaml
 from _before import score_before
-from _private_chain import GENESIS
+from _private_chain import GENESIS, bootstrap_settings
 from _results import write_results
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -57,15 +56,14 @@ from dexwatch.app.workflows.bootstrap import bootstrap_model  # noqa: E402
 from dexwatch.core.features.chain import FEATURE_NAMES  # noqa: E402
 from dexwatch.core.settings import Settings  # noqa: E402
 from dexwatch.core.warehouse import open_warehouse  # noqa: E402
-from infra.local import processes  # noqa: E402
 from infra.local.recorded_chain import RecordedChainNode, Recording, open_recording  # noqa: E402
-from infra.local.settings import load_local_settings  # noqa: E402
 from infra.local.splice import KINDS, SplicedIncident, splice  # noqa: E402
 from model.chain_window import train_detector  # noqa: E402
 from model.evaluation import (  # noqa: E402
     AlertThread,
     IncidentDetection,
     LabelledIncident,
+    chain_windows,
     incident_detection,
     opened_threads,
 )
@@ -118,20 +116,7 @@ def replay_day(events: Path, work: Path, model: Path) -> dict[str, np.ndarray]:
     shutil.rmtree(work, ignore_errors=True)
     settings = Settings(state_dir=work).with_sections(model={"path": model})
     build_replay_pipeline(settings, batch_options(flags=[]), events).run().wait_until_finish()
-    names = ", ".join(FEATURE_NAMES)
-    rows = (
-        open_warehouse(settings)
-        .query(
-            f"select pool, epoch(window_start), epoch(window_end), is_anomaly, {names} "
-            "from pool_scores where source = 'chain' order by window_end"
-        )
-        .rows
-    )
-    keys = ["pool", "start", "end", "is_anomaly", *FEATURE_NAMES]
-    return {
-        key: np.array(values, dtype=object if key == "pool" else float)
-        for key, values in zip(keys, zip(*rows, strict=True), strict=True)
-    }
+    return chain_windows(open_warehouse(settings))
 
 
 def scored_event_share(recording: Recording, windows: dict[str, np.ndarray]) -> float:
@@ -166,9 +151,12 @@ def detection(
         for incident in incidents
     ]
     pipeline = settings.pipeline
+    # Kinds are the pipeline's: known where it opened the threads (not for the rules).
+    scores, kinds = (windows.get("score"), windows.get("kind")) if threads else (None, None)
     return incident_detection(
         windows["pool"], windows["start"], windows["end"], flagged, labels,
         pipeline.current_slices * pipeline.slice_s, pipeline.alert_cooldown_s, threads,
+        scores, kinds,
     )  # fmt: skip
 
 
@@ -176,25 +164,12 @@ def bootstrap(work: Path, market: Path | None) -> Path:
     """The first model ``dexwatch run`` trains when it has none (simulated traffic), with
     the settings of ``market`` (a config file) when given."""
     model = work / "default.joblib"
-    port = processes.free_port()
-    settings = load_local_settings(
-        market,
-        state_dir=str(work / "bootstrap"),
-        local={"anvil_port": port, "node_modules": str(ROOT / "node_modules")},
-        chain={"rpc_urls": [f"http://127.0.0.1:{port}"]},
-        simulator={**_simulator_section(market), "seed": BOOTSTRAP_SEED},
-        model={"path": str(model)},
+    settings = bootstrap_settings(
+        work / "bootstrap", BOOTSTRAP_SEED, market, model={"path": str(model)}
     )
     print(f"bootstrapping the default model ({settings.model.bootstrap_hours:g} h)", flush=True)
     bootstrap_model(settings, hours=settings.model.bootstrap_hours, genesis_timestamp=GENESIS)
     return model
-
-
-def _simulator_section(market: Path | None) -> dict:
-    """The config file's simulator settings: overrides replace a section whole."""
-    if market is None:
-        return {}
-    return yaml.safe_load(market.read_text()).get("simulator", {})
 
 
 def feature_rows(windows: dict[str, np.ndarray]) -> list[dict[str, float]]:
@@ -331,10 +306,10 @@ def main() -> None:
         figures.update(
             spliced_figures(label, outcomes, recordings[HELD_OUT_DAYS[0]].pool.block_time_s)
         )
-        if kinds:  # the pipeline's own threads, with their kinds (not the rule's)
+        if kinds:  # the pipeline's own kinds (the rule names none)
             figures[f"{label}spliced_kind_accuracy"] = {
                 "value": round(sum(a == b for a, b in kinds) / len(kinds), 4),
-                "unit": f"share of {len(kinds)} true alerts whose kind is their incident's",
+                "unit": f"share of {len(kinds)} detected incidents whose kind is theirs",
             }
     path = write_results(
         "real_traffic",

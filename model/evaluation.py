@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from dexwatch.core.detector import Detector
+from dexwatch.core.features.chain import FEATURE_NAMES
 from dexwatch.core.schemas.labels import ALERT_KIND_OF_INCIDENT
 from dexwatch.core.warehouse import WarehouseReader
 
@@ -185,15 +186,6 @@ class AlertThread:
     pool: str
     start: float  # epoch seconds: the first flagged window's start
     end: float  # the last flagged window's end
-    # The kind of its most anomalous window (lowest score); "" where none was given.
-    kind: str = ""
-
-
-# The chain alert threads' headline: each thread's pool, span and kind at its worst window.
-THREADS_QUERY = (
-    "select pool, min(epoch(window_start)), max(epoch(window_end)), arg_min(kind, score) "
-    "from anomalies where source = 'chain' group by pool, alert_id"
-)
 
 
 def opened_threads(warehouse: WarehouseReader) -> list[AlertThread]:
@@ -202,7 +194,33 @@ def opened_threads(warehouse: WarehouseReader) -> list[AlertThread]:
     exists = "select 1 from information_schema.tables where table_name = 'anomalies'"
     if not warehouse.query(exists).rows:
         return []
-    return [AlertThread(*row) for row in warehouse.query(THREADS_QUERY).rows]
+    rows = warehouse.query(
+        "select pool, min(epoch(window_start)), max(epoch(window_end)) from anomalies "
+        "where source = 'chain' group by pool, alert_id"
+    ).rows
+    return [AlertThread(*row) for row in rows]
+
+
+def chain_windows(warehouse: WarehouseReader) -> dict[str, np.ndarray]:
+    """A local (DuckDB) warehouse's scored chain windows as columns, in window-end order:
+    pool, start, end (epoch seconds), is_anomaly, score, kind (the anomaly's, '' for a
+    normal window) and every feature."""
+    exists = "select 1 from information_schema.tables where table_name = 'anomalies'"
+    anomalies = bool(warehouse.query(exists).rows)
+    rows = warehouse.query(
+        "select s.pool, epoch(s.window_start), epoch(s.window_end), s.is_anomaly, s.score, "
+        + ("coalesce(a.kind, '')" if anomalies else "''")
+        + "".join(f", s.{name}" for name in FEATURE_NAMES)
+        + " from pool_scores s"
+        + (" left join anomalies a using (window_id)" if anomalies else "")
+        + " where s.source = 'chain' order by s.window_end"
+    ).rows
+    keys = ["pool", "start", "end", "is_anomaly", "score", "kind", *FEATURE_NAMES]
+    columns = list(zip(*rows, strict=True)) if rows else [()] * len(keys)
+    return {
+        key: np.array(values, dtype=object if key in ("pool", "kind") else float)
+        for key, values in zip(keys, columns, strict=True)
+    }
 
 
 def alert_threads(
@@ -234,8 +252,8 @@ class IncidentDetection:
     threads: int
     false_alerts: list[AlertThread]
     pool_weeks: float
-    # (the alert kind the incident should raise, the kind raised) of each true alert whose
-    # kind is known.
+    # (the alert kind the incident should raise, the kind raised) of each detected incident
+    # whose windows' kinds are known: the kind of its most anomalous window.
     kinds: list[tuple[str, str]] = dataclasses.field(default_factory=list)
 
     @property
@@ -261,7 +279,8 @@ class IncidentDetection:
 
     @property
     def kind_accuracy(self) -> float | None:
-        """The share of true alerts whose kind is the one their incident should raise."""
+        """The share of detected incidents whose kind, at their most anomalous window, is
+        the one they should raise."""
         return _share(sum(expected == found for expected, found in self.kinds), len(self.kinds))
 
     def by_kind(self) -> dict[str, dict[str, Any]]:
@@ -299,6 +318,8 @@ def incident_detection(
     after_s: float,
     cooldown_s: float,
     threads: list[AlertThread] | None = None,
+    scores: np.ndarray | None = None,
+    kinds: np.ndarray | None = None,
 ) -> IncidentDetection:
     """Score one detector's flags over windows (epoch-second ``starts``/``ends`` per pool)
     against incidents.
@@ -314,14 +335,21 @@ def incident_detection(
         threads: the alert threads the pipeline itself opened (from its anomalies table);
             default: the flags threaded by ``alert_threads``, for a detector the pipeline did
             not run (the rules).
+        scores, kinds: each window's score and alert kind (``chain_windows``), if known:
+            a detected incident's kind is its most anomalous flagged window's
+            (``IncidentDetection.kinds``).
     """
-    outcomes = []
+    outcomes, found_kinds = [], []
     for incident in incidents:
         first = incident.first_timestamp.timestamp()
         last = incident.last_timestamp.timestamp() + after_s
         holds = (pools == incident.pool) & (ends > first) & (starts <= last)
         hits = holds & flagged
         delay = float(ends[hits].min() - first) if hits.any() else None
+        if hits.any() and scores is not None and kinds is not None:
+            worst = np.flatnonzero(hits)[np.argmin(scores[hits])]
+            if kinds[worst]:
+                found_kinds.append((ALERT_KIND_OF_INCIDENT[incident.kind], str(kinds[worst])))
         outcomes.append(
             IncidentOutcome(
                 incident.label_id, incident.pool, incident.kind, bool(hits.any()), delay
@@ -330,21 +358,18 @@ def incident_detection(
     if threads is None:
         threads = alert_threads(pools, starts, ends, flagged, cooldown_s)
     spans = [
-        (i.pool, i.first_timestamp.timestamp(), i.last_timestamp.timestamp() + after_s, i.kind)
+        (i.pool, i.first_timestamp.timestamp(), i.last_timestamp.timestamp() + after_s)
         for i in incidents
     ]
-    false_alerts, kinds = [], []
-    for thread in threads:
-        held = [
-            kind
-            for pool, first, last, kind in spans
-            if thread.pool == pool and thread.end > first and thread.start <= last
-        ]
-        if not held:
-            false_alerts.append(thread)
-        elif thread.kind:
-            kinds.append((ALERT_KIND_OF_INCIDENT[held[0]], thread.kind))
+    false_alerts = [
+        thread
+        for thread in threads
+        if not any(
+            thread.pool == pool and thread.end > first and thread.start <= last
+            for pool, first, last in spans
+        )
+    ]
     observed = sum(
         float(ends[pools == pool].max() - starts[pools == pool].min()) for pool in set(pools)
     )
-    return IncidentDetection(outcomes, len(threads), false_alerts, observed / WEEK_S, kinds)
+    return IncidentDetection(outcomes, len(threads), false_alerts, observed / WEEK_S, found_kinds)

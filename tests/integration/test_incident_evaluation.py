@@ -11,7 +11,6 @@ import pytest
 
 from model.evaluation import (
     WEEK_S,
-    AlertThread,
     LabelledIncident,
     alert_threads,
     incident_detection,
@@ -87,25 +86,34 @@ def test_recall_precision_false_alerts_and_delay_follow_the_definitions() -> Non
     }  # fmt: skip
 
 
-def test_kind_accuracy_compares_each_true_alerts_kind_with_its_incidents() -> None:
+def test_a_detected_incidents_kind_is_its_most_anomalous_windows() -> None:
     pools, starts, ends = _arrays(_windows(A, range(T0, T0 + 7200, 15)))
     incidents = [
         _incident(A, "slow-drain", T0 + 600, T0 + 2400),  # should raise liquidity-drain
         _incident(A, "fresh-pool-rug", T0 + 5000, T0 + 5100),  # should raise rug-pull
-    ]
-    threads = [
-        AlertThread(A, T0 + 900, T0 + 960, "liquidity-drain"),
-        AlertThread(A, T0 + 5040, T0 + 5100, "price-dislocation"),  # the pump, not the rug
-        AlertThread(A, T0 + 6600, T0 + 6660, "rug-pull"),  # false: its kind is not counted
-        AlertThread(A, T0 + 1500, T0 + 1560),  # no kind known (the rule)
+        _incident(A, "wash-trading", T0 + 6000, T0 + 6100),  # missed: no kind to judge
     ]
     flagged = np.zeros(len(pools), dtype=bool)
-    result = incident_detection(pools, starts, ends, flagged, incidents, 60, 300, threads)
+    scores = np.full(len(pools), 0.1)
+    kinds = np.full(len(pools), "", dtype=object)
+    for end, score, kind in (
+        (T0 + 900, -0.02, "liquidity-inflow"),  # a provider's mint in the drain's span
+        (T0 + 960, -0.3, "liquidity-drain"),  # the drain, most anomalous
+        (T0 + 5040, -0.05, "price-dislocation"),  # the pump...
+        (T0 + 5100, -0.01, "rug-pull"),  # ...scores further below than the rug itself
+        (T0 + 6600, -0.5, "volume-spike"),  # after the wash trading's span
+    ):
+        at = ends == end
+        flagged[at], scores[at], kinds[at] = True, score, kind
+    result = incident_detection(
+        pools, starts, ends, flagged, incidents, 60, 300, scores=scores, kinds=kinds
+    )
     assert result.kinds == [
-        ("liquidity-drain", "liquidity-drain"),
-        ("rug-pull", "price-dislocation"),
-    ]
+        ("liquidity-drain", "liquidity-drain"), ("rug-pull", "price-dislocation")
+    ]  # fmt: skip
     assert result.kind_accuracy == 0.5
+    # Without kinds (the rules), nothing is judged.
+    assert incident_detection(pools, starts, ends, flagged, incidents, 60, 300).kinds == []
 
 
 def test_no_flags_no_alerts_and_no_precision() -> None:

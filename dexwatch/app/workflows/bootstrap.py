@@ -168,11 +168,13 @@ def bootstrap_hourly_model(
     hours: int,
     progress: Callable[[str, int, int], None] = lambda stage, done, total: None,
     workdir: Path | None = None,
+    genesis_timestamp: int | None = None,
 ) -> tuple[Detector, list[PoolHour]]:
     """Train the first hourly detector on ``hours`` of simulated normal traffic, register it
     in the model registry and promote it (settings.hourly_model_path), with the PoolHours it
     learned from beside it
-    (training-hours.jsonl, pool-hourly messages: a replay can feed them to the pipeline)."""
+    (training-hours.jsonl, pool-hourly messages: a replay can feed them to the pipeline).
+    ``genesis_timestamp``: as ``record_history``'s."""
     from model.hourly import train_hourly_detector
     from model.registry import POOL_HOUR, ModelRegistry
     from model.training import TrainingParams
@@ -188,7 +190,10 @@ def bootstrap_hourly_model(
             pool_hours.extend(subgraph_hours(private, work / "subgraph"))
             progress("hours", 1, 1)
 
-        record_history(mining, hours, work, progress, while_chain_runs=read_hours)
+        record_history(
+            mining, hours, work, progress, while_chain_runs=read_hours,
+            genesis_timestamp=genesis_timestamp,
+        )  # fmt: skip
     progress("train", 0, 1)
     detector = train_hourly_detector(pool_hours, TrainingParams(seed=settings.simulator.seed))
     registry = ModelRegistry(settings.registry_dir, POOL_HOUR)
