@@ -335,7 +335,7 @@ def spliced_figures(label: str, outcomes: list, block_s: float) -> dict[str, dic
         },
         f"{label}spliced_drain_recall": {
             "value": round(sum(o.detected for o in drains) / len(drains), 4),
-            "unit": f"share of {len(drains)} drains of 50-90 % of the in-range liquidity",
+            "unit": f"share of {len(drains)} drains of 50-80 % of the in-range liquidity",
         },
         f"{label}median_delay_blocks": {
             "value": round(float(np.median(delays)) / block_s, 1) if delays else None,

@@ -219,8 +219,9 @@ def _pool_incident_logs(
     writer = _Writer(recording, _state_before(recording, block), name)
     attacker, victim = _address(f"{name}:attacker"), _address(f"{name}:victim")
     if kind == "liquidity-drain":
-        # At least half the pool's in-range liquidity, over one to three blocks.
-        share, steps = rng.uniform(0.5, 0.9), rng.randint(1, 3)
+        # Half to four fifths of the pool's in-range liquidity, over one to three blocks
+        # (more is a rug pull: dexwatch.core.features.kinds).
+        share, steps = rng.uniform(0.5, 0.8), rng.randint(1, 3)
         per_step = 1 - (1 - share) ** (1 / steps)
         for step in range(steps):
             writer.burn(block + step, attacker, per_step)

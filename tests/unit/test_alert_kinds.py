@@ -44,6 +44,22 @@ def test_most_of_a_pool_taken_is_a_rug_pull_and_high_whatever_the_score():
     assert (found.kind, found.severity) == ("rug-pull", "high")
 
 
+def test_one_traders_large_price_moving_swap_is_a_price_dislocation_not_wash_trading():
+    # A manipulator's 12 % swap: one address with most of a busy window's volume, but the
+    # price moved with it, and no pair traded both ways.
+    window = _window(top_trader_share=0.83, volume_ratio=1.44, price_range=0.123,
+                     max_swap_price_impact=0.113, pair_two_way_excess=-1.4)  # fmt: skip
+    top = _top(("max_swap_price_impact", 0.113, 21.5), ("price_range", 0.123, 12.4))
+    assert classify(window, top, score=-0.2).kind == "price-dislocation"
+
+
+def test_four_fifths_of_a_pool_is_a_rug_pull_two_thirds_a_drain():
+    top = _top(("liquidity_removed_share", 0.0, 100.0))
+    for removed, kind in ((0.88, "rug-pull"), (0.68, "liquidity-drain")):
+        window = _window(liquidity_removed_share=removed, net_liquidity_change=-removed)
+        assert classify(window, top, score=-0.3).kind == kind, removed
+
+
 def test_a_slow_drain_is_named_by_the_hour_and_sized_by_it():
     window = _window(liquidity_removed_share=0.004, net_liquidity_change=-0.004,
                      liquidity_lost_1h=0.12)  # fmt: skip

@@ -5,14 +5,16 @@ The model says *that* a window is abnormal, and which features deviate most from
 learned. The rule says *what* it is, from the sizes those features measure. The first test
 that holds names the kind:
 
-1. ``rug-pull``: most of the pool gone: 90 % or more of its liquidity removed in the window
-   (``liquidity_removed_share``) or lost, net, over the hour (``liquidity_lost_1h``).
+1. ``rug-pull``: most of the pool gone: 80 % or more of its liquidity removed in the window,
+   net (``liquidity_removed_share`` and ``-net_liquidity_change``), or lost over the hour
+   (``liquidity_lost_1h``).
 2. ``liquidity-drain``: 10 % or more of the pool removed in the window, net of what was
    added (``liquidity_removed_share`` and ``-net_liquidity_change`` both), or lost over the
    hour. A provider's ordinary exit is less, and names nothing.
 3. ``wash-trading``: one pair of addresses out-trading the whole pool both ways
    (``pair_two_way_excess`` of 6 Poisson deviations, the incident floor), or two addresses
-   with 80 % of a busy window's volume (``top_trader_share``) while volume is up 3-fold.
+   with 80 % of a busy window's volume (``top_trader_share``) while volume is up 3-fold and
+   the price stays within 3 % (one trader's large swap that moves the price is not washing).
 4. ``price-dislocation``: the price moved 3 % or more (``price_change``, ``price_range`` or
    one swap's ``max_swap_price_impact``).
 5. ``liquidity-inflow``: half the pool or more added, net.
@@ -69,12 +71,13 @@ _LIQUIDITY = ("liquidity_removed_share", "net_liquidity_change", "liquidity_lost
 _PRICE = ("price_change", "price_range", "max_swap_price_impact")
 # In order: the first whose test holds names the window.
 KIND_RULE: tuple[_Kind, ...] = (
-    _Kind("rug-pull", _LIQUIDITY, lambda f: _removed(f) >= 0.9),
+    _Kind("rug-pull", _LIQUIDITY, lambda f: _removed(f) >= 0.8),
     _Kind("liquidity-drain", _LIQUIDITY, lambda f: _removed(f) >= 0.1),
     _Kind(
         "wash-trading", ("pair_two_way_excess", "top_trader_share", "volume_ratio"),
         lambda f: f["pair_two_way_excess"] >= 6.0
-        or (f["top_trader_share"] >= 0.8 and f["volume_ratio"] >= math.log(3)),
+        or (f["top_trader_share"] >= 0.8 and f["volume_ratio"] >= math.log(3)
+            and _price_move(f) < math.log(1.03)),
     ),
     _Kind("price-dislocation", _PRICE, lambda f: _price_move(f) >= math.log(1.03)),
     _Kind("liquidity-inflow", ("net_liquidity_change",),
