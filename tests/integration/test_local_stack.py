@@ -112,6 +112,14 @@ def test_injected_drain_is_published_and_labelled(tmp_path: Path, monkeypatch) -
         ]
         assert len(burns) == 3, f"{len(burns)} Burn events of the drain were published"
         assert all(e.dex == "sushiswap" and e.kind == "event" for e in burns)
+
+        # The pool just traded (the drain): a quiet pool's drain is refused, in one line.
+        refused = dexwatch_cli(
+            config, "simulate", "inject", "--kind", "quiet-pool-drain", "--pool",
+            "sushiswap:WETH/USDC",
+        )  # fmt: skip
+        assert refused.returncode == 1
+        assert "needs it silent for 600 s" in refused.stderr and "Traceback" not in refused.stderr
     finally:
         dexwatch_cli(config, "local", "down")
 

@@ -76,10 +76,14 @@ def simulate_inject(
         deployment.pool(pool)
     except KeyError as err:
         fail(str(err.args[0]), code=2)
-    label = inject(settings, deployment, kind, pool)
+    try:
+        label = inject(settings, deployment, kind, pool)
+    except ValueError as err:  # e.g. a quiet pool's drain beside a busy market
+        fail(str(err))
     open_warehouse(settings).upsert(INCIDENT_LABELS, [label.model_dump()])
+    # A fresh pool's rug names the pool it launched, which the deployment does not list.
+    where = deployment.pool(pool).name if kind != "fresh-pool-rug" else label.pool
     typer.echo(
-        f"{label.kind} on {deployment.pool(label.pool).name}: "
-        f"blocks {label.first_block}..{label.last_block}"
+        f"{label.kind} on {where}: blocks {label.first_block}..{label.last_block}"
         f" ({label.details}); recorded as {label.label_id}"
     )
