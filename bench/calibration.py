@@ -39,6 +39,10 @@ from real_traffic import record
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from dexwatch.core.features.chain import summarize_slice  # noqa: E402
+from dexwatch.core.features.horizon import hour_steps  # noqa: E402
+from dexwatch.core.schemas.pool_event import PoolEvent  # noqa: E402
+from dexwatch.core.settings import PipelineSettings  # noqa: E402
 from infra.local import processes, stack  # noqa: E402
 from infra.local.deploy import deploy_local_contracts  # noqa: E402
 from infra.local.market import MarketSimulator  # noqa: E402
@@ -75,6 +79,12 @@ STATISTICS: tuple[tuple[str, str], ...] = (
     ("position_width_p50", "median width of minted positions, in ticks"),
     ("position_width_p90", "90th percentile of minted positions' width, in ticks"),
     ("jit_liquidity_share", "share of minted liquidity burned in its own block by its owner"),
+    (
+        "hour_liquidity_lost_p90",
+        "share of the pool's liquidity lost, net, within a clock hour, as liquidity_lost_1h "
+        "counts it (in range, net of just-in-time liquidity): 90th percentile of the hours",
+    ),
+    ("hour_liquidity_lost_max", "its largest hour"),
 )
 
 
@@ -166,6 +176,27 @@ def pool_event_stats(
     }
 
 
+def hour_liquidity_stats(events: Path, pool: str, blocks: range) -> dict[str, float]:
+    """The liquidity a pool loses within each whole clock hour, as the hour horizon counts
+    it (``dexwatch.core.features.horizon``), from its recorded pool events in ``blocks``."""
+    slice_s = PipelineSettings().slice_s
+    slices: dict[int, list[PoolEvent]] = defaultdict(list)
+    for line in events.read_bytes().splitlines():
+        event = PoolEvent.from_json(line)
+        if event.kind == "event" and event.pool == pool and event.block_number in blocks:
+            slices[event.block_timestamp // slice_s * slice_s].append(event)
+    ordered = [summarize_slice(pool, start, slices[start]) for start in sorted(slices)]
+    by_hour: dict[int, float] = defaultdict(float)
+    for start, step in hour_steps(ordered)[0]:
+        by_hour[start // 3600] += step
+    hours = range(ordered[0].start // 3600 + 1, ordered[-1].start // 3600)  # whole hours
+    lost = [max(0.0, -math.expm1(by_hour.get(hour, 0.0))) for hour in hours]
+    return {
+        "hour_liquidity_lost_p90": _quantile(lost, 0.9),
+        "hour_liquidity_lost_max": max(lost, default=0.0),
+    }
+
+
 def minute_bar_stats(paths: Iterable[Path]) -> dict[str, float]:
     """What needs weeks: hourly price changes and volumes from the real minute bars."""
     hour_close: dict[int, float] = {}
@@ -203,7 +234,11 @@ def real_stats(work: Path) -> dict[str, float]:
     events = record(recording, work / "real")
     blocks = range(recording.first_block, recording.last_block + 1)
     stats = pool_event_stats(_records(events), recording.pool.address, "amount0", 6, blocks)
-    return {**stats, **minute_bar_stats(REAL_MINUTES.glob("*.minute.csv"))}
+    return {
+        **stats,
+        **hour_liquidity_stats(events, recording.pool.address, blocks),
+        **minute_bar_stats(REAL_MINUTES.glob("*.minute.csv")),
+    }
 
 
 def simulated_stats(work: Path, hours: float, seed: int, market: Path) -> dict[str, float]:
@@ -223,8 +258,9 @@ def simulated_stats(work: Path, hours: float, seed: int, market: Path) -> dict[s
     pool = deployment.pool(SIM_POOL)
     usdc_leg = "amount0" if pool.token0 == "USDC" else "amount1"
     decimals = deployment.tokens["USDC"].decimals
-    events = _records(work / "sim" / "pool-events.jsonl")
-    return pool_event_stats(events, pool.address, usdc_leg, decimals, range(first, last + 1))
+    recorded, blocks = work / "sim" / "pool-events.jsonl", range(first, last + 1)
+    stats = pool_event_stats(_records(recorded), pool.address, usdc_leg, decimals, blocks)
+    return {**stats, **hour_liquidity_stats(recorded, pool.address, blocks)}
 
 
 def log_ratio(sim: float, real: float) -> float:
