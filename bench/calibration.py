@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import orjson
 import yaml
-from _private_chain import private_chain_settings
+from _private_chain import GENESIS, private_chain_settings
 from _results import write_results
 from real_traffic import record
 
@@ -241,17 +241,22 @@ def real_stats(work: Path) -> dict[str, float]:
     }
 
 
+def _progress(done: int, total: int) -> None:
+    """A line at each tenth of the blocks (the simulator reports every 50)."""
+    if done == total or done % max(1, total // 10) < 50:
+        print(f"  mined {done}/{total} blocks", flush=True)
+
+
 def simulated_stats(work: Path, hours: float, seed: int, market: Path) -> dict[str, float]:
     simulator = yaml.safe_load(market.read_text()).get("simulator", {})
     settings = private_chain_settings(work, seed, BLOCK_S, simulator)
-    processes.start(stack.anvil_spec(settings), settings.state_dir)
+    processes.start(stack.anvil_spec(settings, GENESIS), settings.state_dir)
     try:
-        deployment = deploy_local_contracts(settings)
+        deployment = deploy_local_contracts(settings, start_timestamp=GENESIS + 1)
         deployment.save(settings.deployment_path)
         first, last = MarketSimulator(settings, deployment).generate_history(
-            hours, progress=lambda done, total: print(f"\r  mined {done}/{total} blocks", end="")
+            hours, progress=_progress
         )
-        print(flush=True)
         publish_chain(settings.with_deployed_factories(), once=True, record_to=work / "sim")
     finally:
         processes.stop(settings.state_dir, stack.ANVIL)
