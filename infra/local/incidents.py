@@ -64,6 +64,7 @@ _FRESH_PUMP_STEP = 1.08
 _FRESH_PUMP_BLOCKS = 6
 _FRESH_EVERY_S = 15.0
 _GAS_CREATE = 15_000_000
+_GAS_CREATE_POOL = 6_000_000
 _GAS_SMALL = 200_000
 
 # A step builds one block's transactions from the pool's state just before it.
@@ -366,14 +367,14 @@ class _Injector:
                evm.encode_call("approve(address,uint256)", manager, 2**256 - 1), _GAS_SMALL),
         ]  # fmt: skip
         pair = (token.address, quote_token.address)
-        protocol = "v3" if self.pool.protocol == "v3" else "v2"
+        protocol = self.pool.protocol
         if protocol == "v3":
             create = evm.encode_call("createPool(address,address,uint24)", *pair, _FRESH_FEE)
             lookup = evm.encode_call("getPool(address,address,uint24)", *pair, _FRESH_FEE)
         else:
             create = evm.encode_call("createPair(address,address)", *pair)
             lookup = evm.encode_call("getPair(address,address)", *pair)
-        self._mine([*txs, Tx(self.team, factory, create, 6_000_000)])
+        self._mine([*txs, Tx(self.team, factory, create, _GAS_CREATE_POOL)])
         (raw,) = evm.eth_calls(self.rpc, [(factory, lookup)])
         token0, token1 = sorted((symbol, quote), key=lambda s: deployment.tokens[s].address)
         pool = PoolInfo(
