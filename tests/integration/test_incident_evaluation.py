@@ -4,18 +4,23 @@ fixed-threshold rule baseline, on hand-made windows with known answers."""
 from __future__ import annotations
 
 import math
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
 
+from dexwatch.core.schemas.tables import ANOMALIES, POOL_SCORES
+from dexwatch.core.warehouse import open_warehouse
 from model.evaluation import (
     WEEK_S,
     LabelledIncident,
     alert_threads,
+    chain_windows,
     incident_detection,
 )
 from model.rules import RULES, rule_flags
+from tests._feature_rows import fill, normal_rows
+from tests.conftest import make_settings
 
 T0 = 1_800_000_000
 A, B = "0xaa", "0xbb"
@@ -190,3 +195,26 @@ def test_the_threads_a_pipeline_opened_are_read_from_its_anomalies(tmp_path) -> 
     assert [(t.pool, t.start, t.end) for t in threads] == [
         (A, T0 - 60, T0 + 600), (A, T0 + 9000 - 60, T0 + 9000), (B, T0 - 60, T0),
     ]  # fmt: skip
+
+
+def test_chain_windows_reads_each_window_with_its_anomalys_kind(tmp_path) -> None:
+    warehouse = open_warehouse(make_settings(tmp_path / "state"))
+    start = datetime(2026, 11, 30, tzinfo=UTC)
+    rows = normal_rows(start, start + timedelta(minutes=30))
+    fill(warehouse, rows, [])
+    before = chain_windows(warehouse)  # no anomalies table yet: no kinds
+    assert len(before["pool"]) == len(rows) and set(before["kind"]) == {""}
+    flagged = {**rows[4], "score": -0.2, "is_anomaly": True}
+    anomaly = {**flagged, "severity": "high", "kind": "rug-pull", "confidence": 0.9,
+               "alert_id": flagged["window_id"]}  # fmt: skip
+    warehouse.upsert(POOL_SCORES, [flagged])
+    warehouse.upsert(ANOMALIES, [anomaly])
+    windows = chain_windows(warehouse)
+    assert list(windows["end"]) == sorted(windows["end"])
+    (at,) = np.flatnonzero(windows["kind"] != "")
+    assert (windows["kind"][at], windows["score"][at], windows["is_anomaly"][at]) == (
+        "rug-pull", -0.2, 1.0
+    )  # fmt: skip
+    assert windows["pool"][at] == flagged["pool"]
+    assert windows["end"][at] == flagged["window_end"].timestamp()
+    assert windows["liquidity_lost_1h"][at] == flagged["liquidity_lost_1h"]
