@@ -204,7 +204,7 @@ def _int24(word: str) -> int:
 
 def test_just_in_time_liquidity_wraps_a_large_swap_in_one_block(deployed):
     settings, deployment = deployed
-    settings = _calibrated(settings, jit_per_hour=120.0)
+    settings = _calibrated(settings, jit_per_hour=400.0)
     pool = deployment.pool("uniswap_v3:WETH/USDC:500")
     simulator = MarketSimulator(settings, deployment)
     first, last = simulator.generate_history(0.2)
@@ -241,7 +241,9 @@ def test_just_in_time_liquidity_wraps_a_large_swap_in_one_block(deployed):
             in_range = int(swap["data"][2 + 64 * 3 : 2 + 64 * 4], 16)
             assert 30 / 31 - 0.01 < minted / in_range < 85 / 86 + 0.01
             inside += 1
-    # About 120 an hour of average activity: 24 expected in 0.2 h.
+    # 400 an hour of average activity: 80 expected in 0.2 h; at least a tenth of that even
+    # in the quietest hours of the rhythm, where the wall clock may start the chain (7 of an
+    # expected 24 at 120 an hour, on 2026-12-03 at 21:12 UTC).
     assert bundles >= 8 and inside >= bundles // 2, (bundles, inside)
 
 
