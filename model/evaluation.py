@@ -191,22 +191,26 @@ class AlertThread:
 def opened_threads(warehouse: WarehouseReader) -> list[AlertThread]:
     """The chain alert threads a pipeline opened, from a local (DuckDB) warehouse's anomalies
     table (none when the table was never written)."""
-    exists = "select 1 from information_schema.tables where table_name = 'anomalies'"
-    if not warehouse.query(exists).rows:
+    if not _has_anomalies(warehouse):
         return []
     rows = warehouse.query(
         "select pool, min(epoch(window_start)), max(epoch(window_end)) from anomalies "
         "where source = 'chain' group by pool, alert_id"
     ).rows
-    return [AlertThread(*row) for row in rows]
+    return [AlertThread(pool, start, end) for pool, start, end in rows]
+
+
+def _has_anomalies(warehouse: WarehouseReader) -> bool:
+    """Whether the pipeline wrote an anomaly (the table is created with its first row)."""
+    exists = "select 1 from information_schema.tables where table_name = 'anomalies'"
+    return bool(warehouse.query(exists).rows)
 
 
 def chain_windows(warehouse: WarehouseReader) -> dict[str, np.ndarray]:
     """A local (DuckDB) warehouse's scored chain windows as columns, in window-end order:
     pool, start, end (epoch seconds), is_anomaly, score, kind (the anomaly's, '' for a
     normal window) and every feature."""
-    exists = "select 1 from information_schema.tables where table_name = 'anomalies'"
-    anomalies = bool(warehouse.query(exists).rows)
+    anomalies = _has_anomalies(warehouse)
     rows = warehouse.query(
         "select s.pool, epoch(s.window_start), epoch(s.window_end), s.is_anomaly, s.score, "
         + ("coalesce(a.kind, '')" if anomalies else "''")

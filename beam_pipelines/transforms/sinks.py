@@ -11,15 +11,13 @@ from apache_beam.coders import PickleCoder
 from apache_beam.io.gcp.pubsub import PubsubMessage
 from apache_beam.transforms.userstate import ReadModifyWriteStateSpec
 
-from dexwatch.core.features.kinds import classify
+from dexwatch.core.features.kinds import by_top_feature, classify
 from dexwatch.core.schemas.alert import (
     SEVERITY_RANK,
     V1_COPY_ATTRIBUTE,
     Alert,
     PoolRef,
     TopFeature,
-    kind_and_confidence,
-    severity_of,
 )
 from dexwatch.core.schemas.tables import Table
 from dexwatch.core.settings import Settings
@@ -135,17 +133,12 @@ class AlertThreads:
         it opens or escalates a thread."""
         start, end = int(row["window_start"].timestamp()), int(row["window_end"].timestamp())
         top = [TopFeature(**t) for t in orjson.loads(row["top_features"])]
-        if row["source"] == "chain":
-            found = classify(row, top, row["score"])
-            kind, confidence, evidence, severity = (
-                found.kind,
-                found.confidence,
-                found.evidence,
-                found.severity,
-            )
-        else:
-            kind, confidence, evidence = kind_and_confidence(top)
-            severity = severity_of(row["score"])
+        found = (
+            classify(row, top, row["score"])
+            if row["source"] == "chain"
+            else by_top_feature(top, row["score"])
+        )
+        kind, severity = found.kind, found.severity
         thread = self._thread_of(start, end)
         publish = thread is None
         if thread is None:
@@ -165,10 +158,10 @@ class AlertThreads:
             **row,
             "severity": severity,
             "kind": kind,
-            "confidence": confidence,
+            "confidence": found.confidence,
             "alert_id": thread.alert_id,
         }
-        return anomaly, _alert(anomaly, top, thread.revision, evidence) if publish else None
+        return anomaly, _alert(anomaly, top, thread.revision, found.evidence) if publish else None
 
     def _thread_of(self, start: int, end: int) -> _Thread | None:
         """The latest thread the window [start, end] belongs to, if any."""

@@ -172,6 +172,15 @@ def _state_before(recording: Recording, block: int) -> _State:
     return _State(sqrt_price=words[2], liquidity=words[3], tick=tick)
 
 
+def _blocks_every(recording: Recording, block: int, every_s: float, count: int) -> list[int]:
+    """``count`` blocks from ``block`` on, ``every_s`` apart in block time (each at least the
+    one after the block before it)."""
+    start, blocks = recording.timestamp(block), [block - 1]
+    for part in range(count):
+        blocks.append(max(blocks[-1] + 1, recording.block_at(start + part * every_s)))
+    return blocks[1:]
+
+
 def _fresh_pool_rug(
     recording: Recording, block: int, name: str
 ) -> tuple[list[dict[str, Any]], int, float, str]:
@@ -191,13 +200,10 @@ def _fresh_pool_rug(
     team, buyer = _address(f"{name}:team"), _address(f"{name}:buyer")
     ticks = writer.wide_range(_FRESH_SPACING)
     writer.launch(block, creation_log(fresh, block, log_index=9_999), team, ticks)
-    start, last = recording.timestamp(block), block
-    for part in range(1, _FRESH_PUMP_PARTS + 2):
-        last = max(last + 1, recording.block_at(start + part * _FRESH_EVERY_S))
-        if part <= _FRESH_PUMP_PARTS:
-            writer.swap(last, buyer, _FRESH_PUMP_STEP)
-        else:
-            writer.burn(last, team, 1.0, ticks)
+    *pump, last = _blocks_every(recording, block, _FRESH_EVERY_S, _FRESH_PUMP_PARTS + 2)[1:]
+    for number in pump:
+        writer.swap(number, buyer, _FRESH_PUMP_STEP)
+    writer.burn(last, team, 1.0, ticks)
     return writer.logs, last, 1.0, fresh.address
 
 
@@ -233,12 +239,11 @@ def _pool_incident_logs(
         # each Burn takes its share of that: of the level the pipeline measures it against.
         share = rng.uniform(0.4, 0.6)
         per_part = 1 - (1 - share) ** (1 / _SLOW_DRAIN_PARTS)
-        start, last = recording.timestamp(block), block - 1
-        for part in range(_SLOW_DRAIN_PARTS):
-            last = max(last + 1, recording.block_at(start + part * _SLOW_DRAIN_EVERY_S))
-            writer.state = _state_before(recording, last)
-            writer.burn(last, attacker, per_part)
-        return writer.logs, last, share
+        parts = _blocks_every(recording, block, _SLOW_DRAIN_EVERY_S, _SLOW_DRAIN_PARTS)
+        for number in parts:
+            writer.state = _state_before(recording, number)
+            writer.burn(number, attacker, per_part)
+        return writer.logs, parts[-1], share
     if kind == "rug-pull":
         share = rng.uniform(0.95, 0.99)
         writer.burn(block, attacker, share)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import bisect
 import math
+import operator
 from collections.abc import Sequence
 
 from dexwatch.core.features.chain import SliceSummary, liquidity_before, liquidity_changes
@@ -84,10 +85,7 @@ def hour_steps(
 
 def steps_before(steps: Sequence[tuple[int, float]], window_end: int) -> list[float]:
     """The steps (of ``hour_steps``, in time order) of the hour before ``window_end``."""
-    first = bisect.bisect_left(steps, window_end - LIQUIDITY_HORIZON_S, key=_start)
-    last = bisect.bisect_left(steps, window_end, key=_start)
+    start = operator.itemgetter(0)
+    first = bisect.bisect_left(steps, window_end - LIQUIDITY_HORIZON_S, key=start)
+    last = bisect.bisect_left(steps, window_end, key=start)
     return [step for _, step in steps[first:last]]
-
-
-def _start(step: tuple[int, float]) -> int:
-    return step[0]

@@ -41,6 +41,7 @@ from dexwatch.core.schemas.alert import (
     SEVERITY_RANK,
     Severity,
     TopFeature,
+    kind_and_confidence,
     kind_of,
     severity_of,
 )
@@ -134,3 +135,10 @@ def classify(features: Mapping[str, float], top: list[TopFeature], score: float)
     kind = kind_of(first.name, first.value, first.deviation)
     confidence = round(0.5 * abs(first.deviation) / total, 3)
     return Classification(kind, confidence, severity, [f"{kind}: no size test held", *words])
+
+
+def by_top_feature(top: list[TopFeature], score: float) -> Classification:
+    """An anomalous hourly row's kind: its top feature's (``kind_and_confidence``), its
+    severity from the score. Hourly rows measure no sizes this rule could test."""
+    kind, confidence, evidence = kind_and_confidence(top)
+    return Classification(kind, confidence, severity_of(score), evidence)
