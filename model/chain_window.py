@@ -9,6 +9,7 @@ import numpy as np
 
 from dexwatch.core.detector import Detector
 from dexwatch.core.features.chain import (
+    BENIGN_RISES,
     FEATURE_NAMES,
     FEATURES_VERSION,
     INCIDENT_FLOORS,
@@ -22,4 +23,7 @@ __all__ = ["TrainingParams", "train_detector"]
 def train_detector(rows: Sequence[dict], params: TrainingParams = DEFAULT_PARAMS) -> Detector:
     """A Detector trained on feature rows (dicts with every name in FEATURE_NAMES)."""
     x = np.array([feature_vector(row) for row in rows], dtype=np.float64)
-    return fit_detector(x, FEATURE_NAMES, FEATURES_VERSION, params, floors=INCIDENT_FLOORS)
+    return fit_detector(
+        x, FEATURE_NAMES, FEATURES_VERSION, params, floors=INCIDENT_FLOORS,
+        benign_rises=BENIGN_RISES,
+    )  # fmt: skip

@@ -20,7 +20,12 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from dexwatch.core.detector import Detector
-from dexwatch.core.features.chain import FEATURE_NAMES, FEATURES_VERSION, INCIDENT_FLOORS
+from dexwatch.core.features.chain import (
+    BENIGN_RISES,
+    FEATURE_NAMES,
+    FEATURES_VERSION,
+    INCIDENT_FLOORS,
+)
 from dexwatch.core.features.hourly import (
     CONTEXT_FEATURES,
     HOURLY_FEATURE_NAMES,
@@ -46,11 +51,17 @@ class PathSpec:
     context_features: tuple[str, ...] = ()
     # Values always anomalous, whatever training saw (model.training.fit_detector).
     floors: Mapping[str, float] = dataclasses.field(default_factory=dict)
+    benign_rises: tuple[str, ...] = ()
 
 
 PATHS: dict[str, PathSpec] = {
     "chain": PathSpec(
-        "chain", CHAIN_WINDOW, FEATURE_NAMES, FEATURES_VERSION, floors=INCIDENT_FLOORS
+        "chain",
+        CHAIN_WINDOW,
+        FEATURE_NAMES,
+        FEATURES_VERSION,
+        floors=INCIDENT_FLOORS,
+        benign_rises=BENIGN_RISES,
     ),
     "hourly": PathSpec(
         "subgraph", POOL_HOUR, HOURLY_FEATURE_NAMES, HOURLY_FEATURES_VERSION, CONTEXT_FEATURES
@@ -259,6 +270,7 @@ def run_training(
         params.training_params(),
         context_features=spec.context_features,
         floors=spec.floors,
+        benign_rises=spec.benign_rises,
     )
     padding = params.incident_padding_s
     evaluation = evaluate(detector, train, held_out, evaluated, incidents, padding)

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 import numpy as np
 from sklearn.ensemble import IsolationForest
 
-from dexwatch.core.detector import Detector
+from dexwatch.core.detector import Detector, alarming
 
 log = logging.getLogger("dexwatch.model")
 
@@ -62,6 +62,7 @@ def fit_detector(
     context_features: Sequence[str] = (),
     floors: Mapping[str, float] | None = None,
     size_features: Sequence[str] = (),
+    benign_rises: Sequence[str] = (),
 ) -> Detector:
     """A Detector trained on the rows of ``x`` (columns in ``feature_names`` order).
 
@@ -71,9 +72,12 @@ def fit_detector(
             and the forest does not see them either, so that pools larger or smaller than
             any in training are judged by how they behave, not by their size.
         floors: per feature, a value that is always anomalous: its learned limit is kept
-            below it, however far training's own rows went (a model trained on traffic
+            inside it, however far training's own rows went (a model trained on traffic
             with large normal removals must still see a drain), and at least
-            ``params.min_share_of_floor`` of the way to it.
+            ``params.min_share_of_floor`` of the way to it. For a feature of
+            ``benign_rises`` the floor is below training's median.
+        benign_rises: features whose rise above training's median never flags a row (a
+            liquidity inflow): their limit is learned from, and applies to, their fall.
     """
     if len(x) < min_rows:
         raise ValueError(f"{len(x)} feature rows are too few to train on (need {min_rows} or more)")
@@ -91,16 +95,17 @@ def fit_detector(
     # Features that barely vary in normal traffic (a removed share is usually 0) get a small
     # floor, so any real movement stands out.
     scale = np.maximum((q3 - q1) / 1.349, np.maximum(np.abs(median) * 0.05, 1e-3))
-    deviation = np.abs((x - median) / scale)
+    falls_only = np.array([name in benign_rises for name in feature_names])
+    deviation = np.abs(alarming((x - median) / scale, falls_only))
     limits = np.maximum(
         deviation.max(axis=0) * params.feature_limit_factor, params.min_feature_limit
     )
     limits[[name in (*context_features, *size_features) for name in feature_names]] = np.inf
     for name, floor in (floors or {}).items():
         j = list(feature_names).index(name)
-        if floor > median[j]:
+        to_floor = (median[j] - floor if falls_only[j] else floor - median[j]) / scale[j]
+        if to_floor > 0:
             # Just inside the floor: a row at the floor itself scores below 0.
-            to_floor = (floor - median[j]) / scale[j]
             least = to_floor * params.min_share_of_floor
             limits[j] = min(max(limits[j], least), to_floor * (1 - 1e-9))
         else:
@@ -119,6 +124,7 @@ def fit_detector(
         training_rows=len(x),
         params=params.__dict__.copy(),
         forest_columns=None if len(forest_columns) == len(feature_names) else forest_columns,
+        benign_rises=tuple(name for name in feature_names if name in benign_rises),
     )
     flagged = int((detector.anomaly_score(x) < 0).sum())
     log.info(

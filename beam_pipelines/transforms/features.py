@@ -163,6 +163,8 @@ class _SliceUpdatesFn(beam.DoFn):
                     folded,
                     trader_volume=dict(folded.trader_volume),
                     pending_liquidity=list(folded.pending_liquidity),
+                    position_added=dict(folded.position_added),
+                    position_removed=dict(folded.position_removed),
                 )
                 yield WindowedValue((key, (state.version, summary)), win.max_timestamp(), (win,))
         self._changed = {}

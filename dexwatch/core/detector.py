@@ -61,6 +61,8 @@ class Detector:
     # (its volume, TVL, liquidity) are left out of the forest and get no limit, so that a
     # model trained on a few pools scores pools of any size by how they behave.
     forest_columns: tuple[int, ...] | None = None
+    # Features whose rise never flags a row, only their fall (model.training.fit_detector).
+    benign_rises: tuple[str, ...] = ()
 
     def score(self, rows: np.ndarray | Sequence[Sequence[float]]) -> Scores:
         x = self._checked(rows)
@@ -91,16 +93,22 @@ class Detector:
     def _margin(self, x: np.ndarray, deviation: np.ndarray) -> np.ndarray:
         forest_x = x if self.forest_columns is None else x[:, list(self.forest_columns)]
         forest_margin = self._depths.score_samples(forest_x) - self.threshold
-        feature_margin = 1.0 - np.max(np.abs(deviation) / self.limits, axis=1)
+        alarming_deviation = alarming(deviation, self._falls_only)
+        feature_margin = 1.0 - np.max(np.abs(alarming_deviation) / self.limits, axis=1)
         return np.minimum(forest_margin, feature_margin)
 
     @functools.cached_property
     def _depths(self) -> _ForestDepths:
         return _ForestDepths(self.forest)
 
+    @functools.cached_property
+    def _falls_only(self) -> np.ndarray:
+        return np.array([name in self.benign_rises for name in self.feature_names])
+
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
-        state.pop("_depths", None)  # derived from the forest: not part of the artifact
+        for derived in ("_depths", "_falls_only"):  # not part of the artifact
+            state.pop(derived, None)
         return state
 
     def _checked(self, rows: np.ndarray | Sequence[Sequence[float]]) -> np.ndarray:
@@ -133,6 +141,15 @@ class Detector:
         if not isinstance(detector, cls):
             raise TypeError(f"{path} holds a {type(detector).__name__}, not a Detector")
         return detector
+
+
+def alarming(deviation: np.ndarray, falls_only: np.ndarray) -> np.ndarray:
+    """``deviation`` (rows by features) with the rises of the ``falls_only`` columns at 0."""
+    return (
+        np.where(falls_only, np.minimum(deviation, 0.0), deviation)
+        if falls_only.any()
+        else deviation
+    )
 
 
 class _ForestDepths:

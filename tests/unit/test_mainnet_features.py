@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from beam_pipelines.transforms.pool_windows import YOUNG_POOL_NEUTRAL, pool_windows
+from dexwatch.core.detector import Detector
 from dexwatch.core.features.chain import (
     FEATURE_NAMES,
     FEATURES_VERSION,
@@ -67,6 +68,41 @@ def test_jit_netting_needs_the_same_owner_and_range_in_the_same_block():
         "liquidity_removed_share"
     ] == pytest.approx(1.0)
     assert features([*quiet_blocks(10), *next_block])["liquidity_removed_share"] > 0.4
+
+
+def test_a_range_order_taken_back_minutes_after_it_was_placed_is_a_round_trip():
+    """A narrow position placed around the price and withdrawn 7 blocks later (real pools
+    do it within seconds to minutes): the pool is back where it was."""
+    narrow = (-10, 10)
+    counted = int(LEVEL * depth_weight(*narrow))
+    placed = Block(3).mint(LP, *narrow, LEVEL).swap(liquidity=LEVEL + counted)
+    held = [Block(n).swap(liquidity=LEVEL + counted) for n in range(4, 10)]
+    blocks = [*quiet_blocks(3), placed, *held, Block(10).burn(LP, *narrow, LEVEL), Block(11).swap()]
+    window = features(blocks)
+    assert window["liquidity_removed_share"] == window["net_liquidity_change"] == 0.0
+    # Placed and taken back within the window: nothing either way.
+    inside = features(
+        [
+            *quiet_blocks(10),
+            Block(10).mint(LP, *narrow, LEVEL).swap(),
+            Block(11).burn(LP, *narrow, LEVEL).swap(),
+        ]
+    )
+    assert inside["liquidity_removed_share"] == inside["net_liquidity_change"] == 0.0
+    # Taking out more than the order added removes the rest; another owner's order, or
+    # another range, is no round trip.
+    more = [*blocks[:-2], Block(10).burn(LP, *narrow, 3 * LEVEL), Block(11).swap()]
+    assert features(more)["liquidity_removed_share"] == pytest.approx(
+        2 * counted / (LEVEL + counted)
+    )
+    for owner, ticks in ((LP, (-10, 20)), (JIT_BOT, narrow)):
+        other = [*blocks[:-2], Block(10).burn(owner, *ticks, LEVEL), Block(11).swap()]
+        assert features(other)["liquidity_removed_share"] > 0.0
+    # A wide position taken back as soon is a rug's shape: it counts in full.
+    wide = Block(3).mint(LP, *WIDE, LEVEL).swap(liquidity=2 * LEVEL)
+    rug = [*quiet_blocks(3), wide, *[Block(n).swap(liquidity=2 * LEVEL) for n in range(4, 10)]]
+    rug += [Block(10).burn(LP, *WIDE, LEVEL), Block(11).swap()]
+    assert features(rug)["liquidity_removed_share"] == pytest.approx(0.5)
 
 
 def test_a_one_tick_range_order_filled_then_withdrawn_is_not_a_drain():
@@ -129,6 +165,28 @@ def test_a_model_trained_on_jit_heavy_traffic_still_flags_a_half_drain():
     x = np.array([[r[name] for name in FEATURE_NAMES] for r in rows])
     unfloored = fit_detector(x, FEATURE_NAMES, FEATURES_VERSION, TrainingParams(n_estimators=50))
     assert not unfloored.score(row).is_anomaly[0]
+
+
+def test_a_deposit_of_many_times_the_pools_liquidity_is_no_alert_on_its_own(tmp_path):
+    """Mainnet pools take Mints of many times their in-range liquidity on ordinary days: a
+    rise of the net change never flags a window alone, its fall does, from the floor on."""
+    rows = chain_rows(600, seed=8)
+    detector = train_detector(rows, TrainingParams(n_estimators=50))
+    typical = {name: float(np.median([r[name] for r in rows])) for name in FEATURE_NAMES}
+    scores = detector.score(
+        [[{**typical, "net_liquidity_change": change}[n] for n in FEATURE_NAMES]
+         for change in (10.0, 0.5, -0.5)]
+    )  # fmt: skip
+    assert scores.is_anomaly.tolist() == [False, False, True]
+    # Still evidence: the deposit is what stands out in its row.
+    assert scores.top_features[0][0].name == "net_liquidity_change"
+    # A saved model keeps the side it alarms on; one fitted without the side sees both.
+    deposit = [[{**typical, "net_liquidity_change": 10.0}[n] for n in FEATURE_NAMES]]
+    detector.save(tmp_path / "model.joblib")
+    assert not Detector.load(tmp_path / "model.joblib").score(deposit).is_anomaly[0]
+    x = np.array([[r[name] for name in FEATURE_NAMES] for r in rows])
+    two_sided = fit_detector(x, FEATURE_NAMES, FEATURES_VERSION, TrainingParams(n_estimators=50))
+    assert two_sided.score(deposit).is_anomaly[0]
 
 
 def test_a_model_trained_with_busy_pairs_still_flags_a_wash_burst():

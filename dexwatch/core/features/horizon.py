@@ -45,7 +45,7 @@ def liquidity_step(
     """
     if previous is None:
         return 0.0
-    added, removed = liquidity_changes([previous], [summary])
+    added, removed = liquidity_changes([previous], [summary], trips_from_baseline=False)
     if added == removed:
         return 0.0
     before = liquidity_before([previous], [summary]) or level
