@@ -7,8 +7,9 @@ Two kinds of market, chosen by the simulator settings:
   pool's liquidity is the deployment's wide positions;
 - a concentrated market, as real V3 pools are: providers keep narrow positions around the
   price (log-normal widths) worth ``concentrated_ratio`` times the deployment's wide ones,
-  move a position back around the price once the price has left it (a Burn, then a Mint),
-  and place range orders one tick spacing wide beside the price.
+  add and take out a few tenths of a percent of the pool at a time, move a position back
+  around the price once the price has left it (a Burn, then a Mint), and place range orders
+  one tick spacing wide beside the price.
 
 Positions at least ``_WIDE_TICKS`` wide are the deployment's and never counted as the
 concentrated liquidity, so a simulator started again on the same chain tops it up instead of
@@ -143,11 +144,13 @@ class LiquidityProviders:
             if usd < _DUST_USD:  # what partial removals left: nothing to move
                 return [remove]
             return [remove, self._mint_around(state, position.owner, usd)]
-        if narrow and self.rng.random() < 0.5:
-            return [self._remove_part(narrow)]
         # A V3 pool's virtual reserves grow with its concentrated liquidity: adds are sized
         # on the tokens it really holds, or each add would make the next one bigger.
         usd = self._tvl(rpc, pool) * self.rng.uniform(*_LP_ADD_SHARE)
+        if narrow and self.rng.random() < 0.5:
+            # A removal the size of an add: a real pool's liquidity is many providers', and
+            # its worst hour loses a fraction of a percent of it (bench/calibration.py).
+            return [self._remove_worth(narrow, state, usd)]
         if self.rng.random() < self.settings.range_order_share:
             return [self._range_order(state, provider, usd)]
         return [self._mint_around(state, provider, usd)]
@@ -216,6 +219,13 @@ class LiquidityProviders:
     def _remove_part(self, positions: list[V3Position]) -> Tx:
         position = positions[int(self.rng.integers(len(positions)))]
         fraction = self.rng.uniform(*_LP_REMOVE_FRACTION)
+        return evm.v3_remove(self.deployment, position, int(position.liquidity * fraction))
+
+    def _remove_worth(self, positions: list[V3Position], state: PoolState, usd: float) -> Tx:
+        """About ``usd`` out of one of ``positions`` (all of it, if it holds less)."""
+        position = positions[int(self.rng.integers(len(positions)))]
+        held = self._position_usd(position, state)
+        fraction = min(1.0, usd / held) if held > _DUST_USD else 1.0
         return evm.v3_remove(self.deployment, position, int(position.liquidity * fraction))
 
     def _half_width_ticks(self) -> float:
