@@ -31,8 +31,14 @@ With ``--before CHECKOUT`` (a worktree of the commit before this work), that che
 first model and pipeline score the same recordings (``bench/_before.py``): ``before_...``.
 ``--trials 21`` gives 5 pool-weeks of scored traffic.
 
+With ``--market FILE`` (a config file, e.g. infra/local/markets/polygon-busy-pool.yaml), the
+trials and the first model's bootstrap run that market's simulator settings (its traders,
+providers and rhythm; history blocks still one slice apart, incidents at its live block
+time), in a work folder of their own, and the figures go to
+``bench/results/incidents_<market>.json``.
+
     python bench/incidents.py [--trials 4] [--rounds 4] [--gap-hours 1.5] [--model PATH]
-        [--before CHECKOUT]
+        [--before CHECKOUT] [--market FILE]
 """
 
 from __future__ import annotations
@@ -44,6 +50,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import yaml
 from _before import score_before
 from _private_chain import GENESIS, private_chain_settings
 from _results import write_results
@@ -81,18 +88,25 @@ TRIAL_SEEDS = tuple(range(31, 52))
 REVERSIBLE = ("wash-trading", "price-manipulation")
 DESTRUCTIVE = ("liquidity-drain", "rug-pull", "slow-drain", "quiet-pool-drain", "fresh-pool-rug")
 WARMUP_HOURS = 0.5
-LIVE_BLOCK_S = SimulatorSettings().block_interval_s
 
 
-def _settings(state: Path, seed: int, model: Path) -> LocalSettings:
+def _settings(state: Path, seed: int, model: Path, market: dict) -> LocalSettings:
     return private_chain_settings(
-        state, seed, PipelineSettings().slice_s,
+        state, seed, PipelineSettings().slice_s, market,
         model={"path": str(model)}, warehouse={"path": str(state / "warehouse.duckdb")},
     )  # fmt: skip
 
 
-def mine_trial(settings: LocalSettings, trial: int, rounds: int, gap_hours: float) -> list:
-    """Mine one trial's period with its incidents; returns their labels."""
+def _market(path: Path | None) -> dict:
+    """A config file's simulator settings (none: the default market's)."""
+    return yaml.safe_load(path.read_text()).get("simulator", {}) if path else {}
+
+
+def mine_trial(
+    settings: LocalSettings, trial: int, rounds: int, gap_hours: float, live_block_s: float
+) -> list:
+    """Mine one trial's period with its incidents, their blocks ``live_block_s`` apart;
+    returns their labels."""
     processes.start(stack.anvil_spec(settings, GENESIS), settings.state_dir)
     try:
         deployment = deploy_local_contracts(settings, start_timestamp=GENESIS + 1)
@@ -101,7 +115,7 @@ def mine_trial(settings: LocalSettings, trial: int, rounds: int, gap_hours: floa
         simulator.generate_history(WARMUP_HOURS)
         # Incident blocks as far apart as in live runs: how fast an incident unfolds is part
         # of what it looks like (a wash-trading burst's swaps per slice).
-        live_blocks = settings.with_sections(simulator={"block_interval_s": LIVE_BLOCK_S})
+        live_blocks = settings.with_sections(simulator={"block_interval_s": live_block_s})
         labels: list[IncidentLabel] = []
         for round_ in range(rounds + 1):
             kinds = REVERSIBLE if round_ < rounds else DESTRUCTIVE
@@ -215,22 +229,27 @@ def main() -> None:
     parser.add_argument(
         "--before", type=Path, help="a checkout of the detector before this work, scored beside"
     )
+    parser.add_argument("--market", type=Path, help="a config file's simulator settings")
     args = parser.parse_args()
 
-    shutil.rmtree(WORK, ignore_errors=True)
+    name = "incidents" + (f"_{args.market.stem.replace('-', '_')}" if args.market else "")
+    work = WORK.parent / name
+    market = _market(args.market)
+    live_block_s = market.get("block_interval_s", SimulatorSettings().block_interval_s)
+    shutil.rmtree(work, ignore_errors=True)
     started = time.monotonic()
-    model = args.model or WORK / "model" / "bootstrap.joblib"
+    model = args.model or work / "model" / "bootstrap.joblib"
     if args.model is None:
-        base = _settings(WORK / "bootstrap", BOOTSTRAP_SEED, model)
+        base = _settings(work / "bootstrap", BOOTSTRAP_SEED, model, market)
         print(f"bootstrapping a first model ({base.model.bootstrap_hours:g} h, seed "
               f"{BOOTSTRAP_SEED})", flush=True)  # fmt: skip
         bootstrap_model(base, hours=base.model.bootstrap_hours, genesis_timestamp=GENESIS)
     model_results, rule_results, trials = [], [], {}
     in_remains = {"dexwatch": 0, "rule": 0, "before": 0}
     for trial in range(args.trials):
-        settings = _settings(WORK / f"trial-{trial}", TRIAL_SEEDS[trial], model)
+        settings = _settings(work / f"trial-{trial}", TRIAL_SEEDS[trial], model, market)
         print(f"trial {trial + 1}/{args.trials} (seed {TRIAL_SEEDS[trial]}): mining", flush=True)
-        labels = mine_trial(settings, trial, args.rounds, args.gap_hours)
+        labels = mine_trial(settings, trial, args.rounds, args.gap_hours, live_block_s)
         print("  replaying through the pipeline", flush=True)
         columns, incidents, threads = replay(settings, labels)
         after_s = settings.pipeline.current_slices * settings.pipeline.slice_s
@@ -258,7 +277,7 @@ def main() -> None:
     if args.before is not None:
         print(f"scoring the detector before this work ({args.before})", flush=True)
         recordings = {name: trial[0] for name, trial in trials.items()}
-        scored = score_before(args.before, WORK / "before", recordings)["default"]
+        scored = score_before(args.before, work / "before", recordings)["default"]
         before_results = []
         for name, (_, incidents, after_s, cooldown_s) in trials.items():
             windows, threads = scored[name]
@@ -275,10 +294,11 @@ def main() -> None:
     figures["incidents"] = {"value": len(dexwatch.outcomes), "unit": "incidents"}
     figures["pool_weeks"] = {"value": round(dexwatch.pool_weeks, 4), "unit": "pool-weeks"}
     path = write_results(
-        "incidents",
+        name,
         figures,
         note=f"{args.trials} trials x 5 pools, {args.rounds} reversible rounds + 1 destructive, "
         f"{args.gap_hours:g} h apart"
+        + (f"; market: {args.market.name}" if args.market else "; the default market")
         + (f"; before: {args.before.name}" if args.before else "")
         + f"; {time.monotonic() - started:.0f} s",
     )
