@@ -232,8 +232,8 @@ def main() -> None:
     parser.add_argument("--market", type=Path, help="a config file's simulator settings")
     args = parser.parse_args()
 
-    name = "incidents" + (f"_{args.market.stem.replace('-', '_')}" if args.market else "")
-    work = WORK.parent / name
+    results_name = "incidents" + (f"_{args.market.stem.replace('-', '_')}" if args.market else "")
+    work = WORK.parent / results_name
     market = _market(args.market)
     live_block_s = market.get("block_interval_s", SimulatorSettings().block_interval_s)
     shutil.rmtree(work, ignore_errors=True)
@@ -294,7 +294,7 @@ def main() -> None:
     figures["incidents"] = {"value": len(dexwatch.outcomes), "unit": "incidents"}
     figures["pool_weeks"] = {"value": round(dexwatch.pool_weeks, 4), "unit": "pool-weeks"}
     path = write_results(
-        name,
+        results_name,
         figures,
         note=f"{args.trials} trials x 5 pools, {args.rounds} reversible rounds + 1 destructive, "
         f"{args.gap_hours:g} h apart"

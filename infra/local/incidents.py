@@ -2,14 +2,15 @@
 
 Each kind is a short sequence of blocks, each built from the pool's state when it is mined:
 
-- liquidity-drain: the team (the deployer, which holds most of every pool's liquidity) takes
-  70% of its position out over three blocks.
-- slow-drain: the team takes half of its position out in 120 equal parts, one every 15 s:
-  30 minutes in which no one-minute window removes more than an ordinary provider's exit.
+- liquidity-drain: the team (the accounts the local market provides liquidity from: the
+  deployer and the providers, together nearly all of every pool's liquidity) takes 70% of
+  its liquidity in range out over three blocks.
+- slow-drain: the team takes half of it out in 120 equal parts, one every 15 s: 30 minutes
+  in which no one-minute window removes more than an ordinary provider's exit.
 - quiet-pool-drain: the pool is left without a trade for 10 minutes, then the team takes 70%
-  of its position out in one block.
+  of it out in one block.
 - rug-pull: an adversary pumps the base token about 20% over two blocks, then the team
-  removes all of its liquidity.
+  removes 97% of its liquidity.
 - fresh-pool-rug: the team launches a new token and a pool of it against the named pool's
   quote token, on the same DEX; an adversary buys it up about 60% over six blocks, 15 s
   apart, and the team removes all of its liquidity about two minutes after the launch.
@@ -45,6 +46,9 @@ from infra.local.settings import LocalSettings
 log = logging.getLogger("dexwatch.local.incidents")
 
 _DRAIN_SHARE = 0.7
+# A rug leaves dust: traders go on trading an emptied pool (the market's aftermath), and a
+# V3 pool without liquidity in range has no price.
+_RUG_SHARE = 0.97
 _DRAIN_BLOCKS = 3
 _SLOW_DRAIN_SHARE = 0.5
 _SLOW_DRAIN_PARTS = 120
@@ -247,7 +251,7 @@ class _Injector:
     def _rug_pull(self) -> _Plan:
         start_price = self._state().price
         steps = self._pump(start_price, _PUMP_STEP, _PUMP_BLOCKS)
-        steps += self._team_removals(1.0, 1)
+        steps += self._team_removals(_RUG_SHARE, 1)
         pumped = _PUMP_STEP**_PUMP_BLOCKS - 1
 
         def describe(start: PoolState, end: PoolState) -> str:
@@ -413,38 +417,55 @@ class _Injector:
         return lambda state: evm.swap_to_price(self.deployment, state, trader, price)[0]
 
     def _team_removals(self, share: float, blocks: int) -> list[_Step]:
-        """Steps that take ``share`` of the team's liquidity out in ``blocks`` equal parts
-        (the last step takes everything when ``share`` is 1)."""
+        """Steps that take ``share`` of the liquidity the team holds out in ``blocks`` equal
+        parts: of each V3 position in range when the incident starts (all of them when
+        ``share`` is 1, the last step taking everything), or of each holder's LP tokens.
+
+        The team holds the deployment's positions and the market's providers' (the
+        simulator's accounts: nearly all of a pool's liquidity, however concentrated), so
+        that a drain of a share of it is that share of the pool's in-range liquidity."""
+        holders = [self.team, *self.deployment.accounts.liquidity_providers]
         if self.pool.protocol == "v3":
-            team_liquidity = self._team_v3_position().liquidity
+            tick = self._state().tick
+            parts: dict = {
+                p.token_id: int(p.liquidity * share) // blocks
+                for p in self._held_v3_positions(holders)
+                if share >= 1 or p.tick_lower <= tick < p.tick_upper
+            }
         else:
-            (team_liquidity,) = evm.v2_balances(self.rpc, self.pool.address, [self.team])
-        if not team_liquidity:
+            balances = evm.v2_balances(self.rpc, self.pool.address, holders)
+            parts = {o: int(b * share) // blocks for o, b in zip(holders, balances, strict=True)}
+        if not any(parts.values()):
             raise evm.ChainError(f"the team has no liquidity left in {self.pool.name}")
-        part = int(team_liquidity * share) // blocks
 
         def step(last: bool) -> _Step:
             def remove(state: PoolState) -> list[Tx]:
+                everything = last and share >= 1
+                txs: list[Tx] = []
                 if self.pool.protocol == "v3":
-                    position = self._team_v3_position()
-                    amount = position.liquidity if last and share >= 1 else part
-                    return [evm.v3_remove(self.deployment, position, amount)]
-                (balance,) = evm.v2_balances(self.rpc, self.pool.address, [self.team])
-                amount = balance if last and share >= 1 else part
-                return evm.v2_remove(self.pool, self.team, amount)
+                    # Read again: the providers may have moved theirs in the meantime.
+                    for position in self._held_v3_positions(holders):
+                        part = parts.get(position.token_id, 0)
+                        amount = position.liquidity if everything else min(part, position.liquidity)
+                        if amount:
+                            txs.append(evm.v3_remove(self.deployment, position, amount))
+                    return txs
+                balances = evm.v2_balances(self.rpc, self.pool.address, holders)
+                for owner, balance in zip(holders, balances, strict=True):
+                    amount = balance if everything else min(parts[owner], balance)
+                    if amount:
+                        txs += evm.v2_remove(self.pool, owner, amount)
+                return txs
 
             return remove
 
         return [step(i == blocks - 1) for i in range(blocks)]
 
-    def _team_v3_position(self) -> evm.V3Position:
+    def _held_v3_positions(self, holders: list[str]) -> list[evm.V3Position]:
         manager = self.deployment.periphery["v3_position_manager"]
-        positions = evm.positions_in(
-            self.deployment, self.pool, evm.v3_positions(self.rpc, manager, [self.team])
+        return evm.positions_in(
+            self.deployment, self.pool, evm.v3_positions(self.rpc, manager, holders)
         )
-        if not positions:
-            raise evm.ChainError(f"the team has no liquidity left in {self.pool.name}")
-        return max(positions, key=lambda p: p.liquidity)
 
     @staticmethod
     def _removed_share(start: PoolState, end: PoolState) -> str:

@@ -323,6 +323,32 @@ def test_liquidity_drain_removes_over_half_within_a_few_blocks(deployed, pool):
     assert label.first_timestamp <= label.last_timestamp
 
 
+def test_a_drain_of_a_concentrated_pool_takes_its_share_of_the_in_range_liquidity(deployed):
+    """In the calibrated market the providers' narrow positions hold most of the in-range
+    liquidity: the team's drain takes 70 % of every position it holds in range, theirs
+    included, not of the deployment's wide position alone."""
+    settings, deployment = deployed
+    pool = "uniswap_v3:WETH/USDC:500"
+    MarketSimulator(_calibrated(settings), deployment).generate_history(0.01)
+    rpc = evm.Rpc(settings.local.rpc_url)
+    provided = [
+        p
+        for p in evm.positions_in(
+            deployment,
+            deployment.pool(pool),
+            evm.v3_positions(rpc, deployment.periphery["v3_position_manager"],
+                             deployment.accounts.liquidity_providers),
+        )
+    ]  # fmt: skip
+    rpc.close()
+    assert provided, "the calibrated market placed no provider positions"
+    _, deployment, label, rpc = _inject((settings, deployment), "liquidity-drain", pool)
+    before = _state_at(rpc, deployment, pool, label.first_block - 1)
+    after = _state_at(rpc, deployment, pool, label.last_block)
+    rpc.close()
+    assert after.liquidity / before.liquidity == pytest.approx(0.3, abs=0.05)
+
+
 @pytest.mark.parametrize("pool", POOLS)
 def test_rug_pull_pumps_then_removes_nearly_everything(deployed, pool):
     settings, deployment, label, rpc = _inject(deployed, "rug-pull", pool)
