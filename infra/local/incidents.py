@@ -138,7 +138,6 @@ class _Injector:
         self.pool = pool
         self.team = deployment.accounts.deployer
         self.adversaries = deployment.accounts.adversaries
-        self.transactor = Transactor(rpc)
         self.blocks: set[int] = set()
 
     def run(self, kind: str) -> IncidentLabel:
@@ -194,7 +193,9 @@ class _Injector:
         if self.history:
             interval = self.settings.simulator.block_interval_s
             timestamp = evm.latest_block(self.rpc)[1] + max(1, round(interval))
-        receipts = self.transactor.execute(txs, timestamp=timestamp)
+        # Nonces asked afresh: the team's accounts are the market's providers, which may have
+        # sent transactions of their own since the last block (``between``, the live market).
+        receipts = Transactor(self.rpc).execute(txs, timestamp=timestamp)
         self.blocks.update(int(receipt["blockNumber"], 16) for receipt in receipts)
         return receipts
 
