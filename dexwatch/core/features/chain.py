@@ -21,7 +21,7 @@ from dexwatch.core.schemas.pool_event import PoolEvent
 
 # 2: swap impact includes the step into each slice; 3: pair_two_way_excess (wash trading);
 # 4: liquidity in range only, net of just-in-time liquidity; 5: traders by tx sender;
-# 6: liquidity_lost_1h; 7: a position's round trip within the window and baseline nets out
+# 6: liquidity_lost_1h; 7: a range order's round trip within the window and baseline nets out
 FEATURES_VERSION = 7
 
 # (name, definition), in the order the model sees them.
@@ -420,11 +420,11 @@ def liquidity_changes(
 
     A range order's removal (a V3 position narrower than DEPTH_BAND_TICKS), up to what the
     same position added earlier in the window or its baseline, is a round trip and counts on
-    neither side: the order was placed and withdrawn, and the pool is back where it was (on
-    real pools, orders of 10-30 ticks are placed and taken back within seconds to minutes:
-    real traffic's tuning day). A wider position taken out minutes after it came is a rug's
-    shape, and counts. The window's own adds are taken first, so that the net change stays
-    as it was where it can.
+    neither side: the order was placed and withdrawn, and the pool is back where it was
+    (mainnet's one-tick range orders, in the real-traffic issue; a real Polygon pool's orders
+    of 10-30 ticks, taken back seconds after they came). A wider position taken out minutes
+    after it came is a rug's shape, and counts. The window's own adds are taken first, so
+    that the net change stays as it was where it can.
 
     Args:
         trips_from_baseline: False to net only round trips within ``current``: a chain of
