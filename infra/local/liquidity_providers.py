@@ -144,13 +144,13 @@ class LiquidityProviders:
             if usd < _DUST_USD:  # what partial removals left: nothing to move
                 return [remove]
             return [remove, self._mint_around(state, position.owner, usd)]
-        # A V3 pool's virtual reserves grow with its concentrated liquidity: adds are sized
-        # on the tokens it really holds, or each add would make the next one bigger.
-        usd = self._tvl(rpc, pool) * self.rng.uniform(*_LP_ADD_SHARE)
         if narrow and self.rng.random() < 0.5:
             # A removal the size of an add: a real pool's liquidity is many providers', and
             # its worst hour loses a fraction of a percent of it (bench/calibration.py).
-            return [self._remove_worth(narrow, state, usd)]
+            return [self._remove_worth(narrow, state, self._tvl(rpc, pool))]
+        # A V3 pool's virtual reserves grow with its concentrated liquidity: adds are sized
+        # on the tokens it really holds, or each add would make the next one bigger.
+        usd = self._tvl(rpc, pool) * self.rng.uniform(*_LP_ADD_SHARE)
         if self.rng.random() < self.settings.range_order_share:
             return [self._range_order(state, provider, usd)]
         return [self._mint_around(state, provider, usd)]
@@ -221,12 +221,17 @@ class LiquidityProviders:
         fraction = self.rng.uniform(*_LP_REMOVE_FRACTION)
         return evm.v3_remove(self.deployment, position, int(position.liquidity * fraction))
 
-    def _remove_worth(self, positions: list[V3Position], state: PoolState, usd: float) -> Tx:
-        """About ``usd`` out of one of ``positions`` (all of it, if it holds less)."""
+    def _remove_worth(self, positions: list[V3Position], state: PoolState, tvl: float) -> Tx:
+        """An add's worth of the pool (``tvl``) out of one of ``positions`` (all of it, if it
+        holds less). Draws as many numbers, in the same order, as a removal of a part of a
+        position did, so that the rest of the market's random path stays as it was."""
         position = positions[int(self.rng.integers(len(positions)))]
+        usd = tvl * self.rng.uniform(*_LP_ADD_SHARE)
         held = self._position_usd(position, state)
-        fraction = min(1.0, usd / held) if held > _DUST_USD else 1.0
-        return evm.v3_remove(self.deployment, position, int(position.liquidity * fraction))
+        if held <= usd or held <= _DUST_USD:
+            # Exactly all of it: a float product can round above the position's liquidity.
+            return evm.v3_remove(self.deployment, position, position.liquidity)
+        return evm.v3_remove(self.deployment, position, int(position.liquidity * usd / held))
 
     def _half_width_ticks(self) -> float:
         if self.settings.position_width_ticks is None:
