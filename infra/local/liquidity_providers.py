@@ -7,9 +7,10 @@ Two kinds of market, chosen by the simulator settings:
   pool's liquidity is the deployment's wide positions;
 - a concentrated market, as real V3 pools are: providers keep narrow positions around the
   price (log-normal widths) worth ``concentrated_ratio`` times the deployment's wide ones,
-  add and take out a few tenths of a percent of the pool at a time, move a position back
-  around the price once the price has left it (a Burn, then a Mint), and place range orders
-  one tick spacing wide beside the price.
+  add and take out a few tenths of a percent of the pool at a time (a move is a removal with
+  chance ``lp_removal_share``), move a position back around the price once the price has
+  left it (a Burn, then a Mint), and place range orders one tick spacing wide beside the
+  price.
 
 Positions at least ``_WIDE_TICKS`` wide are the deployment's and never counted as the
 concentrated liquidity, so a simulator started again on the same chain tops it up instead of
@@ -131,7 +132,7 @@ class LiquidityProviders:
                 pool,
                 evm.v3_positions(rpc, self.deployment.periphery["v3_position_manager"], [provider]),
             )
-            if positions and self.rng.random() < 0.5:
+            if positions and self.rng.random() < self.settings.lp_removal_share:
                 return [self._remove_part(positions)]
             return [self._mint_around(state, provider)]
         narrow = self._narrow(pool, self._positions(rpc))
@@ -144,7 +145,7 @@ class LiquidityProviders:
             if usd < _DUST_USD:  # what partial removals left: nothing to move
                 return [remove]
             return [remove, self._mint_around(state, position.owner, usd)]
-        if narrow and self.rng.random() < 0.5:
+        if narrow and self.rng.random() < self.settings.lp_removal_share:
             # A removal the size of an add: a real pool's liquidity is many providers', and
             # its worst hour loses a fraction of a percent of it (bench/calibration.py).
             return [self._remove_worth(narrow, state, self._tvl(rpc, pool))]
@@ -282,7 +283,7 @@ class LiquidityProviders:
     def _v2_change(self, rpc: Rpc, state: PoolState, provider: str) -> list[Tx]:
         pool = state.pool
         (balance,) = evm.v2_balances(rpc, pool.address, [provider])
-        if balance and self.rng.random() < 0.5:
+        if balance and self.rng.random() < self.settings.lp_removal_share:
             return evm.v2_remove(
                 pool, provider, int(balance * self.rng.uniform(*_LP_REMOVE_FRACTION))
             )

@@ -96,6 +96,10 @@ class SimulatorSettings(StrictModel):
     # Chance per pool per minute of chain time that a liquidity provider adds or removes a
     # position.
     lp_change_probability: float = Field(0.3, ge=0, le=1)
+    # Share of those moves that take liquidity out (the rest add; moving a position the price
+    # has left back around it is neither). A real busy pool's providers mostly add where the
+    # price is and let old positions fall out of range: bench/calibration.py.
+    lp_removal_share: float = Field(0.5, ge=0, le=1)
     # Log-normal trade size in USD: median and shape (sigma of the log).
     trade_usd_median: float = Field(600.0, gt=0)
     trade_usd_sigma: float = Field(1.3, gt=0)

@@ -148,7 +148,8 @@ def _signed24(word: str) -> int:
 
 def test_calibrated_market_has_arbitrageurs_routers_and_concentrated_providers(deployed):
     settings, deployment = deployed
-    # Providers busier than calibrated (one move a minute), so that an hour shows them all.
+    # Providers busier than calibrated (a move a minute, four in five of them adds), so that
+    # an hour holds enough Mints (a Poisson count of about 50) to measure their widths.
     settings = _calibrated(settings, lp_change_probability=1.0, range_order_share=0.3)
     pool = deployment.pool("uniswap_v3:WETH/USDC:500")
     rpc = evm.Rpc(settings.local.rpc_url)
