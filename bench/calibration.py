@@ -39,8 +39,8 @@ from real_traffic import record
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from dexwatch.core.features.chain import summarize_slice  # noqa: E402
 from dexwatch.core.features.horizon import hour_steps  # noqa: E402
+from dexwatch.core.features.slices import summarize_slice  # noqa: E402
 from dexwatch.core.schemas.pool_event import PoolEvent  # noqa: E402
 from dexwatch.core.settings import PipelineSettings  # noqa: E402
 from infra.local import processes, stack  # noqa: E402

@@ -10,6 +10,7 @@ import numpy as np
 from dexwatch.core.detector import Detector
 from dexwatch.core.features.chain import (
     BENIGN_RISES,
+    CHAIN_CONTEXT_FEATURES,
     FEATURE_NAMES,
     FEATURES_VERSION,
     INCIDENT_FLOORS,
@@ -25,5 +26,5 @@ def train_detector(rows: Sequence[dict], params: TrainingParams = DEFAULT_PARAMS
     x = np.array([feature_vector(row) for row in rows], dtype=np.float64)
     return fit_detector(
         x, FEATURE_NAMES, FEATURES_VERSION, params, floors=INCIDENT_FLOORS,
-        benign_rises=BENIGN_RISES,
+        benign_rises=BENIGN_RISES, context_features=CHAIN_CONTEXT_FEATURES,
     )  # fmt: skip

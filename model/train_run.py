@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from dexwatch.core.detector import Detector
 from dexwatch.core.features.chain import (
     BENIGN_RISES,
+    CHAIN_CONTEXT_FEATURES,
     FEATURE_NAMES,
     FEATURES_VERSION,
     INCIDENT_FLOORS,
@@ -60,6 +61,7 @@ PATHS: dict[str, PathSpec] = {
         CHAIN_WINDOW,
         FEATURE_NAMES,
         FEATURES_VERSION,
+        CHAIN_CONTEXT_FEATURES,
         floors=INCIDENT_FLOORS,
         benign_rises=BENIGN_RISES,
     ),

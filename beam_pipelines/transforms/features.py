@@ -40,8 +40,8 @@ from apache_beam.utils.windowed_value import WindowedValue
 from beam_pipelines.transforms.admission import pool_key
 from beam_pipelines.transforms.parse import DEAD_LETTERS, dead_letter_of
 from beam_pipelines.transforms.pool_windows import PoolWindowsFn, feature_row, pool_windows
-from dexwatch.core.features.chain import SliceBuilder, chain_position
 from dexwatch.core.features.effects import effect_of
+from dexwatch.core.features.slices import SliceBuilder, chain_position
 from dexwatch.core.schemas.pool_event import PoolEvent
 from dexwatch.core.settings import PipelineSettings
 

@@ -4,9 +4,10 @@ and in batch (``pool_windows``, one sliding pass over complete slices).
 
 A window is the last ``current_slices`` slices (under test) and the ``baseline_slices``
 before them. A pool silent through a window's baseline is scored against its last slice
-before the span (the *carry*): its liquidity, price and tick, not its rates. Each window also
-adds up its pool's liquidity steps of the hour before its end (``liquidity_lost_1h``;
-dexwatch.core.features.horizon).
+before the span (the *carry*): its liquidity, price and tick; and its rates against the
+pool's decayed rates of the slices before the span (dexwatch.core.features.rates). Each
+window also adds up its pool's liquidity steps of the hour before its end
+(``liquidity_lost_1h``; dexwatch.core.features.horizon).
 """
 
 from __future__ import annotations
@@ -22,8 +23,10 @@ from apache_beam.transforms.userstate import ReadModifyWriteStateSpec, TimerSpec
 from apache_beam.utils.timestamp import Timestamp
 
 from beam_pipelines.transforms.parse import dead_letter_of
-from dexwatch.core.features.chain import SliceSummary, window_features
+from dexwatch.core.features.chain import window_features
 from dexwatch.core.features.horizon import LIQUIDITY_HORIZON_S, hour_steps, steps_before
+from dexwatch.core.features.rates import DecayedRates, fold_rates
+from dexwatch.core.features.slices import SliceSummary
 from dexwatch.core.settings import PipelineSettings
 
 __all__ = [
@@ -49,17 +52,19 @@ def feature_row(
     s: PipelineSettings,
     carry: SliceSummary | None = None,
     steps: Sequence[float] = (),
+    rates: DecayedRates | None = None,
 ) -> dict | None:
     """The row of one pool's window ending at ``window_end``, or None when the window saw
     no event. ``carry``: the pool's last slice before the window's span, if it had one (a
     quiet pool's window is scored against it: see ``window_features``); without one, a
     pool with too little history is young (``YOUNG_POOL_NEUTRAL``). ``steps``: the pool's
-    liquidity steps of the hour before ``window_end``."""
+    liquidity steps of the hour before ``window_end``. ``rates``: the pool's decayed rates
+    from its slices before the window's span."""
     if not slices:
         return None
     current_start = window_end - s.current_slices * s.slice_s
     history_s = current_start - min(summary.start for summary in slices)
-    features = window_features(slices, window_end, s.slice_s, s.current_slices, carry, steps)
+    features = window_features(slices, window_end, s.slice_s, s.current_slices, carry, steps, rates)
     if features is None:
         return None
     if carry is None and history_s < s.min_baseline_share * s.baseline_slices * s.slice_s:
@@ -89,6 +94,8 @@ class PoolSlices:
     # pool's liquidity level after the carry (horizon.hour_steps).
     steps: list[tuple[int, float]] = dataclasses.field(default_factory=list)
     level: float | None = None
+    # The pool's decayed rates, with every pruned slice folded in (features.rates).
+    rates: DecayedRates | None = None
 
 
 def guarded_row(
@@ -98,10 +105,11 @@ def guarded_row(
     s: PipelineSettings,
     carry: SliceSummary | None = None,
     steps: Sequence[float] = (),
+    rates: DecayedRates | None = None,
 ):
     """feature_row, or a dead letter naming the window if its features cannot be worked out."""
     try:
-        row = feature_row(key, window_end, slices, s, carry, steps)
+        row = feature_row(key, window_end, slices, s, carry, steps, rates)
     except (ValueError, ArithmeticError) as err:
         yield dead_letter_of(
             "features", f"window {key}:{window_end}: {err}", {"pool": key, "window_end": window_end}
@@ -205,7 +213,8 @@ class PoolWindowsFn(beam.DoFn):
             before = [x for x in ordered if x.start < window_end - self._span]
             carry = before[-1] if before else known.carry
             hour = steps_before(steps, window_end)
-            yield from guarded_row(key, window_end, in_window, s, carry, hour)
+            rates = fold_rates(known.rates, before, s.slice_s)
+            yield from guarded_row(key, window_end, in_window, s, carry, hour, rates)
 
     def _prune_time(self, known: PoolSlices) -> Timestamp:
         oldest = min(known.slices)
@@ -235,6 +244,7 @@ class PoolWindowsFn(beam.DoFn):
         if dropped:
             pruned, known.level = hour_steps(dropped, known.carry, known.level)
             known.steps += pruned
+            known.rates = fold_rates(known.rates, dropped, s.slice_s)
             # The newest slice that leaves keeps the pool's state for its next windows.
             known.carry = dropped[-1]
         # Windows still to come end after first_needed: they look back an hour from there.
@@ -256,11 +266,13 @@ def pool_windows(element, s: PipelineSettings):
     last_end = ordered[-1].start + span
     steps, _ = hour_steps(ordered)
     low = high = 0
+    rates: DecayedRates | None = None
     for window_end in range(first_end, last_end + 1, s.slice_s):
         while high < len(ordered) and ordered[high].start < window_end:
             high += 1
         while ordered[low].start < window_end - span:
+            rates = fold_rates(rates, [ordered[low]], s.slice_s)
             low += 1
         carry = ordered[low - 1] if low else None
         hour = steps_before(steps, window_end)
-        yield from guarded_row(key, window_end, ordered[low:high], s, carry, hour)
+        yield from guarded_row(key, window_end, ordered[low:high], s, carry, hour, rates)

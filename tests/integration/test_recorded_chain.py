@@ -15,9 +15,10 @@ import pytest
 from eth_utils import keccak
 
 from beam_pipelines.transforms.pool_windows import pool_windows
-from dexwatch.core.features.chain import summarize_slice, window_features
+from dexwatch.core.features.chain import window_features
 from dexwatch.core.features.horizon import hour_steps
 from dexwatch.core.features.kinds import classify
+from dexwatch.core.features.slices import summarize_slice
 from dexwatch.core.schemas.alert import TopFeature
 from dexwatch.core.schemas.pool_event import PoolEvent
 from dexwatch.core.settings import PipelineSettings, Settings

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from beam_pipelines.transforms.pool_windows import pool_windows
-from dexwatch.core.features.chain import FEATURE_NAMES, summarize_slice
+from dexwatch.core.features.chain import FEATURE_NAMES
 from dexwatch.core.features.horizon import hour_steps, liquidity_step
+from dexwatch.core.features.slices import summarize_slice
 from dexwatch.core.schemas.alert import kind_of
 from dexwatch.core.settings import PipelineSettings
 from model.chain_window import TrainingParams, train_detector

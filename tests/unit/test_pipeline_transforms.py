@@ -19,12 +19,8 @@ from beam_pipelines.transforms.features import PoolWindowFeatures, pool_key
 from beam_pipelines.transforms.parse import DEAD_LETTERS, ParsePoolEvents
 from beam_pipelines.transforms.pool_windows import pool_windows
 from beam_pipelines.transforms.scoring import DetectorModelHandler, ScoreWindows
-from dexwatch.core.features.chain import (
-    FEATURE_NAMES,
-    SliceSummary,
-    summarize_slice,
-    window_features,
-)
+from dexwatch.core.features.chain import FEATURE_NAMES, window_features
+from dexwatch.core.features.slices import SliceSummary, summarize_slice
 from dexwatch.core.schemas.pool_event import PoolEvent
 from dexwatch.core.settings import PipelineSettings
 from model.chain_window import train_detector
@@ -349,6 +345,37 @@ def test_streaming_keeps_an_hour_of_liquidity_steps_after_it_prunes_the_slices()
     last = expected[f"31337:{POOL}:{T0 + 610}"]
     assert last["liquidity_lost_1h"] == pytest.approx(1 - 0.98**60, rel=1e-3)
     assert max(row["liquidity_removed_share"] for row in expected.values()) < 0.05
+
+    def check(rows):
+        settled = {row["window_id"]: row for row in rows}
+        assert settled == expected
+
+    with TestPipeline(options=_streaming_options()) as p:
+        assert_that((p | stream | PoolWindowFeatures(SETTINGS))["main"], check)
+
+
+def test_a_burst_after_a_silence_is_scored_against_the_pools_habits_in_both_modes():
+    """An hour of a swap a minute, twenty minutes of silence, then twelve swaps in twenty
+    seconds: streaming has pruned the hour (its decayed rates kept as state) and scores the
+    burst as batch does, against the pool's habits."""
+    history = []
+    for i in range(60):
+        history += [_event(2 * i, T0 + 60 * i, "Sync"), _event(2 * i + 1, T0 + 60 * i, "Swap")]
+    later = T0 + 60 * 60 + 20 * 60
+    burst = [_event(500 + i, later + i, "Swap") for i in range(12)]
+    stream = _burst(TestStream().advance_watermark_to(T0), history)
+    stream = _burst(stream.advance_watermark_to(later - 10), burst)
+    stream = stream.advance_watermark_to(later + 1000).advance_watermark_to_infinity()
+    by_slice: dict[int, list[PoolEvent]] = {}
+    for event in [*history, *burst]:
+        by_slice.setdefault(event.block_timestamp // 10 * 10, []).append(event)
+    slices = [summarize_slice(POOL, start, group) for start, group in by_slice.items()]
+    expected = {
+        row["window_id"]: row for row in pool_windows((pool_key(burst[0]), slices), SETTINGS)
+    }
+    after = [row for row in expected.values() if row["window_end"].timestamp() > later]
+    # 12 swaps in a 20 s window: 36 a minute against the pool's usual one (decayed).
+    assert max(row["swap_count_ratio"] for row in after) > math.log(37 / 2)
 
     def check(rows):
         settled = {row["window_id"]: row for row in rows}

@@ -26,8 +26,9 @@ from beam_pipelines.transforms.admission import POOLS, AdmitEvents
 from beam_pipelines.transforms.parse import DEAD_LETTERS, ParsePoolEvents
 from beam_pipelines.transforms.scoring import DetectorModelHandler, ScoreWindows
 from beam_pipelines.transforms.sinks import ThreadAnomalies, alert_messages
-from dexwatch.core.features.chain import FEATURE_NAMES, SliceBuilder, window_features
+from dexwatch.core.features.chain import FEATURE_NAMES, window_features
 from dexwatch.core.features.effects import effect_of
+from dexwatch.core.features.slices import SliceBuilder
 from dexwatch.core.schemas.alert import (
     V1_COPY_ATTRIBUTE,
     Alert,

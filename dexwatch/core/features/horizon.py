@@ -20,7 +20,8 @@ import math
 import operator
 from collections.abc import Sequence
 
-from dexwatch.core.features.chain import SliceSummary, liquidity_before, liquidity_changes
+from dexwatch.core.features.chain import liquidity_before, liquidity_changes
+from dexwatch.core.features.slices import SliceSummary
 
 __all__ = ["LIQUIDITY_HORIZON_S", "hour_steps", "liquidity_step", "steps_before"]
 
