@@ -100,6 +100,10 @@ class SimulatorSettings(StrictModel):
     # has left back around it is neither). A real busy pool's providers mostly add where the
     # price is and let old positions fall out of range: bench/calibration.py.
     lp_removal_share: float = Field(0.5, ge=0, le=1)
+    # A provider's add or removal: uniform between these shares of the pool's value. In a
+    # concentrated market a narrow position's liquidity is many times its value's share of
+    # the in-range liquidity: the calibrated market's are a fifth of the default's.
+    lp_change_share: tuple[float, float] = (0.001, 0.004)
     # Log-normal trade size in USD: median and shape (sigma of the log).
     trade_usd_median: float = Field(600.0, gt=0)
     trade_usd_sigma: float = Field(1.3, gt=0)
@@ -150,6 +154,14 @@ class SimulatorSettings(StrictModel):
     # silences' mean length (exponential) in hours.
     silences_per_day: float = Field(0.0, ge=0)
     silence_mean_hours: float = Field(3.0, gt=0)
+
+    @field_validator("lp_change_share")
+    @classmethod
+    def _a_share_range(cls, value: tuple[float, float]) -> tuple[float, float]:
+        low, high = value
+        if not 0 < low <= high < 1:
+            raise ValueError(f"must be two shares, 0 < low <= high < 1: got {low:g}, {high:g}")
+        return value
 
 
 class LocalSettings(Settings):
