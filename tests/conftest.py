@@ -23,6 +23,8 @@ from infra.local.settings import load_local_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
+# 2026-11-30 00:00 UTC, a Monday: where chains of tests that must draw the same market start.
+FIXED_GENESIS = 1_795_996_800
 
 
 def make_settings(state_dir: Path, **sections: dict) -> Settings:
@@ -71,7 +73,9 @@ def pubsub_project(pubsub_emulator: str) -> str:
     return project
 
 
-def _start_anvil(state_dir: Path, **sections: dict) -> Iterator[Settings]:
+def _start_anvil(
+    state_dir: Path, genesis_timestamp: int | None = None, **sections: dict
+) -> Iterator[Settings]:
     port = processes.free_port()
     local = {"anvil_port": port, **sections.pop("local", {})}
     settings = make_settings(
@@ -80,7 +84,7 @@ def _start_anvil(state_dir: Path, **sections: dict) -> Iterator[Settings]:
         chain={"rpc_urls": [f"http://127.0.0.1:{port}"], **sections.pop("chain", {})},
         **sections,
     )
-    processes.start(stack.anvil_spec(settings), state_dir)
+    processes.start(stack.anvil_spec(settings, genesis_timestamp), state_dir)
     try:
         yield settings
     finally:
@@ -101,6 +105,21 @@ def deployed(anvil_settings: Settings):
     deployment = deploy_local_contracts(anvil_settings)
     deployment.save(anvil_settings.deployment_path)
     return anvil_settings.with_deployed_factories(), deployment
+
+
+@pytest.fixture
+def deployed_at_a_fixed_time(tmp_path: Path):
+    """Like ``deployed``, on a chain that starts at FIXED_GENESIS: the simulator's rhythm
+    follows chain time, so a test that counts what an hour of it holds sees the same hour on
+    every run (a chain started at the wall clock draws another one each time)."""
+    from infra.local.deploy import deploy_local_contracts
+
+    gen = _start_anvil(tmp_path, FIXED_GENESIS)
+    settings = next(gen)
+    deployment = deploy_local_contracts(settings, start_timestamp=FIXED_GENESIS + 1)
+    deployment.save(settings.deployment_path)
+    yield settings.with_deployed_factories(), deployment
+    gen.close()
 
 
 @pytest.fixture(scope="module")

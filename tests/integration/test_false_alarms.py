@@ -15,7 +15,7 @@ from infra.local import processes, stack
 from infra.local.deploy import deploy_local_contracts
 from infra.local.market import MarketSimulator
 from publishers.chain import run as publish_chain
-from tests.conftest import make_settings
+from tests.conftest import FIXED_GENESIS, make_settings
 
 # Mining the day dominates: measured 500 s of the fixture's 620 s on this kind of machine
 # (bootstrap 45 s, history 503 s, publish 27 s, replay 42 s), over the default 600 s timeout.
@@ -36,8 +36,8 @@ BLOCK_S = PipelineSettings().slice_s
 BOOTSTRAP_SEED, DAY_SEED = 21, 22
 # Both chains start at a fixed time, so that each run mines the same bootstrap and day: the
 # simulator's rhythm follows chain time, and a chain started at the wall clock drew another
-# day on every run. 2026-11-30 00:00 UTC, fixed before any run was looked at.
-GENESIS = 1_795_996_800
+# day on every run (FIXED_GENESIS, fixed before any run was looked at).
+GENESIS = FIXED_GENESIS
 
 
 @pytest.fixture(scope="module")

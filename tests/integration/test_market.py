@@ -146,8 +146,10 @@ def _signed24(word: str) -> int:
     return value - 2**256 if value >= 2**255 else value
 
 
-def test_calibrated_market_has_arbitrageurs_routers_and_concentrated_providers(deployed):
-    settings, deployment = deployed
+def test_calibrated_market_has_arbitrageurs_routers_and_concentrated_providers(
+    deployed_at_a_fixed_time,
+):
+    settings, deployment = deployed_at_a_fixed_time
     # Providers busier than calibrated (a move a minute, four in five of them adds), so that
     # an hour holds enough Mints (a Poisson count of about 50) to measure their widths.
     settings = _calibrated(settings, lp_change_probability=1.0, range_order_share=0.3)
@@ -203,8 +205,8 @@ def _int24(word: str) -> int:
     return value - 2**24 if value >= 2**23 else value
 
 
-def test_just_in_time_liquidity_wraps_a_large_swap_in_one_block(deployed):
-    settings, deployment = deployed
+def test_just_in_time_liquidity_wraps_a_large_swap_in_one_block(deployed_at_a_fixed_time):
+    settings, deployment = deployed_at_a_fixed_time
     settings = _calibrated(settings, jit_per_hour=400.0)
     pool = deployment.pool("uniswap_v3:WETH/USDC:500")
     simulator = MarketSimulator(settings, deployment)
@@ -248,8 +250,8 @@ def test_just_in_time_liquidity_wraps_a_large_swap_in_one_block(deployed):
     assert bundles >= 8 and inside >= bundles // 2, (bundles, inside)
 
 
-def test_calibrated_market_has_silences_and_quiet_weekends(deployed):
-    settings, deployment = deployed
+def test_calibrated_market_has_silences_and_quiet_weekends(deployed_at_a_fixed_time):
+    settings, deployment = deployed_at_a_fixed_time
     # Silences far more often than calibrated: several in one hour.
     settings = _calibrated(settings, silences_per_day=200, silence_mean_hours=0.1)
     simulator = MarketSimulator(settings, deployment)
