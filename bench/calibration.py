@@ -13,7 +13,10 @@ WETH/USDC 0.05 % pool, the real pool's twin, from the simulator's first block on
 deployment's own blocks left out). The stretches follow each other through the day (the
 second starts where the first ends, on a chain of its own), and their samples are pooled:
 one simulated day at one seed holds a handful of volatility regimes, and its hourly price
-figures moved by a factor of 2.6 from one path to another.
+figures moved by a factor of 2.6 from one path to another. The hourly price changes come
+from the market's fair price (``infra.local.fair_price``), which the arbitrageur keeps each
+pool within its fee of, over as many days as the real minute bars: 21 mined hours have no
+99th percentile to compare with 840 real ones.
 
 Each statistic is written as ``<stat>_sim`` and ``<stat>_real`` with ``max_log_ratio``, the
 largest |log(sim / real)| over them (0.69: within a factor of 2 everywhere). Writes
@@ -50,14 +53,18 @@ from dexwatch.core.schemas.pool_event import PoolEvent  # noqa: E402
 from dexwatch.core.settings import PipelineSettings  # noqa: E402
 from infra.local import processes, stack  # noqa: E402
 from infra.local.deploy import deploy_local_contracts  # noqa: E402
+from infra.local.fair_price import FairPrices  # noqa: E402
 from infra.local.market import MarketSimulator  # noqa: E402
 from infra.local.recorded_chain import open_recording  # noqa: E402
+from infra.local.settings import load_local_settings  # noqa: E402
 from publishers.chain import run as publish_chain  # noqa: E402
 
 WORK = ROOT / "bench" / "work" / "calibration"
 SHARED = ROOT.parent / "shared" / "data"
 REAL_DAY = SHARED / "real-logs" / "polygon-uniswap-v3-usdc-weth-500-2022-01-05.csv"
 REAL_MINUTES = SHARED / "real-minutes"
+# The real minute bars' span: the simulated fair price's hourly changes cover as many days.
+MINUTE_BAR_DAYS = 35
 MARKET = ROOT / "infra" / "local" / "markets" / "polygon-busy-pool.yaml"
 SIM_POOL = "uniswap_v3:WETH/USDC:500"
 BLOCK_S = 2
@@ -70,7 +77,11 @@ _FLOOR = 1e-9
 STATISTICS: tuple[tuple[str, str], ...] = (
     ("minute_price_change_p50", "median |log price change| from one traded minute to the next"),
     ("minute_price_change_p99", "its 99th percentile"),
-    ("hour_price_change_p50", "median |log price change| from one hour's close to the next"),
+    (
+        "hour_price_change_p50",
+        "median |log price change| from one hour's close to the next (simulated: the fair "
+        "price the pools follow, over as many days as the real minute bars)",
+    ),
     ("hour_price_change_p99", "its 99th percentile"),
     ("swap_usd_p10", "swap size in USD (the USDC leg), 10th percentile"),
     ("swap_usd_p50", "median swap size in USD"),
@@ -321,11 +332,34 @@ def simulated_stretch(
     return samples, hour_liquidity_lost(recorded, pool.address, blocks)
 
 
+def fair_price_stats(market: Path, seeds: Sequence[int]) -> dict[str, float]:
+    """Hour-to-hour changes of the market's fair WETH price, over MINUTE_BAR_DAYS days shared
+    between ``seeds``, one 2 s block at a time. A day or two of mined hours hold too few
+    hours for a 99th percentile (the real one comes from 840); the arbitrageur keeps the
+    pool within its fee of this price, a few basis points against the hour's half percent."""
+    settings = load_local_settings(market).simulator
+    hours = MINUTE_BAR_DAYS * 24 // len(seeds)
+    changes: list[float] = []
+    for seed in seeds:
+        prices = FairPrices(settings, {"USDC": 1.0, "WETH": 2000.0}, np.random.default_rng(seed))
+        closes = [math.log(prices.usd["WETH"])]
+        for _ in range(hours):
+            for _ in range(3600 // BLOCK_S):
+                prices.wander(BLOCK_S)
+            closes.append(math.log(prices.usd["WETH"]))
+        changes += _changes(closes)
+    return {
+        "hour_price_change_p50": _quantile(changes, 0.5),
+        "hour_price_change_p99": _quantile(changes, 0.99),
+    }
+
+
 def simulated_stats(
     work: Path, hours: float, seeds: Sequence[int], market: Path
 ) -> dict[str, float]:
     """The statistics of one stretch of ``hours`` for each of ``seeds``, one after the other
-    through the day, pooled."""
+    through the day, pooled; the hourly price changes from the fair price
+    (``fair_price_stats``)."""
     stretches, lost = [], []
     for index, seed in enumerate(seeds):
         print(f"  seed {seed}: hours {index * hours:g} to {(index + 1) * hours:g}", flush=True)
@@ -333,7 +367,11 @@ def simulated_stats(
         samples, hour_lost = simulated_stretch(work / f"seed-{seed}", hours, seed, genesis, market)
         stretches.append(samples)
         lost += hour_lost
-    return {**pool_event_stats(stretches), **hour_liquidity_stats(lost)}
+    return {
+        **pool_event_stats(stretches),
+        **hour_liquidity_stats(lost),
+        **fair_price_stats(market, seeds),
+    }
 
 
 def log_ratio(sim: float, real: float) -> float:
@@ -369,7 +407,8 @@ def main() -> None:
         figures,
         note=f"real: {REAL_DAY.name} and {REAL_MINUTES.name}/ (35 days); simulated: "
         f"{args.hours:g} h of {market.name} at each of seeds {seeds}, one after the other "
-        f"through the day, pooled; {BLOCK_S} s blocks; "
+        f"through the day, pooled; hourly price changes of its fair price over "
+        f"{MINUTE_BAR_DAYS} days; {BLOCK_S} s blocks; "
         f"{time.monotonic() - started:.0f} s",
     )
     print(f"\nmax |log ratio| {worst:.2f} (target 0.69); wrote {path.relative_to(ROOT)}")

@@ -1,13 +1,14 @@
 """The market simulator: keeps the local pools busy the way real markets are.
 
-Each token has a fair USD price that wanders (geometric Brownian motion, ``daily_volatility``
-per simulated day, in calm and hectic regimes). Traders, a few of them much busier than the
-rest, swap with log-normal (heavy-tailed) sizes, some through a router that receives the
-output. Prices are found either the early way (most trades lean toward the fair price) or as
-on a real chain (noise traders pick sides at random; an arbitrageur brings each pool back
-within its fee of the fair price every block). Activity follows a daily and weekly rhythm of
-``day_length_s`` days of chain time, and pools fall silent for hours now and then. Liquidity
-providers (``infra.local.liquidity_providers``) add, remove and move positions.
+Each token has a fair USD price that wanders (``infra.local.fair_price``: geometric Brownian
+motion, ``daily_volatility`` per simulated day, in calm and hectic regimes). Traders, a few
+of them much busier than the rest, swap with log-normal (heavy-tailed) sizes, some through a
+router that receives the output. Prices are found either the early way (most trades lean
+toward the fair price) or as on a real chain (noise traders pick sides at random; an
+arbitrageur brings each pool back within its fee of the fair price every block). Activity
+follows a daily and weekly rhythm of ``day_length_s`` days of chain time, and pools fall
+silent for hours now and then. Liquidity providers (``infra.local.liquidity_providers``)
+add, remove and move positions.
 
 Live runs mine a block every ``block_interval_s`` stamped with the wall clock (the local
 streaming runner's watermark follows the wall clock). History runs mine as fast as the node
@@ -29,6 +30,7 @@ import numpy as np
 from infra.local import evm
 from infra.local.deployment import LocalDeployment
 from infra.local.evm import ChainError, PoolState, Rpc, Transactor, Tx
+from infra.local.fair_price import FairPrices
 from infra.local.liquidity_providers import LiquidityProviders
 from infra.local.settings import LocalSettings
 
@@ -77,7 +79,9 @@ class MarketSimulator:
         self.settings = settings.simulator
         self.deployment = deployment
         self.rng = np.random.default_rng(self.settings.seed)
-        self.fair_usd = {s: t.initial_usd_price for s, t in deployment.tokens.items()}
+        self.prices = FairPrices(
+            self.settings, {s: t.initial_usd_price for s, t in deployment.tokens.items()}, self.rng
+        )
         traders = deployment.accounts.traders
         # Zipf-like activity: the busiest trader trades about len(traders) times the quietest.
         weights = 1.0 / np.arange(1, len(traders) + 1)
@@ -87,8 +91,6 @@ class MarketSimulator:
         self._arbitrageur = traders[-1]
         self._router = deployment.periphery["v3_swap_router"]
         self.providers = LiquidityProviders(self.settings, deployment, self.rng, self._usd_value)
-        # Logs of the volatility and activity multipliers, slow (regime) and fast (burst).
-        self._regime = self._burst = 0.0
         self._silent_until: dict[str, float] = {}
         self._hushed: frozenset[str] = frozenset()  # pools kept silent by ``fill``
         self._next_top_up = 0.0
@@ -195,12 +197,12 @@ class MarketSimulator:
     ) -> None:
         """Trade one block's worth (``dt`` seconds of chain time) and mine it. ``history``:
         what the chain is known to be when this simulator is the only one mining."""
-        self._wander(dt)
+        self.prices.wander(dt)
         if history is not None and history.states is not None:
             states = history.states
         else:
             states = evm.read_pools(rpc, self.deployment.pools)
-        activity = self.rhythm(chain_time) * self._intensity()
+        activity = self.rhythm(chain_time) * self.prices.intensity()
         txs: list[Tx] = []
         if self.providers.concentrated and chain_time >= self._next_top_up:
             awake = {name: state for name, state in states.items() if name not in self._hushed}
@@ -260,28 +262,6 @@ class MarketSimulator:
         weekend = (int(days) + 3) % 7 >= 5
         return daily * (s.weekend_activity if weekend else 1.0)
 
-    def _wander(self, dt: float) -> None:
-        s = self.settings
-        self._regime = self._mean_reverting(self._regime, dt, s.regime_sigma, s.regime_halflife_s)
-        self._burst = self._mean_reverting(self._burst, dt, s.burst_sigma, s.burst_halflife_s)
-        sigma = s.daily_volatility * self._intensity() * math.sqrt(dt / s.day_length_s)
-        for symbol in self.fair_usd:
-            if symbol != "USDC":
-                self.fair_usd[symbol] *= math.exp(sigma * self.rng.standard_normal())
-
-    def _mean_reverting(self, x: float, dt: float, sigma: float, halflife_s: float) -> float:
-        """One step of an Ornstein-Uhlenbeck process of standard deviation ``sigma``."""
-        if sigma <= 0:
-            return x
-        decay = math.exp(-dt * math.log(2) / halflife_s)
-        return x * decay + sigma * math.sqrt(1 - decay**2) * self.rng.standard_normal()
-
-    def _intensity(self) -> float:
-        """The multiplier of volatility and activity, the regime's times the burst's: 1 on
-        average, so that daily_volatility and swaps_per_minute stay the means."""
-        s = self.settings
-        return math.exp(self._regime + self._burst - (s.regime_sigma**2 + s.burst_sigma**2) / 2)
-
     def _jit_now(self, protocol: str, dt: float, activity: float) -> bool:
         rate = self.settings.jit_per_hour
         return protocol == "v3" and rate > 0 and self.rng.random() < rate * dt / 3600 * activity
@@ -307,7 +287,7 @@ class MarketSimulator:
         price, when it has drifted further than the fee and arbitrage_min_gap."""
         pool = state.pool
         fee = pool.fee / 1e6 if pool.fee else _V2_FEE
-        fair = self.fair_usd[pool.token0] / self.fair_usd[pool.token1]
+        fair = self.prices.usd[pool.token0] / self.prices.usd[pool.token1]
         gap = math.log(evm.human_price(self.deployment, state) / fair)
         if abs(gap) <= fee + self.settings.arbitrage_min_gap:
             return [], state
@@ -316,12 +296,12 @@ class MarketSimulator:
 
     def _usd_value(self, symbol: str, raw: int) -> float:
         token = self.deployment.tokens[symbol]
-        return raw / 10**token.decimals * self.fair_usd[symbol]
+        return raw / 10**token.decimals * self.prices.usd[symbol]
 
     def _swap(self, state: PoolState, large: bool = False) -> tuple[list[Tx], PoolState]:
         """A trader's swap; ``large``: of the size distribution's 99th percentile."""
         pool = state.pool
-        fair = self.fair_usd[pool.token0] / self.fair_usd[pool.token1]
+        fair = self.prices.usd[pool.token0] / self.prices.usd[pool.token1]
         if self.settings.price_discovery == "lean" and self.rng.random() < _LEANING_SHARE:
             zero_for_one = evm.human_price(self.deployment, state) > fair  # token0 too dear
         else:
@@ -334,7 +314,7 @@ class MarketSimulator:
             spread = self.settings.trade_usd_sigma_low
         usd = self.settings.trade_usd_median * math.exp(spread * z)
         usd = min(usd, _MAX_TRADE_SHARE * self._usd_value(symbol_in, reserve_in))
-        amount_in = evm.units(self.deployment.tokens[symbol_in], usd / self.fair_usd[symbol_in])
+        amount_in = evm.units(self.deployment.tokens[symbol_in], usd / self.prices.usd[symbol_in])
         if amount_in <= 0:
             return [], state
         trader = str(self.rng.choice(self._traders, p=self._trader_weights))
