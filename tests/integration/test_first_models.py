@@ -10,7 +10,9 @@ from dexwatch.app.workflows.bootstrap import bootstrap_hourly_model
 from tests._detectors import EARLIER_DESIGN_REQUEST
 from tests.conftest import ROOT, make_settings
 
-pytestmark = [pytest.mark.stack, pytest.mark.slow]
+# Mining the 40 simulated hours of the hourly bootstrap: about 290 s on this kind of machine,
+# over 600 s on loaded cores.
+pytestmark = [pytest.mark.stack, pytest.mark.slow, pytest.mark.timeout(1500)]
 
 CALIBRATED = ROOT / "infra" / "local" / "markets" / "polygon-busy-pool.yaml"
 
