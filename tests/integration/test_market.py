@@ -80,8 +80,8 @@ def test_deployment_has_the_pools_tokens_and_accounts_the_simulator_needs(deploy
         assert state.reserve0 > 0 and state.reserve1 > 0
 
 
-def test_history_trades_every_pool_with_heavy_tails_and_a_daily_rhythm(deployed):
-    settings, deployment = deployed
+def test_history_trades_every_pool_with_heavy_tails_and_a_daily_rhythm(deployed_at_a_fixed_time):
+    settings, deployment = deployed_at_a_fixed_time
     settings = _with(settings, day_length_s=1200, history_block_interval_s=12, seed=3)
     simulator = MarketSimulator(settings, deployment)
     seen: list[tuple[int, int]] = []
