@@ -56,7 +56,7 @@ from infra.local.deploy import deploy_local_contracts  # noqa: E402
 from infra.local.fair_price import FairPrices  # noqa: E402
 from infra.local.market import MarketSimulator  # noqa: E402
 from infra.local.recorded_chain import open_recording  # noqa: E402
-from infra.local.settings import load_local_settings  # noqa: E402
+from infra.local.settings import SimulatorSettings  # noqa: E402
 from publishers.chain import run as publish_chain  # noqa: E402
 
 WORK = ROOT / "bench" / "work" / "calibration"
@@ -307,13 +307,17 @@ def _progress(done: int, total: int) -> None:
         print(f"  mined {done}/{total} blocks", flush=True)
 
 
+def _simulator_section(market: Path) -> dict:
+    """The ``simulator`` settings of a market's config file."""
+    return yaml.safe_load(market.read_text()).get("simulator", {})
+
+
 def simulated_stretch(
     work: Path, hours: float, seed: int, genesis: int, market: Path
 ) -> tuple[EventSamples, list[float]]:
     """``hours`` of the market on a chain of its own starting at ``genesis``: its pool's
     event samples and hourly liquidity losses."""
-    simulator = yaml.safe_load(market.read_text()).get("simulator", {})
-    settings = private_chain_settings(work, seed, BLOCK_S, simulator)
+    settings = private_chain_settings(work, seed, BLOCK_S, _simulator_section(market))
     processes.start(stack.anvil_spec(settings, genesis), settings.state_dir)
     try:
         deployment = deploy_local_contracts(settings, start_timestamp=genesis + 1)
@@ -337,7 +341,7 @@ def fair_price_stats(market: Path, seeds: Sequence[int]) -> dict[str, float]:
     between ``seeds``, one 2 s block at a time. A day or two of mined hours hold too few
     hours for a 99th percentile (the real one comes from 840); the arbitrageur keeps the
     pool within its fee of this price, a few basis points against the hour's half percent."""
-    settings = load_local_settings(market).simulator
+    settings = SimulatorSettings(**_simulator_section(market))
     hours = MINUTE_BAR_DAYS * 24 // len(seeds)
     changes: list[float] = []
     for seed in seeds:

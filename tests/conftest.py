@@ -107,32 +107,32 @@ def deployed(anvil_settings: Settings):
     return anvil_settings.with_deployed_factories(), deployment
 
 
+def _deployed_chain(state_dir: Path, genesis_timestamp: int | None = None):
+    """(settings, LocalDeployment) of a fresh anvil under ``state_dir`` with the local
+    contracts deployed, its first block at ``genesis_timestamp`` (else the wall clock)."""
+    from infra.local.deploy import deploy_local_contracts
+
+    gen = _start_anvil(state_dir, genesis_timestamp)
+    settings = next(gen)
+    start = None if genesis_timestamp is None else genesis_timestamp + 1
+    deployment = deploy_local_contracts(settings, start_timestamp=start)
+    deployment.save(settings.deployment_path)
+    yield settings.with_deployed_factories(), deployment
+    gen.close()
+
+
 @pytest.fixture
 def deployed_at_a_fixed_time(tmp_path: Path):
     """Like ``deployed``, on a chain that starts at FIXED_GENESIS: the simulator's rhythm
     follows chain time, so a test that counts what an hour of it holds sees the same hour on
     every run (a chain started at the wall clock draws another one each time)."""
-    from infra.local.deploy import deploy_local_contracts
-
-    gen = _start_anvil(tmp_path, FIXED_GENESIS)
-    settings = next(gen)
-    deployment = deploy_local_contracts(settings, start_timestamp=FIXED_GENESIS + 1)
-    deployment.save(settings.deployment_path)
-    yield settings.with_deployed_factories(), deployment
-    gen.close()
+    yield from _deployed_chain(tmp_path, FIXED_GENESIS)
 
 
 @pytest.fixture(scope="module")
 def module_deployed(tmp_path_factory: pytest.TempPathFactory):
     """Like ``deployed``, shared by a module's tests (which must not disturb each other)."""
-    from infra.local.deploy import deploy_local_contracts
-
-    gen = _start_anvil(tmp_path_factory.mktemp("anvil"))
-    settings = next(gen)
-    deployment = deploy_local_contracts(settings)
-    deployment.save(settings.deployment_path)
-    yield settings.with_deployed_factories(), deployment
-    gen.close()
+    yield from _deployed_chain(tmp_path_factory.mktemp("anvil"))
 
 
 def write_local_config(directory: Path, **sections: dict) -> Path:

@@ -149,7 +149,7 @@ class LiquidityProviders:
             return [self._remove_worth(narrow, state, self._tvl(rpc, pool))]
         # A V3 pool's virtual reserves grow with its concentrated liquidity: adds are sized
         # on the tokens it really holds, or each add would make the next one bigger.
-        usd = self._tvl(rpc, pool) * self.rng.uniform(*self.settings.lp_change_share)
+        usd = self._tvl(rpc, pool) * self._change_share()
         if self.rng.random() < self.settings.range_order_share:
             return [self._range_order(state, provider, usd)]
         return [self._mint_around(state, provider, usd)]
@@ -194,8 +194,12 @@ class LiquidityProviders:
             if p.tick_upper - p.tick_lower < _WIDE_TICKS
         ]
 
+    def _change_share(self) -> float:
+        """A provider's add or removal, as a share of the pool's value."""
+        return self.rng.uniform(*self.settings.lp_change_share)
+
     def _add_usd(self, state: PoolState) -> float:
-        return self._pool_usd(state) * self.rng.uniform(*self.settings.lp_change_share)
+        return self._pool_usd(state) * self._change_share()
 
     def _tvl(self, rpc: Rpc, pool: PoolInfo) -> float:
         """What the pool holds (its token balances), in USD at fair prices."""
@@ -225,7 +229,7 @@ class LiquidityProviders:
         holds less). Draws as many numbers, in the same order, as a removal of a part of a
         position did, so that the rest of the market's random path stays as it was."""
         position = positions[int(self.rng.integers(len(positions)))]
-        usd = tvl * self.rng.uniform(*self.settings.lp_change_share)
+        usd = tvl * self._change_share()
         held = self._position_usd(position, state)
         if held <= usd or held <= _DUST_USD:
             # Exactly all of it: a float product can round above the position's liquidity.
@@ -285,7 +289,7 @@ class LiquidityProviders:
             return evm.v2_remove(
                 pool, provider, int(balance * self.rng.uniform(*_LP_REMOVE_FRACTION))
             )
-        half_usd = self._pool_usd(state) * self.rng.uniform(*self.settings.lp_change_share) / 2
+        half_usd = self._pool_usd(state) * self._change_share() / 2
         amount0 = self._units(pool.token0, half_usd)
         # At the pair's own ratio: anything more would be donated to the other providers.
         amount1 = amount0 * state.reserve1 // state.reserve0

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -56,7 +56,7 @@ class DecayedRates:
         """(volume, swaps) per second at ``at``, or None while the pool is too new to have
         habits."""
         now = self.advanced(at)
-        if now.exposure < _exposure_of(MIN_EXPOSURE_S):
+        if now.exposure < _LEAST_EXPOSURE:
             return None
         return now.volume / now.exposure, now.swaps / now.exposure
 
@@ -65,19 +65,17 @@ def _exposure_of(seconds: int) -> float:
     return RATES_TIMESCALE_S * -math.expm1(-seconds / RATES_TIMESCALE_S)
 
 
+_LEAST_EXPOSURE = _exposure_of(MIN_EXPOSURE_S)
+
+
 def fold_rates(
     rates: DecayedRates | None, slices: Iterable[SliceSummary], slice_s: int
 ) -> DecayedRates | None:
     """``rates`` with ``slices`` (SliceSummary, in time order, after ``rates.at``) folded
     in; a pool's first slice starts its exposure."""
     for summary in slices:
-        if rates is None:
-            rates = DecayedRates(at=summary.start)
-        rates = rates.advanced(summary.start + slice_s)
-        rates = DecayedRates(
-            at=rates.at,
-            volume=rates.volume + summary.volume,
-            swaps=rates.swaps + summary.swaps,
-            exposure=rates.exposure,
+        rates = (rates or DecayedRates(at=summary.start)).advanced(summary.start + slice_s)
+        rates = replace(
+            rates, volume=rates.volume + summary.volume, swaps=rates.swaps + summary.swaps
         )
     return rates
