@@ -18,8 +18,12 @@ from the market's fair price (``infra.local.fair_price``), which the arbitrageur
 pool within its fee of, over as many days as the real minute bars: 21 mined hours have no
 99th percentile to compare with 840 real ones.
 
-Each statistic is written as ``<stat>_sim`` and ``<stat>_real`` with ``max_log_ratio``, the
-largest |log(sim / real)| over them (0.69: within a factor of 2 everywhere). Writes
+Each statistic is written as ``<stat>_sim`` and ``<stat>_real``. ``max_log_ratio`` is the
+largest |log(sim / real)| over the statistics issue 14 lists (0.69: within a factor of 2
+everywhere). The hour horizon's own statistics (the hours' liquidity losses, which issue 14
+does not list and the hour horizon needs) are beside them with their own largest ratio,
+``horizon_max_log_ratio``: a real day holds about 20 whole hours, most of which lose
+nothing, so their 90th percentile is one of a handful of hours. Writes
 bench/results/calibration.json.
 
     python bench/calibration.py [--hours 8] [--seeds 7 8 9] [--market FILE]
@@ -95,6 +99,9 @@ STATISTICS: tuple[tuple[str, str], ...] = (
     ("position_width_p50", "median width of minted positions, in ticks"),
     ("position_width_p90", "90th percentile of minted positions' width, in ticks"),
     ("jit_liquidity_share", "share of minted liquidity burned in its own block by its owner"),
+)
+# The hour horizon's statistics (``liquidity_lost_1h``), beside the issue's.
+HORIZON_STATISTICS: tuple[tuple[str, str], ...] = (
     (
         "hour_liquidity_lost_p90",
         "share of the pool's liquidity lost, net, within a clock hour, as liquidity_lost_1h "
@@ -399,13 +406,21 @@ def main() -> None:
     sim = simulated_stats(WORK, args.hours, args.seeds, market)
     figures: dict[str, dict] = {}
     print(f"\n{'statistic':<26}{'simulated':>14}{'real':>14}{'|log ratio|':>13}")
-    for name, meaning in STATISTICS:
+    for name, meaning in (*STATISTICS, *HORIZON_STATISTICS):
         ratio = log_ratio(sim[name], real[name])
         print(f"{name:<26}{sim[name]:>14.6g}{real[name]:>14.6g}{ratio:>13.2f}")
         figures[f"{name}_sim"] = {"value": round(sim[name], 8), "unit": meaning}
         figures[f"{name}_real"] = {"value": round(real[name], 8), "unit": meaning}
     worst = max(log_ratio(sim[name], real[name]) for name, _ in STATISTICS)
-    figures["max_log_ratio"] = {"value": round(worst, 3), "unit": "|log(sim / real)|, target 0.69"}
+    figures["max_log_ratio"] = {
+        "value": round(worst, 3),
+        "unit": "|log(sim / real)| over issue 14's statistics, target 0.69",
+    }
+    horizon = max(log_ratio(sim[name], real[name]) for name, _ in HORIZON_STATISTICS)
+    figures["horizon_max_log_ratio"] = {
+        "value": round(horizon, 3),
+        "unit": "|log(sim / real)| over the hour horizon's statistics (no target)",
+    }
     path = write_results(
         "calibration",
         figures,
@@ -415,7 +430,10 @@ def main() -> None:
         f"{MINUTE_BAR_DAYS} days; {BLOCK_S} s blocks; "
         f"{time.monotonic() - started:.0f} s",
     )
-    print(f"\nmax |log ratio| {worst:.2f} (target 0.69); wrote {path.relative_to(ROOT)}")
+    print(
+        f"\nmax |log ratio| {worst:.2f} (target 0.69), the hour horizon's {horizon:.2f}; "
+        f"wrote {path.relative_to(ROOT)}"
+    )
 
 
 if __name__ == "__main__":
