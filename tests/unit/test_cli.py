@@ -66,3 +66,39 @@ def test_inject_rejects_unknown_kind(tmp_path: Path) -> None:
     result = _dexwatch("simulate", "inject", "--kind", "meteor", "--pool", "x", cwd=tmp_path)
     assert result.returncode == 2
     assert "unknown incident kind 'meteor'" in result.stderr
+
+
+MARKETS = Path(__file__).resolve().parents[2] / "infra" / "local" / "markets"
+
+
+def test_market_option_mines_the_markets_simulator_with_the_configs_chain(
+    tmp_path: Path, monkeypatch
+) -> None:
+    from dexwatch.app.cli.context import State, cli_settings
+
+    config = tmp_path / "mainnet.yaml"
+    config.write_text(
+        "chain:\n  chain_id: 1\n  block_time_s: 12\n  confirmations: 3\npipeline:\n  slice_s: 12\n"
+        "simulator:\n  swaps_per_minute: 99\n"
+    )
+    monkeypatch.setattr(State, "config", config)
+    settings = cli_settings(MARKETS / "polygon-busy-pool.yaml")
+    # The market's simulator settings, over the config's own ...
+    assert settings.simulator.price_discovery == "arbitrage"
+    assert settings.simulator.swaps_per_minute == 2.4
+    assert settings.simulator.lp_change_share == (0.0002, 0.0008)
+    # ... on the config's chain, whose 12 s blocks the market's 2 s intervals give way to.
+    assert settings.chain.chain_id == 1 and settings.chain.confirmations == 3
+    assert settings.simulator.block_interval_s == 12
+    assert settings.simulator.history_block_interval_s == 12
+    # Without --market, the config's simulator.
+    assert cli_settings().simulator.swaps_per_minute == 99
+
+
+def test_market_option_without_a_simulator_section_is_one_clear_line(tmp_path: Path) -> None:
+    (tmp_path / "not-a-market.yaml").write_text("chain:\n  chain_id: 1\n")
+    result = _dexwatch("model", "bootstrap", "--market", "not-a-market.yaml", cwd=tmp_path)
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "no simulator section" in lines[0]

@@ -56,10 +56,31 @@ def fail(message: str, code: int = 1) -> NoReturn:
     raise typer.Exit(code)
 
 
-def cli_settings() -> LocalSettings:
-    settings = load_local_settings(State.config).with_deployed_factories()
+def cli_settings(market: Path | None = None) -> LocalSettings:
+    """The settings of --config, with the ``simulator`` settings of ``market`` (a market file,
+    such as infra/local/markets/polygon-busy-pool.yaml) over the config's own when given. A
+    chain with a fixed block time keeps it: the market's block intervals give way."""
+    settings = load_local_settings(State.config)
+    if market is not None:
+        settings = load_local_settings(State.config, simulator=_market_section(market, settings))
+    settings = settings.with_deployed_factories()
     logs.configure(settings.logging.level, settings.logging.format)
     return settings
+
+
+def _market_section(market: Path, settings: LocalSettings) -> dict:
+    import yaml
+
+    try:
+        section = (yaml.safe_load(market.read_text()) or {}).get("simulator")
+    except (OSError, yaml.YAMLError, AttributeError) as err:
+        fail(f"cannot read the market file {market}: {err}")
+    if not isinstance(section, dict):
+        fail(f"{market} has no simulator section: a market file holds one (infra/local/markets/)")
+    if settings.chain.block_time_s is not None:
+        for name in ("block_interval_s", "history_block_interval_s"):
+            section.pop(name, None)
+    return section
 
 
 def use_local_emulator(settings: LocalSettings) -> None:

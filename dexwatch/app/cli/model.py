@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -18,16 +19,27 @@ app = typer.Typer(
 )
 
 
+# For a real pool's first model: the simulator calibrated against one (README, Real traffic).
+MARKET_OPTION = typer.Option(
+    "--market",
+    help="Mine the market of this file's simulator section (over the config's); for a "
+    "real chain: infra/local/markets/polygon-busy-pool.yaml (calibrated against a real pool).",
+    exists=True,
+    dir_okay=False,
+)
+
+
 @app.command("bootstrap")
 def model_bootstrap(
     hours: Annotated[float, typer.Option(help="Simulated hours of normal traffic to learn.")] = 4.0,
+    market: Annotated[Path | None, MARKET_OPTION] = None,
 ) -> None:
     """Train the first detector on the simulator's normal traffic (no injections), mined on
     a private chain and run through the real publisher and pipeline; registers it and
     promotes it to production, where the pipeline loads it (model.path)."""
     from dexwatch.app.workflows.bootstrap import bootstrap_model
 
-    settings = cli_settings()
+    settings = cli_settings(market)
     with stage_progress() as on_progress:
         detector = bootstrap_model(settings, hours, on_progress)
     typer.echo(
@@ -45,13 +57,14 @@ def model_bootstrap_hourly(
             "first 24 are history only."
         ),
     ] = None,
+    market: Annotated[Path | None, MARKET_OPTION] = None,
 ) -> None:
     """Train the first hourly model (the pool-hourly branch's) on the simulator's normal
     traffic: mined on a private chain, recorded by the real publisher, aggregated into
     PoolHours as a subgraph would; saves it at model.hourly_path."""
     from dexwatch.app.workflows.bootstrap import bootstrap_hourly_model
 
-    settings = cli_settings()
+    settings = cli_settings(market)
     hours = hours or settings.model.hourly_bootstrap_hours
     with stage_progress() as on_progress:
         detector, _ = bootstrap_hourly_model(settings, hours, on_progress)

@@ -55,8 +55,9 @@ def record_history(
     if settings.chain.chain_id != settings.local.chain_id:
         log.warning(
             "bootstrapping from the simulator while chain.chain_id=%d: this model knows "
-            "simulated traffic only; train one on the chain's own history (README: a model "
-            "for a real chain) before trusting its alerts",
+            "simulated traffic only (for a real pool, mine the calibrated market: --market "
+            "infra/local/markets/polygon-busy-pool.yaml); train one on the chain's own "
+            "history (README: a model for a real chain) before trusting its alerts",
             settings.chain.chain_id,
         )
     private = with_live_blocks(settings).with_sections(
