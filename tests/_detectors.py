@@ -28,8 +28,9 @@ EARLIER_DESIGN_REQUEST = {
 
 def chain_rows(n: int, seed: int = 1) -> list[dict]:
     rng = np.random.default_rng(seed)
-    # Its own generator, so that the other features' values are those of before it came.
+    # Their own generators, so that the other features' values are those of before they came.
     hourly = np.random.default_rng(seed + 1000)
+    drift = np.random.default_rng(seed + 2000)
     return [
         {
             "volume_ratio": rng.normal(0, 0.3), "swap_count_ratio": rng.normal(0, 0.3),
@@ -40,6 +41,7 @@ def chain_rows(n: int, seed: int = 1) -> list[dict]:
             "top_trader_share": rng.uniform(0.3, 0.6),
             "pair_two_way_excess": rng.normal(-1.0, 0.8),
             "liquidity_lost_1h": abs(hourly.normal(0, 0.004)),
+            "price_drift_1h": abs(drift.normal(0, 1.0)),
         }
         for _ in range(n)
     ]  # fmt: skip

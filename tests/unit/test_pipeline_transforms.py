@@ -383,3 +383,46 @@ def test_a_burst_after_a_silence_is_scored_against_the_pools_habits_in_both_mode
 
     with TestPipeline(options=_streaming_options()) as p:
         assert_that((p | stream | PoolWindowFeatures(SETTINGS))["main"], check)
+
+
+def test_a_slow_price_drift_stands_out_against_the_pools_price_habits_in_both_modes():
+    """Three hours of a pair whose price wanders a few basis points a minute, then forty
+    minutes of a steady slide of 0.25 % a minute: no window moves much, the drift from the
+    pool's hour-long anchor does. Streaming prunes as it goes (its price habits kept as
+    state) and gives batch's numbers."""
+    rng = random.Random(5)
+    price, events = 2.0, []
+    for i in range(220):
+        price *= math.exp(rng.gauss(0, 0.0005) if i < 180 else -0.0025)
+        reserve0 = 1_000_000_000
+        events.append(_event(i, T0 + 60 * i, "Sync", reserve0=str(reserve0),
+                             reserve1=str(round(reserve0 * price))))  # fmt: skip
+    stream = TestStream().advance_watermark_to(T0)
+    for chunk in range(0, len(events), 10):
+        stream = _burst(stream, events[chunk : chunk + 10])
+        stream = stream.advance_watermark_to(events[chunk].block_timestamp + 600)
+    stream = stream.advance_watermark_to_infinity()
+    slices = [summarize_slice(POOL, e.block_timestamp, [e]) for e in events]
+    expected = {
+        row["window_id"]: row for row in pool_windows((pool_key(events[0]), slices), SETTINGS)
+    }
+    slide = T0 + 60 * 180
+
+    def drift(start: int, end: int) -> list[float]:
+        return [row["price_drift_1h"] for row in expected.values()
+                if start <= row["window_end"].timestamp() < end]  # fmt: skip
+
+    # Calm: within a few usual gaps. Half an hour into the slide (7 %): several times the
+    # calm's largest (a pool with three hours of habits: a longer history makes it more),
+    # while no window's own price change passes 0.6 %.
+    calm = max(drift(T0 + 3600, slide))
+    assert 0 < calm < 3.5
+    assert min(drift(slide + 1800, slide + 2400)) > 3 * calm
+    assert max(row["price_change"] for row in expected.values()) < 0.006
+
+    def check(rows):
+        settled = {row["window_id"]: row for row in rows}
+        assert settled == expected
+
+    with TestPipeline(options=_streaming_options()) as p:
+        assert_that((p | stream | PoolWindowFeatures(SETTINGS))["main"], check)

@@ -15,14 +15,15 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from dexwatch.core.features.rates import DecayedRates
+from dexwatch.core.features.rates import DecayedRates, fold_rates
 from dexwatch.core.features.slices import Position, SliceSummary, is_range_order
 
 # 2: swap impact includes the step into each slice; 3: pair_two_way_excess (wash trading);
 # 4: liquidity in range only, net of just-in-time liquidity; 5: traders by tx sender;
 # 6: liquidity_lost_1h; 7: a range order's round trip within the window and baseline nets out;
-# 8: a window without a baseline compares its rates with the pool's decayed ones
-FEATURES_VERSION = 8
+# 8: a window without a baseline compares its rates with the pool's decayed ones;
+# 9: price_drift_1h
+FEATURES_VERSION = 9
 
 # (name, definition), in the order the model sees them.
 FEATURE_DEFINITIONS: tuple[tuple[str, str], ...] = (
@@ -77,6 +78,14 @@ FEATURE_DEFINITIONS: tuple[tuple[str, str], ...] = (
         "the product over the hour's slices of (1 + the slice's net liquidity change over the "
         "level before it), counted as for net_liquidity_change; 0 if it gained "
         "(dexwatch.core.features.horizon)",
+    ),
+    (
+        "price_drift_1h",
+        "|the window's last log price - the pool's anchor| over the pool's usual such gap: the "
+        "anchor is its log price averaged over time with weights exp(-age / 1 h), the usual "
+        "gap the root mean square of each earlier price's gap from the anchor of its time, "
+        "weighted exp(-age / 6 h); 0 for a pool seen less than half an hour "
+        "(dexwatch.core.features.rates)",
     ),
 )
 FEATURE_NAMES: tuple[str, ...] = tuple(name for name, _ in FEATURE_DEFINITIONS)
@@ -139,7 +148,8 @@ def window_features(
         hour_steps: the liquidity steps (``horizon.hour_steps``) of the pool's slices in the
             hour before ``window_end``, in time order.
         rates: the pool's decayed rates from its slices before the window's span: a window
-            without a baseline compares its rates with them (``features.rates``).
+            without a baseline compares its rates with them, and its price with the pool's
+            price habits, the baseline's prices folded in (``features.rates``).
     """
     current_start = window_end - current_slices * slice_s
     ordered = sorted(slices, key=lambda s: s.start)
@@ -147,6 +157,7 @@ def window_features(
     baseline = [s for s in ordered if s.start < current_start]
     if not current:
         return None
+    price_habits = fold_rates(rates, baseline, slice_s) if rates is not None else None
     current_s = current_slices * slice_s
     volume = sum(s.volume for s in current)
     swaps = sum(s.swaps for s in current)
@@ -183,6 +194,7 @@ def window_features(
     if base_price is None:
         base_price = next((s.first_price for s in current if s.first_price), None)
     price_change = abs(math.log(last_price / base_price)) if last_price and base_price else 0.0
+    drift = price_habits.drift(current_start, last_price) if price_habits and last_price else 0.0
     lows = [s.min_price for s in current if s.min_price]
     highs = [s.max_price for s in current if s.max_price]
     price_range = math.log(max(highs) / min(lows)) if lows and highs else 0.0
@@ -219,6 +231,7 @@ def window_features(
         "top_trader_share": concentration,
         "pair_two_way_excess": pair_two_way_excess,
         "liquidity_lost_1h": max(0.0, -math.expm1(sum(hour_steps))),
+        "price_drift_1h": drift,
     }
 
 

@@ -16,7 +16,9 @@ that holds names the kind:
    with 80 % of a busy window's volume (``top_trader_share``) while volume is up 3-fold and
    the price stays within 3 % (one trader's large swap that moves the price is not washing).
 4. ``price-dislocation``: the price moved 3 % or more (``price_change``, ``price_range`` or
-   one swap's ``max_swap_price_impact``).
+   one swap's ``max_swap_price_impact``). A slow drift (``price_drift_1h``, in units of the
+   pool's usual drift, not a size) tests nothing, but counts for the kind's confidence and
+   names it when it deviates most.
 5. ``liquidity-inflow``: half the pool or more added, net.
 6. ``volume-spike``: volume at 5 times the baseline's rate or more (``volume_ratio``).
 7. ``activity-spike``: swaps at 5 times the baseline's rate or more (``swap_count_ratio``).
@@ -80,7 +82,8 @@ KIND_RULE: tuple[_Kind, ...] = (
         or (f["top_trader_share"] >= 0.8 and f["volume_ratio"] >= math.log(3)
             and _price_move(f) < math.log(1.03)),
     ),
-    _Kind("price-dislocation", _PRICE, lambda f: _price_move(f) >= math.log(1.03)),
+    _Kind("price-dislocation", (*_PRICE, "price_drift_1h"),
+          lambda f: _price_move(f) >= math.log(1.03)),
     _Kind("liquidity-inflow", ("net_liquidity_change",),
           lambda f: f["net_liquidity_change"] >= 0.5),
     _Kind("volume-spike", ("volume_ratio",), lambda f: f["volume_ratio"] >= math.log(5)),

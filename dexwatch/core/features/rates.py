@@ -7,6 +7,14 @@ each weighted by exp(-age / RATES_TIMESCALE_S), over the time they cover weighte
 silences included. A quiet pool's usual minute is then its long-run minute, and a burst after
 an hour's silence stands out; a pool seen for less than ``MIN_EXPOSURE_S`` has no habits yet.
 
+The same fold keeps the pool's price habits: its *anchor*, the mean of its log price over
+time weighted by exp(-age / DRIFT_TIMESCALE_S), and its usual *gap*, the root mean square of
+how far each new price stood from the anchor, over the prices of the last hours (weighted
+like the rates). A window's ``price_drift_1h`` is its price's gap from the anchor in units of
+the usual gap: a drift over the last hour against the pool's own history of such drifts, so
+a stable pair's 2 % and a volatile pair's 20 % can both stand out, and real pools' momentum
+(their hours move more than their minutes suggest) is in the unit as in the gap.
+
 Streaming folds each pool's slices in as they leave state; batch folds them in as they leave
 the sliding window. Both fold the same slices in the same order, so both give the same
 numbers to the last bit.
@@ -22,35 +30,82 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from dexwatch.core.features.slices import SliceSummary
 
-__all__ = ["MIN_EXPOSURE_S", "RATES_TIMESCALE_S", "DecayedRates", "fold_rates"]
+__all__ = [
+    "DRIFT_TIMESCALE_S", "MIN_EXPOSURE_S", "RATES_TIMESCALE_S", "DecayedRates", "fold_rates",
+]  # fmt: skip
 
 # Six hours: long enough to span a quiet pool's silences, short enough to follow a day's rhythm.
 RATES_TIMESCALE_S = 6 * 3600
 # Half an hour of a pool's life before its habits count.
 MIN_EXPOSURE_S = 1800
+# The price anchor's timescale: a drift is measured over about the last hour.
+DRIFT_TIMESCALE_S = 3600
+# Prices seen (decayed) before a pool's usual gap counts, and the least usual gap (one basis
+# point: a pool whose price never moved must not make any move infinite).
+_LEAST_GAPS = 10.0
+_LEAST_GAP = 1e-4
+# A new price's gap counts for at most this many usual gaps (a winsorized mean square).
+_GAP_CLIP = 3.0
 
 
 @dataclass(frozen=True)
 class DecayedRates:
     """Decayed sums up to ``at`` (unix seconds): ``volume`` and ``swaps`` of the slices seen,
-    and ``exposure``, the seconds since the pool was first seen, weighted alike."""
+    and ``exposure``, the seconds since the pool was first seen, weighted alike; the price
+    habits: ``log_price``, the last log price seen, ``anchor``, the time-decayed mean log
+    price, and ``gap2`` over ``gaps``, the decayed mean squared gap of each price seen from
+    the anchor."""
 
     at: int
     volume: float = 0.0
     swaps: float = 0.0
     exposure: float = 0.0
+    log_price: float | None = None
+    anchor: float = 0.0
+    gap2: float = 0.0
+    gaps: float = 0.0
 
     def advanced(self, to: int) -> DecayedRates:
-        """The sums at ``to`` (not before ``at``), with nothing seen in between."""
+        """The sums at ``to`` (not before ``at``), with nothing seen in between: the anchor
+        moves toward the price held since."""
         if to <= self.at:
             return self
         decay = math.exp(-(to - self.at) / RATES_TIMESCALE_S)
-        return DecayedRates(
+        anchor = self.anchor
+        if self.log_price is not None:
+            pull = math.exp(-(to - self.at) / DRIFT_TIMESCALE_S)
+            anchor = self.log_price + (anchor - self.log_price) * pull
+        return replace(
+            self,
             at=to,
             volume=self.volume * decay,
             swaps=self.swaps * decay,
             exposure=self.exposure * decay + _exposure_of(to - self.at),
+            anchor=anchor,
+            gap2=self.gap2 * decay,
+            gaps=self.gaps * decay,
         )
+
+    def with_price(self, price: float) -> DecayedRates:
+        """These habits after a new price (at ``at``): its gap from the anchor counts, at most
+        ``_GAP_CLIP`` times the usual gap, so that a drift under way (or one manipulated
+        price) does not make itself usual within minutes."""
+        x = math.log(price)
+        if self.log_price is None:
+            return replace(self, log_price=x, anchor=x)
+        gap = abs(x - self.anchor)
+        if self.gaps >= _LEAST_GAPS:
+            gap = min(gap, _GAP_CLIP * max(math.sqrt(self.gap2 / self.gaps), _LEAST_GAP))
+        return replace(self, log_price=x, gap2=self.gap2 + gap * gap, gaps=self.gaps + 1.0)
+
+    def drift(self, at: int, price: float) -> float:
+        """How far ``price`` at ``at`` stands from the pool's anchor, in units of its usual
+        gap (absolute); 0 while the pool is too new to have price habits."""
+        now = self.advanced(at)
+        if now.log_price is None or now.exposure < _LEAST_EXPOSURE or now.gaps < _LEAST_GAPS:
+            return 0.0
+        usual = max(math.sqrt(now.gap2 / now.gaps), _LEAST_GAP)
+        return abs(math.log(price) - now.anchor) / usual
 
     def per_second(self, at: int) -> tuple[float, float] | None:
         """(volume, swaps) per second at ``at``, or None while the pool is too new to have
@@ -72,10 +127,12 @@ def fold_rates(
     rates: DecayedRates | None, slices: Iterable[SliceSummary], slice_s: int
 ) -> DecayedRates | None:
     """``rates`` with ``slices`` (SliceSummary, in time order, after ``rates.at``) folded
-    in; a pool's first slice starts its exposure."""
+    in; a pool's first slice starts its exposure. A slice's last price comes at its end."""
     for summary in slices:
         rates = (rates or DecayedRates(at=summary.start)).advanced(summary.start + slice_s)
         rates = replace(
             rates, volume=rates.volume + summary.volume, swaps=rates.swaps + summary.swaps
         )
+        if summary.last_price:
+            rates = rates.with_price(summary.last_price)
     return rates

@@ -41,6 +41,7 @@ KIND_OF_FEATURE = {
     "price_change": "price-dislocation",
     "price_range": "price-dislocation",
     "max_swap_price_impact": "price-dislocation",
+    "price_drift_1h": "price-dislocation",
     "volume_ratio": "volume-spike",
     "swap_count_ratio": "activity-spike",
     "top_trader_share": "wash-trading",
