@@ -42,6 +42,7 @@ def chain_rows(n: int, seed: int = 1) -> list[dict]:
             "pair_two_way_excess": rng.normal(-1.0, 0.8),
             "liquidity_lost_1h": abs(hourly.normal(0, 0.004)),
             "price_drift_1h": abs(drift.normal(0, 1.0)),
+            "liquidity_lost_24h": abs(drift.normal(0, 0.01)),
         }
         for _ in range(n)
     ]  # fmt: skip

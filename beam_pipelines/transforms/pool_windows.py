@@ -6,8 +6,8 @@ A window is the last ``current_slices`` slices (under test) and the ``baseline_s
 before them. A pool silent through a window's baseline is scored against its last slice
 before the span (the *carry*): its liquidity, price and tick; and its rates against the
 pool's decayed rates of the slices before the span (dexwatch.core.features.rates). Each
-window also adds up its pool's liquidity steps of the hour before its end
-(``liquidity_lost_1h``; dexwatch.core.features.horizon).
+window also adds up its pool's liquidity steps of the hour and the day before its end
+(``liquidity_lost_1h``, ``liquidity_lost_24h``; dexwatch.core.features.horizon).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from apache_beam.utils.timestamp import Timestamp
 
 from beam_pipelines.transforms.parse import dead_letter_of
 from dexwatch.core.features.chain import window_features
-from dexwatch.core.features.horizon import LIQUIDITY_HORIZON_S, hour_steps, steps_before
+from dexwatch.core.features.horizon import DAY_HORIZON_S, hour_steps, steps_before
 from dexwatch.core.features.rates import DecayedRates, fold_rates
 from dexwatch.core.features.slices import SliceSummary
 from dexwatch.core.settings import PipelineSettings
@@ -53,18 +53,21 @@ def feature_row(
     carry: SliceSummary | None = None,
     steps: Sequence[float] = (),
     rates: DecayedRates | None = None,
+    day_steps: Sequence[float] = (),
 ) -> dict | None:
     """The row of one pool's window ending at ``window_end``, or None when the window saw
     no event. ``carry``: the pool's last slice before the window's span, if it had one (a
     quiet pool's window is scored against it: see ``window_features``); without one, a
     pool with too little history is young (``YOUNG_POOL_NEUTRAL``). ``steps``: the pool's
-    liquidity steps of the hour before ``window_end``. ``rates``: the pool's decayed rates
-    from its slices before the window's span."""
+    liquidity steps of the hour before ``window_end``, ``day_steps`` those of the day.
+    ``rates``: the pool's decayed rates from its slices before the window's span."""
     if not slices:
         return None
     current_start = window_end - s.current_slices * s.slice_s
     history_s = current_start - min(summary.start for summary in slices)
-    features = window_features(slices, window_end, s.slice_s, s.current_slices, carry, steps, rates)
+    features = window_features(
+        slices, window_end, s.slice_s, s.current_slices, carry, steps, rates, day_steps
+    )
     if features is None:
         return None
     if carry is None and history_s < s.min_baseline_share * s.baseline_slices * s.slice_s:
@@ -90,7 +93,7 @@ class PoolSlices:
     horizon: int = 0  # updates of slices that start before this come too late
     # The newest slice pruned: the pool's last known state for windows after a silence.
     carry: SliceSummary | None = None
-    # (start, liquidity step) of the pruned slices of the last hour, in time order, and the
+    # (start, liquidity step) of the pruned slices of the last day, in time order, and the
     # pool's liquidity level after the carry (horizon.hour_steps).
     steps: list[tuple[int, float]] = dataclasses.field(default_factory=list)
     level: float | None = None
@@ -106,10 +109,11 @@ def guarded_row(
     carry: SliceSummary | None = None,
     steps: Sequence[float] = (),
     rates: DecayedRates | None = None,
+    day_steps: Sequence[float] = (),
 ):
     """feature_row, or a dead letter naming the window if its features cannot be worked out."""
     try:
-        row = feature_row(key, window_end, slices, s, carry, steps, rates)
+        row = feature_row(key, window_end, slices, s, carry, steps, rates, day_steps)
     except (ValueError, ArithmeticError) as err:
         yield dead_letter_of(
             "features", f"window {key}:{window_end}: {err}", {"pool": key, "window_end": window_end}
@@ -213,8 +217,9 @@ class PoolWindowsFn(beam.DoFn):
             before = [x for x in ordered if x.start < window_end - self._span]
             carry = before[-1] if before else known.carry
             hour = steps_before(steps, window_end)
+            day = steps_before(steps, window_end, DAY_HORIZON_S)
             rates = fold_rates(known.rates, before, s.slice_s)
-            yield from guarded_row(key, window_end, in_window, s, carry, hour, rates)
+            yield from guarded_row(key, window_end, in_window, s, carry, hour, rates, day)
 
     def _prune_time(self, known: PoolSlices) -> Timestamp:
         oldest = min(known.slices)
@@ -247,8 +252,8 @@ class PoolWindowsFn(beam.DoFn):
             known.rates = fold_rates(known.rates, dropped, s.slice_s)
             # The newest slice that leaves keeps the pool's state for its next windows.
             known.carry = dropped[-1]
-        # Windows still to come end after first_needed: they look back an hour from there.
-        known.steps = [x for x in known.steps if x[0] >= first_needed - LIQUIDITY_HORIZON_S]
+        # Windows still to come end after first_needed: they look back a day from there.
+        known.steps = [x for x in known.steps if x[0] >= first_needed - DAY_HORIZON_S]
         known.slices = {start: v for start, v in known.slices.items() if start >= first_needed}
         slices_state.write(known)
         # Slices kept for the newest slice's windows wait for newer data to re-arm this.
@@ -275,4 +280,5 @@ def pool_windows(element, s: PipelineSettings):
             low += 1
         carry = ordered[low - 1] if low else None
         hour = steps_before(steps, window_end)
-        yield from guarded_row(key, window_end, ordered[low:high], s, carry, hour, rates)
+        day = steps_before(steps, window_end, DAY_HORIZON_S)
+        yield from guarded_row(key, window_end, ordered[low:high], s, carry, hour, rates, day)

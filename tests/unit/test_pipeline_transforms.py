@@ -354,6 +354,44 @@ def test_streaming_keeps_an_hour_of_liquidity_steps_after_it_prunes_the_slices()
         assert_that((p | stream | PoolWindowFeatures(SETTINGS))["main"], check)
 
 
+def test_streaming_keeps_a_day_of_liquidity_steps_after_the_hour_has_passed():
+    """A V2 pair drained by 2 % every 10 s for five minutes, then a swap every ten minutes
+    for three hours: two hours on, the hour has forgotten the drain and the day has not, in
+    streaming as in batch."""
+    events, reserve0 = [_event(0, T0, "Sync")], 1_000_000
+    for i in range(1, 31):
+        kept = reserve0 * 98 // 100
+        t = T0 + 10 * i
+        events.append(_event(2 * i, t, "Sync", reserve0=str(kept), reserve1=str(2 * kept)))
+        taken = reserve0 - kept
+        events.append(_event(2 * i + 1, t, "Burn", amount0=str(taken), amount1=str(2 * taken)))
+        reserve0 = kept
+    for i in range(1, 19):
+        events.append(_event(100 + i, T0 + 300 + 600 * i, "Swap"))
+    by_slice: dict[int, list[PoolEvent]] = {}
+    for event in events:
+        by_slice.setdefault(event.block_timestamp // 10 * 10, []).append(event)
+    stream = TestStream().advance_watermark_to(T0 - 1)
+    for start, group in by_slice.items():  # the watermark a slice behind, pruning as it goes
+        stream = _burst(stream, group).advance_watermark_to(start + 1)
+    stream = stream.advance_watermark_to(start + 1000).advance_watermark_to_infinity()
+    slices = [summarize_slice(POOL, start, group) for start, group in by_slice.items()]
+    expected = {
+        row["window_id"]: row for row in pool_windows((pool_key(events[0]), slices), SETTINGS)
+    }
+    late = [row for row in expected.values() if row["window_end"].timestamp() > T0 + 2 * 3600]
+    assert late and all(row["liquidity_lost_1h"] == 0.0 for row in late)
+    for row in late:
+        assert row["liquidity_lost_24h"] == pytest.approx(1 - 0.98**30, rel=1e-3)
+
+    def check(rows):
+        settled = {row["window_id"]: row for row in rows}
+        assert settled == expected
+
+    with TestPipeline(options=_streaming_options()) as p:
+        assert_that((p | stream | PoolWindowFeatures(SETTINGS))["main"], check)
+
+
 def test_a_burst_after_a_silence_is_scored_against_the_pools_habits_in_both_modes():
     """An hour of a swap a minute, twenty minutes of silence, then twelve swaps in twenty
     seconds: streaming has pruned the hour (its decayed rates kept as state) and scores the

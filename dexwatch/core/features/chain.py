@@ -22,8 +22,8 @@ from dexwatch.core.features.slices import Position, SliceSummary, is_range_order
 # 4: liquidity in range only, net of just-in-time liquidity; 5: traders by tx sender;
 # 6: liquidity_lost_1h; 7: a range order's round trip within the window and baseline nets out;
 # 8: a window without a baseline compares its rates with the pool's decayed ones;
-# 9: price_drift_1h
-FEATURES_VERSION = 9
+# 9: price_drift_1h; 10: liquidity_lost_24h
+FEATURES_VERSION = 10
 
 # (name, definition), in the order the model sees them.
 FEATURE_DEFINITIONS: tuple[tuple[str, str], ...] = (
@@ -87,6 +87,11 @@ FEATURE_DEFINITIONS: tuple[tuple[str, str], ...] = (
         "weighted exp(-age / 6 h); 0 for a pool seen less than half an hour "
         "(dexwatch.core.features.rates)",
     ),
+    (
+        "liquidity_lost_24h",
+        "share of the pool's liquidity lost, net, over the day ending with the window, counted "
+        "as liquidity_lost_1h over the day's slices (dexwatch.core.features.horizon)",
+    ),
 )
 FEATURE_NAMES: tuple[str, ...] = tuple(name for name, _ in FEATURE_DEFINITIONS)
 
@@ -96,11 +101,13 @@ FEATURE_NAMES: tuple[str, ...] = tuple(name for name, _ in FEATURE_DEFINITIONS)
 # price move, kept, reverted within the window or one swap's doing; one pair out-trading the
 # pool by 6 Poisson deviations in a slice (the tuning day's busiest pair: 4.3; at 2.5x a
 # short bootstrap's largest, 8.3, a tenth of the injected wash bursts went through); half of
-# the pool lost within the hour, however slowly (the tuning day's largest hourly loss: 1.3 %).
+# the pool lost within the hour, however slowly (the tuning day's largest hourly loss: 1.3 %),
+# or within the day.
 # A floor below the feature's usual values (net_liquidity_change) is one for its fall.
 INCIDENT_FLOORS: dict[str, float] = {
     "liquidity_removed_share": 0.5,
     "liquidity_lost_1h": 0.5,
+    "liquidity_lost_24h": 0.5,
     "net_liquidity_change": -0.5,
     "price_change": math.log(1.1),
     "price_range": math.log(1.1),
@@ -135,6 +142,7 @@ def window_features(
     carry: SliceSummary | None = None,
     hour_steps: Sequence[float] = (),
     rates: DecayedRates | None = None,
+    day_steps: Sequence[float] = (),
 ) -> dict[str, float] | None:
     """The features of the window made of the ``current_slices`` slices before
     ``window_end``, against the slices before them. None if the window saw no event.
@@ -147,6 +155,7 @@ def window_features(
             one pair's two-way trading, measured against the silence.
         hour_steps: the liquidity steps (``horizon.hour_steps``) of the pool's slices in the
             hour before ``window_end``, in time order.
+        day_steps: the same steps over the day before ``window_end``.
         rates: the pool's decayed rates from its slices before the window's span: a window
             without a baseline compares its rates with them, and its price with the pool's
             price habits, the baseline's prices folded in (``features.rates``).
@@ -232,6 +241,7 @@ def window_features(
         "pair_two_way_excess": pair_two_way_excess,
         "liquidity_lost_1h": max(0.0, -math.expm1(sum(hour_steps))),
         "price_drift_1h": drift,
+        "liquidity_lost_24h": max(0.0, -math.expm1(sum(day_steps))),
     }
 
 

@@ -1,4 +1,5 @@
-"""The steps behind ``liquidity_lost_1h``: what a pool's liquidity did over the last hour.
+"""The steps behind ``liquidity_lost_1h`` and ``liquidity_lost_24h``: what a pool's liquidity
+did over the last hour and the last day.
 
 A drain spread over half an hour (half a percent of the pool a block) keeps every window
 under its limit; added up over the hour it is what it is. Each slice that adds or removes
@@ -8,7 +9,10 @@ narrow ranges by their depth). A window's ``liquidity_lost_1h`` is 1 - exp(the s
 steps in the hour before its end): shares of the level at each moment, so a price that moves
 the in-range level between a pool's Burns does not count as a loss or a gain.
 
-Streaming keeps a pool's steps for an hour after its slices leave state (one float for each
+The day horizon adds up the same steps over the day before the window's end: a drain of a
+few percent an hour, under the hour's limit every hour, is what it is over a day.
+
+Streaming keeps a pool's steps for a day after its slices leave state (one float for each
 slice that changed liquidity); batch works them out from the sorted slices. Both add the same
 steps in the same order, so both give the same number to the last bit.
 """
@@ -23,9 +27,12 @@ from collections.abc import Sequence
 from dexwatch.core.features.chain import liquidity_before, liquidity_changes
 from dexwatch.core.features.slices import SliceSummary
 
-__all__ = ["LIQUIDITY_HORIZON_S", "hour_steps", "liquidity_step", "steps_before"]
+__all__ = [
+    "DAY_HORIZON_S", "LIQUIDITY_HORIZON_S", "hour_steps", "liquidity_step", "steps_before",
+]  # fmt: skip
 
 LIQUIDITY_HORIZON_S = 3600
+DAY_HORIZON_S = 24 * 3600
 # A slice that removes everything would be log(0): it counts as keeping one part in 10^6.
 _LEAST_KEPT = 1e-6
 
@@ -84,9 +91,12 @@ def hour_steps(
     return steps, level
 
 
-def steps_before(steps: Sequence[tuple[int, float]], window_end: int) -> list[float]:
-    """The steps (of ``hour_steps``, in time order) of the hour before ``window_end``."""
+def steps_before(
+    steps: Sequence[tuple[int, float]], window_end: int, horizon_s: int = LIQUIDITY_HORIZON_S
+) -> list[float]:
+    """The steps (of ``hour_steps``, in time order) of the ``horizon_s`` before
+    ``window_end``."""
     start = operator.itemgetter(0)
-    first = bisect.bisect_left(steps, window_end - LIQUIDITY_HORIZON_S, key=start)
+    first = bisect.bisect_left(steps, window_end - horizon_s, key=start)
     last = bisect.bisect_left(steps, window_end, key=start)
     return [step for _, step in steps[first:last]]

@@ -38,6 +38,7 @@ SEVERITY_RANK: dict[str, int] = {"low": 0, "medium": 1, "high": 2}
 KIND_OF_FEATURE = {
     "liquidity_removed_share": "liquidity-drain",
     "liquidity_lost_1h": "liquidity-drain",
+    "liquidity_lost_24h": "liquidity-drain",
     "price_change": "price-dislocation",
     "price_range": "price-dislocation",
     "max_swap_price_impact": "price-dislocation",
