@@ -12,7 +12,15 @@ what that approximates is said here:
   price (same 10-tick bucket, an hour apart, against the least level of that bucket in the
   hour before), it fell by 38 % or more in 1 % of the minutes of these weeks. The hour
   horizon is measured on the recorded days of events instead (``bench/real_traffic.py``).
-- **The day horizon**: not built yet (README, Alert kinds); nothing to score.
+- **The day horizon** (``liquidity_lost_24h``): not scored here, for the hour's reasons.
+- **The price horizon** (``price_drift_1h``): bars carry the price, a close a minute. Each
+  minute's close is set against the pool's price habits folded from every minute before it
+  (``dexwatch.core.features.rates``), as the pipeline sets a window's last price against the
+  habits folded up to the window: one price a minute where the pipeline has one a slice (the
+  usual gap is a mean over prices, so its sampling matters little; the anchor is the same).
+  A minute alerts when its drift passes the first chain model's own limit for the feature
+  (``dexwatch model bootstrap`` on ``--market``): what the feature flags alone, not what the
+  forest makes of the whole window.
 - **The hourly path**: each hour a ``PoolHour`` as the subgraph publisher would send it.
   ``volume_usd`` from the bars' inflows (USDC, and WETH at the minute's close price);
   ``tvl_usd`` from the in-range liquidity's virtual reserves (L / sqrt P and L * sqrt P, L
@@ -23,9 +31,11 @@ what that approximates is said here:
   five weeks; ``trained``, one trained on the first week, over the four after it.
 
 Alerts are threaded as the pipeline threads them (``AlertThreads``). Figures:
-``real_false_alerts_per_pool_week`` (the default hourly model, five weeks) and
-``trained_hourly_false_alerts_per_pool_week`` (four weeks); each thread explained under
-``details``.
+``real_false_alerts_per_pool_week`` (the default hourly model, five weeks),
+``trained_hourly_false_alerts_per_pool_week`` (four weeks),
+``price_drift_false_alerts_per_pool_week`` (five weeks) with ``price_drift_max`` and
+``price_drift_p999`` (in usual gaps) beside ``price_drift_limit``; each thread explained
+under ``details``.
 
     python bench/real_minutes.py [--market FILE]
 """
@@ -52,9 +62,13 @@ sys.path.insert(0, str(ROOT))
 from beam_pipelines.transforms.sinks import AlertThreads  # noqa: E402
 from dexwatch.app.workflows.bootstrap import (  # noqa: E402
     bootstrap_hourly_model,
+    bootstrap_model,
 )
 from dexwatch.core.detector import Detector  # noqa: E402
+from dexwatch.core.features.chain import FEATURE_NAMES  # noqa: E402
 from dexwatch.core.features.hourly import hourly_vector, series_features  # noqa: E402
+from dexwatch.core.features.rates import fold_rates  # noqa: E402
+from dexwatch.core.features.slices import SliceSummary  # noqa: E402
 from dexwatch.core.schemas.pool_hour import HOUR_S, PoolHour  # noqa: E402
 from dexwatch.core.settings import PipelineSettings  # noqa: E402
 from model.hourly import train_hourly_detector  # noqa: E402
@@ -158,6 +172,35 @@ def hourly_rows(hours: list[PoolHour], model: Detector, since: int = 0) -> list[
     return rows
 
 
+def price_drifts(bars: list[dict]) -> list[tuple[int, float]]:
+    """(minute, price_drift_1h) of every bar: its close against the pool's price habits
+    folded from the bars before it (approximations: module docstring)."""
+    drifts, rates = [], None
+    for bar in bars:
+        price = 1.0001 ** bar["tick"]
+        if rates is not None:
+            drifts.append((bar["t"], rates.drift(bar["t"], price)))
+        minute = SliceSummary(pool=POOL, start=bar["t"], events=1, last_price=price)
+        rates = fold_rates(rates, [minute], 60)
+    return drifts
+
+
+def drift_rows(drifts: list[tuple[int, float]], model: Detector) -> tuple[list[dict], float]:
+    """The minutes whose drift passes ``model``'s own limit for it, as anomalous windows,
+    and that limit (in usual gaps)."""
+    j = FEATURE_NAMES.index("price_drift_1h")
+    limit = float(model.median[j] + model.limits[j] * model.scale[j])
+    rows = []
+    for minute, drift in drifts:
+        if drift > limit:
+            deviation = float((drift - model.median[j]) / model.scale[j])
+            top = [{"name": "price_drift_1h", "value": drift, "deviation": deviation}]
+            # The other features are not measured here: they read as usual (0).
+            features = {**dict.fromkeys(FEATURE_NAMES, 0.0), "price_drift_1h": drift}
+            rows.append(_row("chain", minute, minute + 60, -0.01, top, **features))
+    return rows, limit
+
+
 def threads(rows: list[dict]) -> list[str]:
     """The alert threads the pipeline would open on ``rows``, each in words."""
     ordered = sorted(rows, key=lambda r: (r["window_end"], r["window_start"], r["source"]))
@@ -192,6 +235,13 @@ def main() -> None:
     hours_mined = settings.model.hourly_bootstrap_hours
     print(f"bootstrapping the hourly model ({hours_mined} simulated h)", flush=True)
     bootstrap_hourly_model(settings, hours_mined, genesis_timestamp=GENESIS)
+    chain_model = WORK / "chain.joblib"
+    chain_settings = bootstrap_settings(
+        WORK / "bootstrap-chain", BOOTSTRAP_SEED, args.market, model={"path": str(chain_model)}
+    )
+    chain_hours = chain_settings.model.bootstrap_hours
+    print(f"bootstrapping the chain model ({chain_hours:g} simulated h)", flush=True)
+    bootstrap_model(chain_settings, hours=chain_hours, genesis_timestamp=GENESIS)
 
     print("reading five weeks of minute bars", flush=True)
     bars = read_bars()
@@ -199,15 +249,19 @@ def main() -> None:
     pool_weeks = (bars[-1]["t"] + 60 - bars[0]["t"]) / WEEK_S
     first_week_end = hours[0].hour_start + WEEK_S
     trained = train_hourly_detector([h for h in hours if h.hour_start < first_week_end])
+    drifts = price_drifts(bars)
+    flagged, limit = drift_rows(drifts, Detector.load(chain_model))
     details = {
         "real_false_alerts_per_pool_week": threads(hourly_rows(hours, Detector.load(hourly_model))),
         "trained_hourly_false_alerts_per_pool_week": threads(
             hourly_rows(hours, trained, since=first_week_end)
         ),
+        "price_drift_false_alerts_per_pool_week": threads(flagged),
     }
     weeks = {
         "real_false_alerts_per_pool_week": pool_weeks,
         "trained_hourly_false_alerts_per_pool_week": (bars[-1]["t"] + 60 - first_week_end) / WEEK_S,
+        "price_drift_false_alerts_per_pool_week": pool_weeks,
     }
     figures = {
         name: {
@@ -215,6 +269,17 @@ def main() -> None:
             "unit": f"alert threads per pool-week ({len(found)} in {weeks[name]:.2f} pool-weeks)",
         }
         for name, found in details.items()
+    }
+    values = np.array([drift for _, drift in drifts])
+    gaps = "in the pool's usual gaps"
+    figures["price_drift_max"] = {"value": round(float(values.max()), 2), "unit": gaps}
+    figures["price_drift_p999"] = {
+        "value": round(float(np.quantile(values, 0.999)), 2),
+        "unit": f"{gaps}, of the minutes",
+    }
+    figures["price_drift_limit"] = {
+        "value": round(limit, 2),
+        "unit": f"{gaps}: the first chain model's limit for it",
     }
     for name, found in details.items():
         print(f"{name}: {figures[name]['value']} ({len(found)} threads)")
@@ -224,7 +289,8 @@ def main() -> None:
         "real_minutes",
         figures,
         note=f"{MINUTES.name}/: {len(bars)} minute bars, {len(hours)} hours; the hourly model "
-        f"bootstrapped ({hours_mined} simulated h), and one trained on the first week"
+        f"bootstrapped ({hours_mined} simulated h), and one trained on the first week; the "
+        f"chain model bootstrapped ({chain_hours:g} simulated h) for the price drift's limit"
         + (f"; market: {args.market.name}" if args.market else "")
         + f"; {time.monotonic() - started:.0f} s",
         details=details,
