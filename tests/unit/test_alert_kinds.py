@@ -93,3 +93,15 @@ def test_without_a_size_test_the_top_feature_names_it_at_low_confidence():
     assert found.confidence == pytest.approx(0.5 * 12 / 16, abs=1e-3)
     assert found.severity == "high"  # the score's
     assert found.evidence[0] == "activity-spike: no size test held"
+
+
+def test_a_drain_hours_ago_does_not_name_the_pools_next_incident():
+    # The day still holds a drain of 60 % from hours ago; this window is a 12 % manipulation.
+    window = _window(liquidity_lost_24h=0.6, price_range=math.log(1.12),
+                     max_swap_price_impact=math.log(1.12))  # fmt: skip
+    top = _top(("liquidity_lost_24h", 0.6, 80.0), ("price_range", 0.11, 30.0))
+    found = classify(window, top, score=-0.05)
+    assert found.kind == "price-dislocation"
+    # Flagged for the day's loss alone, the window is named by it.
+    alone = classify(_window(liquidity_lost_24h=0.6), top[:1], score=-0.05)
+    assert alone.kind == "liquidity-drain"

@@ -10,9 +10,9 @@ that holds names the kind:
    (``liquidity_lost_1h``).
 2. ``liquidity-drain``: 10 % or more of the pool removed in the window, net of what was
    added (``liquidity_removed_share`` and ``-net_liquidity_change`` both), or lost over the
-   hour; or half of it lost over the day (``liquidity_lost_24h``: a day's ordinary exits may
-   add up to a tenth, and must not name another incident's window). A provider's ordinary
-   exit is less, and names nothing.
+   hour. A provider's ordinary exit is less, and names nothing. The day's loss
+   (``liquidity_lost_24h``) tests nothing: a drain hours ago must not name the pool's next
+   incident; a window flagged for it alone is named by its top feature.
 3. ``wash-trading``: one pair of addresses out-trading the whole pool both ways
    (``pair_two_way_excess`` of 6 Poisson deviations, the incident floor), or two addresses
    with 80 % of a busy window's volume (``top_trader_share``) while volume is up 3-fold and
@@ -79,8 +79,7 @@ _PRICE = ("price_change", "price_range", "max_swap_price_impact")
 # In order: the first whose test holds names the window.
 KIND_RULE: tuple[_Kind, ...] = (
     _Kind("rug-pull", _LIQUIDITY, lambda f: _removed(f) >= 0.8),
-    _Kind("liquidity-drain", _LIQUIDITY,
-          lambda f: _removed(f) >= 0.1 or f["liquidity_lost_24h"] >= 0.5),
+    _Kind("liquidity-drain", _LIQUIDITY, lambda f: _removed(f) >= 0.1),
     _Kind(
         "wash-trading", ("pair_two_way_excess", "top_trader_share", "volume_ratio"),
         lambda f: f["pair_two_way_excess"] >= 6.0
@@ -108,10 +107,8 @@ class Classification:
 
 
 def size_severity(features: Mapping[str, float]) -> Severity:
-    """Severity from the incident's size: the share of the pool taken (within the day too)
-    and the price move."""
-    removed = max(_removed(features), features["liquidity_lost_24h"])
-    move = _price_move(features)
+    """Severity from the incident's size: the share of the pool taken and the price move."""
+    removed, move = _removed(features), _price_move(features)
     if removed >= 0.5 or move >= math.log(1.2):
         return "high"
     if removed >= 0.1 or move >= math.log(1.05):
