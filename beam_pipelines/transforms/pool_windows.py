@@ -24,7 +24,7 @@ from apache_beam.utils.timestamp import Timestamp
 
 from beam_pipelines.transforms.parse import dead_letter_of
 from dexwatch.core.features.chain import window_features
-from dexwatch.core.features.horizon import DAY_HORIZON_S, hour_steps, steps_before
+from dexwatch.core.features.horizon import DAY_HORIZON_S, hour_steps, slow_steps, steps_before
 from dexwatch.core.features.rates import DecayedRates, fold_rates
 from dexwatch.core.features.slices import SliceSummary
 from dexwatch.core.settings import PipelineSettings
@@ -59,7 +59,7 @@ def feature_row(
     no event. ``carry``: the pool's last slice before the window's span, if it had one (a
     quiet pool's window is scored against it: see ``window_features``); without one, a
     pool with too little history is young (``YOUNG_POOL_NEUTRAL``). ``steps``: the pool's
-    liquidity steps of the hour before ``window_end``, ``day_steps`` those of the day.
+    liquidity steps of the hour before ``window_end``, ``day_steps`` the slow ones of the day.
     ``rates``: the pool's decayed rates from its slices before the window's span."""
     if not slices:
         return None
@@ -217,7 +217,7 @@ class PoolWindowsFn(beam.DoFn):
             before = [x for x in ordered if x.start < window_end - self._span]
             carry = before[-1] if before else known.carry
             hour = steps_before(steps, window_end)
-            day = steps_before(steps, window_end, DAY_HORIZON_S)
+            day = slow_steps(steps_before(steps, window_end, DAY_HORIZON_S))
             rates = fold_rates(known.rates, before, s.slice_s)
             yield from guarded_row(key, window_end, in_window, s, carry, hour, rates, day)
 
@@ -280,5 +280,5 @@ def pool_windows(element, s: PipelineSettings):
             low += 1
         carry = ordered[low - 1] if low else None
         hour = steps_before(steps, window_end)
-        day = steps_before(steps, window_end, DAY_HORIZON_S)
+        day = slow_steps(steps_before(steps, window_end, DAY_HORIZON_S))
         yield from guarded_row(key, window_end, ordered[low:high], s, carry, hour, rates, day)

@@ -166,3 +166,15 @@ def test_burns_between_a_quiet_pools_swaps_count_against_the_level_they_left():
     blocks.append(Block(9).swap(liquidity=LEVEL * 6 // 10))
     last = rows_of(blocks)[-1]
     assert last["liquidity_lost_1h"] == pytest.approx(0.4)
+
+
+def test_a_fast_drain_is_the_windows_and_the_hours_not_the_days():
+    # Half the pool in one block, then two hours of quiet swaps: the window and the hour see
+    # it; the day leaves it out, so that the pool's next hours are judged afresh.
+    blocks = [Block(n).swap() for n in range(30)]
+    blocks.append(Block(30).burn(LP, *WIDE, LEVEL // 2).swap(liquidity=LEVEL - LEVEL // 2))
+    blocks += [Block(n).swap(liquidity=LEVEL - LEVEL // 2) for n in range(31, 31 + 600, 5)]
+    rows = rows_of(blocks)
+    assert max(row["liquidity_removed_share"] for row in rows) == pytest.approx(0.5, rel=1e-3)
+    assert max(row["liquidity_lost_1h"] for row in rows) == pytest.approx(0.5, rel=1e-3)
+    assert max(row["liquidity_lost_24h"] for row in rows) == 0.0

@@ -90,7 +90,8 @@ FEATURE_DEFINITIONS: tuple[tuple[str, str], ...] = (
     (
         "liquidity_lost_24h",
         "share of the pool's liquidity lost, net, over the day ending with the window, counted "
-        "as liquidity_lost_1h over the day's slices (dexwatch.core.features.horizon)",
+        "as liquidity_lost_1h over the day's slices but for those that moved a tenth of the "
+        "pool or more (fast: the window's and the hour's) (dexwatch.core.features.horizon)",
     ),
 )
 FEATURE_NAMES: tuple[str, ...] = tuple(name for name, _ in FEATURE_DEFINITIONS)
@@ -155,7 +156,8 @@ def window_features(
             one pair's two-way trading, measured against the silence.
         hour_steps: the liquidity steps (``horizon.hour_steps``) of the pool's slices in the
             hour before ``window_end``, in time order.
-        day_steps: the same steps over the day before ``window_end``.
+        day_steps: the same steps over the day before ``window_end``, the fast ones left out
+            (``horizon.slow_steps``).
         rates: the pool's decayed rates from its slices before the window's span: a window
             without a baseline compares its rates with them, and its price with the pool's
             price habits, the baseline's prices folded in (``features.rates``).

@@ -9,8 +9,10 @@ narrow ranges by their depth). A window's ``liquidity_lost_1h`` is 1 - exp(the s
 steps in the hour before its end): shares of the level at each moment, so a price that moves
 the in-range level between a pool's Burns does not count as a loss or a gain.
 
-The day horizon adds up the same steps over the day before the window's end: a drain of a
-few percent an hour, under the hour's limit every hour, is what it is over a day.
+The day horizon adds up the same steps over the day before the window's end, but for the
+fast ones (a slice that moves a tenth of the pool or more: its window and the hour see it): a
+drain of a few percent an hour, under the hour's limit every hour, is what it is over a day,
+while a fast drain hours ago does not keep the pool's next day anomalous.
 
 Streaming keeps a pool's steps for a day after its slices leave state (one float for each
 slice that changed liquidity); batch works them out from the sorted slices. Both add the same
@@ -28,11 +30,15 @@ from dexwatch.core.features.chain import liquidity_before, liquidity_changes
 from dexwatch.core.features.slices import SliceSummary
 
 __all__ = [
-    "DAY_HORIZON_S", "LIQUIDITY_HORIZON_S", "hour_steps", "liquidity_step", "steps_before",
+    "DAY_HORIZON_S", "LIQUIDITY_HORIZON_S", "hour_steps", "liquidity_step", "slow_steps",
+    "steps_before",
 ]  # fmt: skip
 
 LIQUIDITY_HORIZON_S = 3600
 DAY_HORIZON_S = 24 * 3600
+# A step of this share of the pool or more is fast: the day horizon leaves it to the window
+# and the hour.
+FAST_STEP_SHARE = 0.1
 # A slice that removes everything would be log(0): it counts as keeping one part in 10^6.
 _LEAST_KEPT = 1e-6
 
@@ -100,3 +106,8 @@ def steps_before(
     first = bisect.bisect_left(steps, window_end - horizon_s, key=start)
     last = bisect.bisect_left(steps, window_end, key=start)
     return [step for _, step in steps[first:last]]
+
+
+def slow_steps(steps: Sequence[float]) -> list[float]:
+    """The steps that move less than ``FAST_STEP_SHARE`` of the pool, either way."""
+    return [step for step in steps if abs(math.expm1(step)) < FAST_STEP_SHARE]
