@@ -24,7 +24,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from copy import copy
+from dataclasses import dataclass
+from functools import lru_cache
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -48,13 +50,17 @@ _LEAST_GAP = 1e-4
 _GAP_CLIP = 3.0
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class DecayedRates:
     """Decayed sums up to ``at`` (unix seconds): ``volume`` and ``swaps`` of the slices seen,
     and ``exposure``, the seconds since the pool was first seen, weighted alike; the price
     habits: ``log_price``, the last log price seen, ``anchor``, the time-decayed mean log
     price, and ``gap2`` over ``gaps``, the decayed mean squared gap of each price seen from
-    the anchor."""
+    the anchor.
+
+    Treat an instance as a value: ``advanced`` and ``fold_rates`` return new ones (a window's
+    fold runs once per window, so it updates one copy in place rather than a copy per slice).
+    """
 
     at: int
     volume: float = 0.0
@@ -70,33 +76,17 @@ class DecayedRates:
         moves toward the price held since."""
         if to <= self.at:
             return self
-        decay = math.exp(-(to - self.at) / RATES_TIMESCALE_S)
-        anchor = self.anchor
-        if self.log_price is not None:
-            pull = math.exp(-(to - self.at) / DRIFT_TIMESCALE_S)
-            anchor = self.log_price + (anchor - self.log_price) * pull
-        return replace(
-            self,
-            at=to,
-            volume=self.volume * decay,
-            swaps=self.swaps * decay,
-            exposure=self.exposure * decay + _exposure_of(to - self.at),
-            anchor=anchor,
-            gap2=self.gap2 * decay,
-            gaps=self.gaps * decay,
-        )
+        now = copy(self)
+        now._advance(to)
+        return now
 
-    def with_price(self, price: float) -> DecayedRates:
-        """These habits after a new price (at ``at``): its gap from the anchor counts, at most
-        ``_GAP_CLIP`` times the usual gap, so that a drift under way (or one manipulated
-        price) does not make itself usual within minutes."""
-        x = math.log(price)
-        if self.log_price is None:
-            return replace(self, log_price=x, anchor=x)
-        gap = abs(x - self.anchor)
-        if self.gaps >= _LEAST_GAPS:
-            gap = min(gap, _GAP_CLIP * max(math.sqrt(self.gap2 / self.gaps), _LEAST_GAP))
-        return replace(self, log_price=x, gap2=self.gap2 + gap * gap, gaps=self.gaps + 1.0)
+    def per_second(self, at: int) -> tuple[float, float] | None:
+        """(volume, swaps) per second at ``at``, or None while the pool is too new to have
+        habits."""
+        now = self.advanced(at)
+        if now.exposure < _LEAST_EXPOSURE:
+            return None
+        return now.volume / now.exposure, now.swaps / now.exposure
 
     def drift(self, at: int, price: float) -> float:
         """How far ``price`` at ``at`` stands from the pool's anchor, in units of its usual
@@ -107,13 +97,47 @@ class DecayedRates:
         usual = max(math.sqrt(now.gap2 / now.gaps), _LEAST_GAP)
         return abs(math.log(price) - now.anchor) / usual
 
-    def per_second(self, at: int) -> tuple[float, float] | None:
-        """(volume, swaps) per second at ``at``, or None while the pool is too new to have
-        habits."""
-        now = self.advanced(at)
-        if now.exposure < _LEAST_EXPOSURE:
-            return None
-        return now.volume / now.exposure, now.swaps / now.exposure
+    def _advance(self, to: int) -> None:
+        """In place: the sums at ``to`` (after ``at``), nothing seen in between."""
+        decay, pull, exposed = _decays(to - self.at)
+        if self.log_price is not None:
+            self.anchor = self.log_price + (self.anchor - self.log_price) * pull
+        self.at = to
+        self.volume *= decay
+        self.swaps *= decay
+        self.exposure = self.exposure * decay + exposed
+        self.gap2 *= decay
+        self.gaps *= decay
+
+    def _see(self, summary: SliceSummary) -> None:
+        """In place: a slice's volume and swaps, and its last price (at ``at``), whose gap
+        from the anchor counts at most ``_GAP_CLIP`` times the usual gap, so that a drift
+        under way (or one manipulated price) does not make itself usual within minutes."""
+        self.volume += summary.volume
+        self.swaps += summary.swaps
+        if not summary.last_price:
+            return
+        x = math.log(summary.last_price)
+        if self.log_price is None:
+            self.log_price = self.anchor = x
+            return
+        gap = abs(x - self.anchor)
+        if self.gaps >= _LEAST_GAPS:
+            gap = min(gap, _GAP_CLIP * max(math.sqrt(self.gap2 / self.gaps), _LEAST_GAP))
+        self.log_price = x
+        self.gap2 += gap * gap
+        self.gaps += 1.0
+
+
+@lru_cache(maxsize=1024)
+def _decays(elapsed: int) -> tuple[float, float, float]:
+    """The rates' decay, the anchor's and the exposure gained over ``elapsed`` seconds: a
+    pool's slices are mostly a slice apart, so a few values serve every fold."""
+    return (
+        math.exp(-elapsed / RATES_TIMESCALE_S),
+        math.exp(-elapsed / DRIFT_TIMESCALE_S),
+        _exposure_of(elapsed),
+    )
 
 
 def _exposure_of(seconds: int) -> float:
@@ -127,12 +151,13 @@ def fold_rates(
     rates: DecayedRates | None, slices: Iterable[SliceSummary], slice_s: int
 ) -> DecayedRates | None:
     """``rates`` with ``slices`` (SliceSummary, in time order, after ``rates.at``) folded
-    in; a pool's first slice starts its exposure. A slice's last price comes at its end."""
+    in; a pool's first slice starts its exposure. A slice's last price comes at its end.
+    ``rates`` itself is left as it was."""
+    folded = copy(rates) if rates is not None else None
     for summary in slices:
-        rates = (rates or DecayedRates(at=summary.start)).advanced(summary.start + slice_s)
-        rates = replace(
-            rates, volume=rates.volume + summary.volume, swaps=rates.swaps + summary.swaps
-        )
-        if summary.last_price:
-            rates = rates.with_price(summary.last_price)
-    return rates
+        if folded is None:
+            folded = DecayedRates(at=summary.start)
+        if summary.start + slice_s > folded.at:
+            folded._advance(summary.start + slice_s)
+        folded._see(summary)
+    return folded
