@@ -319,17 +319,23 @@ def test_after_an_hours_silence_streaming_scores_the_pool_as_batch_does():
         assert_that((p | stream | PoolWindowFeatures(SETTINGS))["main"], check)
 
 
-def test_streaming_keeps_an_hour_of_liquidity_steps_after_it_prunes_the_slices():
-    """A V2 pair drained by 2 % every 10 s for ten minutes: streaming prunes each slice
-    a window's span and the lateness after it, and still adds the hour up as batch does."""
+def _v2_drained(steps: int) -> list[PoolEvent]:
+    """A V2 pair's Sync, then ``steps`` Burns of 2 % of its reserves, one every 10 s."""
     events, reserve0 = [_event(0, T0, "Sync")], 1_000_000
-    for i in range(1, 61):
+    for i in range(1, steps + 1):
         kept = reserve0 * 98 // 100
         t = T0 + 10 * i
         events.append(_event(2 * i, t, "Sync", reserve0=str(kept), reserve1=str(2 * kept)))
         taken = reserve0 - kept
         events.append(_event(2 * i + 1, t, "Burn", amount0=str(taken), amount1=str(2 * taken)))
         reserve0 = kept
+    return events
+
+
+def test_streaming_keeps_an_hour_of_liquidity_steps_after_it_prunes_the_slices():
+    """A V2 pair drained by 2 % every 10 s for ten minutes: streaming prunes each slice
+    a window's span and the lateness after it, and still adds the hour up as batch does."""
+    events = _v2_drained(60)
     stream = TestStream().advance_watermark_to(T0)
     for burst, start in enumerate(range(0, len(events), 6)):
         # Three slices a burst; the watermark follows the burst's first slice.
@@ -358,14 +364,7 @@ def test_streaming_keeps_a_day_of_liquidity_steps_after_the_hour_has_passed():
     """A V2 pair drained by 2 % every 10 s for five minutes, then a swap every ten minutes
     for three hours: two hours on, the hour has forgotten the drain and the day has not, in
     streaming as in batch."""
-    events, reserve0 = [_event(0, T0, "Sync")], 1_000_000
-    for i in range(1, 31):
-        kept = reserve0 * 98 // 100
-        t = T0 + 10 * i
-        events.append(_event(2 * i, t, "Sync", reserve0=str(kept), reserve1=str(2 * kept)))
-        taken = reserve0 - kept
-        events.append(_event(2 * i + 1, t, "Burn", amount0=str(taken), amount1=str(2 * taken)))
-        reserve0 = kept
+    events = _v2_drained(30)
     for i in range(1, 19):
         events.append(_event(100 + i, T0 + 300 + 600 * i, "Swap"))
     by_slice: dict[int, list[PoolEvent]] = {}
