@@ -14,6 +14,7 @@ from dexwatch.core.features.chain import (
     FEATURE_NAMES,
     FEATURES_VERSION,
     INCIDENT_FLOORS,
+    LIMITS_AT_FLOOR,
     feature_vector,
 )
 from model.training import DEFAULT_PARAMS, TrainingParams, fit_detector
@@ -27,4 +28,5 @@ def train_detector(rows: Sequence[dict], params: TrainingParams = DEFAULT_PARAMS
     return fit_detector(
         x, FEATURE_NAMES, FEATURES_VERSION, params, floors=INCIDENT_FLOORS,
         benign_rises=BENIGN_RISES, context_features=CHAIN_CONTEXT_FEATURES,
+        limits_at_floor=LIMITS_AT_FLOOR,
     )  # fmt: skip

@@ -26,6 +26,7 @@ from dexwatch.core.features.chain import (
     FEATURE_NAMES,
     FEATURES_VERSION,
     INCIDENT_FLOORS,
+    LIMITS_AT_FLOOR,
 )
 from dexwatch.core.features.hourly import (
     CONTEXT_FEATURES,
@@ -53,6 +54,7 @@ class PathSpec:
     # Values always anomalous, whatever training saw (model.training.fit_detector).
     floors: Mapping[str, float] = dataclasses.field(default_factory=dict)
     benign_rises: tuple[str, ...] = ()
+    limits_at_floor: tuple[str, ...] = ()
 
 
 PATHS: dict[str, PathSpec] = {
@@ -64,6 +66,7 @@ PATHS: dict[str, PathSpec] = {
         CHAIN_CONTEXT_FEATURES,
         floors=INCIDENT_FLOORS,
         benign_rises=BENIGN_RISES,
+        limits_at_floor=LIMITS_AT_FLOOR,
     ),
     "hourly": PathSpec(
         "subgraph", POOL_HOUR, HOURLY_FEATURE_NAMES, HOURLY_FEATURES_VERSION, CONTEXT_FEATURES
@@ -273,6 +276,7 @@ def run_training(
         context_features=spec.context_features,
         floors=spec.floors,
         benign_rises=spec.benign_rises,
+        limits_at_floor=spec.limits_at_floor,
     )
     padding = params.incident_padding_s
     evaluation = evaluate(detector, train, held_out, evaluated, incidents, padding)

@@ -63,6 +63,7 @@ def fit_detector(
     floors: Mapping[str, float] | None = None,
     size_features: Sequence[str] = (),
     benign_rises: Sequence[str] = (),
+    limits_at_floor: Sequence[str] = (),
 ) -> Detector:
     """A Detector trained on the rows of ``x`` (columns in ``feature_names`` order).
 
@@ -78,6 +79,8 @@ def fit_detector(
             ``benign_rises`` the floor is below training's median.
         benign_rises: features whose rise above training's median never flags a row (a
             liquidity inflow): their limit is learned from, and applies to, their fall.
+        limits_at_floor: features of ``floors`` whose limit is the floor itself, whatever
+            training saw (training that cannot have seen them vary: see the feature).
     """
     if len(x) < min_rows:
         raise ValueError(f"{len(x)} feature rows are too few to train on (need {min_rows} or more)")
@@ -106,7 +109,7 @@ def fit_detector(
         to_floor = (median[j] - floor if falls_only[j] else floor - median[j]) / scale[j]
         if to_floor > 0:
             # Just inside the floor: a row at the floor itself scores below 0.
-            least = to_floor * params.min_share_of_floor
+            least = to_floor if name in limits_at_floor else to_floor * params.min_share_of_floor
             limits[j] = min(max(limits[j], least), to_floor * (1 - 1e-9))
         else:
             log.warning("training's median %s %.4g is past its floor %.4g", name, median[j], floor)

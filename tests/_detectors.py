@@ -31,6 +31,7 @@ def chain_rows(n: int, seed: int = 1) -> list[dict]:
     # Their own generators, so that the other features' values are those of before they came.
     hourly = np.random.default_rng(seed + 1000)
     drift = np.random.default_rng(seed + 2000)
+    hours = np.random.default_rng(seed + 3000)
     return [
         {
             "volume_ratio": rng.normal(0, 0.3), "swap_count_ratio": rng.normal(0, 0.3),
@@ -43,6 +44,7 @@ def chain_rows(n: int, seed: int = 1) -> list[dict]:
             "liquidity_lost_1h": abs(hourly.normal(0, 0.004)),
             "price_drift_1h": abs(drift.normal(0, 1.0)),
             "liquidity_lost_24h": abs(drift.normal(0, 0.01)),
+            "volume_1h_vs_usual": hours.normal(0, 0.3),
         }
         for _ in range(n)
     ]  # fmt: skip

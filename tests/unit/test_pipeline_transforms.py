@@ -463,3 +463,37 @@ def test_a_slow_price_drift_stands_out_against_the_pools_price_habits_in_both_mo
 
     with TestPipeline(options=_streaming_options()) as p:
         assert_that((p | stream | PoolWindowFeatures(SETTINGS))["main"], check)
+
+
+def test_the_usual_hour_outlives_pruned_slices_in_both_modes():
+    """A swap every ten minutes for a day, then a swap a minute: a day on, streaming has
+    pruned every slice of the day before (its hours kept as state) and sets the busier hour
+    against the pool's usual hour as batch does."""
+    events = [_event(i, T0 + 600 * i, "Swap") for i in range(150)]
+    busy_from = T0 + 600 * 150
+    events += [_event(200 + i, busy_from + 60 * i, "Swap") for i in range(40)]
+    stream = TestStream().advance_watermark_to(T0)
+    for chunk in range(0, len(events), 10):
+        stream = _burst(stream, events[chunk : chunk + 10])
+        stream = stream.advance_watermark_to(events[chunk].block_timestamp + 600)
+    stream = stream.advance_watermark_to_infinity()
+    slices = [summarize_slice(POOL, e.block_timestamp, [e]) for e in events]
+    expected = {
+        row["window_id"]: row for row in pool_windows((pool_key(events[0]), slices), SETTINGS)
+    }
+
+    def hour_vs_usual(start: int, end: int) -> list[float]:
+        return [row["volume_1h_vs_usual"] for row in expected.values()
+                if start <= row["window_end"].timestamp() < end]  # fmt: skip
+
+    assert set(hour_vs_usual(T0, T0 + 86_400)) == {0.0}  # no earlier day
+    assert max(map(abs, hour_vs_usual(T0 + 86_400, busy_from))) < 0.2
+    # Forty minutes of ten times the pool's swaps: the last hour is several times its usual.
+    assert hour_vs_usual(busy_from + 2340, busy_from + 2420)[-1] > math.log(4)
+
+    def check(rows):
+        settled = {row["window_id"]: row for row in rows}
+        assert settled == expected
+
+    with TestPipeline(options=_streaming_options()) as p:
+        assert_that((p | stream | PoolWindowFeatures(SETTINGS))["main"], check)

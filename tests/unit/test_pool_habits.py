@@ -1,5 +1,6 @@
 """A pool's habits (dexwatch.core.features.rates): decayed rates that score a quiet pool's
-windows whose baseline is a silence, and the price anchor a slow drift is measured from."""
+windows whose baseline is a silence, the price anchor a slow drift is measured from, and the
+usual hour a build-up of volume is measured against."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import numpy as np
 import pytest
 
 from beam_pipelines.transforms.pool_windows import pool_windows
-from dexwatch.core.features.chain import FEATURE_NAMES, window_features
+from dexwatch.core.features.chain import FEATURE_NAMES, INCIDENT_FLOORS, window_features
 from dexwatch.core.features.kinds import classify
 from dexwatch.core.features.rates import MIN_EXPOSURE_S, RATES_TIMESCALE_S, fold_rates
 from dexwatch.core.features.slices import SliceSummary
@@ -119,3 +120,101 @@ def test_a_model_of_calm_hours_flags_a_slow_slide_that_no_window_shows():
     for row, top in zip(during, scores.top_features[len(before) :], strict=True):
         assert top[0].name == "price_drift_1h"
         assert classify(row, top, score=-0.1).kind == "price-dislocation"
+
+
+def days_of_trading(days: int, from_day: int = 0, busy_hour: int = 8) -> list[SliceSummary]:
+    """A swap a minute for ``days`` days from the day ``from_day`` after T0 (08:00 UTC): 100
+    a swap, but 300 in the clock hour ``busy_hour``."""
+    start = T0 + from_day * 86_400
+    return [
+        SliceSummary(pool=POOL, start=t, events=1, swaps=1, last_price=2000.0,
+                     volume=300.0 if t // 3600 % 24 == busy_hour else 100.0)
+        for t in range(start, start + days * 86_400, 60)
+    ]  # fmt: skip
+
+
+def test_the_usual_hour_is_the_same_clock_hour_of_previous_days_or_their_mean_hour():
+    assert T0 % 86_400 == 8 * 3600
+    rates = fold_rates(None, days_of_trading(3, busy_hour=8), SLICE_S)
+    day4 = T0 + 3 * 86_400
+    # The busy hour's usual is its own (18,000): its 300 a minute is ordinary. The last hour
+    # is weighted exp(-age / 1 h), so the hour before it (6,000) still counts for e^-1.
+    busy = fold_rates(rates, days_of_trading(1, from_day=3)[:59], SLICE_S)
+    expected = (1 - math.exp(-1)) * 18_000 + math.exp(-1) * 6_000
+    assert busy.hour_vs_usual(day4 + 3540, 300.0, 60) == pytest.approx(
+        math.log((expected + 650) / (18_000 + 650)), abs=0.02
+    )
+    # Elsewhere the usual is the days' mean hour (6,500), more than the hour's own (6,000).
+    later = fold_rates(rates, days_of_trading(1, from_day=3)[: 6 * 60], SLICE_S)  # to 14:00
+    at = day4 + 6 * 3600
+    steady = later.hour_vs_usual(at, 100.0, 60)
+    assert steady == pytest.approx(math.log(6_000 + 650) - math.log(6_500 + 650), abs=0.01)
+    spike = [SliceSummary(pool=POOL, start=t, events=1, swaps=1, volume=300.0, last_price=2000.0)
+             for t in range(at, at + 3600, 60)]  # fmt: skip
+    after_hour = fold_rates(later, spike[:-1], SLICE_S)
+    # The last hour weighted exp(-age / 1 h): 300 a minute, mixed with a decayed tail of 100.
+    ratio = after_hour.hour_vs_usual(at + 3540, 300.0, 60)
+    assert math.log(10_000 / 7_150) < ratio < math.log(18_650 / 7_150)
+
+
+def test_a_pool_without_an_earlier_day_has_no_usual_hour_yet():
+    first_day = days_of_trading(1)
+    rates = fold_rates(None, first_day[:-1], SLICE_S)
+    assert rates.hour_vs_usual(first_day[-1].start, 1e9, 60) == 0.0
+    # Its first hour, seen from its start, is its first usual 08:00.
+    next_day = fold_rates(rates, [first_day[-1], *days_of_trading(1, from_day=1)[:5]], SLICE_S)
+    assert next_day.hour_vs_usual(T0 + 86_400 + 300, 300.0, 60) != 0.0
+    # A pool first seen mid-hour has not said what that hour held: it is left out.
+    mid_hour = [s for s in first_day if s.start >= T0 + 1800]
+    late = fold_rates(None, [*mid_hour, *days_of_trading(1, from_day=1)[:60]], SLICE_S)
+    assert late.usual_days[8] == 0.0 and late.usual_days[9] > 0.0
+
+
+def build_up(days: int, ramp_minutes: int, top: float) -> list[SliceSummary]:
+    """``days`` ordinary days (busy hours included), then a swap a minute whose volume grows
+    evenly (geometrically) from 100 to ``top`` times that over ``ramp_minutes``, then holds."""
+    slices = days_of_trading(days)
+    start = T0 + days * 86_400
+    growth = top ** (1 / ramp_minutes)
+    for i in range(ramp_minutes + 60):
+        volume = 100.0 * growth ** min(i, ramp_minutes)
+        slices.append(SliceSummary(pool=POOL, start=start + 60 * i, events=1, swaps=1,
+                                   volume=volume, last_price=2000.0))  # fmt: skip
+    return slices
+
+
+def test_a_volume_build_up_that_no_window_shows_is_flagged_over_the_hour():
+    """Volume growing 6 % a minute to 30 times the pool's usual over an hour: no window's
+    ratio to its minutes before says so, the hour against the pool's usual hour does, against
+    a limit no training can move (its floor: ten times the usual hour)."""
+    settings = PipelineSettings(slice_s=SLICE_S)
+    key = f"137:uniswap_v3:{POOL}"
+    day = 86_400
+
+    def rows(slices: list[SliceSummary], since: int) -> list[dict]:
+        return [r for r in pool_windows((key, slices), settings)
+                if r["window_end"].timestamp() >= since]  # fmt: skip
+
+    # A model of ordinary days, the first of which had no earlier day: the feature's values
+    # are those of a bootstrap (0) and of a pool with history (near 0).
+    ordinary = rows(days_of_trading(3), T0 + 3600)
+    detector = train_detector(ordinary, TrainingParams(n_estimators=50))
+    start = T0 + 2 * day
+    windows = rows(build_up(2, 60, 30.0), start)
+    calm = [r for r in windows if r["window_end"].timestamp() < start + 60]
+    ramp = [r for r in windows if r["window_end"].timestamp() >= start]
+    assert max(r["volume_ratio"] for r in ramp) < math.log(1.5)
+    scores = detector.score([[r[name] for name in FEATURE_NAMES] for r in [*calm, *ramp]])
+    assert not scores.is_anomaly[: len(calm)].any()
+    flagged = [i for i, hit in enumerate(scores.is_anomaly[len(calm) :]) if hit]
+    assert flagged, "the build-up is flagged"
+    first = ramp[flagged[0]]
+    assert first["volume_1h_vs_usual"] >= INCIDENT_FLOORS["volume_1h_vs_usual"]
+    # Within the hour after volume passed ten times the usual minute.
+    assert first["window_end"].timestamp() < start + 120 * 60
+    top = scores.top_features[len(calm) + flagged[0]]
+    assert top[0].name == "volume_1h_vs_usual"
+    assert classify(first, top, score=-0.1).kind == "volume-spike"
+    # The same windows without the hour's view: nothing to see.
+    blind = [[{**r, "volume_1h_vs_usual": 0.0}[name] for name in FEATURE_NAMES] for r in ramp]
+    assert not detector.score(blind).is_anomaly.any()

@@ -22,8 +22,8 @@ from dexwatch.core.features.slices import Position, SliceSummary, is_range_order
 # 4: liquidity in range only, net of just-in-time liquidity; 5: traders by tx sender;
 # 6: liquidity_lost_1h; 7: a range order's round trip within the window and baseline nets out;
 # 8: a window without a baseline compares its rates with the pool's decayed ones;
-# 9: price_drift_1h; 10: liquidity_lost_24h
-FEATURES_VERSION = 10
+# 9: price_drift_1h; 10: liquidity_lost_24h; 11: volume_1h_vs_usual
+FEATURES_VERSION = 11
 
 # (name, definition), in the order the model sees them.
 FEATURE_DEFINITIONS: tuple[tuple[str, str], ...] = (
@@ -93,6 +93,14 @@ FEATURE_DEFINITIONS: tuple[tuple[str, str], ...] = (
         "as liquidity_lost_1h over the day's slices but for those that moved a tenth of the "
         "pool or more (fast: the window's and the hour's) (dexwatch.core.features.horizon)",
     ),
+    (
+        "volume_1h_vs_usual",
+        "log of (the pool's volume over the last hour + m / 10) over (its usual volume for the "
+        "clock hour + m / 10): the last hour's volume weighted exp(-age / 1 h), the window's "
+        "included; the usual the larger of the same clock hour's mean over previous days "
+        "(weighted exp(-days / 7)) and m, the mean hour of those days; 0 until the pool has "
+        "lived through that clock hour on an earlier day (dexwatch.core.features.rates)",
+    ),
 )
 FEATURE_NAMES: tuple[str, ...] = tuple(name for name, _ in FEATURE_DEFINITIONS)
 
@@ -105,6 +113,7 @@ FEATURE_NAMES: tuple[str, ...] = tuple(name for name, _ in FEATURE_DEFINITIONS)
 # the pool lost within the hour, however slowly (the tuning day's largest hourly loss: 1.3 %),
 # or within the day.
 # A floor below the feature's usual values (net_liquidity_change) is one for its fall.
+# Features of ``LIMITS_AT_FLOOR`` have their floor as their limit.
 INCIDENT_FLOORS: dict[str, float] = {
     "liquidity_removed_share": 0.5,
     "liquidity_lost_1h": 0.5,
@@ -114,7 +123,15 @@ INCIDENT_FLOORS: dict[str, float] = {
     "price_range": math.log(1.1),
     "max_swap_price_impact": math.log(1.1),
     "pair_two_way_excess": 6.0,
+    "volume_1h_vs_usual": math.log(10),
 }
+
+# Features whose limit is their floor, whatever training saw: training rarely spans the days
+# they need (a bootstrap's hours never see a pool's previous days), so a learned limit would
+# rest on nothing. An hour of ten times the pool's usual volume for that hour: chosen on the
+# first two of five weeks of a real pool's minute bars, whose largest hour was 4.4 times
+# (``bench/real_minutes.py`` reports the three weeks after).
+LIMITS_AT_FLOOR: tuple[str, ...] = ("volume_1h_vs_usual",)
 
 # Features whose rise is no incident on its own, only their fall: liquidity coming into a
 # pool is a provider's deposit. Mainnet pools take Mints of 7.5x their in-range liquidity on
@@ -206,6 +223,9 @@ def window_features(
         base_price = next((s.first_price for s in current if s.first_price), None)
     price_change = abs(math.log(last_price / base_price)) if last_price and base_price else 0.0
     drift = price_habits.drift(current_start, last_price) if price_habits and last_price else 0.0
+    hour_volume = (
+        price_habits.hour_vs_usual(current_start, volume, current_s) if price_habits else 0.0
+    )
     lows = [s.min_price for s in current if s.min_price]
     highs = [s.max_price for s in current if s.max_price]
     price_range = math.log(max(highs) / min(lows)) if lows and highs else 0.0
@@ -244,6 +264,7 @@ def window_features(
         "liquidity_lost_1h": max(0.0, -math.expm1(sum(hour_steps))),
         "price_drift_1h": drift,
         "liquidity_lost_24h": max(0.0, -math.expm1(sum(day_steps))),
+        "volume_1h_vs_usual": hour_volume,
     }
 
 

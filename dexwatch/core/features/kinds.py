@@ -22,7 +22,8 @@ that holds names the kind:
    pool's usual drift, not a size) tests nothing, but counts for the kind's confidence and
    names it when it deviates most.
 5. ``liquidity-inflow``: half the pool or more added, net.
-6. ``volume-spike``: volume at 5 times the baseline's rate or more (``volume_ratio``).
+6. ``volume-spike``: volume at 5 times the baseline's rate or more (``volume_ratio``), or
+   the last hour's at 5 times the pool's usual hour or more (``volume_1h_vs_usual``).
 7. ``activity-spike``: swaps at 5 times the baseline's rate or more (``swap_count_ratio``).
 
 When no test holds, the kind of the most deviating feature is kept (``kind_of``).
@@ -90,7 +91,8 @@ KIND_RULE: tuple[_Kind, ...] = (
           lambda f: _price_move(f) >= math.log(1.03)),
     _Kind("liquidity-inflow", ("net_liquidity_change",),
           lambda f: f["net_liquidity_change"] >= 0.5),
-    _Kind("volume-spike", ("volume_ratio",), lambda f: f["volume_ratio"] >= math.log(5)),
+    _Kind("volume-spike", ("volume_ratio", "volume_1h_vs_usual"),
+          lambda f: max(f["volume_ratio"], f["volume_1h_vs_usual"]) >= math.log(5)),
     _Kind("activity-spike", ("swap_count_ratio",), lambda f: f["swap_count_ratio"] >= math.log(5)),
 )  # fmt: skip
 

@@ -44,6 +44,7 @@ KIND_OF_FEATURE = {
     "max_swap_price_impact": "price-dislocation",
     "price_drift_1h": "price-dislocation",
     "volume_ratio": "volume-spike",
+    "volume_1h_vs_usual": "volume-spike",
     "swap_count_ratio": "activity-spike",
     "top_trader_share": "wash-trading",
     "pair_two_way_excess": "wash-trading",
