@@ -21,6 +21,12 @@ what that approximates is said here:
   A minute alerts when its drift passes the first chain model's own limit for the feature
   (``dexwatch model bootstrap`` on ``--market``): what the feature flags alone, not what the
   forest makes of the whole window.
+- **The hour's volume** (``volume_1h_vs_usual``): bars carry the volume, so each minute's is
+  folded as a slice (in USD, USDC plus WETH at the minute's close; the pipeline counts token1
+  units, and only ratios reach the feature), and each minute set against the pool's usual hour
+  as a window of that minute is. Its limit is its floor (ten times the usual hour), chosen on
+  weeks 1-2 (their largest: 4.4 times); ``volume_hour_max_weeks_3_5`` is the largest over the
+  weeks no choice read.
 - **The hourly path**: each hour a ``PoolHour`` as the subgraph publisher would send it.
   ``volume_usd`` from the bars' inflows (USDC, and WETH at the minute's close price);
   ``tvl_usd`` from the in-range liquidity's virtual reserves (L / sqrt P and L * sqrt P, L
@@ -34,8 +40,10 @@ Alerts are threaded as the pipeline threads them (``AlertThreads``). Figures:
 ``real_false_alerts_per_pool_week`` (the default hourly model, five weeks),
 ``trained_hourly_false_alerts_per_pool_week`` (four weeks),
 ``price_drift_false_alerts_per_pool_week`` (five weeks) with ``price_drift_max`` and
-``price_drift_p999`` (in usual gaps) beside ``price_drift_limit``; each thread explained
-under ``details``.
+``price_drift_p999`` (in usual gaps) beside ``price_drift_limit``,
+``volume_hour_false_alerts_per_pool_week`` (five weeks) with ``volume_hour_max_weeks_1_2``,
+``volume_hour_max_weeks_3_5`` and ``volume_hour_limit`` (as multiples of the usual hour); each
+thread explained under ``details``.
 
     python bench/real_minutes.py [--market FILE]
 """
@@ -172,31 +180,44 @@ def hourly_rows(hours: list[PoolHour], model: Detector, since: int = 0) -> list[
     return rows
 
 
-def price_drifts(bars: list[dict]) -> list[tuple[int, float]]:
-    """(minute, price_drift_1h) of every bar: its close against the pool's price habits
-    folded from the bars before it (approximations: module docstring)."""
-    drifts, rates = [], None
+def habits_of_minutes(bars: list[dict]) -> dict[str, list[tuple[int, float]]]:
+    """(minute, value) of ``price_drift_1h`` and ``volume_1h_vs_usual`` for every bar: its
+    close and its volume against the pool's habits folded from the bars before it
+    (approximations: module docstring)."""
+    found: dict[str, list[tuple[int, float]]] = {"price_drift_1h": [], "volume_1h_vs_usual": []}
+    rates = None
     for bar in bars:
         price = 1.0001 ** bar["tick"]
+        volume = bar["in0"] / 10**_DECIMALS0 + bar["in1"] / 10**_DECIMALS1 * _usd_per_weth(
+            bar["tick"]
+        )
         if rates is not None:
-            drifts.append((bar["t"], rates.drift(bar["t"], price)))
-        minute = SliceSummary(pool=POOL, start=bar["t"], events=1, last_price=price)
+            found["price_drift_1h"].append((bar["t"], rates.drift(bar["t"], price)))
+            found["volume_1h_vs_usual"].append(
+                (bar["t"], rates.hour_vs_usual(bar["t"], volume, 60))
+            )
+        swaps = int(volume > 0)
+        minute = SliceSummary(
+            pool=POOL, start=bar["t"], events=1, swaps=swaps, volume=volume, last_price=price
+        )
         rates = fold_rates(rates, [minute], 60)
-    return drifts
+    return found
 
 
-def drift_rows(drifts: list[tuple[int, float]], model: Detector) -> tuple[list[dict], float]:
-    """The minutes whose drift passes ``model``'s own limit for it, as anomalous windows,
-    and that limit (in usual gaps)."""
-    j = FEATURE_NAMES.index("price_drift_1h")
+def feature_rows(
+    values: list[tuple[int, float]], name: str, model: Detector
+) -> tuple[list[dict], float]:
+    """The minutes whose value of feature ``name`` passes ``model``'s own limit for it, as
+    anomalous windows, and that limit."""
+    j = FEATURE_NAMES.index(name)
     limit = float(model.median[j] + model.limits[j] * model.scale[j])
     rows = []
-    for minute, drift in drifts:
-        if drift > limit:
-            deviation = float((drift - model.median[j]) / model.scale[j])
-            top = [{"name": "price_drift_1h", "value": drift, "deviation": deviation}]
+    for minute, value in values:
+        if value > limit:
+            deviation = float((value - model.median[j]) / model.scale[j])
+            top = [{"name": name, "value": value, "deviation": deviation}]
             # The other features are not measured here: they read as usual (0).
-            features = {**dict.fromkeys(FEATURE_NAMES, 0.0), "price_drift_1h": drift}
+            features = {**dict.fromkeys(FEATURE_NAMES, 0.0), name: value}
             rows.append(_row("chain", minute, minute + 60, -0.01, top, **features))
     return rows, limit
 
@@ -249,19 +270,25 @@ def main() -> None:
     pool_weeks = (bars[-1]["t"] + 60 - bars[0]["t"]) / WEEK_S
     first_week_end = hours[0].hour_start + WEEK_S
     trained = train_hourly_detector([h for h in hours if h.hour_start < first_week_end])
-    drifts = price_drifts(bars)
-    flagged, limit = drift_rows(drifts, Detector.load(chain_model))
+    habits = habits_of_minutes(bars)
+    chain_detector = Detector.load(chain_model)
+    flagged, limit = feature_rows(habits["price_drift_1h"], "price_drift_1h", chain_detector)
+    busy, volume_limit = feature_rows(
+        habits["volume_1h_vs_usual"], "volume_1h_vs_usual", chain_detector
+    )
     details = {
         "real_false_alerts_per_pool_week": threads(hourly_rows(hours, Detector.load(hourly_model))),
         "trained_hourly_false_alerts_per_pool_week": threads(
             hourly_rows(hours, trained, since=first_week_end)
         ),
         "price_drift_false_alerts_per_pool_week": threads(flagged),
+        "volume_hour_false_alerts_per_pool_week": threads(busy),
     }
     weeks = {
         "real_false_alerts_per_pool_week": pool_weeks,
         "trained_hourly_false_alerts_per_pool_week": (bars[-1]["t"] + 60 - first_week_end) / WEEK_S,
         "price_drift_false_alerts_per_pool_week": pool_weeks,
+        "volume_hour_false_alerts_per_pool_week": pool_weeks,
     }
     figures = {
         name: {
@@ -270,7 +297,7 @@ def main() -> None:
         }
         for name, found in details.items()
     }
-    values = np.array([drift for _, drift in drifts])
+    values = np.array([drift for _, drift in habits["price_drift_1h"]])
     gaps = "in the pool's usual gaps"
     figures["price_drift_max"] = {"value": round(float(values.max()), 2), "unit": gaps}
     figures["price_drift_p999"] = {
@@ -281,6 +308,18 @@ def main() -> None:
         "value": round(limit, 2),
         "unit": f"{gaps}: the first chain model's limit for it",
     }
+    times = "times the pool's usual hour"
+    tuning_end = bars[0]["t"] + 2 * WEEK_S
+    for name, weeks_of in (
+        ("weeks_1_2", lambda t: t < tuning_end),
+        ("weeks_3_5", lambda t: t >= tuning_end),
+    ):
+        largest = max(v for t, v in habits["volume_1h_vs_usual"] if weeks_of(t))
+        figures[f"volume_hour_max_{name}"] = {"value": round(math.exp(largest), 2), "unit": times}
+    figures["volume_hour_limit"] = {
+        "value": round(math.exp(volume_limit), 2),
+        "unit": f"{times}: the first chain model's limit for it (its floor)",
+    }
     for name, found in details.items():
         print(f"{name}: {figures[name]['value']} ({len(found)} threads)")
         for line in found:
@@ -290,7 +329,8 @@ def main() -> None:
         figures,
         note=f"{MINUTES.name}/: {len(bars)} minute bars, {len(hours)} hours; the hourly model "
         f"bootstrapped ({hours_mined} simulated h), and one trained on the first week; the "
-        f"chain model bootstrapped ({chain_hours:g} simulated h) for the price drift's limit"
+        f"chain model bootstrapped ({chain_hours:g} simulated h) for the limits of the price "
+        f"drift and the hour's volume"
         + (f"; market: {args.market.name}" if args.market else "")
         + f"; {time.monotonic() - started:.0f} s",
         details=details,
