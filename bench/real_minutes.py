@@ -36,8 +36,12 @@ what that approximates is said here:
   model ``dexwatch model bootstrap-hourly`` trains on the simulator (``--market``), over all
   five weeks; ``trained``, one trained on the first week, over the four after it.
 
-Alerts are threaded as the pipeline threads them (``AlertThreads``). Figures:
-``real_false_alerts_per_pool_week`` (the default hourly model, five weeks),
+Alerts are threaded as the pipeline threads them (``AlertThreads``, both sources together).
+Figures: ``real_false_alerts_per_pool_week``, every view a first deployment has (the default
+hourly model, the price horizon and the hour's volume) threaded together over the five weeks,
+and ``real_false_alerts_per_pool_week_weeks_2_5`` over the four weeks after the first (the
+hour's volume limit was chosen on weeks 1-2; nothing else was chosen on these weeks);
+``hourly_false_alerts_per_pool_week`` (the default hourly model alone, five weeks),
 ``trained_hourly_false_alerts_per_pool_week`` (four weeks),
 ``price_drift_false_alerts_per_pool_week`` (five weeks) with ``price_drift_max`` and
 ``price_drift_p999`` (in usual gaps) beside ``price_drift_limit``,
@@ -276,8 +280,14 @@ def main() -> None:
     busy, volume_limit = feature_rows(
         habits["volume_1h_vs_usual"], "volume_1h_vs_usual", chain_detector
     )
+    hourly = hourly_rows(hours, Detector.load(hourly_model))
+    every_view = [*hourly, *flagged, *busy]
     details = {
-        "real_false_alerts_per_pool_week": threads(hourly_rows(hours, Detector.load(hourly_model))),
+        "real_false_alerts_per_pool_week": threads(every_view),
+        "real_false_alerts_per_pool_week_weeks_2_5": threads(
+            [r for r in every_view if r["window_start"].timestamp() >= first_week_end]
+        ),
+        "hourly_false_alerts_per_pool_week": threads(hourly),
         "trained_hourly_false_alerts_per_pool_week": threads(
             hourly_rows(hours, trained, since=first_week_end)
         ),
@@ -286,6 +296,8 @@ def main() -> None:
     }
     weeks = {
         "real_false_alerts_per_pool_week": pool_weeks,
+        "real_false_alerts_per_pool_week_weeks_2_5": (bars[-1]["t"] + 60 - first_week_end) / WEEK_S,
+        "hourly_false_alerts_per_pool_week": pool_weeks,
         "trained_hourly_false_alerts_per_pool_week": (bars[-1]["t"] + 60 - first_week_end) / WEEK_S,
         "price_drift_false_alerts_per_pool_week": pool_weeks,
         "volume_hour_false_alerts_per_pool_week": pool_weeks,

@@ -11,6 +11,7 @@ from apache_beam.coders import PickleCoder
 from apache_beam.io.gcp.pubsub import PubsubMessage
 from apache_beam.transforms.userstate import ReadModifyWriteStateSpec
 
+from dexwatch.core.features.chain import HORIZON_OF_FEATURE
 from dexwatch.core.features.kinds import by_top_feature, classify
 from dexwatch.core.schemas.alert import (
     SEVERITY_RANK,
@@ -94,6 +95,9 @@ class _Thread:
     revision: int = 0
     severity: int = 0  # the highest SEVERITY_RANK published
     kinds: frozenset[str] = frozenset()
+    # How long after its end it takes a pool's anomalies: the horizon of the slow views that
+    # flagged it (HORIZON_OF_FEATURE), else the cooldown.
+    reach_s: int = 0
 
 
 # Kinds whose pool's remains are the incident's aftermath (kept in its thread).
@@ -114,7 +118,10 @@ class AlertThreads:
     so a real incident is never swallowed by an earlier alert of the same pool.
 
     A thread that has shown a liquidity drain takes every later anomaly of its pool while
-    it is kept (``KEEP_S``): a drained pool's remains get one alert, not a stream.
+    it is kept (``KEEP_S``): a drained pool's remains get one alert, not a stream. A thread
+    with a window flagged chiefly for a slow view (its top feature measures an hour or a day:
+    ``HORIZON_OF_FEATURE``) takes the pool's anomalies for that long after its end: a drift
+    that crosses its limit, falls back and crosses again within its hour is one incident.
 
     Args:
         cooldown_s: how near in event time an anomaly must come to join a thread.
@@ -149,6 +156,8 @@ class AlertThreads:
             if kind not in thread.kinds or SEVERITY_RANK[severity] > thread.severity:
                 thread.revision += 1
                 publish = True
+        if top:
+            thread.reach_s = max(thread.reach_s, HORIZON_OF_FEATURE.get(top[0].name, 0))
         if publish:
             thread.kinds |= {kind}
             thread.severity = max(thread.severity, SEVERITY_RANK[severity])
@@ -169,7 +178,7 @@ class AlertThreads:
             overlaps = start <= thread.end and end >= thread.start
             # What a drain leaves of a pool (every swap now moves its price far) is the
             # drain's aftermath: its thread's, revised on a new kind, not a stream of alerts.
-            reach = self.KEEP_S if DRAINS & thread.kinds else self._cooldown_s
+            reach = self.KEEP_S if DRAINS & thread.kinds else max(self._cooldown_s, thread.reach_s)
             near = thread.start - self._cooldown_s <= end <= thread.end + reach
             if overlaps or near:
                 return thread

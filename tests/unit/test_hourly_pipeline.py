@@ -320,6 +320,23 @@ def test_a_drained_pools_remains_stay_in_the_drains_thread():
     assert elsewhere.add(remains[0])[1] is not None
 
 
+def test_a_drift_crossing_its_limit_again_within_its_hour_stays_one_thread():
+    # A price drift over the hour flags minutes 0, 8, 16 and 50 (each crossing its limit
+    # again), then minute 130, an hour and more after its last.
+    minutes = (0, 8, 16, 50, 130)
+
+    def alert_ids(feature: str) -> list[str]:
+        threads = AlertThreads(5 * MINUTE)
+        rows = [_anomaly("chain", T0 + m * MINUTE, T0 + (m + 1) * MINUTE, feature=feature)
+                for m in minutes]  # fmt: skip
+        return [threads.add(row)[0]["alert_id"] for row in rows]
+
+    slow = alert_ids("price_drift_1h")
+    assert len(set(slow[:4])) == 1 and slow[4] != slow[0]
+    # Flagged for a one-minute move, minutes 8 apart are separate incidents.
+    assert len(set(alert_ids("price_change"))) == 5
+
+
 def test_batch_threads_do_not_depend_on_the_order_rows_are_processed_in():
     # Windows 4 minutes apart bridge two runs 8 minutes apart: in time order one thread;
     # in an order that sees both ends before the bridge, an order-bound threading opens two.

@@ -126,6 +126,16 @@ INCIDENT_FLOORS: dict[str, float] = {
     "volume_1h_vs_usual": math.log(10),
 }
 
+# The span each slow view measures (seconds): an alert thread flagged for one stays open that
+# long after its last window (beam_pipelines.transforms.sinks.AlertThreads), so an hour-long
+# drift or build-up that comes and goes about its limit is one thread, not one per crossing.
+HORIZON_OF_FEATURE: dict[str, int] = {
+    "liquidity_lost_1h": 3600,
+    "price_drift_1h": 3600,
+    "volume_1h_vs_usual": 3600,
+    "liquidity_lost_24h": 86_400,
+}
+
 # Features whose limit is their floor, whatever training saw: training rarely spans the days
 # they need (a bootstrap's hours never see a pool's previous days), so a learned limit would
 # rest on nothing. An hour of ten times the pool's usual volume for that hour: chosen on the
