@@ -46,6 +46,17 @@ class Block:
              "sqrtPriceX96": str(sqrt_price), "liquidity": str(liquidity), "tick": str(tick)},
         )  # fmt: skip
 
+    def trade(self, trader: str, amount0: int, amount1: int, tick: int = 0) -> Block:
+        """A swap by ``trader`` in a transaction of its own; amounts as the pool sees them
+        (positive: paid in)."""
+        sqrt_price = int(1.0001 ** (tick / 2) * 2**96)
+        return self._add(
+            "Swap",
+            {"sender": trader, "recipient": trader, "amount0": str(amount0),
+             "amount1": str(amount1), "sqrtPriceX96": str(sqrt_price), "liquidity": str(LEVEL),
+             "tick": str(tick)},
+        )  # fmt: skip
+
     def mint(self, owner: str, low: int, high: int, amount: int) -> Block:
         return self._add(
             "Mint",

@@ -24,7 +24,8 @@ class Effect:
     price: float | None = None  # positive and finite when set
     liquidity: float | None = None
     trader: str | None = None  # set for swaps
-    amount: float = 0.0
+    amount: float = 0.0  # a swap's token1 leg (its volume), absolute
+    amount0: float = 0.0  # its token0 leg, absolute
     bought: bool = False
     added: float = 0.0
     removed: float = 0.0
@@ -46,15 +47,17 @@ def effect_of(event: PoolEvent) -> Effect:
                     liquidity=float(int(args["liquidity"])),
                     trader=event.tx_from or args["recipient"],
                     amount=float(abs(amount1)),
+                    amount0=float(abs(int(args["amount0"]))),
                     bought=amount1 > 0,  # paid token1 in: bought token0
                     tick=int(args["tick"]),
                 )
             )
         # V2 pair: the price comes with the Sync that precedes the Swap
         amount_in, amount_out = int(args["amount1In"]), int(args["amount1Out"])
+        amount0 = int(args["amount0In"]) + int(args["amount0Out"])
         return _checked(
             Effect(trader=event.tx_from or args["to"], amount=float(amount_in + amount_out),
-                    bought=amount_in > amount_out)
+                   amount0=float(amount0), bought=amount_in > amount_out)
         )  # fmt: skip
     if event.event == "Sync":
         reserve0, reserve1 = int(args["reserve0"]), int(args["reserve1"])
@@ -89,8 +92,8 @@ def _positive(price: float) -> float | None:
 
 
 def _checked(effect: Effect) -> Effect:
-    numbers = (effect.price or 0.0, effect.liquidity or 0.0, effect.amount, effect.added,
-               effect.removed)  # fmt: skip
+    numbers = (effect.price or 0.0, effect.liquidity or 0.0, effect.amount, effect.amount0,
+               effect.added, effect.removed)  # fmt: skip
     if not all(math.isfinite(x) for x in numbers):
         raise ValueError("an amount or price is not a finite number")
     return effect

@@ -9,6 +9,7 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from dexwatch.core.features.blocks import BlockSwap, Sandwich, find_sandwiches
 from dexwatch.core.features.effects import DEPTH_BAND_TICKS, Effect, depth_weight, effect_of
 from dexwatch.core.schemas.pool_event import PoolEvent
 
@@ -55,6 +56,8 @@ class SliceSummary:
     # its round trip (liquidity_changes).
     position_added: dict[Position, float] = field(default_factory=dict)
     position_removed: dict[Position, float] = field(default_factory=dict)
+    # Sandwiches in the slice's blocks (dexwatch.core.features.blocks).
+    sandwiches: list[Sandwich] = field(default_factory=list)
 
 
 def summarize_slice(pool: str, start: int, events: Iterable[PoolEvent]) -> SliceSummary:
@@ -99,6 +102,9 @@ class SliceBuilder:
         self._sides: dict[str, list[int]] = {}
         self._block = -1
         self._block_mints: dict[tuple[str, int, int], list[_BlockMint]] = {}
+        # The block's swaps in order, and the sandwiches of the blocks before it.
+        self._block_swaps: list[BlockSwap] = []
+        self._sandwiches: list[Sandwich] = []
         # The blocks of the first and last liquidity levels seen.
         self._level_blocks = (-1, -1)
 
@@ -110,6 +116,10 @@ class SliceBuilder:
         if len(busiest) == 2:
             (a_buys, a_sells), (b_buys, b_sells) = (counts for _, counts in busiest)
             self._summary.pair_two_way_swaps = 2 * (min(a_buys, b_sells) + min(a_sells, b_buys))
+        self._summary.sandwiches = [
+            *self._sandwiches,
+            *find_sandwiches(self._block, self._block_swaps),
+        ]
         return self._summary
 
     def in_order(self, event: PoolEvent) -> bool:
@@ -123,7 +133,8 @@ class SliceBuilder:
             effect = effect_of(event)
         self._last_position = chain_position(event)
         if event.block_number != self._block:
-            self._block, self._block_mints = event.block_number, {}
+            self._sandwiches += find_sandwiches(self._block, self._block_swaps)
+            self._block, self._block_mints, self._block_swaps = event.block_number, {}, []
         summary = self._summary
         summary.events += 1
         if effect.trader is not None:
@@ -132,6 +143,11 @@ class SliceBuilder:
             summary.volume += effect.amount
             summary.trader_volume[effect.trader] = (
                 summary.trader_volume.get(effect.trader, 0.0) + effect.amount
+            )
+            self._block_swaps.append(
+                BlockSwap(
+                    event.tx_hash, effect.trader, effect.bought, effect.amount0, effect.amount
+                )
             )
         if effect.position is not None:
             self._add_position_change(effect)

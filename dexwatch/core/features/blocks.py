@@ -1,0 +1,100 @@
+"""Same-block patterns: what the order of one pool's swaps inside a block shows.
+
+A *sandwich*: one trader swaps, other traders' swaps follow in the same direction, and the
+first trader swaps back, all in one block and in separate transactions. The front-run moved
+the price against the victims, who moved it further, and the back-run sells into the price
+they made. Its pool's swaps in the block, in log order, are
+
+    A buys,  V1 buys [, V2 buys ...],  A sells      (or the same with sells and buys)
+
+with nothing else between A's two swaps: an opposite swap of another trader in between is
+ordinary two-sided flow, and one trader buying and selling in one block with nobody between
+is a round trip (an arbitrageur's, or a flash loan's), not a sandwich. The back-run must
+also pay: the value extracted, from the amounts, is the part of the position the attacker
+closed times the gap between its selling and buying prices (token1 per token0, fees
+included), in token1 units; a pattern that does not profit is left alone.
+
+Traders are transaction senders where the node said them, else swap recipients (a router's
+swaps all share its address: a sandwich through a public router is not told apart from two
+users of that router, and none on the three real Polygon days took this shape).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+__all__ = ["BlockSwap", "Sandwich", "find_sandwiches"]
+
+
+@dataclass(frozen=True, slots=True)
+class BlockSwap:
+    """One swap of a block, as the pattern needs it.
+
+    Args:
+        bought: the trader bought token0 (paid token1 in).
+        amount0, amount1: the token amounts it traded, absolute, in raw units.
+    """
+
+    tx_hash: str
+    trader: str
+    bought: bool
+    amount0: float
+    amount1: float
+
+
+@dataclass(frozen=True, slots=True)
+class Sandwich:
+    """A sandwich found in one block: who, around whom, and what it took (token1 units)."""
+
+    block_number: int
+    attacker: str
+    front_tx: str
+    back_tx: str
+    victim_txs: tuple[str, ...]
+    extracted: float
+
+
+def find_sandwiches(block_number: int, swaps: Sequence[BlockSwap]) -> list[Sandwich]:
+    """The sandwiches among one block's swaps of one pool (in log order); each swap is part
+    of at most one."""
+    found: list[Sandwich] = []
+    i = 0
+    while i < len(swaps) - 2:
+        sandwich = _sandwich_from(block_number, swaps, i)
+        if sandwich is None:
+            i += 1
+            continue
+        found.append(sandwich)
+        i += len(sandwich.victim_txs) + 2
+    return found
+
+
+def _sandwich_from(block_number: int, swaps: Sequence[BlockSwap], i: int) -> Sandwich | None:
+    """The sandwich whose front-run is ``swaps[i]``, if there is one."""
+    front = swaps[i]
+    victims: list[BlockSwap] = []
+    for swap in swaps[i + 1 :]:
+        if swap.trader == front.trader:
+            if swap.bought == front.bought or swap.tx_hash == front.tx_hash or not victims:
+                return None
+            extracted = _extracted(front, swap)
+            if extracted <= 0:
+                return None
+            return Sandwich(
+                block_number, front.trader, front.tx_hash, swap.tx_hash,
+                tuple(v.tx_hash for v in victims), extracted,
+            )  # fmt: skip
+        if swap.bought != front.bought:
+            return None
+        victims.append(swap)
+    return None
+
+
+def _extracted(front: BlockSwap, back: BlockSwap) -> float:
+    """The back-run's gain on the part of the front-run's position it closed, token1 units."""
+    if not (front.amount0 and back.amount0):
+        return 0.0
+    sold, bought = (back, front) if front.bought else (front, back)
+    closed = min(front.amount0, back.amount0)
+    return closed * (sold.amount1 / sold.amount0 - bought.amount1 / bought.amount0)

@@ -1,0 +1,118 @@
+"""Same-block patterns (dexwatch.core.features.blocks) on hand-made blocks: a sandwich is
+found with its attacker, victims and the value it took; round trips, two-sided flow and
+losing patterns are not sandwiches; real Polygon days have none."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from dexwatch.core.features.blocks import BlockSwap, find_sandwiches
+from dexwatch.core.features.slices import SliceBuilder, summarize_slice
+from infra.local.recorded_chain import open_recording
+from publishers.chain.events import Pool, decode_pool_logs
+from tests._blocks import POOL, T0, Block
+
+BOT, ALICE, BOB = ("0x" + c * 40 for c in "abc")
+REAL_LOGS = Path(__file__).resolve().parents[3] / "shared" / "data" / "real-logs"
+
+
+def sandwiched(block: Block) -> list:
+    return summarize_slice(POOL, T0, block.events).sandwiches
+
+
+def test_a_sandwich_is_found_with_its_attacker_victims_and_take():
+    # The bot buys 500 token0 for 1,000 token1, Alice buys after it at a worse price, the
+    # bot sells its 500 back for 1,050: it took 50 token1.
+    block = (Block(1).trade(BOT, -500, 1_000).trade(ALICE, -1_000, 2_100)
+             .trade(BOT, 500, -1_050))  # fmt: skip
+    (found,) = sandwiched(block)
+    front, victim, back = (e.tx_hash for e in block.events)
+    assert (found.attacker, found.front_tx, found.back_tx) == (BOT, front, back)
+    assert found.victim_txs == (victim,)
+    assert found.extracted == pytest.approx(50.0)
+    assert found.block_number == 1
+
+
+def test_selling_first_and_buying_back_is_a_sandwich_too():
+    # The bot sells 500 token0 for 1,000, Alice sells after it, the bot buys 480 back for
+    # 930: on the 480 it closed, 480 * (1000/500 - 930/480) = 30 token1.
+    block = Block(1).trade(BOT, 500, -1_000).trade(ALICE, 800, -1_500).trade(BOT, -480, 930)
+    (found,) = sandwiched(block)
+    assert found.extracted == pytest.approx(480 * (1_000 / 500 - 930 / 480))
+
+
+def test_two_victims_and_two_sandwiches_in_one_block():
+    block = (
+        Block(1).trade(BOT, -500, 1_000).trade(ALICE, -100, 210).trade(BOB, -100, 212)
+        .trade(BOT, 500, -1_040)
+        .trade(BOB, 300, -600).trade(ALICE, 100, -190).trade(BOB, -300, 580)
+    )  # fmt: skip
+    first, second = sandwiched(block)
+    assert (first.attacker, len(first.victim_txs)) == (BOT, 2)
+    assert (second.attacker, len(second.victim_txs)) == (BOB, 1)
+
+
+@pytest.mark.parametrize(
+    "trades",
+    [
+        # A round trip with nobody between: an arbitrageur's, not a sandwich.
+        [(BOT, -500, 1_000), (BOT, 500, -1_050), (ALICE, -100, 210)],
+        # Another trader going the other way between: two-sided flow.
+        [(BOT, -500, 1_000), (ALICE, 100, -190), (BOT, 500, -1_050)],
+        # The "victim" trades against the front-run's direction after a same-way one.
+        [(BOT, -500, 1_000), (ALICE, -100, 210), (BOB, 100, -190), (BOT, 500, -1_050)],
+        # The bot sells back at a loss: no value taken.
+        [(BOT, -500, 1_000), (ALICE, -1_000, 2_100), (BOT, 500, -990)],
+        # The bot buys twice: not back.
+        [(BOT, -500, 1_000), (ALICE, -1_000, 2_100), (BOT, -500, 1_100)],
+    ],
+)
+def test_round_trips_two_sided_flow_and_losing_patterns_are_not_sandwiches(trades):
+    block = Block(1)
+    for trader, amount0, amount1 in trades:
+        block.trade(trader, amount0, amount1)
+    assert sandwiched(block) == []
+
+
+def test_front_and_back_in_one_transaction_is_not_a_sandwich():
+    swaps = [BlockSwap("0xa", BOT, True, 500, 1_000), BlockSwap("0xb", ALICE, True, 1_000, 2_100),
+             BlockSwap("0xa", BOT, False, 500, 1_050)]  # fmt: skip
+    assert find_sandwiches(1, swaps) == []
+
+
+def test_a_slice_of_several_blocks_keeps_each_blocks_sandwiches_once():
+    one = Block(1).trade(BOT, -500, 1_000).trade(ALICE, -1_000, 2_100).trade(BOT, 500, -1_050)
+    # The bot's back-run in the next block is no sandwich: blocks are apart.
+    two = Block(2).trade(BOT, -500, 1_000).trade(ALICE, -1_000, 2_100)
+    three = Block(3).trade(BOT, 500, -1_050)
+    builder = SliceBuilder(POOL, T0)
+    for event in [*one.events, *two.events, *three.events]:
+        builder.add(event)
+        # Streaming reads a slice's summary after every bundle: reading adds nothing.
+        assert len(builder.summary.sandwiches) <= 1
+    assert [s.block_number for s in builder.summary.sandwiches] == [1]
+
+
+@pytest.mark.skipif(not REAL_LOGS.exists(), reason="../shared/data/real-logs absent")
+@pytest.mark.parametrize("day", ["2021-12-22", "2022-01-05", "2023-11-25"])
+def test_real_polygon_days_have_no_sandwich(day):
+    """Thousands of real swaps in 2 s blocks, with arbitrage bots and routers: in the pool's
+    blocks of three or more swaps, no trader went the same way just before others and back
+    just after them at a profit. One did buy and sell in one block around another's buy
+    (2023-11-25, block 50,379,805), with another trader's sell between: not a sandwich."""
+    recording = open_recording(REAL_LOGS / f"polygon-uniswap-v3-usdc-weth-500-{day}.csv")
+    address = recording.pool.address
+    pool = Pool(address, "uniswap_v3", "v3", recording.pool.factory, 0)
+    numbers = {int(log["blockNumber"], 16) for log in recording.logs}
+    timestamps = {n: recording.timestamp(n) for n in numbers}
+    decoded = decode_pool_logs(recording.logs, 137, {address: pool}, timestamps)
+    assert decoded.events and not decoded.rejected
+    by_block: dict[int, list] = {}
+    for event in decoded.events:
+        by_block.setdefault(event.block_number, []).append(event)
+    busy = [events for events in by_block.values() if sum(e.event == "Swap" for e in events) >= 3]
+    assert busy or day == "2021-12-22"
+    found = [s for events in busy for s in summarize_slice(address, 0, events).sandwiches]
+    assert found == []
