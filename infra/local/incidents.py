@@ -17,6 +17,9 @@ Each kind is a short sequence of blocks, each built from the pool's state when i
 - price-manipulation: one swap moves the price 12%, the next block swaps it back.
 - wash-trading: for 15 blocks the two colluding adversaries trade the same amount back and
   forth, 20 times the pool's normal volume for that time.
+- sandwich: for 20 blocks an adversary buys the base token just before a trader's purchase
+  and sells it back just after, in the same block (the trader's swap moves the price about
+  1.5 %, the front-run half as much).
 
 Blocks are mined with wall-clock timestamps, ``simulator.block_interval_s`` apart (a slow
 drain's and a fresh pool's, 15 s apart), so the injector runs beside the live simulator
@@ -60,6 +63,12 @@ _MANIPULATION_MOVE = 1.12
 _WASH_BLOCKS = 15
 _WASH_VOLUME_MULTIPLE = 20
 _WASH_SWAPS_PER_BLOCK = 4  # alternating buy and sell: the price ends where it started
+_SANDWICH_BLOCKS = 20
+_SANDWICH_VICTIM_MOVE = 0.015  # the victim's purchase moves the price this much
+_SANDWICH_FRONT_SHARE = 0.5  # the front-run, as a share of the victim's
+# The back-run sells this share of what the front-run bought: the V3 output is estimated from
+# the pool's virtual reserves, and selling a little less never fails for want of balance.
+_SANDWICH_SELL_BACK = 0.995
 # A fresh scam pool: $200k deep at launch, a cent a token, bought up 8 % a block.
 _FRESH_DEPTH_USD = 200_000.0
 _FRESH_USD_PRICE = 0.01
@@ -149,6 +158,7 @@ class _Injector:
             "fresh-pool-rug": self._fresh_pool_rug,
             "price-manipulation": self._price_manipulation,
             "wash-trading": self._wash_trading,
+            "sandwich": self._sandwich,
         }[kind]()
         if plan.quiet_before_s:
             self._wait_for_quiet(plan.quiet_before_s)
@@ -322,6 +332,51 @@ class _Injector:
 
         return _Plan([step] * _WASH_BLOCKS, describe)
 
+    def _sandwich(self) -> _Plan:
+        attacker, victim = self.adversaries[0], self.deployment.accounts.traders[0]
+        # Buying the base token: paying token1 when the base is token0, token0 otherwise.
+        buys_token0 = self._base_is_token0
+        fee = (self.pool.fee or 3000) / 1e6
+        taken: list[float] = []
+
+        def step(state: PoolState) -> list[Tx]:
+            pay, get = (
+                (state.reserve1, state.reserve0)
+                if buys_token0
+                else (state.reserve0, state.reserve1)
+            )
+            # Constant product (V3: within the range's virtual reserves): paying x moves the
+            # price by about (1 + x / pay)^2.
+            victim_in = int(pay * (math.sqrt(1 + _SANDWICH_VICTIM_MOVE) - 1))
+            front_in = int(victim_in * _SANDWICH_FRONT_SHARE)
+            front_out = _amount_out(front_in, pay, get, fee)
+            pay, get = pay + front_in, get - front_out
+            victim_out = _amount_out(victim_in, pay, get, fee)
+            pay, get = pay + victim_in, get - victim_out
+            sold = int(front_out * _SANDWICH_SELL_BACK)
+            back_out = _amount_out(sold, get, pay, fee)
+            taken.append(back_out - front_in * _SANDWICH_SELL_BACK)
+            txs: list[Tx] = []
+            for trader, zero_for_one, amount in (
+                (attacker, not buys_token0, front_in),
+                (victim, not buys_token0, victim_in),
+                (attacker, buys_token0, sold),
+            ):
+                swap, state = evm.swap_exact_in(
+                    self.deployment, state, trader, zero_for_one, amount
+                )
+                txs += swap
+            return txs
+
+        def describe(start: PoolState, end: PoolState) -> str:
+            quote = self.pool.token1 if buys_token0 else self.pool.token0
+            return (
+                f"{attacker} sandwiched {victim}'s purchases in {_SANDWICH_BLOCKS} blocks, "
+                f"taking about {sum(taken) / 1e18:.6g} {quote} (estimated from the reserves)"
+            )
+
+        return _Plan([step] * _SANDWICH_BLOCKS, describe)
+
     # --- building blocks --------------------------------------------------------------------
 
     @property
@@ -471,3 +526,9 @@ class _Injector:
     @staticmethod
     def _removed_share(start: PoolState, end: PoolState) -> str:
         return f"removed {1 - end.liquidity / start.liquidity:.0%} of the pool's liquidity"
+
+
+def _amount_out(amount_in: int, reserve_in: int, reserve_out: int, fee: float) -> int:
+    """Constant product's output for ``amount_in``, the pool keeping ``fee`` of it."""
+    kept = amount_in * (1 - fee)
+    return int(reserve_out * kept / (reserve_in + kept))

@@ -13,11 +13,13 @@ import threading
 import pytest
 import yaml
 
+from dexwatch.core.features.slices import summarize_slice
 from dexwatch.core.settings import Settings
 from infra.local import evm
 from infra.local.deployment import LocalDeployment, PoolInfo
 from infra.local.incidents import inject
 from infra.local.market import MarketSimulator
+from publishers.chain.events import Pool, decode_pool_logs
 from tests.conftest import ROOT, make_settings
 
 pytestmark = pytest.mark.stack
@@ -475,3 +477,35 @@ def test_wash_trading_is_twenty_times_normal_volume_between_two_addresses(deploy
     # The chain time the burst spans: its blocks' timestamps plus the first block's second.
     span_s = (label.last_timestamp - label.first_timestamp).total_seconds() + 1
     assert volume >= 19 * normal_per_s * span_s
+
+
+@pytest.mark.parametrize("pool", POOLS)
+def test_a_sandwich_brackets_a_traders_purchase_in_each_of_its_blocks(deployed, pool):
+    settings, deployment, label, rpc = _inject(deployed, "sandwich", pool)
+    info = deployment.pool(pool)
+    logs = rpc.call(
+        "eth_getLogs",
+        {"fromBlock": hex(label.first_block), "toBlock": hex(label.last_block),
+         "address": info.address},
+    )  # fmt: skip
+    numbers = {int(log["blockNumber"], 16) for log in logs}
+    timestamps = {n: _timestamp(rpc, n) for n in numbers}
+    rpc.close()
+    known = {info.address: Pool(info.address, info.dex, info.protocol, "", 0)}
+    events = decode_pool_logs(logs, deployment.chain_id, known, timestamps).events
+    by_block: dict[int, list] = {}
+    for event in events:
+        by_block.setdefault(event.block_number, []).append(event)
+    found = [s for block in by_block.values()
+             for s in summarize_slice(info.address, 0, block).sandwiches]  # fmt: skip
+    # Read back from the pool's own logs: every block is a sandwich by the adversary around
+    # the trader, and each took something.
+    assert len(found) == len(by_block) == 20
+    adversary, trader = deployment.accounts.adversaries[0], deployment.accounts.traders[0]
+    assert {s.attacker for s in found} == {adversary.lower()}
+    assert all(len(s.victim_txs) == 1 and s.extracted > 0 for s in found)
+    victims = {
+        e.tx_hash for e in events if e.args.get("recipient", e.args.get("to")) == trader.lower()
+    }
+    assert {s.victim_txs[0] for s in found} == victims
+    assert label.kind == "sandwich" and "sandwiched" in label.details

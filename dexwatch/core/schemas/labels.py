@@ -15,6 +15,7 @@ IncidentKind = Literal[
     "fresh-pool-rug",
     "price-manipulation",
     "wash-trading",
+    "sandwich",
 ]
 INCIDENT_KINDS: tuple[str, ...] = IncidentKind.__args__  # type: ignore[attr-defined]
 # The alert kind each incident should raise (dexwatch.core.features.kinds).
@@ -26,6 +27,7 @@ ALERT_KIND_OF_INCIDENT: dict[str, str] = {
     "fresh-pool-rug": "rug-pull",
     "price-manipulation": "price-dislocation",
     "wash-trading": "wash-trading",
+    "sandwich": "sandwich",
 }
 
 
