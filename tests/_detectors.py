@@ -45,6 +45,7 @@ def chain_rows(n: int, seed: int = 1) -> list[dict]:
             "price_drift_1h": abs(drift.normal(0, 1.0)),
             "liquidity_lost_24h": abs(drift.normal(0, 0.01)),
             "volume_1h_vs_usual": hours.normal(0, 0.3),
+            "sandwiches": 0.0,
         }
         for _ in range(n)
     ]  # fmt: skip

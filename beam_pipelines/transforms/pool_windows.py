@@ -23,6 +23,7 @@ from apache_beam.transforms.userstate import ReadModifyWriteStateSpec, TimerSpec
 from apache_beam.utils.timestamp import Timestamp
 
 from beam_pipelines.transforms.parse import dead_letter_of
+from dexwatch.core.features.blocks import patterns_json
 from dexwatch.core.features.chain import window_features
 from dexwatch.core.features.horizon import DAY_HORIZON_S, hour_steps, slow_steps, steps_before
 from dexwatch.core.features.rates import DecayedRates, fold_rates
@@ -74,6 +75,7 @@ def feature_row(
         beam.metrics.Metrics.counter("dexwatch", "windows_of_young_pools").inc()
         features.update(dict.fromkeys(YOUNG_POOL_NEUTRAL, 0.0))
     chain_id, dex, pool = key.split(":")
+    current = [x for x in slices if x.start >= current_start]
     return {
         "window_id": f"{chain_id}:{pool}:{window_end}",
         "chain_id": int(chain_id),
@@ -82,8 +84,9 @@ def feature_row(
         "source": "chain",
         "window_start": datetime.fromtimestamp(current_start, UTC),
         "window_end": datetime.fromtimestamp(window_end, UTC),
-        "events": sum(x.events for x in slices if x.start >= current_start),
+        "events": sum(x.events for x in current),
         **features,
+        "patterns": patterns_json([sandwich for x in current for sandwich in x.sandwiches]),
     }
 
 

@@ -41,9 +41,9 @@ from datetime import UTC, datetime
 
 from dexwatch.core.schemas.labels import INCIDENT_KINDS, IncidentLabel
 from infra.local import evm
-from infra.local.artifacts import load_artifact
-from infra.local.deployment import LocalDeployment, PoolInfo, TokenInfo
+from infra.local.deployment import LocalDeployment, PoolInfo
 from infra.local.evm import PoolState, Rpc, Transactor, Tx
+from infra.local.fresh_pool import launch_fresh_pool
 from infra.local.settings import LocalSettings
 
 log = logging.getLogger("dexwatch.local.incidents")
@@ -69,16 +69,10 @@ _SANDWICH_FRONT_SHARE = 0.5  # the front-run, as a share of the victim's
 # The back-run sells this share of what the front-run bought: the V3 output is estimated from
 # the pool's virtual reserves, and selling a little less never fails for want of balance.
 _SANDWICH_SELL_BACK = 0.995
-# A fresh scam pool: $200k deep at launch, a cent a token, bought up 8 % a block.
-_FRESH_DEPTH_USD = 200_000.0
-_FRESH_USD_PRICE = 0.01
-_FRESH_FEE = 3000
+# A fresh scam pool (infra.local.fresh_pool) bought up 8 % a block.
 _FRESH_PUMP_STEP = 1.08
 _FRESH_PUMP_BLOCKS = 6
 _FRESH_EVERY_S = 15.0
-_GAS_CREATE = 15_000_000
-_GAS_CREATE_POOL = 6_000_000
-_GAS_SMALL = 200_000
 
 # A step builds one block's transactions from the pool's state just before it.
 _Step = Callable[[PoolState], list[Tx]]
@@ -398,76 +392,16 @@ class _Injector:
         return steps
 
     def _launch_fresh_pool(self) -> str:
-        """Deploy a new token and a pool of it against this pool's quote token, on its DEX,
-        with the team's liquidity; this injector works on the new pool from then on.
-        Returns what it launched, in words."""
+        """Launch a fresh pool against this pool's quote token (``fresh_pool``); this injector
+        works on the new pool from then on. Returns what it launched, in words."""
         quote = "USDC" if "USDC" in (self.pool.token0, self.pool.token1) else "WETH"
-        quote_usd = self._usd_price(quote)
-        code = load_artifact(self.settings.local.node_modules, "ERC20PresetMinterPauser").bytecode
-        symbol = f"RUG{evm.latest_block(self.rpc)[0] + 1}"
-        creation = Tx(
-            self.team, None,
-            code + evm.encode_args(["string", "string"], f"Fresh {symbol}", symbol), _GAS_CREATE,
+        self.deployment, self.pool, launched = launch_fresh_pool(
+            self.settings.local.node_modules, self.deployment, self.rpc, self.pool, self.team,
+            self._usd_price(quote), self._mine,
         )  # fmt: skip
-        (receipt,) = self._mine([creation])
-        token = TokenInfo(
-            symbol=symbol, address=receipt["contractAddress"].lower(), decimals=18,
-            initial_usd_price=_FRESH_USD_PRICE,
-        )  # fmt: skip
-        deployment = self.deployment.model_copy(
-            update={"tokens": {**self.deployment.tokens, symbol: token}}
-        )
-        factory = next(f for f in deployment.factories if f.dex == self.pool.dex).address
-        quote_token = deployment.tokens[quote]
-        manager = deployment.periphery["v3_position_manager"]
-        txs = [
-            Tx(self.team, token.address, evm.encode_call("mint(address,uint256)", self.team,
-               evm.units(token, 10 * _FRESH_DEPTH_USD / _FRESH_USD_PRICE)), _GAS_SMALL),
-            Tx(self.team, token.address,
-               evm.encode_call("approve(address,uint256)", manager, 2**256 - 1), _GAS_SMALL),
-        ]  # fmt: skip
-        pair = (token.address, quote_token.address)
-        protocol = self.pool.protocol
-        if protocol == "v3":
-            create = evm.encode_call("createPool(address,address,uint24)", *pair, _FRESH_FEE)
-            lookup = evm.encode_call("getPool(address,address,uint24)", *pair, _FRESH_FEE)
-        else:
-            create = evm.encode_call("createPair(address,address)", *pair)
-            lookup = evm.encode_call("getPair(address,address)", *pair)
-        self._mine([*txs, Tx(self.team, factory, create, _GAS_CREATE_POOL)])
-        (raw,) = evm.eth_calls(self.rpc, [(factory, lookup)])
-        token0, token1 = sorted((symbol, quote), key=lambda s: deployment.tokens[s].address)
-        pool = PoolInfo(
-            name=f"{self.pool.dex}:{symbol}/{quote}" + (f":{_FRESH_FEE}" * (protocol == "v3")),
-            dex=self.pool.dex, protocol=protocol, address=evm.decode(["address"], raw)[0].lower(),
-            token0=token0, token1=token1, fee=_FRESH_FEE if protocol == "v3" else None,
-        )  # fmt: skip
-        self.deployment = deployment.model_copy(update={"pools": [*deployment.pools, pool]})
-        self.pool = pool
-        # The team's liquidity at a cent a token: half the depth on each side, in V3 over
-        # the same wide range as the deployment's.
-        usd = {symbol: _FRESH_USD_PRICE, quote: quote_usd}
-        amounts = [
-            evm.units(deployment.tokens[s], _FRESH_DEPTH_USD / 2 / usd[s]) for s in (token0, token1)
-        ]
-        if protocol == "v3":
-            price = usd[token0] / usd[token1]
-            spacing = evm.TICK_SPACING[_FRESH_FEE]
-            width = math.log(4.0) / math.log(1.0001)
-            lower, upper = (
-                evm.aligned_tick(evm.tick_of(price) + w, spacing) for w in (-width, width)
-            )
-            init = evm.encode_call("initialize(uint160)", evm.sqrt_price_x96(price))
-            liquidity = [
-                Tx(self.team, pool.address, init, _GAS_SMALL),
-                evm.v3_mint(self.deployment, pool, self.team, lower, upper, *amounts),
-            ]
-        else:
-            liquidity = evm.v2_add(self.deployment, pool, self.team, *amounts)
-        self._mine(liquidity)
         # The incident starts with the pump, as a rug pull's does: a launch is not abnormal.
         self.blocks.clear()
-        return f"launched {pool.name} at ${_FRESH_USD_PRICE} a token, ${_FRESH_DEPTH_USD:,.0f} deep"
+        return launched
 
     def _move_to(self, price: float, trader: str) -> _Step:
         return lambda state: evm.swap_to_price(self.deployment, state, trader, price)[0]

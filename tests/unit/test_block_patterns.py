@@ -6,15 +6,23 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import orjson
 import pytest
 
-from dexwatch.core.features.blocks import BlockSwap, find_sandwiches
+from beam_pipelines.transforms.pool_windows import pool_windows
+from beam_pipelines.transforms.sinks import AlertThreads
+from dexwatch.core.features.blocks import BlockSwap, find_sandwiches, sandwiches_in
+from dexwatch.core.features.chain import FEATURE_NAMES
 from dexwatch.core.features.slices import SliceBuilder, summarize_slice
+from dexwatch.core.settings import PipelineSettings
 from infra.local.recorded_chain import open_recording
+from model.chain_window import TrainingParams, train_detector
 from publishers.chain.events import Pool, decode_pool_logs
-from tests._blocks import POOL, T0, Block
+from tests._blocks import POOL, SLICE_S, T0, Block
+from tests._detectors import chain_rows
 
 BOT, ALICE, BOB = ("0x" + c * 40 for c in "abc")
+SETTINGS = PipelineSettings(slice_s=SLICE_S, current_slices=4, baseline_slices=20)
 REAL_LOGS = Path(__file__).resolve().parents[3] / "shared" / "data" / "real-logs"
 
 
@@ -116,3 +124,62 @@ def test_real_polygon_days_have_no_sandwich(day):
     assert busy or day == "2021-12-22"
     found = [s for events in busy for s in summarize_slice(address, 0, events).sandwiches]
     assert found == []
+
+
+def sandwiched_pool(blocks: int = 60, every: int = 0) -> list[Block]:
+    """A pool trading once a block for ``blocks`` blocks; every ``every``-th block from the
+    30th (none if 0) the bot sandwiches Alice's purchase in it."""
+    history = []
+    for n in range(blocks):
+        block = Block(n)
+        if every and n >= 30 and (n - 30) % every == 0:
+            block.trade(BOT, -500, 1_000).trade(ALICE, -1_000, 2_100).trade(BOT, 500, -1_050)
+        else:
+            block.trade(BOB, -100 if n % 2 else 100, 200 if n % 2 else -199)
+        history.append(block)
+    return history
+
+
+def rows_of(blocks: list[Block]) -> list[dict]:
+    slices = [summarize_slice(POOL, T0 + SLICE_S * b.number, b.events) for b in blocks]
+    return list(pool_windows((f"1:uniswap_v3:{POOL}", slices), SETTINGS))
+
+
+def test_a_window_counts_its_sandwiches_and_lists_them_in_its_row():
+    rows = rows_of(sandwiched_pool(40, every=100))
+    hits = [r for r in rows if r["sandwiches"]]
+    # The four windows whose minute holds block 30.
+    ends = [int(r["window_end"].timestamp()) for r in hits]
+    assert ends == [T0 + SLICE_S * n for n in (31, 32, 33, 34)]
+    assert {r["sandwiches"] for r in hits} == {1.0}
+    for hit in hits:
+        (sandwich,) = sandwiches_in(hit["patterns"])
+        assert sandwich.attacker == BOT and sandwich.extracted == pytest.approx(50.0)
+    assert all(r["patterns"] is None for r in rows if not r["sandwiches"])
+
+
+def test_any_model_flags_a_sandwich_names_it_and_keeps_a_repeated_one_in_one_thread():
+    """A model that never saw a sandwich (its limit is the feature's floor: one), and the
+    bot sandwiching every fourth block for a minute: one thread, kind sandwich, with the
+    attacker, the victim's transaction and the take in its evidence."""
+    detector = train_detector(chain_rows(400), TrainingParams(n_estimators=30))
+    rows = rows_of(sandwiched_pool(50, every=4))
+    scores = detector.score([[r[name] for name in FEATURE_NAMES] for r in rows])
+    flagged = [(r, s, top) for r, s, hit, top in
+               zip(rows, scores.score, scores.is_anomaly, scores.top_features, strict=True)
+               if hit]  # fmt: skip
+    assert flagged and all(r["sandwiches"] >= 1 for r, _, _ in flagged)
+    assert sum(r["sandwiches"] >= 1 for r in rows) == len(flagged)
+    threads = AlertThreads(300)
+    alerts = []
+    for row, score, top in flagged:
+        top_json = orjson.dumps([t.model_dump() for t in top]).decode()
+        anomaly = {**row, "score": float(score), "is_anomaly": True, "model_version": "m",
+                   "top_features": top_json}  # fmt: skip
+        anomaly, alert = threads.add(anomaly)
+        alerts += [alert] if alert else []
+    (alert,) = alerts
+    assert alert.kind == "sandwich"
+    victim = sandwiched_pool(50, every=4)[30].events[1].tx_hash
+    words = " ".join(alert.evidence)
+    assert BOT in words and victim in words and "taking about 50" in words

@@ -497,3 +497,42 @@ def test_the_usual_hour_outlives_pruned_slices_in_both_modes():
 
     with TestPipeline(options=_streaming_options()) as p:
         assert_that((p | stream | PoolWindowFeatures(SETTINGS))["main"], check)
+
+
+def test_a_sandwich_arriving_in_parts_is_listed_as_batch_lists_it():
+    """A V2 pair's sandwich (the bot's buy, a victim's buy, the bot's sell in one block),
+    its three swaps arriving in two bundles: streaming's windows count and list it as
+    batch's do."""
+    bot, victim = f"0x{0xB0:040x}", f"0x{0xCC:040x}"
+    history = [_event(i, T0 + 10 * i, "Swap") for i in range(6)]
+    block, t = 50, T0 + 70
+
+    def leg(n: int, log_index: int, trader: str, **amounts: str) -> PoolEvent:
+        swap = _event(n, t, "Swap", to=trader, **amounts)
+        return dataclasses.replace(swap, block_number=block, log_index=log_index)
+
+    sandwich = [
+        leg(100, 1, bot, amount0In="0", amount1In="1000", amount0Out="500", amount1Out="0"),
+        leg(101, 2, victim, amount0In="0", amount1In="2100", amount0Out="1000", amount1Out="0"),
+        leg(102, 3, bot, amount0In="500", amount1In="0", amount0Out="0", amount1Out="1050"),
+    ]
+    stream = _burst(TestStream().advance_watermark_to(T0), history)
+    stream = _burst(stream, [sandwich[2], sandwich[0]])  # out of order, then the victim
+    stream = _burst(stream, [sandwich[1]]).advance_watermark_to(t + 1000)
+    stream = stream.advance_watermark_to_infinity()
+    slices = [summarize_slice(POOL, e.block_timestamp, [e]) for e in history]
+    slices.append(summarize_slice(POOL, t, sandwich))
+    expected = {
+        row["window_id"]: row for row in pool_windows((pool_key(history[0]), slices), SETTINGS)
+    }
+    listed = [row for row in expected.values() if row["sandwiches"]]
+    assert listed and all(
+        bot in row["patterns"] and "1000" not in row["patterns"] for row in listed
+    )
+
+    def check(rows):
+        settled = {row["window_id"]: row for row in rows}
+        assert settled == expected
+
+    with TestPipeline(options=_streaming_options()) as p:
+        assert_that((p | stream | PoolWindowFeatures(SETTINGS))["main"], check)

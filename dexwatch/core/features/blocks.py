@@ -22,9 +22,11 @@ users of that router, and none on the three real Polygon days took this shape).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
-__all__ = ["BlockSwap", "Sandwich", "find_sandwiches"]
+import orjson
+
+__all__ = ["BlockSwap", "Sandwich", "find_sandwiches", "patterns_json", "sandwiches_in"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +69,24 @@ def find_sandwiches(block_number: int, swaps: Sequence[BlockSwap]) -> list[Sandw
             continue
         found.append(sandwich)
         i += len(sandwich.victim_txs) + 2
+    return found
+
+
+def patterns_json(sandwiches: Sequence[Sandwich]) -> str | None:
+    """A window's sandwiches for its row's ``patterns`` column (JSON), None without any."""
+    if not sandwiches:
+        return None
+    return orjson.dumps([{"pattern": "sandwich", **asdict(s)} for s in sandwiches]).decode()
+
+
+def sandwiches_in(patterns: str | None) -> list[Sandwich]:
+    """The sandwiches of a row's ``patterns`` (``patterns_json``)."""
+    if not patterns:
+        return []
+    found = []
+    for item in orjson.loads(patterns):
+        if item.pop("pattern", None) == "sandwich":
+            found.append(Sandwich(**{**item, "victim_txs": tuple(item["victim_txs"])}))
     return found
 
 

@@ -22,8 +22,8 @@ from dexwatch.core.features.slices import Position, SliceSummary, is_range_order
 # 4: liquidity in range only, net of just-in-time liquidity; 5: traders by tx sender;
 # 6: liquidity_lost_1h; 7: a range order's round trip within the window and baseline nets out;
 # 8: a window without a baseline compares its rates with the pool's decayed ones;
-# 9: price_drift_1h; 10: liquidity_lost_24h; 11: volume_1h_vs_usual
-FEATURES_VERSION = 11
+# 9: price_drift_1h; 10: liquidity_lost_24h; 11: volume_1h_vs_usual; 12: sandwiches
+FEATURES_VERSION = 12
 
 # (name, definition), in the order the model sees them.
 FEATURE_DEFINITIONS: tuple[tuple[str, str], ...] = (
@@ -101,6 +101,12 @@ FEATURE_DEFINITIONS: tuple[tuple[str, str], ...] = (
         "(weighted exp(-days / 7)) and m, the mean hour of those days; 0 until the pool has "
         "lived through that clock hour on an earlier day (dexwatch.core.features.rates)",
     ),
+    (
+        "sandwiches",
+        "sandwiches in the window's blocks: one trader's swap, other traders' swaps the same "
+        "way, the first trader's swap back, in one block and separate transactions, at a "
+        "profit (dexwatch.core.features.blocks); each listed in the row's patterns",
+    ),
 )
 FEATURE_NAMES: tuple[str, ...] = tuple(name for name, _ in FEATURE_DEFINITIONS)
 
@@ -111,7 +117,7 @@ FEATURE_NAMES: tuple[str, ...] = tuple(name for name, _ in FEATURE_DEFINITIONS)
 # pool by 6 Poisson deviations in a slice (the tuning day's busiest pair: 4.3; at 2.5x a
 # short bootstrap's largest, 8.3, a tenth of the injected wash bursts went through); half of
 # the pool lost within the hour, however slowly (the tuning day's largest hourly loss: 1.3 %),
-# or within the day.
+# or within the day; an hour of ten times the pool's usual volume; one sandwich.
 # A floor below the feature's usual values (net_liquidity_change) is one for its fall.
 # Features of ``LIMITS_AT_FLOOR`` have their floor as their limit.
 INCIDENT_FLOORS: dict[str, float] = {
@@ -124,6 +130,7 @@ INCIDENT_FLOORS: dict[str, float] = {
     "max_swap_price_impact": math.log(1.1),
     "pair_two_way_excess": 6.0,
     "volume_1h_vs_usual": math.log(10),
+    "sandwiches": 1.0,
 }
 
 # The span each slow view measures (seconds): an alert thread flagged for one stays open that
@@ -134,6 +141,8 @@ HORIZON_OF_FEATURE: dict[str, int] = {
     "price_drift_1h": 3600,
     "volume_1h_vs_usual": 3600,
     "liquidity_lost_24h": 86_400,
+    # A pool sandwiched again and again: one thread while it goes on.
+    "sandwiches": 3600,
 }
 
 # Features whose limit is their floor, whatever training saw: training rarely spans the days
@@ -141,7 +150,8 @@ HORIZON_OF_FEATURE: dict[str, int] = {
 # rest on nothing. An hour of ten times the pool's usual volume for that hour: chosen on the
 # first two of five weeks of a real pool's minute bars, whose largest hour was 4.4 times
 # (``bench/real_minutes.py`` reports the three weeks after).
-LIMITS_AT_FLOOR: tuple[str, ...] = ("volume_1h_vs_usual",)
+# A sandwich is an incident by its shape, however rare in training: one is the limit.
+LIMITS_AT_FLOOR: tuple[str, ...] = ("volume_1h_vs_usual", "sandwiches")
 
 # Features whose rise is no incident on its own, only their fall: liquidity coming into a
 # pool is a provider's deposit. Mainnet pools take Mints of 7.5x their in-range liquidity on
@@ -275,6 +285,7 @@ def window_features(
         "price_drift_1h": drift,
         "liquidity_lost_24h": max(0.0, -math.expm1(sum(day_steps))),
         "volume_1h_vs_usual": hour_volume,
+        "sandwiches": float(sum(len(s.sandwiches) for s in current)),
     }
 
 

@@ -13,18 +13,20 @@ that holds names the kind:
    hour. A provider's ordinary exit is less, and names nothing. The day's loss
    (``liquidity_lost_24h``) tests nothing: a drain hours ago must not name the pool's next
    incident; a window flagged for it alone is named by its top feature.
-3. ``wash-trading``: one pair of addresses out-trading the whole pool both ways
+3. ``sandwich``: a sandwich in the window's blocks (``sandwiches``; the row's ``patterns``
+   list each: attacker, front and back transactions, victims' transactions, value taken).
+4. ``wash-trading``: one pair of addresses out-trading the whole pool both ways
    (``pair_two_way_excess`` of 6 Poisson deviations, the incident floor), or two addresses
    with 80 % of a busy window's volume (``top_trader_share``) while volume is up 3-fold and
    the price stays within 3 % (one trader's large swap that moves the price is not washing).
-4. ``price-dislocation``: the price moved 3 % or more (``price_change``, ``price_range`` or
+5. ``price-dislocation``: the price moved 3 % or more (``price_change``, ``price_range`` or
    one swap's ``max_swap_price_impact``). A slow drift (``price_drift_1h``, in units of the
    pool's usual drift, not a size) tests nothing, but counts for the kind's confidence and
    names it when it deviates most.
-5. ``liquidity-inflow``: half the pool or more added, net.
-6. ``volume-spike``: volume at 5 times the baseline's rate or more (``volume_ratio``), or
+6. ``liquidity-inflow``: half the pool or more added, net.
+7. ``volume-spike``: volume at 5 times the baseline's rate or more (``volume_ratio``), or
    the last hour's at 5 times the pool's usual hour or more (``volume_1h_vs_usual``).
-7. ``activity-spike``: swaps at 5 times the baseline's rate or more (``swap_count_ratio``).
+8. ``activity-spike``: swaps at 5 times the baseline's rate or more (``swap_count_ratio``).
 
 When no test holds, the kind of the most deviating feature is kept (``kind_of``).
 
@@ -42,6 +44,7 @@ import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+from dexwatch.core.features.blocks import sandwiches_in
 from dexwatch.core.schemas.alert import (
     SEVERITY_RANK,
     Severity,
@@ -81,6 +84,7 @@ _PRICE = ("price_change", "price_range", "max_swap_price_impact")
 KIND_RULE: tuple[_Kind, ...] = (
     _Kind("rug-pull", _LIQUIDITY, lambda f: _removed(f) >= 0.8),
     _Kind("liquidity-drain", _LIQUIDITY, lambda f: _removed(f) >= 0.1),
+    _Kind("sandwich", ("sandwiches",), lambda f: f["sandwiches"] >= 1),
     _Kind(
         "wash-trading", ("pair_two_way_excess", "top_trader_share", "volume_ratio"),
         lambda f: f["pair_two_way_excess"] >= 6.0
@@ -136,7 +140,7 @@ def classify(features: Mapping[str, float], top: list[TopFeature], score: float)
             shown = ", ".join(f"{name} = {features[name]:.4g}" for name in kind.features)
             return Classification(
                 kind.name, round(0.5 + 0.5 * carried, 3), severity,
-                [f"{kind.name}: {shown}", *words],
+                [f"{kind.name}: {shown}", *_pattern_words(features), *words],
             )  # fmt: skip
     if not top:
         return Classification("other", 0.0, severity, [])
@@ -144,6 +148,17 @@ def classify(features: Mapping[str, float], top: list[TopFeature], score: float)
     kind = kind_of(first.name, first.value, first.deviation)
     confidence = round(0.5 * abs(first.deviation) / total, 3)
     return Classification(kind, confidence, severity, [f"{kind}: no size test held", *words])
+
+
+def _pattern_words(row: Mapping[str, object]) -> list[str]:
+    """The row's same-block patterns, in words: who sandwiched whom, and what it took."""
+    patterns = row.get("patterns")
+    return [
+        f"sandwich in block {s.block_number}: {s.attacker} around "
+        f"{len(s.victim_txs)} victim transaction(s) ({', '.join(s.victim_txs)}), taking about "
+        f"{s.extracted:.6g} token1 units (front {s.front_tx}, back {s.back_tx})"
+        for s in sandwiches_in(patterns if isinstance(patterns, str) else None)
+    ]
 
 
 def by_top_feature(top: list[TopFeature], score: float) -> Classification:

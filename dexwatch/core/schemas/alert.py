@@ -48,6 +48,7 @@ KIND_OF_FEATURE = {
     "swap_count_ratio": "activity-spike",
     "top_trader_share": "wash-trading",
     "pair_two_way_excess": "wash-trading",
+    "sandwiches": "sandwich",
 }
 # Hourly features: what a value above / below the pool's usual suggests.
 KIND_BY_DIRECTION = {

@@ -116,6 +116,13 @@ def _window_columns() -> tuple[Column, ...]:
             "INT64",
             "chain: pool events in the window under test; subgraph: transactions in the hour",
         ),
+        Column(
+            "patterns",
+            "JSON",
+            "chain: same-block patterns in the window under test (sandwiches: block, attacker, "
+            "front and back transactions, victims' transactions, value taken in token1 units)",
+            required=False,
+        ),
         Column("score", "FLOAT64", "Isolation Forest decision function: below 0 is anomalous"),
         Column("is_anomaly", "BOOL"),
         Column("top_features", "JSON", "The features that deviate most, with their values"),
