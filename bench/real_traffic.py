@@ -28,6 +28,9 @@ on the tuning day with a ``tuning_`` prefix, for reference; and
 ``bootstrap_false_alerts_real_days``, the ``default`` model's alert threads over all three
 days (nothing is chosen on them for that model: it never saw real traffic). The recordings carry no
 transaction senders or pool balances: features that would need them run without.
+``spliced_sandwich_value_error``: over the spliced runs of sandwiches, the largest relative
+gap between what the windows' ``patterns`` say the sandwiches took (each counted once) and
+what the spliced amounts imply.
 
     python bench/real_traffic.py [--model PATH | --market FILE] [--before CHECKOUT]
 """
@@ -53,6 +56,7 @@ sys.path.insert(0, str(ROOT))
 from beam_pipelines.options import batch_options  # noqa: E402
 from beam_pipelines.pipeline import build_replay_pipeline  # noqa: E402
 from dexwatch.app.workflows.bootstrap import bootstrap_model  # noqa: E402
+from dexwatch.core.features.blocks import sandwiches_in  # noqa: E402
 from dexwatch.core.features.chain import FEATURE_NAMES  # noqa: E402
 from dexwatch.core.settings import Settings  # noqa: E402
 from dexwatch.core.warehouse import open_warehouse  # noqa: E402
@@ -93,7 +97,7 @@ READ_HELD_OUT = (
 # The incidents of the hourly plan; a slow drain (half an hour, and an hour of its loss in
 # every window after it) goes into a copy of each held-out day, at its middle, with a fresh
 # pool's rug (a pool of its own) a quarter of the day in.
-HOURLY_KINDS = ("liquidity-drain", "rug-pull", "price-manipulation", "wash-trading")
+HOURLY_KINDS = ("liquidity-drain", "rug-pull", "price-manipulation", "wash-trading", "sandwich")
 
 
 def record(recording: Recording, work: Path) -> Path:
@@ -323,6 +327,15 @@ def main() -> None:
                 "value": round(sum(a == b for a, b in kinds) / len(kinds), 4),
                 "unit": f"share of {len(kinds)} detected incidents whose kind is theirs",
             }
+    errors = [
+        error
+        for day in HELD_OUT_DAYS
+        for error in sandwich_value_error(WORK / f"{day}-spliced" / "real", incidents[day])
+    ]
+    figures["spliced_sandwich_value_error"] = {
+        "value": round(max(errors), 6),
+        "unit": f"largest relative error of the take over {len(errors)} runs of sandwiches",
+    }
     path = write_results(
         "real_traffic",
         figures,
@@ -336,6 +349,21 @@ def main() -> None:
         details=details,
     )
     print(f"wrote {path}")
+
+
+def sandwich_value_error(work: Path, incidents: Sequence[SplicedIncident]) -> list[float]:
+    """Per spliced run of sandwiches: |taken by the windows' patterns - implied| / implied,
+    the patterns read from the warehouse of a replay (``work``), each sandwich once."""
+    warehouse = open_warehouse(Settings(state_dir=work))
+    rows = warehouse.query("select patterns from pool_scores where patterns is not null").rows
+    taken = {(s.block_number, s.front_tx): s.extracted for (p,) in rows for s in sandwiches_in(p)}
+    errors = []
+    for incident in incidents:
+        if incident.kind == "sandwich":
+            found = sum(v for (block, _), v in taken.items()
+                        if incident.first_block <= block <= incident.last_block)  # fmt: skip
+            errors.append(abs(found - incident.size) / incident.size)
+    return errors
 
 
 def explained(

@@ -17,9 +17,10 @@ Each kind is a short sequence of blocks, each built from the pool's state when i
 - price-manipulation: one swap moves the price 12%, the next block swaps it back.
 - wash-trading: for 15 blocks the two colluding adversaries trade the same amount back and
   forth, 20 times the pool's normal volume for that time.
-- sandwich: for 20 blocks an adversary buys the base token just before a trader's purchase
-  and sells it back just after, in the same block (the trader's swap moves the price about
-  1.5 %, the front-run half as much).
+- sandwich: for 20 blocks an adversary trades just before a trader and back just after, in
+  the same block, the trader's direction alternating from block to block so that the price
+  ends near where it started (the trader's swap moves it about 1.5 %, the front-run half as
+  much).
 
 Blocks are mined with wall-clock timestamps, ``simulator.block_interval_s`` apart (a slow
 drain's and a fresh pool's, 15 s apart), so the injector runs beside the live simulator
@@ -328,12 +329,13 @@ class _Injector:
 
     def _sandwich(self) -> _Plan:
         attacker, victim = self.adversaries[0], self.deployment.accounts.traders[0]
-        # Buying the base token: paying token1 when the base is token0, token0 otherwise.
-        buys_token0 = self._base_is_token0
         fee = (self.pool.fee or 3000) / 1e6
-        taken: list[float] = []
+        taken: list[float] = []  # per block, in token1
 
         def step(state: PoolState) -> list[Tx]:
+            # The victim buys token0 (pays token1) in every other block, sells it in the rest:
+            # the price ends near where it started.
+            buys_token0 = len(taken) % 2 == 0
             pay, get = (
                 (state.reserve1, state.reserve0)
                 if buys_token0
@@ -349,7 +351,9 @@ class _Injector:
             pay, get = pay + victim_in, get - victim_out
             sold = int(front_out * _SANDWICH_SELL_BACK)
             back_out = _amount_out(sold, get, pay, fee)
-            taken.append(back_out - front_in * _SANDWICH_SELL_BACK)
+            # What the back-run got over what the part it sold back cost, in the paid token.
+            gained = back_out - front_in * _SANDWICH_SELL_BACK
+            taken.append(gained if buys_token0 else gained * state.price)
             txs: list[Tx] = []
             for trader, zero_for_one, amount in (
                 (attacker, not buys_token0, front_in),
@@ -363,10 +367,9 @@ class _Injector:
             return txs
 
         def describe(start: PoolState, end: PoolState) -> str:
-            quote = self.pool.token1 if buys_token0 else self.pool.token0
             return (
-                f"{attacker} sandwiched {victim}'s purchases in {_SANDWICH_BLOCKS} blocks, "
-                f"taking about {sum(taken) / 1e18:.6g} {quote} (estimated from the reserves)"
+                f"{attacker} sandwiched {victim}'s swaps in {_SANDWICH_BLOCKS} blocks, taking "
+                f"about {sum(taken) / 1e18:.6g} {self.pool.token1} (estimated from the reserves)"
             )
 
         return _Plan([step] * _SANDWICH_BLOCKS, describe)

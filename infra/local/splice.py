@@ -1,5 +1,6 @@
 """Incidents spliced into a recorded day of a real V3 pool: the logs a drain, a slow drain,
-a rug pull, a price manipulation or a wash-trading burst would leave, written from the
+a rug pull, a price manipulation, a wash-trading burst or a run of sandwiches would leave,
+written from the
 pool's own state (price, tick and in-range liquidity of its last swap) at the block they go
 into; or a fresh pool's rug: a new pool of the same factory, its creation, launch, pump and
 emptying, sized against the real pool.
@@ -32,8 +33,13 @@ from infra.local.recorded_chain import (
 
 KINDS = (
     "liquidity-drain", "slow-drain", "rug-pull", "fresh-pool-rug", "price-manipulation",
-    "wash-trading",
+    "wash-trading", "sandwich",
 )  # fmt: skip
+# A run of sandwiches: one every other block, the victim's swap moving the price 1.5 % (its
+# direction alternating), the front-run half as much.
+_SANDWICHES = 10
+_SANDWICH_VICTIM_MOVE = 1.015
+_SANDWICH_FRONT_MOVE = math.sqrt(_SANDWICH_VICTIM_MOVE)
 _SLOW_DRAIN_PARTS = 120
 _SLOW_DRAIN_EVERY_S = 15
 # A fresh pool: a fiftieth of the real pool's in-range liquidity, bought up 8 % every 15 s
@@ -62,7 +68,8 @@ class SplicedIncident:
     last_block: int
     first_timestamp: int
     last_timestamp: int
-    # The share of the in-range liquidity removed (drains and rug pulls), or the price move.
+    # The share of the in-range liquidity removed (drains and rug pulls), the price move, or
+    # what a run of sandwiches took (token1, raw units, implied by the spliced amounts).
     size: float
     pool: str  # the recorded pool, or the fresh pool a fresh-pool rug launched
 
@@ -142,12 +149,29 @@ class _Writer:
         data = abi_word(int(owner, 16)) + abi_word(state.liquidity) + abi_word(amount0)
         self._log(block, topics, data + abi_word(amount1))
 
-    def swap(self, block: int, trader: str, price_factor: float) -> None:
-        """A swap that moves the price by ``price_factor`` at the current liquidity."""
+    def swap(self, block: int, trader: str, price_factor: float) -> tuple[int, int]:
+        """A swap that moves the price by ``price_factor`` at the current liquidity; its
+        amounts (the pool's view: positive paid in)."""
+        new_sqrt = int(self.state.sqrt_price * math.sqrt(price_factor))
+        return self._swap_to(block, trader, new_sqrt)
+
+    def swap_amount0(self, block: int, trader: str, amount0: int) -> tuple[int, int]:
+        """A swap of exactly ``amount0`` of token0 in (negative: out) at the current
+        liquidity; its amounts."""
         state = self.state
-        new_sqrt = int(state.sqrt_price * math.sqrt(price_factor))
+        liquidity = state.liquidity * _Q96
+        new_sqrt = liquidity * state.sqrt_price // (liquidity + amount0 * state.sqrt_price)
+        return self._swap_to(block, trader, new_sqrt, amount0)
+
+    def _swap_to(
+        self, block: int, trader: str, new_sqrt: int, amount0: int | None = None
+    ) -> tuple[int, int]:
+        state = self.state
         amount1 = state.liquidity * (new_sqrt - state.sqrt_price) // _Q96
-        amount0 = state.liquidity * _Q96 // new_sqrt - state.liquidity * _Q96 // state.sqrt_price
+        if amount0 is None:
+            amount0 = (
+                state.liquidity * _Q96 // new_sqrt - state.liquidity * _Q96 // state.sqrt_price
+            )
         state.sqrt_price, state.tick = new_sqrt, _tick_of(new_sqrt)
         topics = [_SWAP, _topic(int(trader, 16)), _topic(int(trader, 16))]
         data = (
@@ -155,6 +179,7 @@ class _Writer:
             + abi_word(state.tick)
         )  # fmt: skip
         self._log(block, topics, data)
+        return amount0, amount1
 
 
 def _state_before(recording: Recording, block: int) -> _State:
@@ -266,6 +291,19 @@ def _pool_incident_logs(
             factor = 1.0002 if index % 2 == 0 else 1 / 1.0002
             writer.swap(block + index // 4, trader, factor)
         return writer.logs, block + 9, 40.0
+    if kind == "sandwich":
+        # The attacker's front-run, the victim's swap the same way, and the attacker's exact
+        # way back (the token0 it got), one after another in the block.
+        taken = 0
+        for index in range(_SANDWICHES):
+            number, up = block + 2 * index, index % 2 == 0
+            writer.state = _state_before(recording, number)
+            move = _SANDWICH_FRONT_MOVE if up else 1 / _SANDWICH_FRONT_MOVE
+            front0, front1 = writer.swap(number, attacker, move)
+            writer.swap(number, victim, _SANDWICH_VICTIM_MOVE if up else 1 / _SANDWICH_VICTIM_MOVE)
+            _, back1 = writer.swap_amount0(number, attacker, -front0)
+            taken += -(front1 + back1)  # token1 the attacker got back over what it paid
+        return writer.logs, block + 2 * (_SANDWICHES - 1), float(taken)
     raise ValueError(f"unknown incident kind {kind!r} (known: {', '.join(KINDS)})")
 
 

@@ -10,6 +10,7 @@ from beam_pipelines.options import batch_options
 from beam_pipelines.pipeline import build_replay_pipeline
 from beam_pipelines.transforms.sinks import DRAINS
 from dexwatch.app.workflows.bootstrap import bootstrap_model
+from dexwatch.core.features.blocks import sandwiches_in
 from dexwatch.core.schemas.tables import INCIDENT_LABELS
 from dexwatch.core.warehouse import open_warehouse
 from infra.local import processes, stack
@@ -26,8 +27,8 @@ pytestmark = [pytest.mark.stack, pytest.mark.slow]
 # its price) rather than on its own.
 # A fresh-pool rug drains a pool of its own.
 KINDS = (
-    "wash-trading", "price-manipulation", "fresh-pool-rug", "slow-drain", "quiet-pool-drain",
-    "liquidity-drain", "rug-pull",
+    "wash-trading", "price-manipulation", "sandwich", "fresh-pool-rug", "slow-drain",
+    "quiet-pool-drain", "liquidity-drain", "rug-pull",
 )  # fmt: skip
 POOLS = ("uniswap_v3:WETH/USDC:500", "sushiswap:LINK/WETH")
 
@@ -107,6 +108,17 @@ def test_wash_trading_is_told_apart_as_wash_trading(replayed):
         if label.kind == "wash-trading":
             deviations = {row[0] for row in _anomalies(warehouse, label, "kind")}
             assert "wash-trading" in deviations, (label.dex, deviations)
+
+
+def test_a_sandwich_is_told_apart_with_its_attacker(replayed):
+    _, warehouse, labels = replayed
+    for label in labels:
+        if label.kind == "sandwich":
+            adversary = label.details.split()[0].lower()  # "0x... sandwiched ..."
+            rows = _anomalies(warehouse, label, "kind, patterns")
+            assert "sandwich" in {kind for kind, _ in rows}, label.dex
+            attackers = {s.attacker for _, patterns in rows for s in sandwiches_in(patterns)}
+            assert attackers == {adversary}, label.dex
 
 
 def test_anomalies_name_what_deviated_and_form_threads(replayed):

@@ -509,3 +509,9 @@ def test_a_sandwich_brackets_a_traders_purchase_in_each_of_its_blocks(deployed, 
     }
     assert {s.victim_txs[0] for s in found} == victims
     assert label.kind == "sandwich" and "sandwiched" in label.details
+    # The victim's direction alternates: the pool's price ends near where it started.
+    again = evm.Rpc(settings.local.rpc_url)
+    before = _state_at(again, deployment, pool, label.first_block - 1)
+    after = _state_at(again, deployment, pool, label.last_block)
+    again.close()
+    assert abs(after.price / before.price - 1) < 0.01

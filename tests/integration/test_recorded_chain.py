@@ -177,6 +177,31 @@ def test_spliced_incidents_are_real_logs_that_read_as_their_incident(tmp_path):
     assert window["liquidity_removed_share"] == pytest.approx(drain.size, rel=1e-6)
 
 
+def test_spliced_sandwiches_are_read_back_by_the_real_publisher_with_their_take(tmp_path):
+    recording = open_recording(QUIET_DAY)
+    block = int(recording.logs[len(recording.logs) // 2]["blockNumber"], 16) + 1
+    spliced, (run_of,) = splice(recording, [(block, "sandwich")], seed=3)
+    with RecordedChainNode(spliced) as node:
+        stats = run(
+            node.following(Settings(state_dir=tmp_path / "state")),
+            once=True,
+            record_to=tmp_path / "recording",
+        )
+    assert stats.rejected == 0
+    lines = (tmp_path / "recording" / "pool-events.jsonl").read_bytes().splitlines()
+    events = [PoolEvent.from_json(line) for line in lines[1:]]
+    by_block: dict[int, list[PoolEvent]] = {}
+    for event in events:
+        if run_of.first_block <= event.block_number <= run_of.last_block:
+            by_block.setdefault(event.block_number, []).append(event)
+    found = [s for group in by_block.values()
+             for s in summarize_slice(recording.pool.address, 0, group).sandwiches]  # fmt: skip
+    assert len(found) == 10 and len({s.attacker for s in found}) == 1
+    # What the amounts imply, to a part in a million (integer rounding).
+    assert sum(s.extracted for s in found) == pytest.approx(run_of.size, rel=1e-6)
+    assert run_of.size > 0
+
+
 def test_a_spliced_slow_drain_takes_its_share_of_the_real_level_over_half_an_hour(tmp_path):
     recording = open_recording(QUIET_DAY)
     block = int(recording.logs[len(recording.logs) // 2]["blockNumber"], 16) + 1
