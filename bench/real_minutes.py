@@ -25,7 +25,7 @@ what that approximates is said here:
   folded as a slice (in USD, USDC plus WETH at the minute's close; the pipeline counts token1
   units, and only ratios reach the feature), and each minute set against the pool's usual hour
   as a window of that minute is. Its limit is its floor (ten times the usual hour), chosen on
-  weeks 1-2 (their largest: 4.4 times); ``volume_hour_max_weeks_3_5`` is the largest over the
+  weeks 1-2 (their largest: 4.3 times); ``volume_hour_max_weeks_3_5`` is the largest over the
   weeks no choice read.
 - **The hourly path**: each hour a ``PoolHour`` as the subgraph publisher would send it.
   ``volume_usd`` from the bars' inflows (USDC, and WETH at the minute's close price);

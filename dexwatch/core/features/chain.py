@@ -148,7 +148,7 @@ HORIZON_OF_FEATURE: dict[str, int] = {
 # Features whose limit is their floor, whatever training saw: training rarely spans the days
 # they need (a bootstrap's hours never see a pool's previous days), so a learned limit would
 # rest on nothing. An hour of ten times the pool's usual volume for that hour: chosen on the
-# first two of five weeks of a real pool's minute bars, whose largest hour was 4.4 times
+# first two of five weeks of a real pool's minute bars, whose largest hour was 4.3 times
 # (``bench/real_minutes.py`` reports the three weeks after).
 # A sandwich is an incident by its shape, however rare in training: one is the limit.
 LIMITS_AT_FLOOR: tuple[str, ...] = ("volume_1h_vs_usual", "sandwiches")
