@@ -215,12 +215,17 @@ class MarketSimulator:
                 continue  # emptied (a rug pull): nobody trades there any more
             if self._silent(pool.name, chain_time, dt):
                 continue
+            # The traders who swapped this pool in this block: an ordinary trader swaps a pool
+            # once a block (two swaps of one address around another's are a sandwich's shape).
+            swapped: set[str] = set()
             if self.settings.price_discovery == "arbitrage":
                 arbitrage, state = self._arbitrage(state)
                 txs += arbitrage
                 self.stats.swaps += bool(arbitrage)
+                if arbitrage:
+                    swapped.add(self._arbitrageur)
             if not jit_done and self._jit_now(pool.protocol, dt, activity):
-                swap, _ = self._swap(state, large=True)
+                swap, _ = self._swap(state, swapped, large=True)
                 if swap:
                     # First in the block: the bundle's position id is read at the block before.
                     txs[0:0] = self.providers.just_in_time(rpc, state, swap)
@@ -229,7 +234,7 @@ class MarketSimulator:
                     self.stats.liquidity_changes += 2
             expected = self.settings.swaps_per_minute * dt / 60.0 * activity
             for _ in range(self.rng.poisson(expected)):
-                swap, state = self._swap(state)
+                swap, state = self._swap(state, swapped)
                 if swap:
                     txs += swap
                     self.stats.swaps += 1
@@ -298,8 +303,13 @@ class MarketSimulator:
         token = self.deployment.tokens[symbol]
         return raw / 10**token.decimals * self.prices.usd[symbol]
 
-    def _swap(self, state: PoolState, large: bool = False) -> tuple[list[Tx], PoolState]:
-        """A trader's swap; ``large``: of the size distribution's 99th percentile."""
+    def _swap(
+        self, state: PoolState, swapped: set[str], large: bool = False
+    ) -> tuple[list[Tx], PoolState]:
+        """A trader's swap; ``large``: of the size distribution's 99th percentile. The trader
+        drawn, if it has ``swapped`` the pool in this block already, gives way to the next in
+        line who has not (no draw more: the market's path stays as it was); it joins
+        ``swapped``."""
         pool = state.pool
         fair = self.prices.usd[pool.token0] / self.prices.usd[pool.token1]
         if self.settings.price_discovery == "lean" and self.rng.random() < _LEANING_SHARE:
@@ -317,8 +327,22 @@ class MarketSimulator:
         amount_in = evm.units(self.deployment.tokens[symbol_in], usd / self.prices.usd[symbol_in])
         if amount_in <= 0:
             return [], state
-        trader = str(self.rng.choice(self._traders, p=self._trader_weights))
+        trader = self._unused_trader(
+            str(self.rng.choice(self._traders, p=self._trader_weights)), swapped
+        )
+        swapped.add(trader)
         recipient = None
         if self.settings.router_share > 0 and self.rng.random() < self.settings.router_share:
             recipient = self._router
         return evm.swap_exact_in(self.deployment, state, trader, zero_for_one, amount_in, recipient)
+
+    def _unused_trader(self, drawn: str, swapped: set[str]) -> str:
+        """``drawn``, or the next trader after it (in turn) who is not in ``swapped``."""
+        if drawn not in swapped:
+            return drawn
+        start = self._traders.index(drawn)
+        for step in range(1, len(self._traders)):
+            candidate = self._traders[(start + step) % len(self._traders)]
+            if candidate not in swapped:
+                return candidate
+        return drawn

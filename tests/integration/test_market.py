@@ -479,6 +479,36 @@ def test_wash_trading_is_twenty_times_normal_volume_between_two_addresses(deploy
     assert volume >= 19 * normal_per_s * span_s
 
 
+def _sandwiches_in_logs(rpc: evm.Rpc, deployment: LocalDeployment, info: PoolInfo,
+                       first: int, last: int) -> list:  # fmt: skip
+    """The sandwiches in ``info``'s logs of blocks ``first`` to ``last``, block by block."""
+    logs = rpc.call(
+        "eth_getLogs", {"fromBlock": hex(first), "toBlock": hex(last), "address": info.address}
+    )
+    numbers = {int(log["blockNumber"], 16) for log in logs}
+    timestamps = {n: _timestamp(rpc, n) for n in numbers}
+    known = {info.address: Pool(info.address, info.dex, info.protocol, "", 0)}
+    by_block: dict[int, list] = {}
+    for event in decode_pool_logs(logs, deployment.chain_id, known, timestamps).events:
+        by_block.setdefault(event.block_number, []).append(event)
+    return [s for block in by_block.values()
+            for s in summarize_slice(info.address, 0, block).sandwiches]  # fmt: skip
+
+
+def test_normal_trading_makes_no_sandwich(deployed_at_a_fixed_time):
+    """Busy blocks of a few weighted trader accounts: an account swaps a pool once a block,
+    so none brackets another's swap by chance (it did, by the hundred a simulated day)."""
+    settings, deployment = deployed_at_a_fixed_time
+    busy = _with(settings, history_block_interval_s=15, swaps_per_minute=40, seed=5)
+    first, last = MarketSimulator(busy, deployment).generate_history(0.25)
+    rpc = evm.Rpc(settings.local.rpc_url)
+    try:
+        for pool in POOLS:
+            assert _sandwiches_in_logs(rpc, deployment, deployment.pool(pool), first, last) == []
+    finally:
+        rpc.close()
+
+
 @pytest.mark.parametrize("pool", POOLS)
 def test_a_sandwich_brackets_a_traders_purchase_in_each_of_its_blocks(deployed, pool):
     settings, deployment, label, rpc = _inject(deployed, "sandwich", pool)

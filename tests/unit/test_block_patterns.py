@@ -75,6 +75,8 @@ def test_two_victims_and_two_sandwiches_in_one_block():
         [(BOT, -500, 1_000), (ALICE, -1_000, 2_100), (BOT, 500, -990)],
         # The bot buys twice: not back.
         [(BOT, -500, 1_000), (ALICE, -1_000, 2_100), (BOT, -500, 1_100)],
+        # The bot sells back 300 of its 500, at a profit: it did not close its position.
+        [(BOT, -500, 1_000), (ALICE, -1_000, 2_100), (BOT, 300, -640)],
     ],
 )
 def test_round_trips_two_sided_flow_and_losing_patterns_are_not_sandwiches(trades):

@@ -28,6 +28,10 @@ import orjson
 
 __all__ = ["BlockSwap", "Sandwich", "find_sandwiches", "patterns_json", "sandwiches_in"]
 
+# How far the back-run's token0 may stand from the front-run's (a share of it): a sandwich
+# bot closes the position it opened, give or take its rounding.
+_CLOSING_TOLERANCE = 0.1
+
 
 @dataclass(frozen=True, slots=True)
 class BlockSwap:
@@ -98,6 +102,8 @@ def _sandwich_from(block_number: int, swaps: Sequence[BlockSwap], i: int) -> San
         if swap.trader == front.trader:
             if swap.bought == front.bought or swap.tx_hash == front.tx_hash or not victims:
                 return None
+            if not _closes(front, swap):
+                return None
             extracted = _extracted(front, swap)
             if extracted <= 0:
                 return None
@@ -109,6 +115,14 @@ def _sandwich_from(block_number: int, swaps: Sequence[BlockSwap], i: int) -> San
             return None
         victims.append(swap)
     return None
+
+
+def _closes(front: BlockSwap, back: BlockSwap) -> bool:
+    """Whether the back-run closes the front-run's position: its token0 within
+    ``_CLOSING_TOLERANCE`` of the front-run's. Traders who happen to trade both ways around
+    others in a block rarely trade the same amount back (a simulated market with a few
+    trader accounts made such shapes by the hundred a day)."""
+    return abs(back.amount0 - front.amount0) <= _CLOSING_TOLERANCE * front.amount0
 
 
 def _extracted(front: BlockSwap, back: BlockSwap) -> float:
