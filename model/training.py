@@ -80,11 +80,16 @@ def fit_detector(
         benign_rises: features whose rise above training's median never flags a row (a
             liquidity inflow): their limit is learned from, and applies to, their fall.
         limits_at_floor: features of ``floors`` whose limit is the floor itself, whatever
-            training saw (training that cannot have seen them vary: see the feature).
+            training saw (training that cannot have seen them vary: see the feature). The
+            forest does not see them either: what it would learn of them is what a training
+            set that cannot show them says (a bootstrap's hours hold no earlier day and no
+            sandwich), and extra columns that never vary still change how its trees draw.
     """
     if len(x) < min_rows:
         raise ValueError(f"{len(x)} feature rows are too few to train on (need {min_rows} or more)")
-    forest_columns = tuple(j for j, name in enumerate(feature_names) if name not in size_features)
+    # Sizes, and features judged by their floor alone, are not the forest's to learn.
+    unlearned = (*size_features, *limits_at_floor)
+    forest_columns = tuple(j for j, name in enumerate(feature_names) if name not in unlearned)
     forest = IsolationForest(
         n_estimators=params.n_estimators,
         max_samples=min(params.max_samples, len(x)),

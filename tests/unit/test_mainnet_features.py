@@ -15,6 +15,7 @@ from dexwatch.core.features.chain import (
     FEATURE_NAMES,
     FEATURES_VERSION,
     INCIDENT_FLOORS,
+    LIMITS_AT_FLOOR,
     window_features,
 )
 from dexwatch.core.features.effects import DEPTH_BAND_TICKS, depth_weight
@@ -397,3 +398,16 @@ def test_a_launch_whose_mints_outweigh_the_first_level_seen_is_not_a_negative_dr
     later = dataclasses.replace(launch, first_liquidity=2000.0, last_liquidity=2950.0)
     window = window_features([later], T0 + SLICE_S, SLICE_S, 4)
     assert window["liquidity_removed_share"] == pytest.approx(50 / 1050)
+
+
+def test_features_judged_by_their_floor_alone_are_not_the_forests():
+    """A bootstrap's rows hold no earlier day and no sandwich: the forest learns nothing of
+    those features, and their limit is their floor whatever the rows said."""
+    detector = train_detector(chain_rows(400), TrainingParams(n_estimators=30))
+    learned = {FEATURE_NAMES[j] for j in detector.forest_columns}
+    assert learned == set(FEATURE_NAMES) - set(LIMITS_AT_FLOOR)
+    typical = {name: float(np.median([r[name] for r in chain_rows(400)])) for name in FEATURE_NAMES}
+    below = {**typical, "sandwiches": 0.0, "volume_1h_vs_usual": math.log(9.5)}
+    at = {**typical, "sandwiches": 1.0}
+    scores = detector.score([[row[n] for n in FEATURE_NAMES] for row in (below, at)])
+    assert scores.is_anomaly.tolist() == [False, True]
