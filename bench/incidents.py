@@ -7,11 +7,10 @@ tests/integration/test_false_alarms.py), with
 incidents injected into every pool in rounds of ``--gap-hours`` (pools take turns, with
 normal trading between; incident blocks as far apart as in live runs): first ``--rounds``
 rounds of the kinds that leave a pool as it was (wash trading, price manipulation,
-runs of sandwiches, in turn across pools), then one round of liquidity drains, rug pulls, slow drains, quiet
-pools' drains and fresh pools' rugs (in turn across pools, shifted in the next trial; a fresh
-pool's rug launches a pool of its own beside the one it names), each followed by the rest of
-the round
-as aftermath. The real
+runs of sandwiches, in turn across pools), then one round of liquidity drains, rug pulls,
+slow drains, quiet pools' drains and fresh pools' rugs (in turn across pools, shifted in the
+next trial; a fresh pool's rug launches a pool of its own beside the one it names), each
+followed by the rest of the round as aftermath. The real
 chain publisher records it, the real pipeline replays it in batch into a warehouse, scored by a
 first model bootstrapped from other normal traffic (another chain, another seed; the
 training `dexwatch run` does when it has no model, on blocks one slice apart instead of

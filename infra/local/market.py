@@ -217,13 +217,13 @@ class MarketSimulator:
                 continue
             # The traders who swapped this pool in this block: an ordinary trader swaps a pool
             # once a block (two swaps of one address around another's are a sandwich's shape).
-            swapped: set[str] = set()
+            swapped: dict[str, int] = {}  # trader: its swap's place in the block
             if self.settings.price_discovery == "arbitrage":
                 arbitrage, state = self._arbitrage(state)
                 txs += arbitrage
                 self.stats.swaps += bool(arbitrage)
                 if arbitrage:
-                    swapped.add(self._arbitrageur)
+                    swapped[self._arbitrageur] = 0
             if not jit_done and self._jit_now(pool.protocol, dt, activity):
                 swap, _ = self._swap(state, swapped, large=True)
                 if swap:
@@ -304,12 +304,12 @@ class MarketSimulator:
         return raw / 10**token.decimals * self.prices.usd[symbol]
 
     def _swap(
-        self, state: PoolState, swapped: set[str], large: bool = False
+        self, state: PoolState, swapped: dict[str, int], large: bool = False
     ) -> tuple[list[Tx], PoolState]:
         """A trader's swap; ``large``: of the size distribution's 99th percentile. The trader
         drawn, if it has ``swapped`` the pool in this block already, gives way to the next in
-        line who has not (no draw more: the market's path stays as it was); it joins
-        ``swapped``."""
+        line who has not, or when all have, to the one who swapped longest ago (no draw more:
+        the market's path stays as it was); its place joins ``swapped``."""
         pool = state.pool
         fair = self.prices.usd[pool.token0] / self.prices.usd[pool.token1]
         if self.settings.price_discovery == "lean" and self.rng.random() < _LEANING_SHARE:
@@ -327,17 +327,17 @@ class MarketSimulator:
         amount_in = evm.units(self.deployment.tokens[symbol_in], usd / self.prices.usd[symbol_in])
         if amount_in <= 0:
             return [], state
-        trader = self._unused_trader(
-            str(self.rng.choice(self._traders, p=self._trader_weights)), swapped
-        )
-        swapped.add(trader)
+        drawn = str(self.rng.choice(self._traders, p=self._trader_weights))
+        trader = self._unused_trader(drawn, swapped)
+        swapped[trader] = max(swapped.values(), default=-1) + 1
         recipient = None
         if self.settings.router_share > 0 and self.rng.random() < self.settings.router_share:
             recipient = self._router
         return evm.swap_exact_in(self.deployment, state, trader, zero_for_one, amount_in, recipient)
 
-    def _unused_trader(self, drawn: str, swapped: set[str]) -> str:
-        """``drawn``, or the next trader after it (in turn) who is not in ``swapped``."""
+    def _unused_trader(self, drawn: str, swapped: dict[str, int]) -> str:
+        """``drawn``, or the next trader after it (in turn) not in ``swapped``, or when every
+        trader is, the one whose swap came first: repeats as far apart as the traders are many."""
         if drawn not in swapped:
             return drawn
         start = self._traders.index(drawn)
@@ -345,4 +345,4 @@ class MarketSimulator:
             candidate = self._traders[(start + step) % len(self._traders)]
             if candidate not in swapped:
                 return candidate
-        return drawn
+        return min(swapped, key=swapped.__getitem__)

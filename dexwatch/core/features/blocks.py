@@ -7,10 +7,12 @@ they made. Its pool's swaps in the block, in log order, are
 
     A buys,  V1 buys [, V2 buys ...],  A sells      (or the same with sells and buys)
 
-with nothing else between A's two swaps: an opposite swap of another trader in between is
-ordinary two-sided flow, and one trader buying and selling in one block with nobody between
-is a round trip (an arbitrageur's, or a flash loan's), not a sandwich. The back-run must
-also pay: the value extracted, from the amounts, is the part of the position the attacker
+with nothing else between A's two swaps, at most four victims, and A's second swap closing
+the position its first opened (its token0 within a tenth). An opposite swap of another trader
+in between is ordinary two-sided flow; one trader buying and selling in one block with nobody
+between is a round trip (an arbitrageur's, or a flash loan's); a trader with a dozen others'
+swaps between its two, or trading back another amount, is trading. The back-run must also
+pay: the value extracted, from the amounts, is the part of the position the attacker
 closed times the gap between its selling and buying prices (token1 per token0, fees
 included), in token1 units; a pattern that does not profit is left alone.
 
@@ -31,6 +33,9 @@ __all__ = ["BlockSwap", "Sandwich", "find_sandwiches", "patterns_json", "sandwic
 # How far the back-run's token0 may stand from the front-run's (a share of it): a sandwich
 # bot closes the position it opened, give or take its rounding.
 _CLOSING_TOLERANCE = 0.1
+# A sandwich brackets a victim's swap, or a few (a bot bundles them between its own); a
+# trader with a dozen others' swaps between its two is trading, not sandwiching.
+_MOST_VICTIMS = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,7 +116,7 @@ def _sandwich_from(block_number: int, swaps: Sequence[BlockSwap], i: int) -> San
                 block_number, front.trader, front.tx_hash, swap.tx_hash,
                 tuple(v.tx_hash for v in victims), extracted,
             )  # fmt: skip
-        if swap.bought != front.bought:
+        if swap.bought != front.bought or len(victims) == _MOST_VICTIMS:
             return None
         victims.append(swap)
     return None
