@@ -56,6 +56,18 @@ def _streaming_options() -> PipelineOptions:
     return options
 
 
+def _assert_streaming_settles_on(stream: TestStream, expected: dict[str, dict]) -> None:
+    """Runs the streaming transforms over ``stream``: the last row of every window is the
+    batch row ``expected`` holds for it (by window id), and no other window comes out."""
+
+    def check(rows):
+        settled = {row["window_id"]: row for row in rows}
+        assert settled == expected
+
+    with TestPipeline(options=_streaming_options()) as p:
+        assert_that((p | stream | PoolWindowFeatures(SETTINGS))["main"], check)
+
+
 def test_slice_summary_reads_prices_volumes_and_liquidity():
     events = [
         _event(1, T0, "Sync"),
@@ -311,12 +323,7 @@ def test_after_an_hours_silence_streaming_scores_the_pool_as_batch_does():
     after = [row for row in expected.values() if row["window_end"].timestamp() > later]
     assert max(row["liquidity_removed_share"] for row in after) == pytest.approx(0.6)
 
-    def check(rows):
-        settled = {row["window_id"]: row for row in rows}
-        assert settled == expected
-
-    with TestPipeline(options=_streaming_options()) as p:
-        assert_that((p | stream | PoolWindowFeatures(SETTINGS))["main"], check)
+    _assert_streaming_settles_on(stream, expected)
 
 
 def _v2_drained(steps: int) -> list[PoolEvent]:
@@ -352,12 +359,7 @@ def test_streaming_keeps_an_hour_of_liquidity_steps_after_it_prunes_the_slices()
     assert last["liquidity_lost_1h"] == pytest.approx(1 - 0.98**60, rel=1e-3)
     assert max(row["liquidity_removed_share"] for row in expected.values()) < 0.05
 
-    def check(rows):
-        settled = {row["window_id"]: row for row in rows}
-        assert settled == expected
-
-    with TestPipeline(options=_streaming_options()) as p:
-        assert_that((p | stream | PoolWindowFeatures(SETTINGS))["main"], check)
+    _assert_streaming_settles_on(stream, expected)
 
 
 def test_streaming_keeps_a_day_of_liquidity_steps_after_the_hour_has_passed():
@@ -383,12 +385,7 @@ def test_streaming_keeps_a_day_of_liquidity_steps_after_the_hour_has_passed():
     for row in late:
         assert row["liquidity_lost_24h"] == pytest.approx(1 - 0.98**30, rel=1e-3)
 
-    def check(rows):
-        settled = {row["window_id"]: row for row in rows}
-        assert settled == expected
-
-    with TestPipeline(options=_streaming_options()) as p:
-        assert_that((p | stream | PoolWindowFeatures(SETTINGS))["main"], check)
+    _assert_streaming_settles_on(stream, expected)
 
 
 def test_a_burst_after_a_silence_is_scored_against_the_pools_habits_in_both_modes():
@@ -414,12 +411,7 @@ def test_a_burst_after_a_silence_is_scored_against_the_pools_habits_in_both_mode
     # 12 swaps in a 20 s window: 36 a minute against the pool's usual one (decayed).
     assert max(row["swap_count_ratio"] for row in after) > math.log(37 / 2)
 
-    def check(rows):
-        settled = {row["window_id"]: row for row in rows}
-        assert settled == expected
-
-    with TestPipeline(options=_streaming_options()) as p:
-        assert_that((p | stream | PoolWindowFeatures(SETTINGS))["main"], check)
+    _assert_streaming_settles_on(stream, expected)
 
 
 def test_a_slow_price_drift_stands_out_against_the_pools_price_habits_in_both_modes():
@@ -457,12 +449,7 @@ def test_a_slow_price_drift_stands_out_against_the_pools_price_habits_in_both_mo
     assert min(drift(slide + 1800, slide + 2400)) > 3 * calm
     assert max(row["price_change"] for row in expected.values()) < 0.006
 
-    def check(rows):
-        settled = {row["window_id"]: row for row in rows}
-        assert settled == expected
-
-    with TestPipeline(options=_streaming_options()) as p:
-        assert_that((p | stream | PoolWindowFeatures(SETTINGS))["main"], check)
+    _assert_streaming_settles_on(stream, expected)
 
 
 def test_the_usual_hour_outlives_pruned_slices_in_both_modes():
@@ -491,12 +478,7 @@ def test_the_usual_hour_outlives_pruned_slices_in_both_modes():
     # Forty minutes of ten times the pool's swaps: the last hour is several times its usual.
     assert hour_vs_usual(busy_from + 2340, busy_from + 2420)[-1] > math.log(4)
 
-    def check(rows):
-        settled = {row["window_id"]: row for row in rows}
-        assert settled == expected
-
-    with TestPipeline(options=_streaming_options()) as p:
-        assert_that((p | stream | PoolWindowFeatures(SETTINGS))["main"], check)
+    _assert_streaming_settles_on(stream, expected)
 
 
 def test_a_sandwich_arriving_in_parts_is_listed_as_batch_lists_it():
@@ -530,9 +512,4 @@ def test_a_sandwich_arriving_in_parts_is_listed_as_batch_lists_it():
         bot in row["patterns"] and "1000" not in row["patterns"] for row in listed
     )
 
-    def check(rows):
-        settled = {row["window_id"]: row for row in rows}
-        assert settled == expected
-
-    with TestPipeline(options=_streaming_options()) as p:
-        assert_that((p | stream | PoolWindowFeatures(SETTINGS))["main"], check)
+    _assert_streaming_settles_on(stream, expected)
