@@ -56,6 +56,21 @@ def _streaming_options() -> PipelineOptions:
     return options
 
 
+def _in_chunks_and_in_batch(events: list[PoolEvent]) -> tuple[TestStream, dict[str, dict]]:
+    """``events`` (one a slice) as a stream of bundles of ten, the watermark ten minutes
+    after each bundle's first; and the batch rows of their windows, by window id."""
+    stream = TestStream().advance_watermark_to(T0)
+    for chunk in range(0, len(events), 10):
+        stream = _burst(stream, events[chunk : chunk + 10])
+        stream = stream.advance_watermark_to(events[chunk].block_timestamp + 600)
+    stream = stream.advance_watermark_to_infinity()
+    slices = [summarize_slice(POOL, e.block_timestamp, [e]) for e in events]
+    expected = {
+        row["window_id"]: row for row in pool_windows((pool_key(events[0]), slices), SETTINGS)
+    }
+    return stream, expected
+
+
 def _assert_streaming_settles_on(stream: TestStream, expected: dict[str, dict]) -> None:
     """Runs the streaming transforms over ``stream``: the last row of every window is the
     batch row ``expected`` holds for it (by window id), and no other window comes out."""
@@ -426,15 +441,7 @@ def test_a_slow_price_drift_stands_out_against_the_pools_price_habits_in_both_mo
         reserve0 = 1_000_000_000
         events.append(_event(i, T0 + 60 * i, "Sync", reserve0=str(reserve0),
                              reserve1=str(round(reserve0 * price))))  # fmt: skip
-    stream = TestStream().advance_watermark_to(T0)
-    for chunk in range(0, len(events), 10):
-        stream = _burst(stream, events[chunk : chunk + 10])
-        stream = stream.advance_watermark_to(events[chunk].block_timestamp + 600)
-    stream = stream.advance_watermark_to_infinity()
-    slices = [summarize_slice(POOL, e.block_timestamp, [e]) for e in events]
-    expected = {
-        row["window_id"]: row for row in pool_windows((pool_key(events[0]), slices), SETTINGS)
-    }
+    stream, expected = _in_chunks_and_in_batch(events)
     slide = T0 + 60 * 180
 
     def drift(start: int, end: int) -> list[float]:
@@ -459,15 +466,7 @@ def test_the_usual_hour_outlives_pruned_slices_in_both_modes():
     events = [_event(i, T0 + 600 * i, "Swap") for i in range(150)]
     busy_from = T0 + 600 * 150
     events += [_event(200 + i, busy_from + 60 * i, "Swap") for i in range(40)]
-    stream = TestStream().advance_watermark_to(T0)
-    for chunk in range(0, len(events), 10):
-        stream = _burst(stream, events[chunk : chunk + 10])
-        stream = stream.advance_watermark_to(events[chunk].block_timestamp + 600)
-    stream = stream.advance_watermark_to_infinity()
-    slices = [summarize_slice(POOL, e.block_timestamp, [e]) for e in events]
-    expected = {
-        row["window_id"]: row for row in pool_windows((pool_key(events[0]), slices), SETTINGS)
-    }
+    stream, expected = _in_chunks_and_in_batch(events)
 
     def hour_vs_usual(start: int, end: int) -> list[float]:
         return [row["volume_1h_vs_usual"] for row in expected.values()
