@@ -2,16 +2,21 @@
 Dataflow launcher all build the same graph.
 
     pool-events → Parse ─→ AdmitEvents ─┬→ PoolWindowFeatures → ScoreWindows ─┐
-                                        └→ pools                              ├┬→ pool_scores
+                                        ├→ pools     └ slices ┐               ├┬→ pool_scores
+                                        └──────────→ WatchMarket (market)     ││
     pool-hourly → ParseHours ─→ PoolHourFeatures → ScoreWindows ──────────────┘│
     (pipeline.hourly)                                   ThreadAnomalies ←──────┘
-                                                          ├→ anomalies
+                                    (findings →)          ├→ anomalies
+                                                          ├→ market_events
                                                           └→ alerts
     every step's rejects → dead_letters
 
 The hourly branch (``pipeline.hourly``) scores its rows with the hourly model and merges
 them with the chain windows before the sinks: the same tables (``source`` tells them
 apart) and one alert-threading step, so an incident both paths flag is one alert thread.
+With ``market.assets`` configured, ``WatchMarket`` prices the chain's assets together from
+every pool's slices; its findings (a market-wide move, a depeg) open threads of their own
+that take the pools' anomalies they explain (transforms.threads).
 Every step that can fail on one element sends it to ``dead_letters`` with its stage and
 reason and goes on: no element can stop the job or make a runner retry it forever.
 """
@@ -28,12 +33,14 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 from beam_pipelines.transforms.admission import POOLS, AdmitEvents
 from beam_pipelines.transforms.features import PoolWindowFeatures
 from beam_pipelines.transforms.hourly import ParsePoolHours, PoolHourFeatures
+from beam_pipelines.transforms.market import PEG_POOL, WatchMarket
 from beam_pipelines.transforms.parse import DEAD_LETTERS, ParsePoolEvents
 from beam_pipelines.transforms.scoring import ScoreWindows, hourly_model_handler, model_handler
-from beam_pipelines.transforms.sinks import ThreadAnomalies, WriteTable, alert_messages
+from beam_pipelines.transforms.sinks import WriteTable, alert_messages
+from beam_pipelines.transforms.threads import ThreadAnomalies
 from dexwatch.core.features.hourly import HOURLY_FEATURE_NAMES
 from dexwatch.core.schemas.pool_event import EVENT_TIME_ATTRIBUTE
-from dexwatch.core.schemas.tables import ANOMALIES, POOL_SCORES
+from dexwatch.core.schemas.tables import ANOMALIES, MARKET_EVENTS, POOL_SCORES
 from dexwatch.core.schemas.tables import DEAD_LETTERS as DEAD_LETTERS_TABLE
 from dexwatch.core.schemas.tables import POOLS as POOLS_TABLE
 from dexwatch.core.schemas.topics import (
@@ -86,6 +93,7 @@ def detect(
     """
     scored = []
     letters = []
+    findings = None
     if events is not None:
         admitted = events | "Admit" >> AdmitEvents(settings.pipeline, streaming)
         admitted[POOLS] | "WritePools" >> WriteTable(settings, POOLS_TABLE)
@@ -93,6 +101,15 @@ def detect(
             settings.pipeline, streaming, final_before
         )
         rows = features["main"]
+        if settings.market.assets:
+            findings = (admitted[POOLS], features["slices"]) | "Market" >> WatchMarket(
+                settings.market, settings.pipeline.slice_s, streaming
+            )
+            if window_ends is not None:
+                findings = findings | "FindingsInRange" >> beam.Filter(
+                    lambda row, *ends: row["kind"] == PEG_POOL or _ends_in(row, *ends),
+                    *window_ends,
+                )
         if window_ends is not None:
             rows = rows | "InRange" >> beam.Filter(_ends_in, *window_ends)
         chain = rows | "Score" >> ScoreWindows(handler or model_handler(settings))
@@ -112,11 +129,19 @@ def detect(
         letters += [hour_features[DEAD_LETTERS], hourly[DEAD_LETTERS]]
     all_scored = scored[0] if len(scored) == 1 else scored | "BothSources" >> beam.Flatten()
     all_scored | "WriteScores" >> WriteTable(settings, POOL_SCORES)
-    threaded = all_scored | "Threads" >> ThreadAnomalies(
-        settings.pipeline.alert_cooldown_s, streaming
+    threads = ThreadAnomalies(
+        settings.pipeline.alert_cooldown_s, streaming, hold_s=market_hold_s(settings)
     )
+    threaded = (all_scored if findings is None else (all_scored, findings)) | "Threads" >> threads
     threaded.anomalies | "WriteAnomalies" >> WriteTable(settings, ANOMALIES)
+    threaded.market_events | "WriteMarketEvents" >> WriteTable(settings, MARKET_EVENTS)
     return Detected(threaded.alerts, letters)
+
+
+def market_hold_s(settings: Settings) -> int:
+    """How long (event time) an anomaly the market may explain waits for the market's view:
+    one slice more than its own, so that a move spread over a slice boundary is seen whole."""
+    return settings.pipeline.slice_s + 1
 
 
 def _write_dead_letters(settings: Settings, letters: list) -> None:

@@ -67,7 +67,7 @@ def chain_figure(hours: float) -> tuple[int, float]:
     try:
         deployment = deploy_local_contracts(settings)
         deployment.save(settings.deployment_path)
-        settings = settings.with_deployed_factories()
+        settings = settings.with_deployment()
         print(f"mining {hours:g} simulated hours ...", flush=True)
         first, last = MarketSimulator(settings, deployment).generate_history(hours)
         _train_chain_model(settings)

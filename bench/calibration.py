@@ -332,7 +332,7 @@ def simulated_stretch(
         first, last = MarketSimulator(settings, deployment).generate_history(
             hours, progress=_progress
         )
-        publish_chain(settings.with_deployed_factories(), once=True, record_to=work / "sim")
+        publish_chain(settings.with_deployment(), once=True, record_to=work / "sim")
     finally:
         processes.stop(settings.state_dir, stack.ANVIL)
     pool = deployment.pool(SIM_POOL)

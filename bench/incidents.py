@@ -68,6 +68,7 @@ from infra.local import processes, stack  # noqa: E402
 from infra.local.deploy import deploy_local_contracts  # noqa: E402
 from infra.local.incidents import inject  # noqa: E402
 from infra.local.market import MarketSimulator  # noqa: E402
+from infra.local.market_events import inject_market_event  # noqa: E402
 from infra.local.settings import LocalSettings, SimulatorSettings  # noqa: E402
 from model.evaluation import (  # noqa: E402
     AlertThread,
@@ -75,6 +76,7 @@ from model.evaluation import (  # noqa: E402
     LabelledIncident,
     chain_windows,
     incident_detection,
+    market_windows,
     opened_threads,
 )
 from model.rules import describe_rules, rule_flags  # noqa: E402
@@ -86,6 +88,11 @@ BOOTSTRAP_SEED = 21
 TRIAL_SEEDS = tuple(range(31, 52))
 REVERSIBLE = ("wash-trading", "price-manipulation", "sandwich")
 DESTRUCTIVE = ("liquidity-drain", "rug-pull", "slow-drain", "quiet-pool-drain", "fresh-pool-rug")
+# The market round, between them: every floating token's move, one token's move alone (in
+# turn across trials), one stablecoin's depeg (in turn, the numeraire USDC among them).
+MARKET_ROUND = ("market-move", "asset-move", "depeg")
+LONE_ASSETS = ("WBTC", "UNI", "WETH")
+DEPEGGED = ("DAI", "USDT", "USDC")
 WARMUP_HOURS = 0.5
 
 
@@ -117,6 +124,8 @@ def mine_trial(
         live_blocks = settings.with_sections(simulator={"block_interval_s": live_block_s})
         labels: list[IncidentLabel] = []
         for round_ in range(rounds + 1):
+            if round_ == rounds:
+                labels += _market_round(live_blocks, deployment, simulator, trial, gap_hours)
             kinds = REVERSIBLE if round_ < rounds else DESTRUCTIVE
             # Pools take turns, with normal trading between: every pool keeps its baseline.
             for index, pool in enumerate(deployment.pools):
@@ -128,13 +137,40 @@ def mine_trial(
                 simulator.generate_history(gap_hours / len(deployment.pools))
             print(f"  round {round_ + 1}/{rounds + 1}: {' and '.join(kinds)}", flush=True)
         publish_chain(
-            settings.with_deployed_factories(),
+            settings.with_deployment(),
             once=True,
             record_to=settings.state_dir / "recording",
         )
     finally:
         processes.stop(settings.state_dir, stack.ANVIL)
     return labels
+
+
+def _market_round(
+    settings: LocalSettings, deployment, simulator: MarketSimulator, trial: int, gap_hours: float
+) -> list[IncidentLabel]:
+    """A market move, a lone token's move and a depeg, ``gap_hours`` apart."""
+    labels = []
+    for kind in MARKET_ROUND:
+        asset = {"asset-move": LONE_ASSETS, "depeg": DEPEGGED}.get(kind, (None,))
+        labels += inject_market_event(
+            settings, deployment, kind, asset[trial % len(asset)], simulator=simulator
+        )
+        simulator.generate_history(gap_hours)
+    print(f"  market round: {' and '.join(MARKET_ROUND)}", flush=True)
+    return labels
+
+
+def market_move_alerts(threads: list[AlertThread], incidents: list, after_s: float) -> list[int]:
+    """Per market move, the alert threads any pool or scope opened within it (its blocks
+    and ``after_s`` after): one is the market's alert alone."""
+    counts = []
+    for incident in incidents:
+        if incident.kind == "market-move":
+            first = incident.first_timestamp.timestamp()
+            last = incident.last_timestamp.timestamp() + after_s
+            counts.append(sum(first - 60 <= t.start <= last for t in threads))
+    return counts
 
 
 def replay(
@@ -145,7 +181,9 @@ def replay(
     warehouse = open_warehouse(settings)
     warehouse.upsert(INCIDENT_LABELS, [label.model_dump() for label in labels])
     events = settings.state_dir / "recording" / "pool-events.jsonl"
-    build_replay_pipeline(settings, batch_options(), events).run().wait_until_finish()
+    build_replay_pipeline(
+        settings.with_deployment(), batch_options(), events
+    ).run().wait_until_finish()
     columns = chain_windows(warehouse)
     threads = opened_threads(warehouse)
     incidents = [
@@ -245,6 +283,7 @@ def main() -> None:
         bootstrap_model(base, hours=base.model.bootstrap_hours, genesis_timestamp=GENESIS)
     model_results, rule_results, trials = [], [], {}
     in_remains = {"dexwatch": 0, "rule": 0, "before": 0}
+    moves_alerts: list[int] = []
     for trial in range(args.trials):
         settings = _settings(work / f"trial-{trial}", TRIAL_SEEDS[trial], model, market)
         print(f"trial {trial + 1}/{args.trials} (seed {TRIAL_SEEDS[trial]}): mining", flush=True)
@@ -253,14 +292,18 @@ def main() -> None:
         columns, incidents, threads = replay(settings, labels)
         after_s = settings.pipeline.current_slices * settings.pipeline.slice_s
         cooldown_s = settings.pipeline.alert_cooldown_s
-        where = (columns["pool"], columns["start"], columns["end"])
-        for name, results, flagged, opened in (
-            ("dexwatch", model_results, columns["is_anomaly"].astype(bool), threads),
-            ("rule", rule_results, rule_flags(columns), None),
+        # dexwatch's windows with its market view's findings; the rule has no market view.
+        market = market_windows(open_warehouse(settings))
+        seen = {k: np.concatenate([columns[k], market[k]]) for k in market}
+        moves_alerts += market_move_alerts(threads, incidents, after_s)
+        for name, results, cols, flagged, opened in (
+            ("dexwatch", model_results, seen, seen["is_anomaly"].astype(bool), threads),
+            ("rule", rule_results, columns, rule_flags(columns), None),
         ):
             detection = incident_detection(
-                *where, flagged, incidents, after_s, cooldown_s, threads=opened,
-                scores=columns["score"], kinds=columns["kind"] if opened else None,
+                cols["pool"], cols["start"], cols["end"], flagged, incidents, after_s,
+                cooldown_s, threads=opened, scores=cols["score"],
+                kinds=cols["kind"] if opened else None,
             )  # fmt: skip
             results.append(detection)
             in_remains[name] += _in_remains(detection, incidents)
@@ -290,12 +333,24 @@ def main() -> None:
         before = _merge(before_results)
         _print(f"before ({args.before.name})", before, in_remains["before"])
         figures.update(_figures("before_", before, in_remains["before"]))
+    by_kind = dexwatch.by_kind()
+    if "asset-move" in by_kind:
+        figures["isolated_move_alerted"] = {
+            "value": by_kind["asset-move"]["recall"],
+            "unit": f"share of {by_kind['asset-move']['incidents']} lone 8 % moves alerted",
+        }
+    if moves_alerts:
+        figures["market_move_alerts_per_event"] = {
+            "value": round(float(np.mean(moves_alerts)), 4),
+            "unit": f"alerts per market move ({len(moves_alerts)}; max {max(moves_alerts)})",
+        }
     figures["incidents"] = {"value": len(dexwatch.outcomes), "unit": "incidents"}
     figures["pool_weeks"] = {"value": round(dexwatch.pool_weeks, 4), "unit": "pool-weeks"}
     path = write_results(
         results_name,
         figures,
-        note=f"{args.trials} trials x 5 pools, {args.rounds} reversible rounds + 1 destructive, "
+        note=f"{args.trials} trials x 8 pools, {args.rounds} reversible rounds + a market "
+        "round + 1 destructive, "
         f"{args.gap_hours:g} h apart"
         + (f"; market: {args.market.name}" if args.market else "; the default market")
         + (f"; before: {args.before.name}" if args.before else "")

@@ -26,7 +26,7 @@ POOLS = (
     "sushiswap:WETH/USDC",
     "uniswap_v3:WBTC/USDC:3000",
     "sushiswap:LINK/WETH",
-    "uniswap_v2:UNI/WETH",
+    "uniswap_v2:UNI/USDC",
 )
 BLOCK_INTERVAL_S = 2.0
 CONFIRMATIONS = 1

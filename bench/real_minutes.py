@@ -78,7 +78,7 @@ from _results import write_results
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from beam_pipelines.transforms.sinks import AlertThreads  # noqa: E402
+from beam_pipelines.transforms.threads import AlertThreads  # noqa: E402
 from dexwatch.app.workflows.bootstrap import (  # noqa: E402
     bootstrap_hourly_model,
     bootstrap_model,

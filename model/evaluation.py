@@ -190,19 +190,60 @@ class AlertThread:
 
 def opened_threads(warehouse: WarehouseReader) -> list[AlertThread]:
     """The chain alert threads a pipeline opened, from a local (DuckDB) warehouse's anomalies
-    table (none when the table was never written)."""
-    if not _has_anomalies(warehouse):
+    and market_events tables (none when neither was written). A thread's pool is its
+    alert's scope: the pool, ``market`` or ``asset:<address>`` (from its alert id)."""
+    parts = []
+    if _has_table(warehouse, "anomalies"):
+        parts.append(
+            "select alert_id, min(epoch(window_start)) s, max(epoch(window_end)) e from "
+            "anomalies where source = 'chain' and alert_id <> '' group by alert_id"
+        )
+    if _has_table(warehouse, "market_events"):
+        parts.append(
+            "select alert_id, min(epoch(window_end)) - 60 s, max(epoch(window_end)) e from "
+            "market_events group by alert_id"
+        )
+    if not parts:
         return []
     rows = warehouse.query(
-        "select pool, min(epoch(window_start)), max(epoch(window_end)) from anomalies "
-        "where source = 'chain' group by pool, alert_id"
+        f"select alert_id, min(s), max(e) from ({' union all '.join(parts)}) group by alert_id"
     ).rows
-    return [AlertThread(pool, start, end) for pool, start, end in rows]
+    return [AlertThread(_scope_of(alert_id), start, end) for alert_id, start, end in rows]
+
+
+def _scope_of(alert_id: str) -> str:
+    """chain_id:<pool | market | asset:address>:window_end → the middle."""
+    return alert_id.split(":", 1)[1].rsplit(":", 1)[0]
+
+
+def market_windows(warehouse: WarehouseReader) -> dict[str, np.ndarray]:
+    """The market view's findings as flagged one-minute windows of their scope (``market``,
+    ``asset:<address>``, or the pool), with their kind and a score of minus their size: to
+    append to ``chain_windows``' pool, start, end, is_anomaly, score and kind."""
+    rows = (
+        warehouse.query(
+            "select scope, epoch(window_end), size, kind from market_events order by window_end"
+        ).rows
+        if _has_table(warehouse, "market_events")
+        else []
+    )
+    return {
+        "pool": np.array([scope.removeprefix("pool:") for scope, *_ in rows], dtype=object),
+        "start": np.array([end - 60 for _, end, _, _ in rows], dtype=float),
+        "end": np.array([end for _, end, _, _ in rows], dtype=float),
+        "is_anomaly": np.ones(len(rows)),
+        "score": np.array([-abs(size) for _, _, size, _ in rows], dtype=float),
+        "kind": np.array([kind for *_, kind in rows], dtype=object),
+    }
 
 
 def _has_anomalies(warehouse: WarehouseReader) -> bool:
     """Whether the pipeline wrote an anomaly (the table is created with its first row)."""
-    exists = "select 1 from information_schema.tables where table_name = 'anomalies'"
+    return _has_table(warehouse, "anomalies")
+
+
+def _has_table(warehouse: WarehouseReader, table: str) -> bool:
+    exists = f"select 1 from information_schema.tables where table_name = '{table}'"
     return bool(warehouse.query(exists).rows)
 
 
@@ -373,7 +414,10 @@ def incident_detection(
             for pool, first, last in spans
         )
     ]
+    # Pool-weeks of pools only: the market's and assets' findings watch no time of their own.
     observed = sum(
-        float(ends[pools == pool].max() - starts[pools == pool].min()) for pool in set(pools)
+        float(ends[pools == pool].max() - starts[pools == pool].min())
+        for pool in set(pools)
+        if not str(pool).startswith(("market", "asset:"))
     )
     return IncidentDetection(outcomes, len(threads), false_alerts, observed / WEEK_S, found_kinds)

@@ -104,7 +104,7 @@ def deployed(anvil_settings: Settings):
 
     deployment = deploy_local_contracts(anvil_settings)
     deployment.save(anvil_settings.deployment_path)
-    return anvil_settings.with_deployed_factories(), deployment
+    return anvil_settings.with_deployment(), deployment
 
 
 def _deployed_chain(state_dir: Path, genesis_timestamp: int | None = None):
@@ -117,7 +117,7 @@ def _deployed_chain(state_dir: Path, genesis_timestamp: int | None = None):
     start = None if genesis_timestamp is None else genesis_timestamp + 1
     deployment = deploy_local_contracts(settings, start_timestamp=start)
     deployment.save(settings.deployment_path)
-    yield settings.with_deployed_factories(), deployment
+    yield settings.with_deployment(), deployment
     gen.close()
 
 

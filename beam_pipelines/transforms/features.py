@@ -226,7 +226,8 @@ def _summarize_slice_events(element):
 
 class PoolWindowFeatures(beam.PTransform):
     """Admitted PoolEvents timestamped with their block time → outputs ``main`` (feature
-    rows, dicts) and ``dead_letters`` (events or windows that could not be read).
+    rows, dicts), ``slices`` (the slice summaries the rows are made of, keyed by pool) and
+    ``dead_letters`` (events or windows that could not be read).
 
     Streaming keeps per-pool state (see the module's docstring). Batch (replay, backfill,
     training data) groups each (pool, slice)'s events, summarises them with the same
@@ -264,6 +265,9 @@ class PoolWindowFeatures(beam.PTransform):
             "main": rows.windows.main
             | "IntoGlobalWindow" >> beam.WindowInto(window.GlobalWindows()),
             DEAD_LETTERS: letters,
+            # Each pool's slice summaries as they change (streaming: with their version),
+            # for the market view (transforms.market).
+            "slices": rows.slices.main,
         }
 
     def _streaming_rows(self, events) -> _Stages:

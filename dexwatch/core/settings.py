@@ -15,7 +15,6 @@ from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
-    ConfigDict,
     Field,
     SecretStr,
     field_validator,
@@ -28,34 +27,21 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
-from dexwatch.core.errors import UsageError
+from dexwatch.core.market_settings import MarketSettings
 from dexwatch.core.retry import RetryPolicy, over_field_default
+from dexwatch.core.settings_base import (
+    SettingsError,
+    StrictModel,
+    normalize_address,
+    redact_url,
+)
 
-_ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
 _SECRET_VERSION = re.compile(r"projects/[^/]+/secrets/[^/]+/versions/[^/]+")
 
 Dex = Literal["uniswap_v3", "uniswap_v2", "sushiswap"]
 Protocol = Literal["v3", "v2"]
 
-
-class SettingsError(UsageError, ValueError):
-    """Configuration that cannot be used; the message names the offending key."""
-
-
-class StrictModel(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-def normalize_address(value: str) -> str:
-    if not isinstance(value, str) or not _ADDRESS.match(value):
-        raise ValueError(f"not a 20-byte hex address: {value!r}")
-    return value.lower()
-
-
-def redact_url(url: str) -> str:
-    """Scheme, host and port only: RPC URLs often carry an API key in the path or query."""
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.hostname}{f':{parts.port}' if parts.port else ''}"
+__all__ = ["MarketSettings", "SettingsError", "StrictModel", "normalize_address", "redact_url"]
 
 
 class FactoryConfig(StrictModel):
@@ -396,6 +382,7 @@ class Settings(BaseSettings):
     pubsub: PubSubSettings = PubSubSettings()
     warehouse: WarehouseSettings = WarehouseSettings()
     pipeline: PipelineSettings = PipelineSettings()
+    market: MarketSettings = MarketSettings()
     model: ModelSettings = ModelSettings()
     subgraph: SubgraphSettings = SubgraphSettings()
     monitoring: MonitoringSettings = MonitoringSettings()

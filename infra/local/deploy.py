@@ -1,4 +1,4 @@
-"""Deploy the local market: test tokens, Uniswap V3, Uniswap V2 and SushiSwap, five funded pools.
+"""Deploy the local market: test tokens, Uniswap V3, Uniswap V2 and SushiSwap, eight funded pools.
 
 Runs against a fresh anvil (accounts unlocked). Transactions are pre-encoded and sent in a
 handful of batched blocks, so a deployment takes about a second.
@@ -20,13 +20,17 @@ from infra.local.settings import LocalSettings
 
 log = logging.getLogger("dexwatch.local.deploy")
 
-# symbol, token name, initial USD price (USDC is the numeraire).
+# symbol, token name, initial USD price (USDC is the numeraire), peg. Three USD stablecoins, so
+# that one's depeg is told apart from a move of everything priced in it, and which one left
+# the peg from the other two.
 _TOKENS = [
-    ("WETH", "Wrapped Ether", 3000.0),
-    ("USDC", "USD Coin", 1.0),
-    ("WBTC", "Wrapped BTC", 60000.0),
-    ("LINK", "ChainLink Token", 15.0),
-    ("UNI", "Uniswap", 8.0),
+    ("WETH", "Wrapped Ether", 3000.0, None),
+    ("USDC", "USD Coin", 1.0, "USD"),
+    ("WBTC", "Wrapped BTC", 60000.0, None),
+    ("LINK", "ChainLink Token", 15.0, None),
+    ("UNI", "Uniswap", 8.0, None),
+    ("DAI", "Dai Stablecoin", 1.0, "USD"),
+    ("USDT", "Tether USD", 1.0, "USD"),
 ]
 _DECIMALS = 18  # ERC20PresetMinterPauser has fixed 18 decimals
 
@@ -50,7 +54,13 @@ _POOLS = [
     _PoolPlan("uniswap_v3", "WBTC", "USDC", 3000, 4_000_000),
     _PoolPlan("sushiswap", "WETH", "USDC", None, 4_000_000),
     _PoolPlan("sushiswap", "LINK", "WETH", None, 3_000_000),
-    _PoolPlan("uniswap_v2", "UNI", "WETH", None, 3_000_000),
+    # UNI quoted in USDC: three floating assets with a stablecoin pool of their own, so
+    # that the market's median stays put when one of them moves alone.
+    _PoolPlan("uniswap_v2", "UNI", "USDC", None, 3_000_000),
+    # The second stablecoin against the first, and WETH priced in it.
+    _PoolPlan("uniswap_v3", "DAI", "USDC", 500, 4_000_000),
+    _PoolPlan("uniswap_v3", "WETH", "DAI", 3000, 3_000_000),
+    _PoolPlan("uniswap_v3", "USDT", "USDC", 500, 4_000_000),
 ]
 # Every account starts with this much USD worth of every token: traders never run dry.
 _BALANCE_USD = 1e9
@@ -126,7 +136,7 @@ class _Deployer:
         # Block 1: tokens and factories.
         creations = [
             self._create("ERC20PresetMinterPauser", ["string", "string"], name, symbol)
-            for symbol, name, _ in _TOKENS
+            for symbol, name, _, _ in _TOKENS
         ]
         creations += [
             self._create("UniswapV3Factory"),
@@ -143,13 +153,15 @@ class _Deployer:
             "uniswap_v2": v2_factory,
             "sushiswap": sushi_factory,
         }
-        usd = {symbol: price for symbol, _, price in _TOKENS}
+        usd = {symbol: price for symbol, _, price, _ in _TOKENS}
+        peg = {symbol: peg for symbol, _, _, peg in _TOKENS}
         tokens = {
             symbol: TokenInfo(
                 symbol=symbol,
                 address=token_addresses[symbol],
                 decimals=_DECIMALS,
                 initial_usd_price=usd[symbol],
+                peg=peg[symbol],
             )
             for symbol in token_addresses
         }

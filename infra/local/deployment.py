@@ -11,6 +11,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict
 
 from dexwatch.core.files import write_atomically
+from dexwatch.core.market_settings import AssetConfig
 from dexwatch.core.settings import Dex, FactoryConfig, Protocol
 
 
@@ -24,6 +25,8 @@ class TokenInfo(_Strict):
     decimals: int
     # The USD price the market simulator starts from; USDC is the USD numeraire.
     initial_usd_price: float
+    # What it should hold (market.assets): "USD" for the stablecoins; None: it floats.
+    peg: str | None = None
 
 
 class PoolInfo(_Strict):
@@ -54,6 +57,13 @@ class LocalDeployment(_Strict):
     # Helper contracts by name, e.g. "v3_swap_router", "v3_position_manager".
     periphery: dict[str, str]
     accounts: Accounts
+
+    def assets(self) -> list[AssetConfig]:
+        """The tokens as the market view's assets (market.assets)."""
+        return [
+            AssetConfig(address=t.address, symbol=t.symbol, decimals=t.decimals, peg=t.peg)
+            for t in self.tokens.values()
+        ]
 
     def pool(self, name_or_address: str) -> PoolInfo:
         key = name_or_address.lower()

@@ -4,7 +4,8 @@ of ``daily_volatility`` per simulated day, in calm and hectic regimes.
 The volatility is multiplied by an *intensity*, the product of a slow (regime) and a fast
 (burst) log-normal factor, each an Ornstein-Uhlenbeck process: markets have quiet hours and
 hectic ones, and their activity moves with their volatility (the market simulator scales its
-trading by the same intensity). USDC is the unit and does not move.
+trading by the same intensity). The USD stablecoins are the unit and do not move (an injected
+depeg moves one: ``infra.local.market_events``).
 """
 
 from __future__ import annotations
@@ -25,14 +26,22 @@ class FairPrices:
         settings: the simulator's settings (volatility, regimes, bursts, day length).
         initial_usd: each token's price at the start.
         rng: the market's generator, so that one seed fixes the whole market.
+        pegged: the tokens that hold their price (the USD stablecoins).
     """
 
     def __init__(
-        self, settings: SimulatorSettings, initial_usd: dict[str, float], rng: np.random.Generator
+        self,
+        settings: SimulatorSettings,
+        initial_usd: dict[str, float],
+        rng: np.random.Generator,
+        pegged: frozenset[str] = frozenset({"USDC"}),
     ) -> None:
         self.settings = settings
         self.usd = dict(initial_usd)
         self.rng = rng
+        self.pegged = pegged
+        # Moves under way (``shift``): [per-second log move by token, seconds left].
+        self._shifts: list[list] = []
         # Logs of the volatility and activity multipliers, slow (regime) and fast (burst).
         self._regime = self._burst = 0.0
 
@@ -43,8 +52,21 @@ class FairPrices:
         self._burst = self._mean_reverting(self._burst, dt, s.burst_sigma, s.burst_halflife_s)
         sigma = s.daily_volatility * self.intensity() * math.sqrt(dt / s.day_length_s)
         for symbol in self.usd:
-            if symbol != "USDC":
+            if symbol not in self.pegged:
                 self.usd[symbol] *= math.exp(sigma * self.rng.standard_normal())
+        for shift in self._shifts:
+            step = min(dt, shift[1])
+            for symbol, rate in shift[0].items():
+                self.usd[symbol] *= math.exp(rate * step)
+            shift[1] -= step
+        self._shifts = [shift for shift in self._shifts if shift[1] > 0]
+
+    def shift(self, factors: dict[str, float], over_s: float) -> None:
+        """Move these tokens' prices by these factors, evenly (in logs) over the next
+        ``over_s`` seconds, on top of their wandering: a market move, one asset's move, a
+        depeg (``infra.local.market_events``). Draws nothing: the market's path stays."""
+        rates = {symbol: math.log(factor) / over_s for symbol, factor in factors.items()}
+        self._shifts.append([rates, float(over_s)])
 
     def intensity(self) -> float:
         """The multiplier of volatility and activity, the regime's times the burst's: 1 on

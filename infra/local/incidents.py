@@ -45,6 +45,7 @@ from infra.local import evm
 from infra.local.deployment import LocalDeployment, PoolInfo
 from infra.local.evm import PoolState, Rpc, Transactor, Tx
 from infra.local.fresh_pool import launch_fresh_pool
+from infra.local.market_events import MARKET_EVENT_KINDS
 from infra.local.settings import LocalSettings
 
 log = logging.getLogger("dexwatch.local.incidents")
@@ -111,8 +112,9 @@ def inject(
             drain's), and with the pool to leave silent before a quiet pool's drain
             (``MarketSimulator.fill``).
     """
-    if kind not in INCIDENT_KINDS:
-        raise ValueError(f"unknown incident kind {kind!r}; choose one of {INCIDENT_KINDS}")
+    if kind not in INCIDENT_KINDS or kind in MARKET_EVENT_KINDS:
+        pool_kinds = [k for k in INCIDENT_KINDS if k not in MARKET_EVENT_KINDS]
+        raise ValueError(f"unknown pool incident {kind!r}; choose one of {pool_kinds}")
     pool = deployment.pool(pool_name)
     rpc = Rpc(settings.local.rpc_url)
     try:
@@ -231,8 +233,7 @@ class _Injector:
         return evm.read_pools(self.rpc, [self.pool])[self.pool.name]
 
     def _timestamp(self, number: int) -> int:
-        block = self.rpc.call("eth_getBlockByNumber", hex(number), False)
-        return int(block["timestamp"], 16)
+        return evm.block_timestamp(self.rpc, number)
 
     # --- kinds: each returns its plan --------------------------------------------------------
 

@@ -32,6 +32,7 @@ from infra.local.deployment import LocalDeployment
 from infra.local.evm import ChainError, PoolState, Rpc, Transactor, Tx
 from infra.local.fair_price import FairPrices
 from infra.local.liquidity_providers import LiquidityProviders
+from infra.local.market_events import ShiftRequests
 from infra.local.settings import LocalSettings
 
 log = logging.getLogger("dexwatch.local.market")
@@ -80,7 +81,10 @@ class MarketSimulator:
         self.deployment = deployment
         self.rng = np.random.default_rng(self.settings.seed)
         self.prices = FairPrices(
-            self.settings, {s: t.initial_usd_price for s, t in deployment.tokens.items()}, self.rng
+            self.settings,
+            {s: t.initial_usd_price for s, t in deployment.tokens.items()},
+            self.rng,
+            pegged=frozenset(s for s, t in deployment.tokens.items() if t.peg == "USD"),
         )
         traders = deployment.accounts.traders
         # Zipf-like activity: the busiest trader trades about len(traders) times the quietest.
@@ -96,6 +100,8 @@ class MarketSimulator:
         self._next_top_up = 0.0
         self.stats = MarketStats()
         self._rpc_url = settings.local.rpc_url
+        # Fair-price moves asked by `dexwatch simulate inject` while this runs live.
+        self._mailbox = ShiftRequests(settings.state_dir)
 
     # --- running ---------------------------------------------------------------------------
 
@@ -116,6 +122,8 @@ class MarketSimulator:
                     now = max(int(time.time()), last_timestamp + 1)
                     # After a pause (a stopped simulator) trade one normal block, not the backlog.
                     dt = min(now - last_timestamp, 2 * interval)
+                    for factors, over_s in self._mailbox.receive():
+                        self.prices.shift(factors, over_s)
                     try:
                         self._block(rpc, transactor, now, dt=dt, timestamp=None)
                     except ChainError as err:

@@ -127,11 +127,13 @@ class SimulatorSettings(StrictModel):
     rhythm_amplitude: float = Field(0.6, ge=0, lt=1)
     busiest_at: float = Field(0.5, ge=0, lt=1)
     weekend_activity: float = Field(1.0, gt=0)
-    # How traders pick a side. "lean": 70 % of trades lean toward the fair price, the rest at
-    # random. "arbitrage": traders pick a side at random and an arbitrageur brings each
-    # pool's price back within its fee of the fair price at the next block, as bots trading
-    # against an external market do.
-    price_discovery: Literal["lean", "arbitrage"] = "lean"
+    # How traders pick a side. "arbitrage": traders pick a side at random and an arbitrageur
+    # brings each pool's price back within its fee of the fair price at the next block, as
+    # bots trading against an external market do: pools of the same assets agree, as on a
+    # real chain (the market view prices assets across pools). "lean" (the early way): 70 %
+    # of trades lean toward the fair price, the rest at random; each pool wanders off the
+    # others by several percent.
+    price_discovery: Literal["lean", "arbitrage"] = "arbitrage"
     # The arbitrageur trades only when the price is this much (in log) beyond the fee: its
     # gas and risk. The smaller, the more back-runs and the closer pools follow the market.
     arbitrage_min_gap: float = Field(0.0, ge=0)
@@ -195,16 +197,22 @@ class LocalSettings(Settings):
         """The local deployment manifest (infra.local.deployment), written by `local up`."""
         return self.state_dir / "deployment.json"
 
-    def with_deployed_factories(self) -> LocalSettings:
-        """These settings, with chain.factories from the local deployment manifest when none
-        are configured and the manifest exists: on the local stack the publishers follow
-        what `local up` deployed. Production configures its factories."""
-        if self.chain.factories or not self.deployment_path.is_file():
+    def with_deployment(self) -> LocalSettings:
+        """These settings, with chain.factories and market.assets from the local deployment
+        manifest where none are configured and the manifest exists: on the local stack the
+        publishers follow what `local up` deployed and the market view prices its tokens.
+        Production configures both."""
+        if not self.deployment_path.is_file():
             return self
         from infra.local.deployment import LocalDeployment
 
-        factories = list(LocalDeployment.load(self.deployment_path).factories)
-        return self.with_sections(chain={"factories": factories})
+        deployment = LocalDeployment.load(self.deployment_path)
+        settings = self
+        if not self.chain.factories:
+            settings = settings.with_sections(chain={"factories": list(deployment.factories)})
+        if not self.market.assets:
+            settings = settings.with_sections(market={"assets": deployment.assets()})
+        return settings
 
 
 def load_local_settings(config_file: Path | None = None, **overrides: Any) -> LocalSettings:

@@ -200,7 +200,7 @@ def _publisher_settings(base: Settings, project: str, emulator: str, **chain: An
         local={"anvil_port": base.local.anvil_port},
         chain={"rpc_urls": list(base.chain.rpc_urls), "batch_blocks": 4, **chain},
         pubsub={"project": project, "emulator_host": emulator},
-    ).with_deployed_factories()
+    ).with_deployment()
 
 
 # --- (a) every event, once, with its attributes -----------------------------------------------

@@ -8,7 +8,7 @@ import pytest
 
 from beam_pipelines.options import batch_options
 from beam_pipelines.pipeline import build_replay_pipeline
-from beam_pipelines.transforms.sinks import DRAINS
+from beam_pipelines.transforms.threads import DRAINS
 from dexwatch.app.workflows.bootstrap import bootstrap_model
 from dexwatch.core.features.blocks import sandwiches_in
 from dexwatch.core.schemas.tables import INCIDENT_LABELS
@@ -65,7 +65,7 @@ def replayed(tmp_path_factory: pytest.TempPathFactory):
                     inject(settings, deployment, kind, pool, history=True, between=simulator.fill)
                 )
                 simulator.generate_history(0.2)
-        publish_chain(settings.with_deployed_factories(), once=True, record_to=work / "recording")
+        publish_chain(settings.with_deployment(), once=True, record_to=work / "recording")
     finally:
         processes.stop(settings.state_dir, stack.ANVIL)
     warehouse = open_warehouse(settings)

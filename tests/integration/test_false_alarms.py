@@ -71,7 +71,7 @@ def normal_day(tmp_path_factory: pytest.TempPathFactory):
         deployment = deploy_local_contracts(settings, start_timestamp=GENESIS + 1)
         deployment.save(settings.deployment_path)
         MarketSimulator(day, deployment).generate_history(HOURS)
-        publish_chain(settings.with_deployed_factories(), once=True, record_to=work / "recording")
+        publish_chain(settings.with_deployment(), once=True, record_to=work / "recording")
     finally:
         processes.stop(settings.state_dir, stack.ANVIL)
     events = work / "recording" / "pool-events.jsonl"

@@ -24,7 +24,7 @@ POOL_NAMES = (
     "uniswap_v3:WBTC/USDC:3000",
     "sushiswap:WETH/USDC",
     "sushiswap:LINK/WETH",
-    "uniswap_v2:UNI/WETH",
+    "uniswap_v2:UNI/USDC",
 )
 
 

@@ -10,7 +10,7 @@ import orjson
 import pytest
 
 from beam_pipelines.transforms.pool_windows import pool_windows
-from beam_pipelines.transforms.sinks import AlertThreads
+from beam_pipelines.transforms.threads import AlertThreads
 from dexwatch.core.features.blocks import BlockSwap, find_sandwiches, sandwiches_in
 from dexwatch.core.features.chain import FEATURE_NAMES
 from dexwatch.core.features.slices import SliceBuilder, summarize_slice

@@ -18,7 +18,7 @@ from apache_beam.transforms.window import TimestampedValue
 from beam_pipelines.transforms.hourly import ParsePoolHours, PoolHourFeatures, hourly_row
 from beam_pipelines.transforms.parse import DEAD_LETTERS
 from beam_pipelines.transforms.scoring import DetectorModelHandler, ScoreWindows
-from beam_pipelines.transforms.sinks import AlertThreads, ThreadAnomalies
+from beam_pipelines.transforms.threads import AlertThreads, ThreadAnomalies
 from dexwatch.core.features.chain import FEATURE_NAMES
 from dexwatch.core.features.hourly import (
     HOURLY_FEATURE_NAMES,

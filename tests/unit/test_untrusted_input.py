@@ -25,7 +25,8 @@ from hypothesis import strategies as st
 from beam_pipelines.transforms.admission import POOLS, AdmitEvents
 from beam_pipelines.transforms.parse import DEAD_LETTERS, ParsePoolEvents
 from beam_pipelines.transforms.scoring import DetectorModelHandler, ScoreWindows
-from beam_pipelines.transforms.sinks import ThreadAnomalies, alert_messages
+from beam_pipelines.transforms.sinks import alert_messages
+from beam_pipelines.transforms.threads import ThreadAnomalies
 from dexwatch.core.features.chain import FEATURE_NAMES, window_features
 from dexwatch.core.features.effects import effect_of
 from dexwatch.core.features.slices import SliceBuilder

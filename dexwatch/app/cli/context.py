@@ -63,7 +63,7 @@ def cli_settings(market: Path | None = None) -> LocalSettings:
     settings = load_local_settings(State.config)
     if market is not None:
         settings = load_local_settings(State.config, simulator=_market_section(market, settings))
-    settings = settings.with_deployed_factories()
+    settings = settings.with_deployment()
     logs.configure(settings.logging.level, settings.logging.format)
     return settings
 

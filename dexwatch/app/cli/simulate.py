@@ -61,17 +61,48 @@ def simulate_history(
 @app.command("inject")
 def simulate_inject(
     kind: Annotated[str, typer.Option(help=f"One of: {', '.join(INCIDENT_KINDS)}.")],
-    pool: Annotated[str, typer.Option(help="Pool name (see `dexwatch local status`) or address.")],
+    pool: Annotated[
+        str | None,
+        typer.Option(
+            help="Pool name (see `dexwatch local status`) or address; not for "
+            "market-move, asset-move and depeg, which move the market's prices."
+        ),
+    ] = None,
+    asset: Annotated[
+        str | None,
+        typer.Option(
+            help="asset-move: the token that moves alone (default WBTC); depeg: the "
+            "stablecoin that leaves its peg (default DAI)."
+        ),
+    ] = None,
 ) -> None:
-    """Inject an incident into a pool and record its ground truth in incident_labels."""
+    """Inject an incident into a pool, or into the market, and record its ground truth in
+    incident_labels."""
     if kind not in INCIDENT_KINDS:
         fail(f"unknown incident kind {kind!r}; choose one of {', '.join(INCIDENT_KINDS)}", code=2)
     from dexwatch.core.schemas.tables import INCIDENT_LABELS
     from dexwatch.core.warehouse import open_warehouse
     from infra.local.incidents import inject
+    from infra.local.market_events import MARKET_EVENT_KINDS, inject_market_event
 
     settings = cli_settings()
     deployment = local_deployment(settings)
+    if kind in MARKET_EVENT_KINDS:
+        if pool is not None:
+            fail(f"{kind} moves the market's prices, not one pool: drop --pool", code=2)
+        try:
+            labels = inject_market_event(settings, deployment, kind, asset)
+        except ValueError as err:
+            fail(str(err), code=2)
+        open_warehouse(settings).upsert(INCIDENT_LABELS, [label.model_dump() for label in labels])
+        first = labels[0]
+        typer.echo(
+            f"{kind}: blocks {first.first_block}..{first.last_block} ({first.details}); "
+            f"recorded as {', '.join(label.label_id for label in labels)}"
+        )
+        return
+    if pool is None:
+        fail(f"{kind} needs --pool", code=2)
     try:
         deployment.pool(pool)
     except KeyError as err:

@@ -85,7 +85,7 @@ def record_history(
         )
         recording = workdir / "recording"
         progress("publish", 0, 1)
-        stats = publish_chain(private.with_deployed_factories(), once=True, record_to=recording)
+        stats = publish_chain(private.with_deployment(), once=True, record_to=recording)
         progress("publish", 1, 1)
         log.info("recorded %d pool events", stats.events)
         if while_chain_runs is not None:

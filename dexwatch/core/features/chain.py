@@ -134,7 +134,7 @@ INCIDENT_FLOORS: dict[str, float] = {
 }
 
 # The span each slow view measures (seconds): an alert thread flagged for one stays open that
-# long after its last window (beam_pipelines.transforms.sinks.AlertThreads), so an hour-long
+# long after its last window (beam_pipelines.transforms.threads.AlertThreads), so an hour-long
 # drift or build-up that comes and goes about its limit is one thread, not one per crossing.
 HORIZON_OF_FEATURE: dict[str, int] = {
     "liquidity_lost_1h": 3600,

@@ -93,7 +93,8 @@ class Alert(BaseModel):
     # "pool" for one pool's alert; e.g. "market" or "asset:<address>" for several pools.
     scope: str = "pool"
     pools: list[PoolRef] = Field(min_length=1)
-    source: Literal["chain", "subgraph"]
+    # chain windows, subgraph hours, or the market's view of every pool (multi-pool scopes).
+    source: Literal["chain", "subgraph", "market"]
     kind: str
     # How sure the kind is, 0 to 1 (chain windows: dexwatch.core.features.kinds; hourly rows:
     # the top feature's share of the deviation).

@@ -16,6 +16,11 @@ IncidentKind = Literal[
     "price-manipulation",
     "wash-trading",
     "sandwich",
+    # Chain-wide (infra.local.market_events): labelled with the pool "market" or
+    # "asset:<address>", an asset's move with each of its pools.
+    "market-move",
+    "asset-move",
+    "depeg",
 ]
 INCIDENT_KINDS: tuple[str, ...] = IncidentKind.__args__  # type: ignore[attr-defined]
 # The alert kind each incident should raise (dexwatch.core.features.kinds).
@@ -28,6 +33,9 @@ ALERT_KIND_OF_INCIDENT: dict[str, str] = {
     "price-manipulation": "price-dislocation",
     "wash-trading": "wash-trading",
     "sandwich": "sandwich",
+    "market-move": "market-move",
+    "asset-move": "price-dislocation",
+    "depeg": "depeg",
 }
 
 

@@ -162,12 +162,37 @@ ANOMALIES = Table(
             "alert_id",
             "STRING",
             "The alert thread, shared by both sources: chain_id:pool:window_end of the row "
-            "that opened it",
+            "that opened it, or chain_id:scope:window_end of the market event whose thread "
+            "took it (market, asset:<address>)",
         ),
     ),
     natural_key=("window_id",),
     partition_by="window_end",
     cluster_by=("pool",),
+)
+
+MARKET_EVENTS = Table(
+    name="market_events",
+    description=(
+        "What the market view saw across a chain's pools at a slice end: a market-wide move "
+        "or an asset off its peg (dexwatch.core.features.market), with its alert thread."
+    ),
+    columns=(
+        Column("event_id", "STRING", "chain_id:scope:window_end"),
+        Column("chain_id", "INT64"),
+        Column("scope", "STRING", "market, or asset:<address> for a depeg"),
+        Column("kind", "STRING", "market-move or depeg"),
+        Column("window_start", "TIMESTAMP", "Start of the span measured (event time)"),
+        Column("window_end", "TIMESTAMP", "The slice end it was seen at (event time)"),
+        Column("pools", "JSON", "The pools it names: [{dex, pool}]"),
+        Column("size", "FLOAT64", "Log move of the market factor, or the asset's deviation"),
+        Column("severity", "STRING", "low | medium | high, from the size"),
+        Column("evidence", "JSON", "What was seen, in words"),
+        Column("alert_id", "STRING", "The alert thread: chain_id:scope:window_end of its first"),
+    ),
+    natural_key=("event_id",),
+    partition_by="window_end",
+    cluster_by=("scope",),
 )
 
 DEAD_LETTERS = Table(
@@ -212,5 +237,5 @@ POOLS = Table(
 )
 
 TABLES: dict[str, Table] = {
-    t.name: t for t in (INCIDENT_LABELS, POOL_SCORES, ANOMALIES, DEAD_LETTERS, POOLS)
+    t.name: t for t in (INCIDENT_LABELS, POOL_SCORES, ANOMALIES, MARKET_EVENTS, DEAD_LETTERS, POOLS)
 }

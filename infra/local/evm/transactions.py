@@ -125,6 +125,11 @@ def latest_block(rpc: Rpc) -> tuple[int, int]:
     return int(block["number"], 16), int(block["timestamp"], 16)
 
 
+def block_timestamp(rpc: Rpc, number: int) -> int:
+    """The timestamp of block ``number``."""
+    return int(rpc.call("eth_getBlockByNumber", hex(number), False)["timestamp"], 16)
+
+
 def mine(rpc: Rpc, timestamp: int | None = None) -> None:
     rpc.call("evm_mine", *([] if timestamp is None else [timestamp]))
 

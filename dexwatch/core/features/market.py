@@ -1,0 +1,471 @@
+"""The market around the pools: every configured asset's price from all the chain's pools at
+once, the move common to them (the market factor), and the pegs that should hold.
+
+A pool alone cannot tell its own dislocation from the market's move, nor a stablecoin's
+depeg from a move of everything priced in it. ``MarketView`` prices the assets together:
+at each slice end, a least-squares fit of every asset's log price (its *level*) to the
+last price of every pool holding two configured assets, the levels pinned to the mean of
+the numeraire's assets (USD stablecoins). Then:
+
+- **A peg** (assets of one ``peg``: USD stablecoins, WETH and staked ETH) holds while each
+  member's level stays within ``peg_tolerance`` of the others' median. When one leaves it,
+  that asset has *depegged*: with three members or more, the one farthest from the median;
+  with two, the one that moved against the floating assets over ``peg_horizon_s`` (the
+  floating assets' prices in the other member did not move). One ``depeg`` finding names
+  the asset and every pool that holds it.
+- **The market factor** is the median floating asset's move over ``move_horizon_s``, in the
+  healthy numeraire assets (a depegged one left out), over the assets quoted in a pool
+  against them (the most liquid pairs; one priced only through another floating asset
+  follows it). When it reaches ``move_threshold``
+  and at least ``min_assets_moved`` assets moved that much the same way, one
+  ``market-move`` finding names the pools it moved. A move of one pool, or of one asset,
+  leaves the median where it was: it stays that pool's incident.
+- **A pool's own move**: a pool whose price moved ``move_threshold`` or more over
+  ``move_horizon_s`` beyond what the market factor explains (with three quoted floating
+  assets or more: the median of two moves with either) raises a ``price-dislocation``
+  finding of its own pool (scope ``pool:<address>``), within a slice of the move: an
+  asset's lone move of 8 % is its pools' incident, the same move of every asset is the
+  market's.
+- **Peg pools** (both tokens of one peg, e.g. DAI/USDC) are the peg check's: ``peg_pools``
+  lists them, and their price moves within the tolerance are no incident.
+
+Blind spots: a pool with a token not configured is not priced here (its moves stay its
+own); with two assets in a peg, a depeg during a market move of a similar size can be
+pinned on the wrong asset (configure three: real chains have USDC, USDT and DAI); a chain
+with no floating asset cannot tell which of two members left their peg.
+
+Same input, same findings: the view is fed slice by slice in time order, in streaming (at
+the watermark) and in batch (``beam_pipelines.transforms.market``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+
+from dexwatch.core.market_settings import MarketSettings
+from dexwatch.core.schemas.alert import Severity
+
+# Prices count for this long after their pool's last slice: a pool silent for a quarter of
+# an hour no longer speaks for its assets (nobody arbitraged its last price).
+STALE_AFTER_S = 900
+# A move's limit is also this many of its own usual moves over the horizon (the root mean
+# square, weighted exp(-age / a day), after an hour of them): a market whose assets move
+# 3 % in five minutes every hour (the default simulated market's ten-minute days) needs a
+# larger move than a real one (ETH: about 0.3 %), whose limit stays move_threshold.
+_USUAL_MOVES = 5.0
+_USUAL_DECAY_S = 86_400.0
+_USUAL_AFTER_S = 3600
+# A peg is broken when it has been for this long (every fit of the last minute): one large
+# trade not yet arbitraged is not a depeg.
+_PEG_PERSIST_S = 60
+# The robust fit's rounds, and the misfit below which a pool counts as agreeing (a log: a
+# hundredth of a basis point).
+_FIT_ROUNDS = 30
+_FIT_FLOOR = 1e-6
+
+
+@dataclass(frozen=True)
+class Finding:
+    """A market-wide move or a broken peg seen at one slice end.
+
+    Attributes:
+        kind: ``market-move`` or ``depeg``.
+        scope: ``market``, or ``asset:<address>`` for a depeg.
+        at: the slice end it was seen at (unix s).
+        since: the start of the span it measures (unix s).
+        pools: (dex, pool) of each pool it names, sorted.
+        size: the move (log) of the market factor, or the asset's deviation from its peg.
+        severity: from its size.
+        evidence: what was seen, in words.
+    """
+
+    kind: str
+    scope: str
+    at: int
+    since: int
+    pools: tuple[tuple[str, str], ...]
+    size: float
+    severity: Severity
+    evidence: tuple[str, ...]
+
+    def names(self, pool: str) -> bool:
+        return any(address == pool for _, address in self.pools)
+
+
+@dataclass(frozen=True)
+class _Pool:
+    dex: str
+    token0: int  # index into the view's assets
+    token1: int
+    shift: float  # ln 10 * (decimals0 - decimals1): raw price to human price, in logs
+
+
+def _least_absolute(design: np.ndarray, targets: np.ndarray, pin: np.ndarray) -> np.ndarray:
+    """The levels that minimise the sum of absolute misfits, with ``pin @ levels = 0``
+    (iteratively reweighted least squares): one pool off the others' consensus keeps its
+    misfit to itself instead of spreading it over every asset it links."""
+    weights = np.ones(len(targets))
+    solution = np.zeros(design.shape[1])
+    for _ in range(_FIT_ROUNDS):
+        root = np.sqrt(weights)[:, None]
+        system = np.vstack([design * root, pin * 1e6])
+        solution = np.linalg.lstsq(system, np.append(targets * root[:, 0], 0.0), rcond=None)[0]
+        weights = 1.0 / np.maximum(np.abs(design @ solution - targets), _FIT_FLOOR)
+    return solution
+
+
+def _spread(levels: np.ndarray, members: list[int]) -> float:
+    priced = [i for i in members if not np.isnan(levels[i])]
+    return float(max(levels[priced]) - min(levels[priced])) if len(priced) >= 2 else 0.0
+
+
+class _UsualMoves:
+    """Each key's usual move (the market factor's, a pool's gap from it): the root mean
+    square of its moves, weighted exp(-age / _USUAL_DECAY_S)."""
+
+    def __init__(self) -> None:
+        self._state: dict[str, tuple[int, int, float, float]] = {}  # first, last, sum w, w x^2
+
+    def limit(self, key: str, at: int, move: float, floor: float) -> float:
+        """The limit of ``move`` from the moves before it (then it is folded in): ``floor``,
+        or _USUAL_MOVES usual moves if more; infinite before _USUAL_AFTER_S of moves."""
+        first, last, weight, squares = self._state.get(key, (at, at, 0.0, 0.0))
+        usual = math.sqrt(squares / weight) if weight else 0.0
+        decay = math.exp(-(at - last) / _USUAL_DECAY_S)
+        self._state[key] = (first, at, weight * decay + 1.0, squares * decay + move * move)
+        if at - first < _USUAL_AFTER_S:
+            return math.inf
+        return max(floor, _USUAL_MOVES * usual)
+
+
+def _severity(size: float) -> Severity:
+    size = abs(size)
+    if size >= math.log(1.2):
+        return "high"
+    if size >= math.log(1.05):
+        return "medium"
+    return "low"
+
+
+class MarketView:
+    """One chain's assets priced together; fed pools, slice prices and slice ends in time
+    order (``announce``, ``observe``, ``evaluate``).
+
+    Args:
+        settings: the market section: assets, pegs and thresholds.
+    """
+
+    def __init__(self, settings: MarketSettings) -> None:
+        self._settings = settings
+        self._assets = list(settings.assets)
+        self._index = {asset.address: i for i, asset in enumerate(self._assets)}
+        self._numeraire = [
+            i for i, asset in enumerate(self._assets) if asset.peg == settings.numeraire
+        ]
+        # Floating: whatever is not pegged to the numeraire (ETH and its pegs float in USD).
+        self._floating = [
+            i for i, asset in enumerate(self._assets) if asset.peg != settings.numeraire
+        ]
+        pegs: dict[str, list[int]] = {}
+        for i, asset in enumerate(self._assets):
+            if asset.peg is not None:
+                pegs.setdefault(asset.peg, []).append(i)
+        self._pegs = {peg: members for peg, members in pegs.items() if len(members) >= 2}
+        self._pools: dict[str, _Pool] = {}
+        self._prices: dict[str, tuple[int, float]] = {}  # pool: (slice end, log human price)
+        # (slice end, levels): the fits of the last peg_horizon_s, pinned to the numeraire.
+        self._levels: deque[tuple[int, np.ndarray]] = deque()
+        # pool: (slice end, log price) at each evaluation its price changed, for move_horizon_s.
+        self._pool_history: dict[str, deque[tuple[int, float]]] = {}
+        self._usual = _UsualMoves()
+
+    @property
+    def active(self) -> bool:
+        return len(self._assets) >= 2
+
+    def announce(self, dex: str, pool: str, token0: str, token1: str) -> str | None:
+        """A pool of the chain; priced here if both its tokens are configured assets.
+        Returns the peg both its tokens hold, if they do (a peg pool: the peg check's)."""
+        i, j = self._index.get(token0.lower()), self._index.get(token1.lower())
+        if i is None or j is None:
+            return None
+        shift = math.log(10) * (self._assets[i].decimals - self._assets[j].decimals)
+        self._pools[pool] = _Pool(dex, i, j, shift)
+        peg = self._assets[i].peg
+        return peg if peg is not None and peg == self._assets[j].peg else None
+
+    def observe(self, pool: str, at: int, raw_price: float | None) -> None:
+        """The last price (token1 per token0, raw units) of ``pool``'s slice ending at ``at``."""
+        known = self._pools.get(pool)
+        if known is None or raw_price is None or raw_price <= 0:
+            return
+        latest = self._prices.get(pool)
+        if latest is None or at >= latest[0]:
+            self._prices[pool] = (at, math.log(raw_price) + known.shift)
+
+    def evaluate(self, at: int) -> list[Finding]:
+        """The market as of the slice end ``at`` (every slice ending by then observed)."""
+        levels = self._fit(at)
+        if levels is None:
+            return []
+        self._levels.append((at, levels))
+        horizon = max(self._settings.move_horizon_s, self._settings.peg_horizon_s)
+        while self._levels and self._levels[0][0] < at - horizon:
+            self._levels.popleft()
+        findings = []
+        broken: set[int] = set()
+        for peg, members in sorted(self._pegs.items()):
+            depeg = self._depeg(at, peg, members, levels)
+            if depeg is not None:
+                broken.add(self._index[depeg.scope.removeprefix("asset:")])
+                findings.append(depeg)
+        pool_moves = self._track_pools(at)
+        move = self._market_move(at, levels, broken, pool_moves)
+        if move is not None:
+            findings.append(move)
+        findings += self._pool_moves(at, levels, broken, pool_moves)
+        return findings
+
+    def _track_pools(self, at: int) -> dict[str, float]:
+        """Each fresh pool's log price move over the move horizon (pools priced that long)."""
+        since = at - self._settings.move_horizon_s
+        moved = {}
+        for address, (seen, price) in self._prices.items():
+            if seen <= at - STALE_AFTER_S:
+                continue
+            history = self._pool_history.setdefault(address, deque())
+            if not history or history[-1][1] != price:
+                history.append((at, price))
+            while len(history) > 1 and history[1][0] <= since:
+                history.popleft()
+            if history[0][0] <= since:
+                moved[address] = price - history[0][1]
+        return moved
+
+    # --- the fit -----------------------------------------------------------------------
+
+    def _fit(self, at: int) -> np.ndarray | None:
+        """Every asset's log price in the numeraire (NaN where no pool links it to the
+        numeraire's assets), by least squares over the pools' last prices."""
+        edges = [
+            (self._pools[pool], price)
+            for pool, (seen, price) in self._prices.items()
+            if seen > at - STALE_AFTER_S
+        ]
+        if not edges or not self._numeraire:
+            return None
+        linked = self._linked_to_numeraire(edges)
+        if not linked & set(self._numeraire):
+            return None
+        order = sorted(linked)
+        column = {asset: k for k, asset in enumerate(order)}
+        rows, targets = [], []
+        for pool, price in edges:
+            if pool.token0 in column:
+                row = np.zeros(len(order))
+                row[column[pool.token0]], row[column[pool.token1]] = 1.0, -1.0
+                rows.append(row)
+                targets.append(price)
+        pin = np.zeros(len(order))
+        for asset in self._numeraire:
+            if asset in column:
+                pin[column[asset]] = 1.0
+        solution = _least_absolute(np.array(rows), np.array(targets), pin)
+        levels = np.full(len(self._assets), np.nan)
+        levels[order] = solution
+        return levels
+
+    def _linked_to_numeraire(self, edges: list[tuple[_Pool, float]]) -> set[int]:
+        """The assets a chain of priced pools links to one of the numeraire's."""
+        neighbours: dict[int, set[int]] = {}
+        for pool, _ in edges:
+            neighbours.setdefault(pool.token0, set()).add(pool.token1)
+            neighbours.setdefault(pool.token1, set()).add(pool.token0)
+        linked = {asset for asset in self._numeraire if asset in neighbours}
+        frontier = list(linked)
+        while frontier:
+            for other in neighbours[frontier.pop()]:
+                if other not in linked:
+                    linked.add(other)
+                    frontier.append(other)
+        return linked
+
+    def _levels_at(self, when: int) -> tuple[int, np.ndarray] | None:
+        """The latest fit at or before ``when``, if one is kept."""
+        found = None
+        for seen, levels in self._levels:
+            if seen > when:
+                break
+            found = (seen, levels)
+        return found
+
+    # --- pegs --------------------------------------------------------------------------
+
+    def _depeg(self, at: int, peg: str, members: list[int], levels: np.ndarray) -> Finding | None:
+        priced = [i for i in members if not np.isnan(levels[i])]
+        if len(priced) < 2:
+            return None
+        spread = max(levels[priced]) - min(levels[priced])
+        tolerance = self._settings.log_peg_tolerance
+        if spread < tolerance:
+            return None
+        before = self._levels_at(at - _PEG_PERSIST_S)
+        if before is None or _spread(before[1], priced) < tolerance:
+            return None
+        if len(priced) >= 3:
+            median = float(np.median(levels[priced]))
+            asset = max(priced, key=lambda i: abs(levels[i] - median))
+        else:
+            asset = self._moved_against_floating(at, priced, levels)
+        others = [i for i in priced if i != asset]
+        deviation = float(levels[asset] - np.median(levels[others]))
+        symbol = self._assets[asset].symbol
+        pools = self._pools_holding({asset})
+        since = at - self._settings.peg_horizon_s
+        evidence = (
+            f"depeg: {symbol} at {math.exp(deviation):.4f} {peg} "
+            f"({math.expm1(deviation):+.2%}) against "
+            f"{', '.join(self._assets[i].symbol for i in others)}, priced through "
+            f"{len(self._prices)} pools",
+            f"pools holding {symbol}: {len(pools)}",
+        )
+        return Finding(
+            "depeg", f"asset:{self._assets[asset].address}", at, since, pools, deviation,
+            _severity(deviation), evidence,
+        )  # fmt: skip
+
+    def _moved_against_floating(self, at: int, pair: list[int], levels: np.ndarray) -> int:
+        """Of a two-asset peg, the one whose price against the floating assets moved most
+        over the peg horizon (the pin cancels out of this difference)."""
+        before = self._levels_at(at - self._settings.peg_horizon_s) or self._levels[0]
+        then = before[1]
+        floating = [i for i in self._floating if not np.isnan(levels[i]) and not np.isnan(then[i])]
+        if not floating:
+            return max(pair, key=lambda i: self._assets[i].symbol)
+        market = float(np.median(levels[floating] - then[floating]))
+        return max(pair, key=lambda i: abs((levels[i] - then[i]) - market))
+
+    # --- the market factor ---------------------------------------------------------------
+
+    def _market_move(
+        self, at: int, levels: np.ndarray, broken: set[int], pool_moves: dict[str, float]
+    ) -> Finding | None:
+        s = self._settings
+        moves = self._asset_moves(at, levels, broken)
+        if moves is None:
+            return None
+        since = at - s.move_horizon_s
+        healthy = [i for i in self._numeraire if i not in broken and not np.isnan(levels[i])]
+        if len(moves) < s.min_assets_moved:
+            return None
+        factor = float(np.median(list(moves.values())))
+        threshold = self._usual.limit("market", at, factor, s.log_move_threshold)
+        moved = {i for i, move in moves.items() if abs(move) >= threshold and move * factor > 0}
+        if abs(factor) < threshold or len(moved) < s.min_assets_moved:
+            return None
+        # The pools the move moved: half the threshold or more, its way.
+        pools = tuple(
+            sorted(
+                (self._pools[address].dex, address)
+                for address, moved in pool_moves.items()
+                if abs(moved) >= threshold / 2
+            )
+        )
+        words = ", ".join(
+            f"{self._assets[i].symbol} {math.expm1(moves[i]):+.1%}"
+            for i in sorted(moved, key=lambda i: self._assets[i].symbol)
+        )
+        evidence = (
+            f"market-move: the median asset moved {math.expm1(factor):+.1%} against "
+            f"{', '.join(self._assets[i].symbol for i in healthy)} in {s.move_horizon_s} s",
+            f"moved with it: {words}; {len(pools)} pools",
+        )
+        return Finding(
+            "market-move", "market", at, since, pools, factor, _severity(factor), evidence
+        )
+
+    def _pool_moves(
+        self, at: int, levels: np.ndarray, broken: set[int], pool_moves: dict[str, float]
+    ) -> list[Finding]:
+        """Pools that moved the threshold beyond what the market of the other floating
+        assets explains, over the move horizon."""
+        s = self._settings
+        since = at - s.move_horizon_s
+        moves = self._asset_moves(at, levels, broken)
+        findings = []
+        # The median of three or more quoted assets stays where it was when one moves alone.
+        if moves is None or len(moves) < 3:
+            return findings
+        market = float(np.median(list(moves.values())))
+        for address, moved in pool_moves.items():
+            pool = self._pools[address]
+            expected = market * (self._floats(pool.token0) - self._floats(pool.token1))
+            gap = moved - expected
+            if abs(gap) < self._usual.limit(address, at, gap, s.log_move_threshold):
+                continue
+            findings.append(
+                Finding(
+                    "price-dislocation",
+                    f"pool:{address}",
+                    at,
+                    since,
+                    ((pool.dex, address),),
+                    gap,
+                    _severity(gap),
+                    (
+                        f"price-dislocation: {self._name(pool)} moved {math.expm1(moved):+.1%} "
+                        f"in {s.move_horizon_s} s while the market of the other assets moved "
+                        f"it {math.expm1(expected):+.1%}",
+                    ),
+                )  # fmt: skip
+            )
+        return findings
+
+    def _asset_moves(self, at: int, levels: np.ndarray, broken: set[int]) -> dict | None:
+        """Each floating asset's move over the move horizon against the healthy numeraire
+        assets, or None before a horizon is kept."""
+        before = self._levels_at(at - self._settings.move_horizon_s)
+        if before is None:
+            return None
+        then = before[1]
+        healthy = [
+            i
+            for i in self._numeraire
+            if i not in broken and not np.isnan(levels[i]) and not np.isnan(then[i])
+        ]
+        if not healthy:
+            return None
+        now_unit, then_unit = float(np.mean(levels[healthy])), float(np.mean(then[healthy]))
+        # Only assets with a pool of their own against the numeraire: one priced only through
+        # another floating asset (LINK through LINK/WETH) follows it, and would count twice.
+        quoted = {
+            other
+            for address, pool in self._pools.items()
+            if address in self._prices
+            for asset, other in ((pool.token0, pool.token1), (pool.token1, pool.token0))
+            if asset in healthy
+        }
+        return {
+            i: float((levels[i] - now_unit) - (then[i] - then_unit))
+            for i in self._floating
+            if i in quoted and not np.isnan(levels[i]) and not np.isnan(then[i])
+        }
+
+    def _floats(self, asset: int) -> float:
+        return 1.0 if asset in self._floating else 0.0
+
+    def _name(self, pool: _Pool) -> str:
+        return f"{self._assets[pool.token0].symbol}/{self._assets[pool.token1].symbol}"
+
+    def _pools_holding(self, assets: set[int]) -> tuple[tuple[str, str], ...]:
+        return tuple(
+            sorted(
+                (pool.dex, address)
+                for address, pool in self._pools.items()
+                if address in self._prices and {pool.token0, pool.token1} & assets
+            )
+        )

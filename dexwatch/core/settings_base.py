@@ -1,0 +1,32 @@
+"""What every section of the configuration shares: strict models, addresses, the error."""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict
+
+from dexwatch.core.errors import UsageError
+
+_ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
+
+
+class SettingsError(UsageError, ValueError):
+    """Configuration that cannot be used; the message names the offending key."""
+
+
+class StrictModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def normalize_address(value: str) -> str:
+    if not isinstance(value, str) or not _ADDRESS.match(value):
+        raise ValueError(f"not a 20-byte hex address: {value!r}")
+    return value.lower()
+
+
+def redact_url(url: str) -> str:
+    """Scheme, host and port only: RPC URLs often carry an API key in the path or query."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.hostname}{f':{parts.port}' if parts.port else ''}"

@@ -1,0 +1,283 @@
+"""The market view on hand-made price sequences (dexwatch.core.features.market), its Beam
+transform in streaming and batch, and the threads its findings open (transforms.threads)."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+
+import apache_beam as beam
+import numpy as np
+import orjson
+from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.testing.test_pipeline import TestPipeline
+from apache_beam.testing.test_stream import TestStream
+from apache_beam.testing.util import assert_that, equal_to
+from apache_beam.transforms.window import TimestampedValue
+
+from beam_pipelines.transforms.market import WatchMarket, finding_row
+from beam_pipelines.transforms.threads import ChainThreads
+from dexwatch.core.features.chain import FEATURE_NAMES
+from dexwatch.core.features.market import MarketView
+from dexwatch.core.features.slices import SliceSummary
+from dexwatch.core.market_settings import AssetConfig, MarketSettings
+
+SLICE = 15
+CHAIN = 31337
+
+
+def _address(n: int) -> str:
+    return f"0x{n:040x}"
+
+
+# The local deployment's shape: three USD stablecoins, three floating assets quoted in USDC
+# or DAI, LINK priced only through WETH.
+ASSETS = {
+    "USDC": ("USD", 1.0), "DAI": ("USD", 1.0), "USDT": ("USD", 1.0),
+    "WETH": (None, 3000.0), "WBTC": (None, 60000.0), "UNI": (None, 8.0), "LINK": (None, 15.0),
+}  # fmt: skip
+ADDRESS = {symbol: _address(i + 1) for i, symbol in enumerate(ASSETS)}
+POOLS = {
+    "weth-usdc": ("WETH", "USDC"), "weth-usdc-2": ("WETH", "USDC"), "wbtc-usdc": ("WBTC", "USDC"),
+    "uni-usdc": ("UNI", "USDC"), "link-weth": ("LINK", "WETH"), "dai-usdc": ("DAI", "USDC"),
+    "weth-dai": ("WETH", "DAI"), "usdt-usdc": ("USDT", "USDC"),
+}  # fmt: skip
+SETTINGS = MarketSettings(
+    assets=[
+        AssetConfig(address=ADDRESS[symbol], symbol=symbol, peg=peg)
+        for symbol, (peg, _) in ASSETS.items()
+    ]
+)
+
+
+class Market:
+    """Fair USD prices with a little noise, every pool at its fair price each slice."""
+
+    def __init__(self, seed: int = 1, noise: float = 0.0005) -> None:
+        self.usd = {symbol: price for symbol, (_, price) in ASSETS.items()}
+        self.rng = np.random.default_rng(seed)
+        self.noise = noise
+        self.view = MarketView(SETTINGS)
+        for pool, (base, quote) in POOLS.items():
+            self.view.announce("uniswap_v3", pool, ADDRESS[base], ADDRESS[quote])
+        self.at = 0
+
+    def prices(self) -> dict[str, float]:
+        return {
+            pool: self.usd[base] / self.usd[quote] * math.exp(self.noise * self.rng.normal())
+            for pool, (base, quote) in POOLS.items()
+        }
+
+    def step(self, **moves: float) -> list:
+        """One slice: each named asset's price times its factor, then the view's findings."""
+        for symbol, factor in moves.items():
+            self.usd[symbol] *= factor
+        self.at += SLICE
+        for pool, price in self.prices().items():
+            self.view.observe(pool, self.at, price)
+        return self.view.evaluate(self.at)
+
+    def calm(self, seconds: int) -> list:
+        found = []
+        for _ in range(seconds // SLICE):
+            found += self.step()
+        return found
+
+
+def test_calm_markets_raise_nothing():
+    assert Market().calm(6 * 3600) == []
+
+
+def test_every_asset_falling_8_percent_is_one_market_move_naming_the_pools_it_moved():
+    market = Market()
+    assert market.calm(2 * 3600) == []
+    (move,) = market.step(**dict.fromkeys(["WETH", "WBTC", "UNI", "LINK"], 0.92))
+    assert move.kind == "market-move" and move.scope == "market"
+    assert -0.09 < math.expm1(move.size) < -0.07
+    named = {pool for _, pool in move.pools}
+    # LINK/WETH did not move (both fell), nor did the stablecoins' pools.
+    assert named == {"weth-usdc", "weth-usdc-2", "wbtc-usdc", "uni-usdc", "weth-dai"}
+    assert "market-move" in move.evidence[0]
+
+
+def test_one_asset_falling_8_percent_is_its_pools_own_move():
+    market = Market()
+    market.calm(2 * 3600)
+    found = market.step(WBTC=0.92)
+    assert [(f.kind, f.scope) for f in found] == [("price-dislocation", "pool:wbtc-usdc")]
+    assert -0.09 < math.expm1(found[0].size) < -0.07
+
+
+def test_a_stablecoin_drifting_to_090_is_one_depeg_naming_it_and_its_pools():
+    market = Market()
+    market.calm(2 * 3600)
+    first = None
+    steps = 3600 // SLICE
+    for k in range(steps):
+        found = market.step(DAI=0.90 ** (1 / steps))
+        assert all(f.kind == "depeg" and f.scope == f"asset:{ADDRESS['DAI']}" for f in found)
+        if found and first is None:
+            first = (k + 1) * SLICE, found[0]
+    seconds, depeg = first
+    # Past the 1 % tolerance (about 6 minutes in), for a minute.
+    assert 6 * 60 <= seconds <= 9 * 60
+    assert {pool for _, pool in depeg.pools} == {"dai-usdc", "weth-dai"}
+    assert "DAI" in depeg.evidence[0]
+
+
+def test_the_numeraires_own_depeg_is_told_apart_from_a_market_move():
+    """USDC leaving its peg moves every pool priced in it, as a market move would: the other
+    two stablecoins say which it is."""
+    market = Market()
+    market.calm(2 * 3600)
+    found = []
+    for _ in range(40):
+        found += market.step(USDC=0.90 ** (1 / 40))
+    assert found and {f.scope for f in found} == {f"asset:{ADDRESS['USDC']}"}
+
+
+def test_one_trade_not_yet_arbitraged_is_no_depeg():
+    market = Market()
+    market.calm(2 * 3600)
+    assert market.step(USDT=0.98) == []
+    assert market.step(USDT=1 / 0.98) == []
+
+
+def test_a_market_that_moves_a_lot_needs_larger_moves():
+    """A market whose assets move about 3 % every five minutes (the default simulated
+    market's ten-minute days): its moves are judged against its own usual ones, not 5 %."""
+    market = Market(noise=0.0005)
+    rng = np.random.default_rng(5)
+    volatile, wbtc = [], []
+    for _ in range(4 * 3600 // SLICE):
+        moves = {s: math.exp(0.006 * rng.normal()) for s in ("WETH", "WBTC", "UNI", "LINK")}
+        volatile += market.step(**moves)
+        wbtc.append(math.log(market.usd["WBTC"]))
+    five_minutes = np.abs(np.subtract(wbtc[20:], wbtc[:-20]))
+    assert np.sum(five_minutes[240:] >= math.log(1.05)) >= 20  # the floor alone: noise
+    assert len(volatile) <= 2
+
+
+def _summary(pool: str, start: int, price: float) -> SliceSummary:
+    return SliceSummary(pool=pool, start=start, events=1, last_price=price)
+
+
+def _inputs(market: Market, seconds: int, **moves):
+    """(announcements, slices) for WatchMarket: calm, then one slice of ``moves``."""
+    announcements = [
+        {"chain_id": CHAIN, "dex": "uniswap_v3", "pool": pool, "token0": ADDRESS[base],
+         "token1": ADDRESS[quote]}
+        for pool, (base, quote) in POOLS.items()
+    ]  # fmt: skip
+    slices = []
+    for k in range(seconds // SLICE + 1):
+        for symbol, factor in moves.items() if k == seconds // SLICE else ():
+            market.usd[symbol] *= factor
+        for pool, price in market.prices().items():
+            slices.append((f"{CHAIN}:uniswap_v3:{pool}", _summary(pool, k * SLICE, price)))
+    return announcements, slices
+
+
+def _expected_findings(announcements, slices) -> list[dict]:
+    view = MarketView(SETTINGS)
+    for a in announcements:
+        view.announce(a["dex"], a["pool"], a["token0"], a["token1"])
+    rows = []
+    for end in sorted({s.start + SLICE for _, s in slices}):
+        for _, s in slices:
+            if s.start + SLICE == end:
+                view.observe(s.pool, end, s.last_price)
+        rows += [finding_row(CHAIN, f) for f in view.evaluate(end)]
+    return rows
+
+
+def _market_rows(rows):
+    return sorted(r["event_id"] for r in rows if r["kind"] != "peg-pool")
+
+
+def test_watch_market_finds_the_same_in_streaming_and_in_batch():
+    announcements, slices = _inputs(Market(), 2 * 3600, WETH=0.9, WBTC=0.9, UNI=0.9, LINK=0.9)
+    expected = _market_rows(_expected_findings(announcements, slices))
+    assert len(expected) >= 1
+    with TestPipeline() as p:
+        found = (
+            p | "A" >> beam.Create(announcements),
+            p | "S" >> beam.Create(slices),
+        ) | WatchMarket(SETTINGS, SLICE, streaming=False)
+        assert_that(found | beam.combiners.ToList() | beam.Map(_market_rows), equal_to([expected]))
+    stream = TestStream().advance_watermark_to(0)
+    stream = stream.add_elements([TimestampedValue(("a", a), 0) for a in announcements])
+    for start in range(0, 2 * 3600 + SLICE, 600):
+        batch = [s for s in slices if start <= s[1].start < start + 600]
+        # Each slice arrives before its end, as the pipeline's early panes do.
+        stream = stream.add_elements(
+            [TimestampedValue(("s", s), s[1].start + SLICE - 1) for s in batch]
+        ).advance_watermark_to(start + 600)
+    stream = stream.advance_watermark_to_infinity()
+    options = PipelineOptions(runner="BundleBasedDirectRunner", streaming=True)
+    with TestPipeline(options=options) as p:
+        both = p | stream
+        pools = both | beam.Filter(lambda x: x[0] == "a") | "Ann" >> beam.Map(lambda x: x[1])
+        prices = (
+            both
+            | beam.Filter(lambda x: x[0] == "s")
+            | "Slc" >> beam.Map(lambda x: (x[1][0], (1, x[1][1])))
+        )
+        found = (pools, prices) | WatchMarket(SETTINGS, SLICE, streaming=True)
+        assert_that(found, lambda rows: _check(_market_rows(rows), expected))
+
+
+def _check(got, expected) -> None:
+    assert got == expected
+
+
+def _anomaly(pool: str, end: int, feature: str = "price_change") -> dict:
+    features = {**dict.fromkeys(FEATURE_NAMES, 0.0), feature: 0.12}
+    return {
+        **features,
+        "window_id": f"{CHAIN}:{pool}:{end}", "chain_id": CHAIN, "dex": "uniswap_v3",
+        "pool": pool, "source": "chain", "window_start": datetime.fromtimestamp(end - 60, UTC),
+        "window_end": datetime.fromtimestamp(end, UTC), "events": 10, "score": -0.2,
+        "is_anomaly": True, "model_version": "m", "patterns": None,
+        "top_features": orjson.dumps([{"name": feature, "value": 0.12, "deviation": 30}]).decode(),
+    }  # fmt: skip
+
+
+def _market_finding(at: int, pools: list[str]) -> dict:
+    return {
+        "event_id": f"{CHAIN}:market:{at}", "chain_id": CHAIN, "scope": "market",
+        "kind": "market-move", "window_start": datetime.fromtimestamp(at - 300, UTC),
+        "window_end": datetime.fromtimestamp(at, UTC), "size": math.log(0.92),
+        "pools": orjson.dumps([{"dex": "uniswap_v3", "pool": p} for p in pools]).decode(),
+        "severity": "medium", "evidence": orjson.dumps(["market-move: -8.0%"]).decode(),
+    }  # fmt: skip
+
+
+def _alerts(outputs) -> list:
+    return [value for tag, value in outputs if tag == "alerts"]
+
+
+def test_a_market_move_takes_the_pool_anomalies_it_explains_into_one_alert():
+    threads = ChainThreads(cooldown_s=300, hold_s=SLICE + 1)
+    t = 10_000
+    held = threads.add(_anomaly("weth-usdc", t)) + threads.add(_anomaly("wbtc-usdc", t))
+    assert held == []  # price anomalies wait for the market's view of their moment
+    out = threads.add_finding(_market_finding(t, ["weth-usdc", "wbtc-usdc"]))
+    out += threads.release(t + SLICE + 1)
+    (alert,) = _alerts(out)
+    assert alert.scope == "market" and alert.kind == "market-move"
+    assert {p.pool for p in alert.pools} == {"weth-usdc", "wbtc-usdc"}
+    anomalies = [v for tag, v in out if tag == "anomalies"]
+    assert {a["alert_id"] for a in anomalies} == {alert.alert_id}
+    # A drain in the middle of it is still its pool's own alert.
+    drain = threads.add(_anomaly("weth-usdc", t + 30, "liquidity_removed_share"))
+    (own,) = _alerts(drain)
+    assert own.scope == "pool" and own.kind != "market-move"
+
+
+def test_without_a_market_finding_a_held_anomaly_is_its_pools_alert():
+    threads = ChainThreads(cooldown_s=300, hold_s=SLICE + 1)
+    assert threads.add(_anomaly("wbtc-usdc", 10_000)) == []
+    (alert,) = _alerts(threads.release(10_000 + SLICE + 1))
+    assert alert.scope == "pool" and alert.pool == "wbtc-usdc"
+    assert alert.kind == "price-dislocation"
