@@ -293,8 +293,8 @@ def main() -> None:
         after_s = settings.pipeline.current_slices * settings.pipeline.slice_s
         cooldown_s = settings.pipeline.alert_cooldown_s
         # dexwatch's windows with its market view's findings; the rule has no market view.
-        market = market_windows(open_warehouse(settings))
-        seen = {k: np.concatenate([columns[k], market[k]]) for k in market}
+        found = market_windows(open_warehouse(settings))
+        seen = {k: np.concatenate([columns[k], found[k]]) for k in found}
         moves_alerts += market_move_alerts(threads, incidents, after_s)
         for name, results, cols, flagged, opened in (
             ("dexwatch", model_results, seen, seen["is_anomaly"].astype(bool), threads),

@@ -58,6 +58,7 @@ from beam_pipelines.pipeline import build_replay_pipeline  # noqa: E402
 from dexwatch.app.workflows.bootstrap import bootstrap_model  # noqa: E402
 from dexwatch.core.features.blocks import sandwiches_in  # noqa: E402
 from dexwatch.core.features.chain import FEATURE_NAMES  # noqa: E402
+from dexwatch.core.market_settings import MarketSettings  # noqa: E402
 from dexwatch.core.settings import Settings  # noqa: E402
 from dexwatch.core.warehouse import open_warehouse  # noqa: E402
 from infra.local.recorded_chain import RecordedChainNode, Recording, open_recording  # noqa: E402
@@ -121,10 +122,24 @@ def incident_plan(recording: Recording) -> list[tuple[int, str]]:
     return plan
 
 
+# The real pool's tokens as the market view's assets, as a Polygon deployment configures
+# them: with one pool there is no market to move and no peg to break, so the view must stay
+# silent, and the pool's price anomalies wait a slice for it.
+POLYGON_ASSETS = [
+    {"address": "0x2791bca1f2de4661ed88a30c99a7a9449aa84174", "symbol": "USDC", "decimals": 6,
+     "peg": "USD"},
+    {"address": "0x7ceb23fd6bc0add59e62ac25578270cff1b9f619", "symbol": "WETH", "decimals": 18,
+     "peg": "ETH"},
+]  # fmt: skip
+
+
 def replay_day(events: Path, work: Path, model: Path) -> dict[str, np.ndarray]:
-    """Score a recorded day with ``model``; its chain windows as columns."""
+    """Score a recorded day with ``model`` (the market view on); its chain windows as
+    columns."""
     shutil.rmtree(work, ignore_errors=True)
-    settings = Settings(state_dir=work).with_sections(model={"path": model})
+    settings = Settings(state_dir=work).with_sections(
+        model={"path": model}, market=MarketSettings(assets=POLYGON_ASSETS)
+    )
     build_replay_pipeline(settings, batch_options(flags=[]), events).run().wait_until_finish()
     return chain_windows(open_warehouse(settings))
 

@@ -190,30 +190,33 @@ class AlertThread:
 
 def opened_threads(warehouse: WarehouseReader) -> list[AlertThread]:
     """The chain alert threads a pipeline opened, from a local (DuckDB) warehouse's anomalies
-    and market_events tables (none when neither was written). A thread's pool is its
-    alert's scope: the pool, ``market`` or ``asset:<address>`` (from its alert id)."""
+    and market_events tables (none when neither was written). A thread's pool is its pool,
+    or for the market view's threads their scope: ``market``, ``asset:<address>``."""
+    spans: dict[str, list] = {}  # alert_id: [place, start, end]
     parts = []
     if _has_table(warehouse, "anomalies"):
         parts.append(
-            "select alert_id, min(epoch(window_start)) s, max(epoch(window_end)) e from "
-            "anomalies where source = 'chain' and alert_id <> '' group by alert_id"
+            "select alert_id, pool, min(epoch(window_start)), max(epoch(window_end)) from "
+            "anomalies where source = 'chain' and alert_id <> '' group by alert_id, pool"
         )
     if _has_table(warehouse, "market_events"):
         parts.append(
-            "select alert_id, min(epoch(window_end)) - 60 s, max(epoch(window_end)) e from "
-            "market_events group by alert_id"
+            "select alert_id, scope, min(epoch(window_end)) - 60, max(epoch(window_end)) from "
+            "market_events group by alert_id, scope"
         )
-    if not parts:
-        return []
-    rows = warehouse.query(
-        f"select alert_id, min(s), max(e) from ({' union all '.join(parts)}) group by alert_id"
-    ).rows
-    return [AlertThread(_scope_of(alert_id), start, end) for alert_id, start, end in rows]
+    for sql in parts:
+        for alert_id, place, start, end in warehouse.query(sql).rows:
+            place = _market_scope(alert_id) or place.removeprefix("pool:")
+            held = spans.setdefault(alert_id, [place, start, end])
+            held[1], held[2] = min(held[1], start), max(held[2], end)
+    return [AlertThread(place, start, end) for place, start, end in spans.values()]
 
 
-def _scope_of(alert_id: str) -> str:
-    """chain_id:<pool | market | asset:address>:window_end → the middle."""
-    return alert_id.split(":", 1)[1].rsplit(":", 1)[0]
+def _market_scope(alert_id: str) -> str | None:
+    """``market`` or ``asset:<address>`` for the market view's multi-pool threads
+    (chain_id:scope:window_end), else None."""
+    middle = alert_id.split(":", 1)[-1].rsplit(":", 1)[0]
+    return middle if middle == "market" or middle.startswith("asset:") else None
 
 
 def market_windows(warehouse: WarehouseReader) -> dict[str, np.ndarray]:

@@ -59,16 +59,17 @@ class _Pending:
 
     def __init__(self, settings: MarketSettings) -> None:
         self.view = MarketView(settings)
-        self.prices: dict[int, dict[str, float | None]] = {}  # slice end: pool: last price
+        # slice end: pool: (last price, last liquidity)
+        self.prices: dict[int, dict[str, tuple]] = {}
 
-    def add(self, pool: str, end: int, price: float | None) -> None:
-        self.prices.setdefault(end, {})[pool] = price
+    def add(self, pool: str, end: int, price: float | None, liquidity: float | None) -> None:
+        self.prices.setdefault(end, {})[pool] = (price, liquidity)
 
     def evaluate_until(self, chain_id: int, until: int) -> list[dict]:
         rows = []
         for end in sorted(e for e in self.prices if e <= until):
-            for pool, price in self.prices.pop(end).items():
-                self.view.observe(pool, end, price)
+            for pool, (price, liquidity) in self.prices.pop(end).items():
+                self.view.observe(pool, end, price, liquidity)
             rows += [finding_row(chain_id, f) for f in self.view.evaluate(end)]
         return rows
 
@@ -82,7 +83,8 @@ def _slice_price(element, slice_s: int) -> tuple[str, tuple]:
     key, value = element
     summary: SliceSummary = value[1] if isinstance(value, tuple) else value
     chain_id, _, pool = key.split(":")
-    return chain_id, ("slice", pool, summary.start + slice_s, summary.last_price)
+    end = summary.start + slice_s
+    return chain_id, ("slice", pool, end, summary.last_price, summary.last_liquidity)
 
 
 class _WatchMarketFn(beam.DoFn):
@@ -107,8 +109,8 @@ class _WatchMarketFn(beam.DoFn):
             if peg is not None:
                 yield _peg_pool_notice(int(element[0]), item[2], peg)
         else:
-            _, pool, end, price = item
-            pending.add(pool, end, price)
+            _, pool, end, price, liquidity = item
+            pending.add(pool, end, price, liquidity)
             due.set(Timestamp(min(pending.prices)))
         pending_state.write(pending)
 
@@ -141,8 +143,8 @@ def _watch_sorted(element, settings: MarketSettings):
                 yield _peg_pool_notice(int(chain_id), item[2], peg)
         else:
             slices.append(item)
-    for _, pool, end, price in sorted(slices, key=lambda item: (item[2], item[1])):
-        pending.add(pool, end, price)
+    for _, pool, end, price, liquidity in sorted(slices, key=lambda item: (item[2], item[1])):
+        pending.add(pool, end, price, liquidity)
     yield from pending.evaluate_until(int(chain_id), max(pending.prices, default=0))
 
 

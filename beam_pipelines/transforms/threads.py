@@ -125,6 +125,11 @@ class AlertThreads:
         }
         return anomaly, _alert(anomaly, top, thread.revision, found.evidence) if publish else None
 
+    def thread_at(self, start: int, end: int) -> str | None:
+        """The id of the thread a window [start, end] of this pool would join, if any."""
+        thread = self._thread_of(start, end)
+        return thread.alert_id if thread else None
+
     def _thread_of(self, start: int, end: int) -> _Thread | None:
         """The latest thread the window [start, end] belongs to, if any."""
         for thread in sorted(self.threads, key=lambda t: t.end, reverse=True):
@@ -264,9 +269,20 @@ class ChainThreads:
         at = _end(finding)
         pools = frozenset((p["dex"], p["pool"]) for p in orjson.loads(finding["pools"]))
         rank = SEVERITY_RANK[finding["severity"]]
+        if finding["scope"].startswith("pool:"):
+            # A pool's own move while its pool's thread is open (a drained pool's swings, a
+            # sandwiched pool's) is that thread's: it has alerted already.
+            pool = finding["scope"].removeprefix("pool:")
+            key = f"{finding['chain_id']}:{pool}"
+            own = AlertThreads(self._cooldown_s, self.state.pools.get(key)).thread_at(at - 60, at)
+            if own is not None:
+                return [("market_events", {**finding, "alert_id": own})]
+        # A depeg is one incident while it lasts (its findings come and go about the
+        # tolerance); a market's or a pool's move, while its findings follow each other.
+        reach = SCOPE_REACH_S if finding["scope"].startswith("asset:") else self._cooldown_s
         thread = next(
             (t for t in reversed(self.state.scopes)
-             if t.scope == finding["scope"] and at <= t.end + self._cooldown_s),
+             if t.scope == finding["scope"] and at <= t.end + reach),
             None,
         )  # fmt: skip
         publish = thread is None

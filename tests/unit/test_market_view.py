@@ -21,6 +21,7 @@ from dexwatch.core.features.chain import FEATURE_NAMES
 from dexwatch.core.features.market import MarketView
 from dexwatch.core.features.slices import SliceSummary
 from dexwatch.core.market_settings import AssetConfig, MarketSettings
+from infra.local.market_events import MarketEvent, ShiftRequests
 
 SLICE = 15
 CHAIN = 31337
@@ -281,3 +282,45 @@ def test_without_a_market_finding_a_held_anomaly_is_its_pools_alert():
     (alert,) = _alerts(threads.release(10_000 + SLICE + 1))
     assert alert.scope == "pool" and alert.pool == "wbtc-usdc"
     assert alert.kind == "price-dislocation"
+
+
+def test_the_live_simulators_mailbox_hands_each_move_over_once(tmp_path):
+    """`dexwatch simulate inject --kind depeg` beside a live simulator: the move it asks for
+    reaches the simulator once, and one asked before the simulator started does not."""
+    ShiftRequests(tmp_path).send(MarketEvent("market-move", {"WETH": 0.92}, 6.0))
+    simulator_side = ShiftRequests(tmp_path)
+    assert simulator_side.receive() == []
+    ShiftRequests(tmp_path).send(MarketEvent("depeg", {"DAI": 0.9}, 3600.0))
+    assert simulator_side.receive() == [({"DAI": 0.9}, 3600.0)]
+    assert simulator_side.receive() == []
+
+
+def test_a_drained_pool_no_longer_prices_its_assets():
+    """A rug pull leaves USDT/USDC with a tenth of its liquidity, whose price then swings
+    with every swap: USDT's peg is not judged on it, nor is a lone move seen."""
+    market = Market()
+    for _ in range(2 * 3600 // SLICE):
+        market.at += SLICE
+        for pool, price in market.prices().items():
+            market.view.observe(pool, market.at, price, liquidity=1e6)
+        assert market.view.evaluate(market.at) == []
+    for k in range(40):
+        market.at += SLICE
+        for pool, price in market.prices().items():
+            drained = pool == "usdt-usdc"
+            price = price * (0.75 if k % 2 else 1.3) if drained else price
+            market.view.observe(pool, market.at, price, liquidity=1e5 if drained else 1e6)
+        assert market.view.evaluate(market.at) == []
+
+
+def test_a_pools_own_move_while_its_thread_is_open_joins_that_thread():
+    threads = ChainThreads(cooldown_s=300, hold_s=SLICE + 1)
+    t = 10_000
+    (_, drain), (_, alert) = threads.add(_anomaly("wbtc-usdc", t, "liquidity_removed_share"))
+    finding = {
+        **_market_finding(t + 120, ["wbtc-usdc"]), "scope": "pool:wbtc-usdc",
+        "kind": "price-dislocation", "event_id": f"{CHAIN}:pool:wbtc-usdc:{t + 120}",
+    }  # fmt: skip
+    assert threads.add_finding(finding) == [
+        ("market_events", {**finding, "alert_id": alert.alert_id})
+    ]

@@ -20,7 +20,7 @@ the numeraire's assets (USD stablecoins). Then:
   and at least ``min_assets_moved`` assets moved that much the same way, one
   ``market-move`` finding names the pools it moved. A move of one pool, or of one asset,
   leaves the median where it was: it stays that pool's incident.
-- **A pool's own move**: a pool whose price moved ``move_threshold`` or more over
+- **A pool's own move**: a pool whose price moved 1.3 ``move_threshold`` or more over
   ``move_horizon_s`` beyond what the market factor explains (with three quoted floating
   assets or more: the median of two moves with either) raises a ``price-dislocation``
   finding of its own pool (scope ``pool:<address>``), within a slice of the move: an
@@ -59,6 +59,12 @@ STALE_AFTER_S = 900
 _USUAL_MOVES = 5.0
 _USUAL_DECAY_S = 86_400.0
 _USUAL_AFTER_S = 3600
+# A pool with less than this share of the most liquidity it had is drained: its price no
+# longer says what its assets are worth.
+_DRAINED_SHARE = 0.2
+# A pool's own move must be larger than the market's (a pair of two floating assets, LINK/WETH,
+# moves 5 % in five minutes in a hectic hour of the calibrated market): 8 % lone moves pass.
+_POOL_MOVE_FACTOR = 1.3
 # A peg is broken when it has been for this long (every fit of the last minute): one large
 # trade not yet arbitraged is not a depeg.
 _PEG_PERSIST_S = 60
@@ -182,6 +188,7 @@ class MarketView:
         # pool: (slice end, log price) at each evaluation its price changed, for move_horizon_s.
         self._pool_history: dict[str, deque[tuple[int, float]]] = {}
         self._usual = _UsualMoves()
+        self._most_liquidity: dict[str, float] = {}
 
     @property
     def active(self) -> bool:
@@ -198,11 +205,22 @@ class MarketView:
         peg = self._assets[i].peg
         return peg if peg is not None and peg == self._assets[j].peg else None
 
-    def observe(self, pool: str, at: int, raw_price: float | None) -> None:
-        """The last price (token1 per token0, raw units) of ``pool``'s slice ending at ``at``."""
+    def observe(
+        self, pool: str, at: int, raw_price: float | None, liquidity: float | None = None
+    ) -> None:
+        """The last price (token1 per token0, raw units) and liquidity of ``pool``'s slice
+        ending at ``at``. A pool left with less than ``_DRAINED_SHARE`` of the most liquidity
+        it had no longer prices its assets (a drained pool's price swings with every swap)."""
         known = self._pools.get(pool)
         if known is None or raw_price is None or raw_price <= 0:
             return
+        if liquidity is not None:
+            most = max(self._most_liquidity.get(pool, 0.0), liquidity)
+            self._most_liquidity[pool] = most
+            if liquidity < _DRAINED_SHARE * most:
+                self._prices.pop(pool, None)
+                self._pool_history.pop(pool, None)
+                return
         latest = self._prices.get(pool)
         if latest is None or at >= latest[0]:
             self._prices[pool] = (at, math.log(raw_price) + known.shift)
@@ -405,7 +423,8 @@ class MarketView:
             pool = self._pools[address]
             expected = market * (self._floats(pool.token0) - self._floats(pool.token1))
             gap = moved - expected
-            if abs(gap) < self._usual.limit(address, at, gap, s.log_move_threshold):
+            floor = _POOL_MOVE_FACTOR * s.log_move_threshold
+            if abs(gap) < self._usual.limit(address, at, gap, floor):
                 continue
             findings.append(
                 Finding(
