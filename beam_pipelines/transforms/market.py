@@ -62,14 +62,14 @@ class _Pending:
         # slice end: pool: (last price, last liquidity)
         self.prices: dict[int, dict[str, tuple]] = {}
 
-    def add(self, pool: str, end: int, price: float | None, liquidity: float | None) -> None:
-        self.prices.setdefault(end, {})[pool] = (price, liquidity)
+    def add(self, pool: str, end: int, price, liquidity, removed) -> None:
+        self.prices.setdefault(end, {})[pool] = (price, liquidity, removed)
 
     def evaluate_until(self, chain_id: int, until: int) -> list[dict]:
         rows = []
         for end in sorted(e for e in self.prices if e <= until):
-            for pool, (price, liquidity) in self.prices.pop(end).items():
-                self.view.observe(pool, end, price, liquidity)
+            for pool, (price, liquidity, removed) in self.prices.pop(end).items():
+                self.view.observe(pool, end, price, liquidity, removed)
             rows += [finding_row(chain_id, f) for f in self.view.evaluate(end)]
         return rows
 
@@ -84,7 +84,8 @@ def _slice_price(element, slice_s: int) -> tuple[str, tuple]:
     summary: SliceSummary = value[1] if isinstance(value, tuple) else value
     chain_id, _, pool = key.split(":")
     end = summary.start + slice_s
-    return chain_id, ("slice", pool, end, summary.last_price, summary.last_liquidity)
+    last = (summary.last_price, summary.last_liquidity, summary.liquidity_removed)
+    return chain_id, ("slice", pool, end, *last)
 
 
 class _WatchMarketFn(beam.DoFn):
@@ -109,8 +110,8 @@ class _WatchMarketFn(beam.DoFn):
             if peg is not None:
                 yield _peg_pool_notice(int(element[0]), item[2], peg)
         else:
-            _, pool, end, price, liquidity = item
-            pending.add(pool, end, price, liquidity)
+            _, pool, end, *last = item
+            pending.add(pool, end, *last)
             due.set(Timestamp(min(pending.prices)))
         pending_state.write(pending)
 
@@ -143,8 +144,8 @@ def _watch_sorted(element, settings: MarketSettings):
                 yield _peg_pool_notice(int(chain_id), item[2], peg)
         else:
             slices.append(item)
-    for _, pool, end, price, liquidity in sorted(slices, key=lambda item: (item[2], item[1])):
-        pending.add(pool, end, price, liquidity)
+    for _, pool, end, *last in sorted(slices, key=lambda item: (item[2], item[1])):
+        pending.add(pool, end, *last)
     yield from pending.evaluate_until(int(chain_id), max(pending.prices, default=0))
 
 

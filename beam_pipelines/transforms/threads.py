@@ -8,7 +8,8 @@ of its moment, then joins the market or asset thread that names its pool, if one
 or its pool's thread otherwise. A market move is one alert, not one per pool; a drain in the
 middle of it is still its pool's own. A pool's own move seen by the market view (scope
 ``pool:<address>``) is that pool's alert. A peg pool's price anomaly (DAI/USDC; the market
-view's ``PEG_POOL`` notices) that no depeg takes is within its peg: recorded, not alerted.
+view's ``PEG_POOL`` notices), or its volume, activity or inflow anomaly, that no depeg
+takes is within its peg: recorded, not alerted.
 """
 
 from __future__ import annotations
@@ -244,8 +245,9 @@ class ChainThreads:
             scope = self._scope_taking(row)
             if scope is None and row["pool"] in self.state.peg_pools:
                 found = classification_of(row, top_features_of(row))
-                if found.kind == "price-dislocation":
-                    # A peg pool's price is the peg check's: within the peg, no incident.
+                if found.kind in MARKET_EXPLAINED:
+                    # A peg pool's price, and the trading and providers' moves with it, are
+                    # the peg check's: short of a depeg, no incident.
                     out.append(("anomalies", {
                         **row, "kind": found.kind, "severity": found.severity,
                         "confidence": found.confidence, "alert_id": "",

@@ -25,6 +25,9 @@ POOL_NAMES = (
     "sushiswap:WETH/USDC",
     "sushiswap:LINK/WETH",
     "uniswap_v2:UNI/USDC",
+    "uniswap_v3:DAI/USDC:500",
+    "uniswap_v3:WETH/DAI:3000",
+    "uniswap_v3:USDT/USDC:500",
 )
 
 
@@ -63,7 +66,7 @@ def test_up_is_idempotent_status_reports_and_down_stops_everything(tmp_path: Pat
         assert LocalDeployment.load(tmp_path / ".dexwatch" / "deployment.json") == deployment
 
         status = dexwatch_cli(config, "local", "status")
-        assert status.returncode == 0 and "5 deployed" in status.stdout
+        assert status.returncode == 0 and "8 deployed" in status.stdout
         pids = _pids(config)
         assert len(pids) == 2
     finally:

@@ -18,7 +18,7 @@ from infra.local.deploy import deploy_local_contracts
 from infra.local.market import MarketSimulator
 from infra.local.market_events import inject_market_event
 from publishers.chain import run as publish_chain
-from tests.conftest import ROOT, make_settings
+from tests.conftest import FIXED_GENESIS, ROOT, make_settings
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow]
 
@@ -43,9 +43,10 @@ def replayed(tmp_path_factory: pytest.TempPathFactory):
         simulator=simulator_settings,
     )
     bootstrap_model(settings.with_sections(chain={"chain_id": 1}), hours=1.0)
-    processes.start(stack.anvil_spec(settings), settings.state_dir)
+    # A fixed start: the same chain, the same hours of the market's rhythm, on every run.
+    processes.start(stack.anvil_spec(settings, FIXED_GENESIS), settings.state_dir)
     try:
-        deployment = deploy_local_contracts(settings)
+        deployment = deploy_local_contracts(settings, start_timestamp=FIXED_GENESIS + 1)
         deployment.save(settings.deployment_path)
         simulator = MarketSimulator(settings, deployment)
         simulator.generate_history(1.5)  # the market view's usual moves need an hour
@@ -136,11 +137,15 @@ def test_a_depeg_is_one_alert_naming_the_stablecoin_and_its_pools(replayed):
     dai = deployment.tokens["DAI"].address
     assert label.pool == f"asset:{dai}"
     threads = _threads_during(warehouse, label, after_s=0)
+    kinds = warehouse.query(
+        "select alert_id, kind, pool, count(*) from anomalies where alert_id in ("
+        + ", ".join(f"'{t}'" for t in threads) + ") group by all"
+    ).rows
     assert threads == {
         warehouse.query(
             f"select min(alert_id) from market_events where scope = 'asset:{dai}'"
         ).rows[0][0]
-    }, threads
+    }, kinds
     first, pools = warehouse.query(
         f"select window_end, pools from market_events where scope = 'asset:{dai}' "
         "order by window_end limit 1"

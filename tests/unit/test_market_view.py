@@ -296,21 +296,29 @@ def test_the_live_simulators_mailbox_hands_each_move_over_once(tmp_path):
 
 
 def test_a_drained_pool_no_longer_prices_its_assets():
-    """A rug pull leaves USDT/USDC with a tenth of its liquidity, whose price then swings
-    with every swap: USDT's peg is not judged on it, nor is a lone move seen."""
+    """A rug pull takes 90 % of USDT/USDC's liquidity in one slice; its price then swings
+    with every swap: USDT's peg is not judged on it, nor is a lone move seen. Liquidity in
+    range falling as the price leaves narrow positions (nothing removed) is no drain."""
     market = Market()
-    for _ in range(2 * 3600 // SLICE):
+    for k in range(2 * 3600 // SLICE):
         market.at += SLICE
         for pool, price in market.prices().items():
-            market.view.observe(pool, market.at, price, liquidity=1e6)
+            level = 1e6 if k % 2 else 1e5  # in-range liquidity coming and going
+            market.view.observe(pool, market.at, price, liquidity=level)
         assert market.view.evaluate(market.at) == []
+    market.at += SLICE
+    for pool, price in market.prices().items():
+        removed = 9e5 if pool == "usdt-usdc" else 0.0
+        market.view.observe(pool, market.at, price, liquidity=1e5, removed=removed)
+    assert market.view.evaluate(market.at) == []
     for k in range(40):
         market.at += SLICE
         for pool, price in market.prices().items():
-            drained = pool == "usdt-usdc"
-            price = price * (0.75 if k % 2 else 1.3) if drained else price
-            market.view.observe(pool, market.at, price, liquidity=1e5 if drained else 1e6)
+            price = price * (0.75 if k % 2 else 1.3) if pool == "usdt-usdc" else price
+            market.view.observe(pool, market.at, price, liquidity=1e5)
         assert market.view.evaluate(market.at) == []
+    (move,) = market.step(**dict.fromkeys(["WETH", "WBTC", "UNI", "LINK"], 0.92))
+    assert move.kind == "market-move"  # the others still price the market
 
 
 def test_a_pools_own_move_while_its_thread_is_open_joins_that_thread():

@@ -59,9 +59,9 @@ STALE_AFTER_S = 900
 _USUAL_MOVES = 5.0
 _USUAL_DECAY_S = 86_400.0
 _USUAL_AFTER_S = 3600
-# A pool with less than this share of the most liquidity it had is drained: its price no
-# longer says what its assets are worth.
-_DRAINED_SHARE = 0.2
+# A pool that lost this share of its liquidity in one slice is drained: its price no longer
+# says what its assets are worth.
+_DRAINED_SHARE = 0.5
 # A pool's own move must be larger than the market's (a pair of two floating assets, LINK/WETH,
 # moves 5 % in five minutes in a hectic hour of the calibrated market): 8 % lone moves pass.
 _POOL_MOVE_FACTOR = 1.3
@@ -188,7 +188,8 @@ class MarketView:
         # pool: (slice end, log price) at each evaluation its price changed, for move_horizon_s.
         self._pool_history: dict[str, deque[tuple[int, float]]] = {}
         self._usual = _UsualMoves()
-        self._most_liquidity: dict[str, float] = {}
+        self._liquidity: dict[str, float] = {}  # each pool's last
+        self._drained: set[str] = set()
 
     @property
     def active(self) -> bool:
@@ -206,21 +207,29 @@ class MarketView:
         return peg if peg is not None and peg == self._assets[j].peg else None
 
     def observe(
-        self, pool: str, at: int, raw_price: float | None, liquidity: float | None = None
+        self,
+        pool: str,
+        at: int,
+        raw_price: float | None,
+        liquidity: float | None = None,
+        removed: float = 0.0,
     ) -> None:
         """The last price (token1 per token0, raw units) and liquidity of ``pool``'s slice
-        ending at ``at``. A pool left with less than ``_DRAINED_SHARE`` of the most liquidity
-        it had no longer prices its assets (a drained pool's price swings with every swap)."""
+        ending at ``at``, and the liquidity removed in it. A pool that lost half its liquidity
+        in one slice (a drain, a rug pull) no longer prices its assets: its price swings with
+        every swap after. (V3's in-range liquidity also falls when the price leaves narrow
+        positions, so the level alone says nothing.)"""
         known = self._pools.get(pool)
-        if known is None or raw_price is None or raw_price <= 0:
+        if known is None or raw_price is None or raw_price <= 0 or pool in self._drained:
+            return
+        before = self._liquidity.get(pool)
+        if before and removed >= _DRAINED_SHARE * before:
+            self._drained.add(pool)
+            self._prices.pop(pool, None)
+            self._pool_history.pop(pool, None)
             return
         if liquidity is not None:
-            most = max(self._most_liquidity.get(pool, 0.0), liquidity)
-            self._most_liquidity[pool] = most
-            if liquidity < _DRAINED_SHARE * most:
-                self._prices.pop(pool, None)
-                self._pool_history.pop(pool, None)
-                return
+            self._liquidity[pool] = liquidity
         latest = self._prices.get(pool)
         if latest is None or at >= latest[0]:
             self._prices[pool] = (at, math.log(raw_price) + known.shift)
