@@ -170,8 +170,9 @@ def _alert(anomaly: dict, top: list[TopFeature], revision: int, evidence: list[s
 MARKET_EXPLAINED = frozenset(
     {"price-dislocation", "volume-spike", "activity-spike", "liquidity-inflow"}
 )
-# How long after its last finding a market or asset thread takes the moves of its pools: the
-# price drift's horizon (a pool's hour-long price anchor takes that long to catch up).
+# How long after its last finding a market or asset thread takes its pools' slow views'
+# anomalies: the price drift's horizon (a pool's hour-long price anchor takes that long to
+# catch up with the move); their fast anomalies, within the cooldown.
 SCOPE_REACH_S = 3600
 # The version of the market's rule, as the model version of its alerts.
 MARKET_VIEW = "market-view-1"
@@ -190,10 +191,14 @@ class _ScopeThread:
     revision: int = 0
     severity: int = 0
 
-    def takes(self, pool: str, end: int, cooldown_s: int) -> bool:
-        """Whether a window of ``pool`` ending at ``end`` is this thread's doing."""
+    def takes(self, pool: str, end: int, cooldown_s: int, slow: bool) -> bool:
+        """Whether a window of ``pool`` ending at ``end`` is this thread's doing: within the
+        cooldown of its findings, or for a slow view's anomaly (the hour's price drift
+        catching up with the move), within SCOPE_REACH_S. A pool's own fast move half an
+        hour after a market move is its own."""
         named = any(address == pool for _, address in self.pools)
-        return named and self.start - cooldown_s <= end <= self.end + SCOPE_REACH_S
+        reach = SCOPE_REACH_S if slow else cooldown_s
+        return named and self.start - cooldown_s <= end <= self.end + reach
 
 
 @dataclasses.dataclass
@@ -313,8 +318,10 @@ class ChainThreads:
 
     def _scope_taking(self, row: dict) -> _ScopeThread | None:
         end = _end(row)
+        top = top_features_of(row)
+        slow = bool(top) and top[0].name in HORIZON_OF_FEATURE
         for thread in reversed(self.state.scopes):
-            if thread.takes(row["pool"], end, self._cooldown_s):
+            if thread.takes(row["pool"], end, self._cooldown_s, slow):
                 return thread
         return None
 

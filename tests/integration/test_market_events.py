@@ -139,7 +139,8 @@ def test_a_depeg_is_one_alert_naming_the_stablecoin_and_its_pools(replayed):
     threads = _threads_during(warehouse, label, after_s=0)
     kinds = warehouse.query(
         "select alert_id, kind, pool, count(*) from anomalies where alert_id in ("
-        + ", ".join(f"'{t}'" for t in threads) + ") group by all"
+        + ", ".join(f"'{t}'" for t in threads)
+        + ") group by all"
     ).rows
     assert threads == {
         warehouse.query(

@@ -332,3 +332,19 @@ def test_a_pools_own_move_while_its_thread_is_open_joins_that_thread():
     assert threads.add_finding(finding) == [
         ("market_events", {**finding, "alert_id": alert.alert_id})
     ]
+
+
+def test_after_a_market_move_only_the_pools_slow_catch_up_is_the_markets():
+    """Half an hour after a market move its pools' hour-long price anchors still lag (their
+    price_drift_1h anomalies are the move's); a pool's own fast move then is its own."""
+    threads = ChainThreads(cooldown_s=300, hold_s=SLICE + 1)
+    t = 10_000
+    threads.add_finding(_market_finding(t, ["weth-usdc", "wbtc-usdc"]))
+    later = t + 1800
+    threads.add(_anomaly("weth-usdc", later, "price_drift_1h"))
+    threads.add(_anomaly("wbtc-usdc", later, "price_change"))
+    out = threads.release(later + SLICE + 1)
+    by_pool = {v["pool"]: v["alert_id"] for tag, v in out if tag == "anomalies"}
+    assert by_pool["weth-usdc"] == f"{CHAIN}:market:{t}"
+    (alert,) = _alerts(out)
+    assert alert.scope == "pool" and by_pool["wbtc-usdc"] == alert.alert_id
