@@ -205,7 +205,8 @@ class _ScopeThread:
 class _ChainState:
     pools: dict[str, list[_Thread]] = dataclasses.field(default_factory=dict)
     scopes: list[_ScopeThread] = dataclasses.field(default_factory=list)
-    held: list[tuple[int, dict]] = dataclasses.field(default_factory=list)  # (release, row)
+    # (release, row, its classification)
+    held: list[tuple[int, dict, Classification]] = dataclasses.field(default_factory=list)
     peg_pools: set[str] = dataclasses.field(default_factory=set)
 
 
@@ -233,12 +234,12 @@ class ChainThreads:
         found = classification_of(row, top)
         if self._hold_s and row["source"] == "chain" and found.kind in MARKET_EXPLAINED:
             release = (at if at is not None else _end(row)) + self._hold_s
-            self.state.held.append((release, row))
+            self.state.held.append((release, row, found))
             return []
         return self._to_pool(row, found)
 
     def next_release(self) -> int | None:
-        return min((release for release, _ in self.state.held), default=None)
+        return min((item[0] for item in self.state.held), default=None)
 
     def release(self, until: int) -> list[tuple[str, object]]:
         """The held anomalies due by ``until``, in time order, each to the market or asset
@@ -246,20 +247,18 @@ class ChainThreads:
         due = sorted((item for item in self.state.held if item[0] <= until), key=lambda x: x[0])
         self.state.held = [item for item in self.state.held if item[0] > until]
         out = []
-        for _, row in due:
+        for _, row, found in due:
             scope = self._scope_taking(row)
             if scope is None and row["pool"] in self.state.peg_pools:
-                found = classification_of(row, top_features_of(row))
-                if found.kind in MARKET_EXPLAINED:
-                    # A peg pool's price, and the trading and providers' moves with it, are
-                    # the peg check's: short of a depeg, no incident.
-                    out.append(("anomalies", {
-                        **row, "kind": found.kind, "severity": found.severity,
-                        "confidence": found.confidence, "alert_id": "",
-                    }))  # fmt: skip
-                    continue
+                # Held, so of MARKET_EXPLAINED: a peg pool's price, and the trading and
+                # providers' moves with it, are the peg check's: short of a depeg, no incident.
+                out.append(("anomalies", {
+                    **row, "kind": found.kind, "severity": found.severity,
+                    "confidence": found.confidence, "alert_id": "",
+                }))  # fmt: skip
+                continue
             if scope is None:
-                out += self._to_pool(row, None)
+                out += self._to_pool(row, found)
             else:
                 out.append(("anomalies", {
                     **row, "kind": scope.kind, "severity": _severity_name(scope.severity),

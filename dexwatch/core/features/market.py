@@ -251,10 +251,12 @@ class MarketView:
                 broken.add(self._index[depeg.scope.removeprefix("asset:")])
                 findings.append(depeg)
         pool_moves = self._track_pools(at)
-        move = self._market_move(at, levels, broken, pool_moves)
-        if move is not None:
-            findings.append(move)
-        findings += self._pool_moves(at, levels, broken, pool_moves)
+        asset_moves = self._asset_moves(at, levels, broken)
+        if asset_moves is not None:
+            move = self._market_move(at, levels, broken, asset_moves, pool_moves)
+            if move is not None:
+                findings.append(move)
+            findings += self._pool_moves(at, asset_moves, pool_moves)
         return findings
 
     def _track_pools(self, at: int) -> dict[str, float]:
@@ -378,13 +380,10 @@ class MarketView:
 
     # --- the market factor ---------------------------------------------------------------
 
-    def _market_move(
-        self, at: int, levels: np.ndarray, broken: set[int], pool_moves: dict[str, float]
-    ) -> Finding | None:
+    def _market_move(self, at: int, levels, broken: set[int], moves, pool_moves) -> Finding | None:
+        """Asset ``moves`` and ``pool_moves`` over the move horizon (``_asset_moves``,
+        ``_track_pools``)."""
         s = self._settings
-        moves = self._asset_moves(at, levels, broken)
-        if moves is None:
-            return None
         since = at - s.move_horizon_s
         healthy = [i for i in self._numeraire if i not in broken and not np.isnan(levels[i])]
         if len(moves) < s.min_assets_moved:
@@ -416,16 +415,15 @@ class MarketView:
         )
 
     def _pool_moves(
-        self, at: int, levels: np.ndarray, broken: set[int], pool_moves: dict[str, float]
+        self, at: int, moves: dict[int, float], pool_moves: dict[str, float]
     ) -> list[Finding]:
-        """Pools that moved the threshold beyond what the market of the other floating
-        assets explains, over the move horizon."""
+        """Pools that moved the threshold beyond what the market factor explains, over the
+        move horizon."""
         s = self._settings
         since = at - s.move_horizon_s
-        moves = self._asset_moves(at, levels, broken)
         findings = []
         # The median of three or more quoted assets stays where it was when one moves alone.
-        if moves is None or len(moves) < 3:
+        if len(moves) < 3:
             return findings
         market = float(np.median(list(moves.values())))
         for address, moved in pool_moves.items():
