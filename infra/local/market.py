@@ -33,7 +33,7 @@ from infra.local.evm import ChainError, PoolState, Rpc, Transactor, Tx
 from infra.local.fair_price import FairPrices
 from infra.local.liquidity_providers import LiquidityProviders
 from infra.local.market_events import ShiftRequests
-from infra.local.settings import LocalSettings
+from infra.local.settings import LocalSettings, SimulatorSettings
 
 log = logging.getLogger("dexwatch.local.market")
 
@@ -73,6 +73,20 @@ class MarketStats:
     reverted: int = 0
     first_block: int | None = None
     last_block: int | None = None
+
+
+def busiest_span_start(settings: SimulatorSettings, hours: float, not_after: float) -> int:
+    """The start of the latest span of ``hours`` centred on the market's busiest time of day
+    that starts by ``not_after`` (spans of a day or more: ``not_after``). A first model
+    mined from two night hours of a market with real days takes the ordinary extremes of
+    its busy hours (a shallow pool's large trades) for anomalies."""
+    day, span = settings.day_length_s, hours * 3600
+    if span >= day:
+        return int(not_after)
+    start = (math.floor(not_after / day) + settings.busiest_at) * day - span / 2
+    while start > not_after:
+        start -= day
+    return int(start)
 
 
 class MarketSimulator:

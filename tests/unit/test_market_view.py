@@ -69,13 +69,15 @@ class Market:
             for pool, (base, quote) in POOLS.items()
         }
 
-    def step(self, **moves: float) -> list:
-        """One slice: each named asset's price times its factor, then the view's findings."""
+    def step(self, silent: tuple[str, ...] = (), **moves: float) -> list:
+        """One slice: each named asset's price times its factor, then the view's findings
+        (the ``silent`` pools trade nothing)."""
         for symbol, factor in moves.items():
             self.usd[symbol] *= factor
         self.at += SLICE
         for pool, price in self.prices().items():
-            self.view.observe(pool, self.at, price)
+            if pool not in silent:
+                self.view.observe(pool, self.at, price)
         return self.view.evaluate(self.at)
 
     def calm(self, seconds: int) -> list:
@@ -137,11 +139,65 @@ def test_the_numeraires_own_depeg_is_told_apart_from_a_market_move():
     assert found and {f.scope for f in found} == {f"asset:{ADDRESS['USDC']}"}
 
 
+def test_a_depeg_older_than_the_horizon_stays_its_assets_with_two_stablecoins_priced():
+    """USDT's pool silent: the peg has two members. DAI drifts to 0.90 and stays there for
+    two hours: the floating assets no longer say which of the two moved, the depeg still
+    is DAI's (not USDC's)."""
+    market = Market()
+    market.calm(2 * 3600)
+    found = []
+    steps = 3600 // SLICE
+    for k in range(3 * steps):
+        found += market.step(silent=("usdt-usdc",), DAI=0.90 ** (1 / steps) if k < steps else 1.0)
+    assert found and {f.scope for f in found} == {f"asset:{ADDRESS['DAI']}"}
+
+
 def test_one_trade_not_yet_arbitraged_is_no_depeg():
     market = Market()
     market.calm(2 * 3600)
     assert market.step(USDT=0.98) == []
     assert market.step(USDT=1 / 0.98) == []
+
+
+def test_a_rugged_pool_stops_pricing_its_asset_even_when_no_swap_follows_the_removal():
+    """A rug pull: USDT pumped 21 % in its only pool, then its liquidity removed in a slice
+    with no swap (no price): the pump is its pool's own move; USDT is no longer priced, so
+    neither a depeg nor a market move of everything against the stablecoins follows (nor
+    at the pump: the unit is the stablecoins' median, not their mean)."""
+    market = Market()
+    market.calm(2 * 3600)
+    liquidity = 1e6
+    found = []
+    for k in range(40):
+        market.at += SLICE
+        for pool, price in market.prices().items():
+            if pool == "usdt-usdc":
+                if k == 0:
+                    price *= 1.21
+                elif k >= 1:
+                    # The removal's slice and the dust after it: no swap, no price.
+                    removed = liquidity if k == 1 else 0.0
+                    market.view.observe(pool, market.at, None, None, removed)
+                    continue
+            market.view.observe(pool, market.at, price, liquidity)
+        found += market.view.evaluate(market.at)
+    assert [(f.kind, f.scope, f.at) for f in found] == [
+        ("price-dislocation", "pool:usdt-usdc", 2 * 3600 + SLICE)
+    ]
+
+
+def test_a_blip_of_one_stablecoin_during_anothers_depeg_is_not_its_depeg():
+    """DAI off its peg for good; USDT pumped 21 % for one slice (a rug's pump): only DAI's
+    depeg is found, no depeg of USDT and no market move of everything against USDC and USDT
+    (two stablecoins that disagree give no unit)."""
+    market = Market()
+    market.calm(2 * 3600)
+    found = []
+    for k in range(60):
+        found += market.step(DAI=0.97 if k == 0 else 1.0, USDT=1.21 if k == 30 else 1.0)
+        if k == 30:
+            market.usd["USDT"] /= 1.21
+    assert found and {f.scope for f in found} == {f"asset:{ADDRESS['DAI']}"}
 
 
 def test_a_market_that_moves_a_lot_needs_larger_moves():

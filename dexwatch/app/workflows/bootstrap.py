@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -42,13 +43,15 @@ def record_history(
     ``while_chain_runs`` gets those settings before the private chain stops.
 
     Args:
-        genesis_timestamp: start the private chain at this unix time instead of now. The
-            simulator's rhythm follows chain time, so only a fixed start mines the same
-            history from the same seed (tests and benchmarks that must repeat).
+        genesis_timestamp: mine the hours by this unix time instead of by now. The
+            simulator's rhythm follows chain time, so only a fixed time mines the same
+            history from the same seed (tests and benchmarks that must repeat). Hours
+            shorter than the market's day are mined around its busiest time of day
+            (``busiest_span_start``): a first model should know the market at its busiest.
     """
     from infra.local import processes, stack
     from infra.local.deploy import deploy_local_contracts
-    from infra.local.market import MarketSimulator, with_live_blocks
+    from infra.local.market import MarketSimulator, busiest_span_start, with_live_blocks
     from publishers.chain import run as publish_chain
 
     port = processes.free_port()
@@ -74,10 +77,11 @@ def record_history(
         },
     )
     private.state_dir.mkdir(parents=True, exist_ok=True)
-    processes.start(stack.anvil_spec(private, genesis_timestamp), private.state_dir)
+    by = time.time() if genesis_timestamp is None else genesis_timestamp
+    genesis = busiest_span_start(settings.simulator, hours, by)
+    processes.start(stack.anvil_spec(private, genesis), private.state_dir)
     try:
-        start = None if genesis_timestamp is None else genesis_timestamp + 1
-        deployment = deploy_local_contracts(private, start_timestamp=start)
+        deployment = deploy_local_contracts(private, start_timestamp=genesis + 1)
         deployment.save(private.deployment_path)
         simulator = MarketSimulator(private, deployment)
         simulator.generate_history(

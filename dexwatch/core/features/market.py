@@ -46,19 +46,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from dexwatch.core.features.market_fit import UsualMoves, least_absolute, spread
 from dexwatch.core.market_settings import MarketSettings
 from dexwatch.core.schemas.alert import Severity
 
 # Prices count for this long after their pool's last slice: a pool silent for a quarter of
 # an hour no longer speaks for its assets (nobody arbitraged its last price).
 STALE_AFTER_S = 900
-# A move's limit is also this many of its own usual moves over the horizon (the root mean
-# square, weighted exp(-age / a day), after an hour of them): a market whose assets move
-# 3 % in five minutes every hour (the default simulated market's ten-minute days) needs a
-# larger move than a real one (ETH: about 0.3 %), whose limit stays move_threshold.
-_USUAL_MOVES = 5.0
-_USUAL_DECAY_S = 86_400.0
-_USUAL_AFTER_S = 3600
 # A pool that lost this share of its liquidity in one slice is drained: its price no longer
 # says what its assets are worth.
 _DRAINED_SHARE = 0.5
@@ -68,10 +62,6 @@ _POOL_MOVE_FACTOR = 1.3
 # A peg is broken when it has been for this long (every fit of the last minute): one large
 # trade not yet arbitraged is not a depeg.
 _PEG_PERSIST_S = 60
-# The robust fit's rounds, and the misfit below which a pool counts as agreeing (a log: a
-# hundredth of a basis point).
-_FIT_ROUNDS = 30
-_FIT_FLOOR = 1e-6
 
 
 @dataclass(frozen=True)
@@ -108,44 +98,6 @@ class _Pool:
     token0: int  # index into the view's assets
     token1: int
     shift: float  # ln 10 * (decimals0 - decimals1): raw price to human price, in logs
-
-
-def _least_absolute(design: np.ndarray, targets: np.ndarray, pin: np.ndarray) -> np.ndarray:
-    """The levels that minimise the sum of absolute misfits, with ``pin @ levels = 0``
-    (iteratively reweighted least squares): one pool off the others' consensus keeps its
-    misfit to itself instead of spreading it over every asset it links."""
-    weights = np.ones(len(targets))
-    solution = np.zeros(design.shape[1])
-    for _ in range(_FIT_ROUNDS):
-        root = np.sqrt(weights)[:, None]
-        system = np.vstack([design * root, pin * 1e6])
-        solution = np.linalg.lstsq(system, np.append(targets * root[:, 0], 0.0), rcond=None)[0]
-        weights = 1.0 / np.maximum(np.abs(design @ solution - targets), _FIT_FLOOR)
-    return solution
-
-
-def _spread(levels: np.ndarray, members: list[int]) -> float:
-    priced = [i for i in members if not np.isnan(levels[i])]
-    return float(max(levels[priced]) - min(levels[priced])) if len(priced) >= 2 else 0.0
-
-
-class _UsualMoves:
-    """Each key's usual move (the market factor's, a pool's gap from it): the root mean
-    square of its moves, weighted exp(-age / _USUAL_DECAY_S)."""
-
-    def __init__(self) -> None:
-        self._state: dict[str, tuple[int, int, float, float]] = {}  # first, last, sum w, w x^2
-
-    def limit(self, key: str, at: int, move: float, floor: float) -> float:
-        """The limit of ``move`` from the moves before it (then it is folded in): ``floor``,
-        or _USUAL_MOVES usual moves if more; infinite before _USUAL_AFTER_S of moves."""
-        first, last, weight, squares = self._state.get(key, (at, at, 0.0, 0.0))
-        usual = math.sqrt(squares / weight) if weight else 0.0
-        decay = math.exp(-(at - last) / _USUAL_DECAY_S)
-        self._state[key] = (first, at, weight * decay + 1.0, squares * decay + move * move)
-        if at - first < _USUAL_AFTER_S:
-            return math.inf
-        return max(floor, _USUAL_MOVES * usual)
 
 
 def _severity(size: float) -> Severity:
@@ -187,9 +139,10 @@ class MarketView:
         self._levels: deque[tuple[int, np.ndarray]] = deque()
         # pool: (slice end, log price) at each evaluation its price changed, for move_horizon_s.
         self._pool_history: dict[str, deque[tuple[int, float]]] = {}
-        self._usual = _UsualMoves()
+        self._usual = UsualMoves()
         self._liquidity: dict[str, float] = {}  # each pool's last
         self._drained: set[str] = set()
+        self._depegged: dict[int, int] = {}  # asset: the last fit it was found off its peg at
 
     @property
     def active(self) -> bool:
@@ -220,8 +173,9 @@ class MarketView:
         every swap after. (V3's in-range liquidity also falls when the price leaves narrow
         positions, so the level alone says nothing.)"""
         known = self._pools.get(pool)
-        if known is None or raw_price is None or raw_price <= 0 or pool in self._drained:
+        if known is None or pool in self._drained:
             return
+        # Before the price: a rug's removal often comes in a slice without a swap.
         before = self._liquidity.get(pool)
         if before and removed >= _DRAINED_SHARE * before:
             self._drained.add(pool)
@@ -230,6 +184,8 @@ class MarketView:
             return
         if liquidity is not None:
             self._liquidity[pool] = liquidity
+        if raw_price is None or raw_price <= 0:
+            return
         latest = self._prices.get(pool)
         if latest is None or at >= latest[0]:
             self._prices[pool] = (at, math.log(raw_price) + known.shift)
@@ -246,9 +202,10 @@ class MarketView:
         findings = []
         broken: set[int] = set()
         for peg, members in sorted(self._pegs.items()):
-            depeg = self._depeg(at, peg, members, levels)
-            if depeg is not None:
-                broken.add(self._index[depeg.scope.removeprefix("asset:")])
+            for depeg in self._depegs(at, peg, members, levels):
+                asset = self._index[depeg.scope.removeprefix("asset:")]
+                broken.add(asset)
+                self._depegged[asset] = at
                 findings.append(depeg)
         pool_moves = self._track_pools(at)
         asset_moves = self._asset_moves(at, levels, broken)
@@ -303,7 +260,7 @@ class MarketView:
         for asset in self._numeraire:
             if asset in column:
                 pin[column[asset]] = 1.0
-        solution = _least_absolute(np.array(rows), np.array(targets), pin)
+        solution = least_absolute(np.array(rows), np.array(targets), pin)
         levels = np.full(len(self._assets), np.nan)
         levels[order] = solution
         return levels
@@ -334,38 +291,60 @@ class MarketView:
 
     # --- pegs --------------------------------------------------------------------------
 
-    def _depeg(self, at: int, peg: str, members: list[int], levels: np.ndarray) -> Finding | None:
+    def _depegs(self, at: int, peg: str, members: list[int], levels: np.ndarray) -> list[Finding]:
+        """The members off ``peg`` now and at every fit of the last _PEG_PERSIST_S (the
+        same member: another's blip during a depeg is not one)."""
+        before = self._levels_at(at - _PEG_PERSIST_S)
+        if before is None:
+            return []
+        tolerance = self._settings.log_peg_tolerance
+        findings = []
+        for asset, deviation, others in self._off_peg(at, members, levels):
+            if abs(deviation) < tolerance:
+                continue
+            then = {a: d for a, d, _ in self._off_peg(at, members, before[1])}
+            if abs(then.get(asset, 0.0)) < tolerance:
+                continue
+            symbol = self._assets[asset].symbol
+            pools = self._pools_holding({asset})
+            evidence = (
+                f"depeg: {symbol} at {math.exp(deviation):.4f} {peg} "
+                f"({math.expm1(deviation):+.2%}) against "
+                f"{', '.join(self._assets[i].symbol for i in others)}, priced through "
+                f"{len(self._prices)} pools",
+                f"pools holding {symbol}: {len(pools)}",
+            )
+            findings.append(Finding(
+                "depeg", f"asset:{self._assets[asset].address}", at,
+                at - self._settings.peg_horizon_s, pools, deviation, _severity(deviation),
+                evidence,
+            ))  # fmt: skip
+        return findings
+
+    def _off_peg(
+        self, at: int, members: list[int], levels: np.ndarray
+    ) -> list[tuple[int, float, list[int]]]:
+        """(member, its deviation, the others) of the members priced in ``levels``: with
+        three or more, each member's from the median of all (two off at once are each their
+        own); with two, the one that moved against the floating assets, from the other."""
         priced = [i for i in members if not np.isnan(levels[i])]
         if len(priced) < 2:
-            return None
-        spread = max(levels[priced]) - min(levels[priced])
-        tolerance = self._settings.log_peg_tolerance
-        if spread < tolerance:
-            return None
-        before = self._levels_at(at - _PEG_PERSIST_S)
-        if before is None or _spread(before[1], priced) < tolerance:
-            return None
+            return []
         if len(priced) >= 3:
             median = float(np.median(levels[priced]))
-            asset = max(priced, key=lambda i: abs(levels[i] - median))
-        else:
-            asset = self._moved_against_floating(at, priced, levels)
-        others = [i for i in priced if i != asset]
-        deviation = float(levels[asset] - np.median(levels[others]))
-        symbol = self._assets[asset].symbol
-        pools = self._pools_holding({asset})
-        since = at - self._settings.peg_horizon_s
-        evidence = (
-            f"depeg: {symbol} at {math.exp(deviation):.4f} {peg} "
-            f"({math.expm1(deviation):+.2%}) against "
-            f"{', '.join(self._assets[i].symbol for i in others)}, priced through "
-            f"{len(self._prices)} pools",
-            f"pools holding {symbol}: {len(pools)}",
-        )
-        return Finding(
-            "depeg", f"asset:{self._assets[asset].address}", at, since, pools, deviation,
-            _severity(deviation), evidence,
-        )  # fmt: skip
+            return [(i, float(levels[i] - median), [o for o in priced if o != i]) for i in priced]
+        if spread(levels, priced) < self._settings.log_peg_tolerance:
+            return []
+        # One found off its peg within the horizon still is: once the move is older than the
+        # horizon, the floating assets no longer say which of the two it was.
+        recent = [
+            i
+            for i in priced
+            if self._depegged.get(i, -math.inf) >= at - self._settings.peg_horizon_s
+        ]
+        asset = recent[0] if len(recent) == 1 else self._moved_against_floating(at, priced, levels)
+        other = next(i for i in priced if i != asset)
+        return [(asset, float(levels[asset] - levels[other]), [other])]
 
     def _moved_against_floating(self, at: int, pair: list[int], levels: np.ndarray) -> int:
         """Of a two-asset peg, the one whose price against the floating assets moved most
@@ -458,11 +437,14 @@ class MarketView:
         if before is None:
             return None
         then = before[1]
-        healthy = [
-            i
-            for i in self._numeraire
-            if i not in broken and not np.isnan(levels[i]) and not np.isnan(then[i])
-        ]
+        healthy = self._agreeing(
+            [
+                i
+                for i in self._numeraire
+                if i not in broken and not np.isnan(levels[i]) and not np.isnan(then[i])
+            ],
+            (levels, then),
+        )
         if not healthy:
             return None
         now_unit, then_unit = float(np.mean(levels[healthy])), float(np.mean(then[healthy]))
@@ -480,6 +462,18 @@ class MarketView:
             for i in self._floating
             if i in quoted and not np.isnan(levels[i]) and not np.isnan(then[i])
         }
+
+    def _agreeing(self, members: list[int], fits: tuple[np.ndarray, ...]) -> list[int]:
+        """The numeraire ``members`` within the peg tolerance of their median in every fit:
+        the unit of moves. One stablecoin's blip not yet a depeg (a rug's pump of its pool)
+        moves no unit; two that disagree give none (which one moved is not known yet)."""
+        tolerance = self._settings.log_peg_tolerance
+        agreeing = [
+            i
+            for i in members
+            if all(abs(fit[i] - np.median(fit[members])) < tolerance for fit in fits)
+        ]
+        return agreeing if 2 * len(agreeing) > len(members) else []
 
     def _floats(self, asset: int) -> float:
         return 1.0 if asset in self._floating else 0.0

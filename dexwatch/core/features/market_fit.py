@@ -1,0 +1,58 @@
+"""The market view's statistics: asset levels fitted to the pools' prices by least absolute
+deviations, and each move's usual size (``dexwatch.core.features.market``)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+# A move's limit is also this many of its own usual moves over the horizon (the root mean
+# square, weighted exp(-age / a day), after an hour of them): a market whose assets move
+# 3 % in five minutes every hour (the default simulated market's ten-minute days) needs a
+# larger move than a real one (ETH: about 0.3 %), whose limit stays move_threshold.
+_USUAL_MOVES = 5.0
+_USUAL_DECAY_S = 86_400.0
+_USUAL_AFTER_S = 3600
+# The robust fit's rounds, and the misfit below which a pool counts as agreeing (a log: a
+# hundredth of a basis point).
+_FIT_ROUNDS = 30
+_FIT_FLOOR = 1e-6
+
+
+def least_absolute(design: np.ndarray, targets: np.ndarray, pin: np.ndarray) -> np.ndarray:
+    """The levels that minimise the sum of absolute misfits, with ``pin @ levels = 0``
+    (iteratively reweighted least squares): one pool off the others' consensus keeps its
+    misfit to itself instead of spreading it over every asset it links."""
+    weights = np.ones(len(targets))
+    solution = np.zeros(design.shape[1])
+    for _ in range(_FIT_ROUNDS):
+        root = np.sqrt(weights)[:, None]
+        system = np.vstack([design * root, pin * 1e6])
+        solution = np.linalg.lstsq(system, np.append(targets * root[:, 0], 0.0), rcond=None)[0]
+        weights = 1.0 / np.maximum(np.abs(design @ solution - targets), _FIT_FLOOR)
+    return solution
+
+
+def spread(levels: np.ndarray, members: list[int]) -> float:
+    priced = [i for i in members if not np.isnan(levels[i])]
+    return float(max(levels[priced]) - min(levels[priced])) if len(priced) >= 2 else 0.0
+
+
+class UsualMoves:
+    """Each key's usual move (the market factor's, a pool's gap from it): the root mean
+    square of its moves, weighted exp(-age / _USUAL_DECAY_S)."""
+
+    def __init__(self) -> None:
+        self._state: dict[str, tuple[int, int, float, float]] = {}  # first, last, sum w, w x^2
+
+    def limit(self, key: str, at: int, move: float, floor: float) -> float:
+        """The limit of ``move`` from the moves before it (then it is folded in): ``floor``,
+        or _USUAL_MOVES usual moves if more; infinite before _USUAL_AFTER_S of moves."""
+        first, last, weight, squares = self._state.get(key, (at, at, 0.0, 0.0))
+        usual = math.sqrt(squares / weight) if weight else 0.0
+        decay = math.exp(-(at - last) / _USUAL_DECAY_S)
+        self._state[key] = (first, at, weight * decay + 1.0, squares * decay + move * move)
+        if at - first < _USUAL_AFTER_S:
+            return math.inf
+        return max(floor, _USUAL_MOVES * usual)
