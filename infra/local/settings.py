@@ -110,8 +110,10 @@ class SimulatorSettings(StrictModel):
     # Below the median, trade sizes spread this much (sigma of the log) instead: real pools
     # have a long tail of small trades. None: trade_usd_sigma on both sides.
     trade_usd_sigma_low: float | None = Field(None, gt=0)
-    # Daily volatility of the fair prices the traders chase.
-    daily_volatility: float = Field(0.04, ge=0)
+    # Daily volatility of the fair prices the traders chase. The default's ten-minute days
+    # move 1 % (2.4 % an hour, a hectic real hour's): at 4 %, its assets moved 3 % every five
+    # minutes, and an 8 % market move in three blocks was within its habits at that horizon.
+    daily_volatility: float = Field(0.01, ge=0)
     # Volatility regimes: the fair prices' volatility, and the market's activity with it, are
     # multiplied by exp(x), x a mean-reverting (Ornstein-Uhlenbeck) process with this standard
     # deviation and half-life: calm and hectic hours, fat tails in hourly price changes.
