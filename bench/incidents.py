@@ -7,7 +7,8 @@ tests/integration/test_false_alarms.py), with
 incidents injected into every pool in rounds of ``--gap-hours`` (pools take turns, with
 normal trading between; incident blocks as far apart as in live runs): first ``--rounds``
 rounds of the kinds that leave a pool as it was (wash trading, price manipulation,
-runs of sandwiches, in turn across pools), then one round of liquidity drains, rug pulls,
+runs of sandwiches, repeated round trips, in turn across pools), then a market round (a
+market move, one asset's move, a depeg), then one round of liquidity drains, rug pulls,
 slow drains, quiet pools' drains and fresh pools' rugs (in turn across pools, shifted in the
 next trial; a fresh pool's rug launches a pool of its own beside the one it names), each
 followed by the rest of the round as aftermath. The real
@@ -86,7 +87,7 @@ WORK = ROOT / "bench" / "work" / "incidents"
 BOOTSTRAP_SEED = 21
 # 21 trials of 8 hours and 5 pools: 5 pool-weeks of scored traffic (--trials 21).
 TRIAL_SEEDS = tuple(range(31, 52))
-REVERSIBLE = ("wash-trading", "price-manipulation", "sandwich")
+REVERSIBLE = ("wash-trading", "price-manipulation", "sandwich", "round-trips")
 DESTRUCTIVE = ("liquidity-drain", "rug-pull", "slow-drain", "quiet-pool-drain", "fresh-pool-rug")
 # The market round, between them: every floating token's move, one token's move alone (in
 # turn across trials), one stablecoin's depeg (in turn, the numeraire USDC among them).

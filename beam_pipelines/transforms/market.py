@@ -59,17 +59,17 @@ class _Pending:
 
     def __init__(self, settings: MarketSettings) -> None:
         self.view = MarketView(settings)
-        # slice end: pool: (last price, last liquidity)
+        # slice end: pool: what MarketView.observe takes of its slice
         self.prices: dict[int, dict[str, tuple]] = {}
 
-    def add(self, pool: str, end: int, price, liquidity, removed) -> None:
-        self.prices.setdefault(end, {})[pool] = (price, liquidity, removed)
+    def add(self, pool: str, end: int, *last) -> None:
+        self.prices.setdefault(end, {})[pool] = last
 
     def evaluate_until(self, chain_id: int, until: int) -> list[dict]:
         rows = []
         for end in sorted(e for e in self.prices if e <= until):
-            for pool, (price, liquidity, removed) in self.prices.pop(end).items():
-                self.view.observe(pool, end, price, liquidity, removed)
+            for pool, last in self.prices.pop(end).items():
+                self.view.observe(pool, end, *last)
             rows += [finding_row(chain_id, f) for f in self.view.evaluate(end)]
         return rows
 
@@ -84,7 +84,10 @@ def _slice_price(element, slice_s: int) -> tuple[str, tuple]:
     summary: SliceSummary = value[1] if isinstance(value, tuple) else value
     chain_id, _, pool = key.split(":")
     end = summary.start + slice_s
-    last = (summary.last_price, summary.last_liquidity, summary.liquidity_removed)
+    last = (
+        summary.last_price, summary.last_liquidity, summary.liquidity_removed,
+        tuple(summary.pending_liquidity), summary.last_tick,
+    )  # fmt: skip
     return chain_id, ("slice", pool, end, *last)
 
 

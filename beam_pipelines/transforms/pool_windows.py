@@ -86,7 +86,10 @@ def feature_row(
         "window_end": datetime.fromtimestamp(window_end, UTC),
         "events": sum(x.events for x in current),
         **features,
-        "patterns": patterns_json([sandwich for x in current for sandwich in x.sandwiches]),
+        "patterns": patterns_json(
+            [sandwich for x in current for sandwich in x.sandwiches],
+            [trip for x in current for trip in x.round_trips],
+        ),
     }
 
 

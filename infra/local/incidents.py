@@ -17,6 +17,9 @@ Each kind is a short sequence of blocks, each built from the pool's state when i
 - price-manipulation: one swap moves the price 12%, the next block swaps it back.
 - wash-trading: for 15 blocks the two colluding adversaries trade the same amount back and
   forth, 20 times the pool's normal volume for that time.
+- round-trips: for 12 blocks an adversary buys the base token up 5 % and sells it back at
+  once (two swaps next to each other, nobody between: a flash loan's shape), the direction
+  alternating from block to block.
 - sandwich: for 20 blocks an adversary trades just before a trader and back just after, in
   the same block, the trader's direction alternating from block to block so that the price
   ends near where it started (the trader's swap moves it about 1.5 %, the front-run half as
@@ -41,7 +44,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from dexwatch.core.schemas.labels import INCIDENT_KINDS, IncidentLabel
-from infra.local import evm
+from infra.local import evm, swap_shapes
 from infra.local.deployment import LocalDeployment, PoolInfo
 from infra.local.evm import PoolState, Rpc, Transactor, Tx
 from infra.local.fresh_pool import launch_fresh_pool
@@ -65,12 +68,9 @@ _MANIPULATION_MOVE = 1.12
 _WASH_BLOCKS = 15
 _WASH_VOLUME_MULTIPLE = 20
 _WASH_SWAPS_PER_BLOCK = 4  # alternating buy and sell: the price ends where it started
+_ROUND_TRIP_BLOCKS = 12
+_ROUND_TRIP_MOVE = 0.05  # the price moved by each trip's first swap
 _SANDWICH_BLOCKS = 20
-_SANDWICH_VICTIM_MOVE = 0.015  # the victim's purchase moves the price this much
-_SANDWICH_FRONT_SHARE = 0.5  # the front-run, as a share of the victim's
-# The back-run sells this share of what the front-run bought: the V3 output is estimated from
-# the pool's virtual reserves, and selling a little less never fails for want of balance.
-_SANDWICH_SELL_BACK = 0.995
 # A fresh scam pool (infra.local.fresh_pool) bought up 8 % a block.
 _FRESH_PUMP_STEP = 1.08
 _FRESH_PUMP_BLOCKS = 6
@@ -156,6 +156,7 @@ class _Injector:
             "price-manipulation": self._price_manipulation,
             "wash-trading": self._wash_trading,
             "sandwich": self._sandwich,
+            "round-trips": self._round_trips,
         }[kind]()
         if plan.quiet_before_s:
             self._wait_for_quiet(plan.quiet_before_s)
@@ -334,37 +335,12 @@ class _Injector:
         taken: list[float] = []  # per block, in token1
 
         def step(state: PoolState) -> list[Tx]:
-            # The victim buys token0 (pays token1) in every other block, sells it in the rest:
-            # the price ends near where it started.
-            buys_token0 = len(taken) % 2 == 0
-            pay, get = (
-                (state.reserve1, state.reserve0)
-                if buys_token0
-                else (state.reserve0, state.reserve1)
+            # The victim buys token0 in every other block, sells it in the rest: the price
+            # ends near where it started.
+            txs, gained = swap_shapes.sandwich(
+                self.deployment, state, attacker, victim, fee, len(taken) % 2 == 0
             )
-            # Constant product (V3: within the range's virtual reserves): paying x moves the
-            # price by about (1 + x / pay)^2.
-            victim_in = int(pay * (math.sqrt(1 + _SANDWICH_VICTIM_MOVE) - 1))
-            front_in = int(victim_in * _SANDWICH_FRONT_SHARE)
-            front_out = _amount_out(front_in, pay, get, fee)
-            pay, get = pay + front_in, get - front_out
-            victim_out = _amount_out(victim_in, pay, get, fee)
-            pay, get = pay + victim_in, get - victim_out
-            sold = int(front_out * _SANDWICH_SELL_BACK)
-            back_out = _amount_out(sold, get, pay, fee)
-            # What the back-run got over what the part it sold back cost, in the paid token.
-            gained = back_out - front_in * _SANDWICH_SELL_BACK
-            taken.append(gained if buys_token0 else gained * state.price)
-            txs: list[Tx] = []
-            for trader, zero_for_one, amount in (
-                (attacker, not buys_token0, front_in),
-                (victim, not buys_token0, victim_in),
-                (attacker, buys_token0, sold),
-            ):
-                swap, state = evm.swap_exact_in(
-                    self.deployment, state, trader, zero_for_one, amount
-                )
-                txs += swap
+            taken.append(gained)
             return txs
 
         def describe(start: PoolState, end: PoolState) -> str:
@@ -374,6 +350,27 @@ class _Injector:
             )
 
         return _Plan([step] * _SANDWICH_BLOCKS, describe)
+
+    def _round_trips(self) -> _Plan:
+        trader = self.adversaries[0]
+        fee = (self.pool.fee or 3000) / 1e6
+        costs: list[float] = []  # per block, in token1
+
+        def step(state: PoolState) -> list[Tx]:
+            txs, cost = swap_shapes.round_trip(
+                self.deployment, state, trader, fee, len(costs) % 2 == 0, _ROUND_TRIP_MOVE
+            )
+            costs.append(cost)
+            return txs
+
+        def describe(start: PoolState, end: PoolState) -> str:
+            return (
+                f"{trader} moved the price {_ROUND_TRIP_MOVE:.0%} and back in each of "
+                f"{_ROUND_TRIP_BLOCKS} blocks, paying about {sum(costs) / 1e18:.6g} "
+                f"{self.pool.token1} in fees and impact (estimated from the reserves)"
+            )
+
+        return _Plan([step] * _ROUND_TRIP_BLOCKS, describe)
 
     # --- building blocks --------------------------------------------------------------------
 
@@ -464,9 +461,3 @@ class _Injector:
     @staticmethod
     def _removed_share(start: PoolState, end: PoolState) -> str:
         return f"removed {1 - end.liquidity / start.liquidity:.0%} of the pool's liquidity"
-
-
-def _amount_out(amount_in: int, reserve_in: int, reserve_out: int, fee: float) -> int:
-    """Constant product's output for ``amount_in``, the pool keeping ``fee`` of it."""
-    kept = amount_in * (1 - fee)
-    return int(reserve_out * kept / (reserve_in + kept))

@@ -10,7 +10,7 @@ from beam_pipelines.options import batch_options
 from beam_pipelines.pipeline import build_replay_pipeline
 from beam_pipelines.transforms.threads import DRAINS
 from dexwatch.app.workflows.bootstrap import bootstrap_model
-from dexwatch.core.features.blocks import sandwiches_in
+from dexwatch.core.features.blocks import round_trips_in, sandwiches_in
 from dexwatch.core.schemas.tables import INCIDENT_LABELS
 from dexwatch.core.warehouse import open_warehouse
 from infra.local import processes, stack
@@ -27,7 +27,8 @@ pytestmark = [pytest.mark.stack, pytest.mark.slow]
 # its price) rather than on its own.
 # A fresh-pool rug drains a pool of its own.
 KINDS = (
-    "wash-trading", "price-manipulation", "sandwich", "fresh-pool-rug", "slow-drain",
+    "wash-trading", "price-manipulation", "sandwich", "round-trips", "fresh-pool-rug",
+    "slow-drain",
     "quiet-pool-drain", "liquidity-drain", "rug-pull",
 )  # fmt: skip
 POOLS = ("uniswap_v3:WETH/USDC:500", "sushiswap:LINK/WETH")
@@ -146,3 +147,14 @@ def test_a_slow_drain_is_caught_long_before_it_is_done(replayed):
         minutes = (first_end - label.first_timestamp).total_seconds() / 60
         assert minutes < 15, (label.dex, minutes)
         assert kind == "liquidity-drain", (label.dex, kind, top)
+
+
+def test_repeated_round_trips_are_told_apart_with_their_trader(replayed):
+    _, warehouse, labels = replayed
+    for label in labels:
+        if label.kind == "round-trips":
+            trader = label.details.split()[0].lower()  # "0x... moved the price ..."
+            rows = _anomalies(warehouse, label, "kind, patterns")
+            assert "round-trips" in {kind for kind, _ in rows}, label.dex
+            traders = {t.trader for _, patterns in rows for t in round_trips_in(patterns)}
+            assert traders == {trader}, label.dex

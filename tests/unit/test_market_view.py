@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 import apache_beam as beam
 import numpy as np
 import orjson
+import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.test_stream import TestStream
@@ -159,9 +160,11 @@ def test_one_trade_not_yet_arbitraged_is_no_depeg():
     assert market.step(USDT=1 / 0.98) == []
 
 
-def test_a_rugged_pool_stops_pricing_its_asset_even_when_no_swap_follows_the_removal():
+@pytest.mark.parametrize("burn", ["counted", "before-the-first-swap"])
+def test_a_rugged_pool_stops_pricing_its_asset_even_when_no_swap_follows_the_removal(burn):
     """A rug pull: USDT pumped 21 % in its only pool, then its liquidity removed in a slice
-    with no swap (no price): the pump is its pool's own move; USDT is no longer priced, so
+    with no swap (no price, no tick: a V3 Burn then waits in ``pending`` for the tick the
+    slice before ended at): the pump is its pool's own move; USDT is no longer priced, so
     neither a depeg nor a market move of everything against the stablecoins follows (nor
     at the pump: the unit is the stablecoins' median, not their mean)."""
     market = Market()
@@ -176,14 +179,27 @@ def test_a_rugged_pool_stops_pricing_its_asset_even_when_no_swap_follows_the_rem
                     price *= 1.21
                 elif k >= 1:
                     # The removal's slice and the dust after it: no swap, no price.
-                    removed = liquidity if k == 1 else 0.0
-                    market.view.observe(pool, market.at, None, None, removed)
+                    removed, pending = 0.0, ()
+                    if k == 1 and burn == "counted":
+                        removed = liquidity
+                    elif k == 1:
+                        pending = ((("team", 1800, 2000), -liquidity),)
+                    market.view.observe(pool, market.at, None, None, removed, pending)
                     continue
-            market.view.observe(pool, market.at, price, liquidity)
+            market.view.observe(pool, market.at, price, liquidity, tick=1900)
         found += market.view.evaluate(market.at)
     assert [(f.kind, f.scope, f.at) for f in found] == [
         ("price-dislocation", "pool:usdt-usdc", 2 * 3600 + SLICE)
     ]
+
+
+def test_a_burn_before_the_first_swap_out_of_the_last_ticks_range_drains_nothing():
+    view = MarketView(SETTINGS)
+    view.announce("uniswap_v3", "usdt-usdc", ADDRESS["USDT"], ADDRESS["USDC"])
+    view.observe("usdt-usdc", SLICE, 1.0, 1e6, tick=0)
+    view.observe("usdt-usdc", 2 * SLICE, None, None, 0.0, ((("lp", 100, 200), -1e6),))
+    view.observe("usdt-usdc", 3 * SLICE, 1.0, 1e6, tick=0)
+    assert "usdt-usdc" in view._prices  # still priced: the burn was out of range
 
 
 def test_a_blip_of_one_stablecoin_during_anothers_depeg_is_not_its_depeg():
@@ -198,6 +214,19 @@ def test_a_blip_of_one_stablecoin_during_anothers_depeg_is_not_its_depeg():
         if k == 30:
             market.usd["USDT"] /= 1.21
     assert found and {f.scope for f in found} == {f"asset:{ADDRESS['DAI']}"}
+
+
+def test_two_blips_a_minute_apart_are_no_depeg():
+    """A large trade left for the next block's arbitrage at two slice ends a minute apart:
+    the member must be off its peg in every fit of the minute."""
+    market = Market()
+    market.calm(2 * 3600)
+    found = []
+    for k in range(10):
+        blip = 1.02 if k in (2, 2 + 60 // SLICE) else 1.0
+        found += market.step(USDT=blip)
+        market.usd["USDT"] /= blip
+    assert found == []
 
 
 def test_a_market_that_moves_a_lot_needs_larger_moves():

@@ -10,11 +10,22 @@ they made. Its pool's swaps in the block, in log order, are
 with nothing else between A's two swaps, at most four victims, and A's second swap closing
 the position its first opened (its token0 within a tenth). An opposite swap of another trader
 in between is ordinary two-sided flow; one trader buying and selling in one block with nobody
-between is a round trip (an arbitrageur's, or a flash loan's); a trader with a dozen others'
-swaps between its two, or trading back another amount, is trading. The back-run must also
-pay: the value extracted, from the amounts, is the part of the position the attacker
-closed times the gap between its selling and buying prices (token1 per token0, fees
-included), in token1 units; a pattern that does not profit is left alone.
+between is a round trip; a trader with a dozen others' swaps between its two, or trading
+back another amount, is trading. The back-run must also pay: the value extracted, from the
+amounts, is the part of the position the attacker closed times the gap between its selling
+and buying prices (token1 per token0, fees included), in token1 units; a pattern that does
+not profit is left alone.
+
+A *round trip*: one trader's swap and its swap back, next to each other in the block's swaps
+(nobody between; one transaction or two), the second closing the first's position:
+
+    A buys,  A sells      (or A sells, A buys)
+
+the flash loan's shape (borrow, move the price, read or use it, move it back, repay), or a
+bot inflating a pool's volume at the cost of its fees. One is nothing (an arbitrageur's
+correction of its own overshoot); one trader's round trips in block after block are an
+incident (``dexwatch.core.features.kinds``). Its cost, what the trader paid the pool for
+it (fees and price impact), is the value extracted of the same formula, negated.
 
 Traders are transaction senders where the node said them, else swap recipients (a router's
 swaps all share its address: a sandwich through a public router is not told apart from two
@@ -28,7 +39,10 @@ from dataclasses import asdict, dataclass
 
 import orjson
 
-__all__ = ["BlockSwap", "Sandwich", "find_sandwiches", "patterns_json", "sandwiches_in"]
+__all__ = [
+    "BlockSwap", "RoundTrip", "Sandwich", "find_round_trips", "find_sandwiches", "patterns_json",
+    "round_trips_in", "sandwiches_in",
+]  # fmt: skip
 
 # How far the back-run's token0 may stand from the front-run's (a share of it): a sandwich
 # bot closes the position it opened, give or take its rounding.
@@ -66,6 +80,41 @@ class Sandwich:
     extracted: float
 
 
+@dataclass(frozen=True, slots=True)
+class RoundTrip:
+    """A round trip found in one block: who, its two swaps, the token0 it moved through the
+    pool and what the trip cost it (token1 units)."""
+
+    block_number: int
+    trader: str
+    first_tx: str
+    second_tx: str
+    amount0: float
+    cost: float
+
+
+def find_round_trips(block_number: int, swaps: Sequence[BlockSwap]) -> list[RoundTrip]:
+    """The round trips among one block's swaps of one pool (in log order); each swap is part
+    of at most one."""
+    found: list[RoundTrip] = []
+    i = 0
+    while i < len(swaps) - 1:
+        first, second = swaps[i], swaps[i + 1]
+        if (
+            first.trader == second.trader
+            and first.bought != second.bought
+            and _closes(first, second)
+        ):
+            found.append(RoundTrip(
+                block_number, first.trader, first.tx_hash, second.tx_hash, first.amount0,
+                -_extracted(first, second),
+            ))  # fmt: skip
+            i += 2
+        else:
+            i += 1
+    return found
+
+
 def find_sandwiches(block_number: int, swaps: Sequence[BlockSwap]) -> list[Sandwich]:
     """The sandwiches among one block's swaps of one pool (in log order); each swap is part
     of at most one."""
@@ -81,11 +130,24 @@ def find_sandwiches(block_number: int, swaps: Sequence[BlockSwap]) -> list[Sandw
     return found
 
 
-def patterns_json(sandwiches: Sequence[Sandwich]) -> str | None:
-    """A window's sandwiches for its row's ``patterns`` column (JSON), None without any."""
-    if not sandwiches:
-        return None
-    return orjson.dumps([{"pattern": "sandwich", **asdict(s)} for s in sandwiches]).decode()
+def patterns_json(
+    sandwiches: Sequence[Sandwich], round_trips: Sequence[RoundTrip] = ()
+) -> str | None:
+    """A window's patterns for its row's ``patterns`` column (JSON), None without any."""
+    items = [{"pattern": "sandwich", **asdict(s)} for s in sandwiches]
+    items += [{"pattern": "round-trip", **asdict(r)} for r in round_trips]
+    return orjson.dumps(items).decode() if items else None
+
+
+def round_trips_in(patterns: str | None) -> list[RoundTrip]:
+    """The round trips of a row's ``patterns`` (``patterns_json``)."""
+    if not patterns:
+        return []
+    return [
+        RoundTrip(**{k: v for k, v in item.items() if k != "pattern"})
+        for item in orjson.loads(patterns)
+        if item.get("pattern") == "round-trip"
+    ]
 
 
 def sandwiches_in(patterns: str | None) -> list[Sandwich]:

@@ -15,18 +15,22 @@ that holds names the kind:
    incident; a window flagged for it alone is named by its top feature.
 3. ``sandwich``: a sandwich in the window's blocks (``sandwiches``; the row's ``patterns``
    list each: attacker, front and back transactions, victims' transactions, value taken).
-4. ``wash-trading``: one pair of addresses out-trading the whole pool both ways
+4. ``round-trips``: one trader's round trips through the pool (its swap and its swap back,
+   nobody between, ``dexwatch.core.features.blocks``) in 3 blocks of the window or more:
+   a flash loan's shape repeated (moving the price and back within a block, over and over),
+   or volume made at the cost of fees. The row's ``patterns`` list each.
+5. ``wash-trading``: one pair of addresses out-trading the whole pool both ways
    (``pair_two_way_excess`` of 6 Poisson deviations, the incident floor), or two addresses
    with 80 % of a busy window's volume (``top_trader_share``) while volume is up 3-fold and
    the price stays within 3 % (one trader's large swap that moves the price is not washing).
-5. ``price-dislocation``: the price moved 3 % or more (``price_change``, ``price_range`` or
+6. ``price-dislocation``: the price moved 3 % or more (``price_change``, ``price_range`` or
    one swap's ``max_swap_price_impact``). A slow drift (``price_drift_1h``, in units of the
    pool's usual drift, not a size) tests nothing, but counts for the kind's confidence and
    names it when it deviates most.
-6. ``liquidity-inflow``: half the pool or more added, net.
-7. ``volume-spike``: volume at 5 times the baseline's rate or more (``volume_ratio``), or
+7. ``liquidity-inflow``: half the pool or more added, net.
+8. ``volume-spike``: volume at 5 times the baseline's rate or more (``volume_ratio``), or
    the last hour's at 5 times the pool's usual hour or more (``volume_1h_vs_usual``).
-8. ``activity-spike``: swaps at 5 times the baseline's rate or more (``swap_count_ratio``).
+9. ``activity-spike``: swaps at 5 times the baseline's rate or more (``swap_count_ratio``).
 
 When no test holds, the kind of the most deviating feature is kept (``kind_of``).
 
@@ -44,7 +48,7 @@ import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from dexwatch.core.features.blocks import sandwiches_in
+from dexwatch.core.features.blocks import round_trips_in, sandwiches_in
 from dexwatch.core.schemas.alert import (
     SEVERITY_RANK,
     Severity,
@@ -62,6 +66,20 @@ def _removed(f: Mapping[str, float]) -> float:
     hour, whichever is more."""
     window = min(f["liquidity_removed_share"], max(0.0, -f["net_liquidity_change"]))
     return max(window, f["liquidity_lost_1h"])
+
+
+# Round trips of one trader in this many blocks of a window are repeated: one is an
+# arbitrageur's correction, a flash loan's shape over and over is not.
+REPEATED_ROUND_TRIPS = 3
+
+
+def _round_trip_blocks(f: Mapping[str, object]) -> int:
+    """The most blocks of the window one trader made round trips in."""
+    patterns = f.get("patterns")
+    blocks: dict[str, set[int]] = {}
+    for trip in round_trips_in(patterns if isinstance(patterns, str) else None):
+        blocks.setdefault(trip.trader, set()).add(trip.block_number)
+    return max((len(b) for b in blocks.values()), default=0)
 
 
 def _price_move(f: Mapping[str, float]) -> float:
@@ -85,6 +103,8 @@ KIND_RULE: tuple[_Kind, ...] = (
     _Kind("rug-pull", _LIQUIDITY, lambda f: _removed(f) >= 0.8),
     _Kind("liquidity-drain", _LIQUIDITY, lambda f: _removed(f) >= 0.1),
     _Kind("sandwich", ("sandwiches",), lambda f: f["sandwiches"] >= 1),
+    _Kind("round-trips", ("volume_ratio", "max_swap_price_impact", "top_trader_share"),
+          lambda f: _round_trip_blocks(f) >= REPEATED_ROUND_TRIPS),
     _Kind(
         "wash-trading", ("pair_two_way_excess", "top_trader_share", "volume_ratio"),
         lambda f: f["pair_two_way_excess"] >= 6.0
@@ -151,14 +171,28 @@ def classify(features: Mapping[str, float], top: list[TopFeature], score: float)
 
 
 def _pattern_words(row: Mapping[str, object]) -> list[str]:
-    """The row's same-block patterns, in words: who sandwiched whom, and what it took."""
+    """The row's same-block patterns, in words: who sandwiched whom, and what it took; whose
+    round trips, in how many blocks, at what cost."""
     patterns = row.get("patterns")
-    return [
+    patterns = patterns if isinstance(patterns, str) else None
+    words = [
         f"sandwich in block {s.block_number}: {s.attacker} around "
         f"{len(s.victim_txs)} victim transaction(s) ({', '.join(s.victim_txs)}), taking about "
         f"{s.extracted:.6g} token1 units (front {s.front_tx}, back {s.back_tx})"
-        for s in sandwiches_in(patterns if isinstance(patterns, str) else None)
+        for s in sandwiches_in(patterns)
     ]
+    trips: dict[str, list] = {}
+    for trip in round_trips_in(patterns):
+        trips.setdefault(trip.trader, []).append(trip)
+    for trader, made in sorted(trips.items(), key=lambda item: -len(item[1])):
+        blocks = sorted({t.block_number for t in made})
+        moved, cost = sum(t.amount0 for t in made), sum(t.cost for t in made)
+        words.append(
+            f"round trips: {trader} swapped and swapped back {len(made)} time(s) in "
+            f"{len(blocks)} block(s) ({blocks[0]} to {blocks[-1]}), {moved:.6g} token0 units "
+            f"through the pool, at a cost of {cost:.6g} token1 units"
+        )
+    return words
 
 
 def by_top_feature(top: list[TopFeature], score: float) -> Classification:

@@ -3,36 +3,31 @@ once, the move common to them (the market factor), and the pegs that should hold
 
 A pool alone cannot tell its own dislocation from the market's move, nor a stablecoin's
 depeg from a move of everything priced in it. ``MarketView`` prices the assets together:
-at each slice end, a least-squares fit of every asset's log price (its *level*) to the
-last price of every pool holding two configured assets, the levels pinned to the mean of
-the numeraire's assets (USD stablecoins). Then:
+at each slice end, a least-absolute-deviations fit of every asset's log price (its *level*)
+to the last price of every pool holding two configured assets (``market_fit``). Then:
 
 - **A peg** (assets of one ``peg``: USD stablecoins, WETH and staked ETH) holds while each
-  member's level stays within ``peg_tolerance`` of the others' median. When one leaves it,
-  that asset has *depegged*: with three members or more, the one farthest from the median;
-  with two, the one that moved against the floating assets over ``peg_horizon_s`` (the
-  floating assets' prices in the other member did not move). One ``depeg`` finding names
-  the asset and every pool that holds it.
+  member's level stays within ``peg_tolerance`` of the members' median. A member off it
+  for a minute has *depegged* (with two members priced: the one already found off, else
+  the one that moved against the floating assets over ``peg_horizon_s``). One ``depeg``
+  finding names the asset and every pool that holds it.
 - **The market factor** is the median floating asset's move over ``move_horizon_s``, in the
-  healthy numeraire assets (a depegged one left out), over the assets quoted in a pool
-  against them (the most liquid pairs; one priced only through another floating asset
-  follows it). When it reaches ``move_threshold``
-  and at least ``min_assets_moved`` assets moved that much the same way, one
-  ``market-move`` finding names the pools it moved. A move of one pool, or of one asset,
-  leaves the median where it was: it stays that pool's incident.
+  numeraire assets that agree (a depegged one, or one's blip, left out), over the assets
+  quoted in a pool against them (one priced only through another floating asset follows
+  it). When it reaches ``move_threshold`` and at least ``min_assets_moved`` assets moved
+  that much the same way, one ``market-move`` finding names the pools it moved. A move of
+  one pool, or of one asset, leaves the median where it was: it stays that pool's incident.
 - **A pool's own move**: a pool whose price moved 1.3 ``move_threshold`` or more over
   ``move_horizon_s`` beyond what the market factor explains (with three quoted floating
-  assets or more: the median of two moves with either) raises a ``price-dislocation``
-  finding of its own pool (scope ``pool:<address>``), within a slice of the move: an
-  asset's lone move of 8 % is its pools' incident, the same move of every asset is the
-  market's.
-- **Peg pools** (both tokens of one peg, e.g. DAI/USDC) are the peg check's: ``peg_pools``
-  lists them, and their price moves within the tolerance are no incident.
+  assets or more) raises a ``price-dislocation`` finding of its own pool (scope
+  ``pool:<address>``): an asset's lone move of 8 % is its pools' incident, the same move
+  of every asset is the market's.
+- **Peg pools** (both tokens of one peg, e.g. DAI/USDC) are the peg check's: their price
+  moves within the tolerance are no incident.
 
 Blind spots: a pool with a token not configured is not priced here (its moves stay its
 own); with two assets in a peg, a depeg during a market move of a similar size can be
-pinned on the wrong asset (configure three: real chains have USDC, USDT and DAI); a chain
-with no floating asset cannot tell which of two members left their peg.
+pinned on the wrong asset (configure three: real chains have USDC, USDT and DAI).
 
 Same input, same findings: the view is fed slice by slice in time order, in streaming (at
 the watermark) and in batch (``beam_pipelines.transforms.market``).
@@ -42,11 +37,13 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from dexwatch.core.features.market_fit import UsualMoves, least_absolute, spread
+from dexwatch.core.features.slices import Position
 from dexwatch.core.market_settings import MarketSettings
 from dexwatch.core.schemas.alert import Severity
 
@@ -87,9 +84,6 @@ class Finding:
     size: float
     severity: Severity
     evidence: tuple[str, ...]
-
-    def names(self, pool: str) -> bool:
-        return any(address == pool for _, address in self.pools)
 
 
 @dataclass(frozen=True)
@@ -142,6 +136,7 @@ class MarketView:
         self._usual = UsualMoves()
         self._liquidity: dict[str, float] = {}  # each pool's last
         self._drained: set[str] = set()
+        self._ticks: dict[str, int] = {}  # each V3 pool's last tick
         self._depegged: dict[int, int] = {}  # asset: the last fit it was found off its peg at
 
     @property
@@ -166,15 +161,27 @@ class MarketView:
         raw_price: float | None,
         liquidity: float | None = None,
         removed: float = 0.0,
+        pending: Sequence[tuple[Position, float]] = (),
+        tick: int | None = None,
     ) -> None:
         """The last price (token1 per token0, raw units) and liquidity of ``pool``'s slice
         ending at ``at``, and the liquidity removed in it. A pool that lost half its liquidity
         in one slice (a drain, a rug pull) no longer prices its assets: its price swings with
         every swap after. (V3's in-range liquidity also falls when the price leaves narrow
-        positions, so the level alone says nothing.)"""
+        positions, so the level alone says nothing.) V3 changes before the slice's first swap
+        (``pending``, its last ``tick``: ``SliceSummary``) count if the tick the slice
+        before ended at was in their range, as the window features count them."""
         known = self._pools.get(pool)
         if known is None or pool in self._drained:
             return
+        before_tick = self._ticks.get(pool)
+        removed += sum(
+            -change
+            for (_, low, high), change in pending
+            if change < 0 and (before_tick is None or low <= before_tick < high)
+        )
+        if tick is not None:
+            self._ticks[pool] = tick
         # Before the price: a rug's removal often comes in a slice without a swap.
         before = self._liquidity.get(pool)
         if before and removed >= _DRAINED_SHARE * before:
@@ -297,13 +304,13 @@ class MarketView:
         before = self._levels_at(at - _PEG_PERSIST_S)
         if before is None:
             return []
+        # Every fit from the one the minute began at (the current one is the last).
+        fits = [fit for seen, fit in self._levels if seen >= before[0]][:-1]
         tolerance = self._settings.log_peg_tolerance
         findings = []
         for asset, deviation, others in self._off_peg(at, members, levels):
-            if abs(deviation) < tolerance:
-                continue
-            then = {a: d for a, d, _ in self._off_peg(at, members, before[1])}
-            if abs(then.get(asset, 0.0)) < tolerance:
+            held = all(abs(self._deviation(at, members, fit, asset)) >= tolerance for fit in fits)
+            if abs(deviation) < tolerance or not held:
                 continue
             symbol = self._assets[asset].symbol
             pools = self._pools_holding({asset})
@@ -321,6 +328,9 @@ class MarketView:
             ))  # fmt: skip
         return findings
 
+    def _deviation(self, at: int, members: list[int], fit: np.ndarray, asset: int) -> float:
+        return next((d for a, d, _ in self._off_peg(at, members, fit) if a == asset), 0.0)
+
     def _off_peg(
         self, at: int, members: list[int], levels: np.ndarray
     ) -> list[tuple[int, float, list[int]]]:
@@ -337,11 +347,8 @@ class MarketView:
             return []
         # One found off its peg within the horizon still is: once the move is older than the
         # horizon, the floating assets no longer say which of the two it was.
-        recent = [
-            i
-            for i in priced
-            if self._depegged.get(i, -math.inf) >= at - self._settings.peg_horizon_s
-        ]
+        since = at - self._settings.peg_horizon_s
+        recent = [i for i in priced if self._depegged.get(i, -math.inf) >= since]
         asset = recent[0] if len(recent) == 1 else self._moved_against_floating(at, priced, levels)
         other = next(i for i in priced if i != asset)
         return [(asset, float(levels[asset] - levels[other]), [other])]

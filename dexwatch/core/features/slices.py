@@ -9,7 +9,13 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from dexwatch.core.features.blocks import BlockSwap, Sandwich, find_sandwiches
+from dexwatch.core.features.blocks import (
+    BlockSwap,
+    RoundTrip,
+    Sandwich,
+    find_round_trips,
+    find_sandwiches,
+)
 from dexwatch.core.features.effects import DEPTH_BAND_TICKS, Effect, depth_weight, effect_of
 from dexwatch.core.schemas.pool_event import PoolEvent
 
@@ -56,8 +62,9 @@ class SliceSummary:
     # its round trip (liquidity_changes).
     position_added: dict[Position, float] = field(default_factory=dict)
     position_removed: dict[Position, float] = field(default_factory=dict)
-    # Sandwiches in the slice's blocks (dexwatch.core.features.blocks).
+    # Sandwiches and round trips in the slice's blocks (dexwatch.core.features.blocks).
     sandwiches: list[Sandwich] = field(default_factory=list)
+    round_trips: list[RoundTrip] = field(default_factory=list)
 
 
 def summarize_slice(pool: str, start: int, events: Iterable[PoolEvent]) -> SliceSummary:
@@ -102,9 +109,10 @@ class SliceBuilder:
         self._sides: dict[str, list[int]] = {}
         self._block = -1
         self._block_mints: dict[tuple[str, int, int], list[_BlockMint]] = {}
-        # The block's swaps in order, and the sandwiches of the blocks before it.
+        # The block's swaps in order, and the patterns of the blocks before it.
         self._block_swaps: list[BlockSwap] = []
         self._sandwiches: list[Sandwich] = []
+        self._round_trips: list[RoundTrip] = []
         # The blocks of the first and last liquidity levels seen.
         self._level_blocks = (-1, -1)
 
@@ -120,6 +128,10 @@ class SliceBuilder:
             *self._sandwiches,
             *find_sandwiches(self._block, self._block_swaps),
         ]
+        self._summary.round_trips = [
+            *self._round_trips,
+            *find_round_trips(self._block, self._block_swaps),
+        ]
         return self._summary
 
     def in_order(self, event: PoolEvent) -> bool:
@@ -134,6 +146,7 @@ class SliceBuilder:
         self._last_position = chain_position(event)
         if event.block_number != self._block:
             self._sandwiches += find_sandwiches(self._block, self._block_swaps)
+            self._round_trips += find_round_trips(self._block, self._block_swaps)
             self._block, self._block_mints, self._block_swaps = event.block_number, {}, []
         summary = self._summary
         summary.events += 1

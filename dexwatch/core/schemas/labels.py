@@ -16,6 +16,7 @@ IncidentKind = Literal[
     "price-manipulation",
     "wash-trading",
     "sandwich",
+    "round-trips",
     # Chain-wide (infra.local.market_events): labelled with the pool "market" or
     # "asset:<address>", an asset's move with each of its pools.
     "market-move",
@@ -33,6 +34,7 @@ ALERT_KIND_OF_INCIDENT: dict[str, str] = {
     "price-manipulation": "price-dislocation",
     "wash-trading": "wash-trading",
     "sandwich": "sandwich",
+    "round-trips": "round-trips",
     "market-move": "market-move",
     "asset-move": "price-dislocation",
     "depeg": "depeg",
