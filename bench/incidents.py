@@ -38,7 +38,10 @@ time), in a work folder of their own, and the figures go to
 ``bench/results/incidents_<market>.json``.
 
     python bench/incidents.py [--trials 4] [--rounds 4] [--gap-hours 1.5] [--model PATH]
-        [--before CHECKOUT] [--market FILE]
+        [--before CHECKOUT] [--market FILE] [--held-out]
+
+``--held-out`` mines the next ``--trials`` seeds instead of the first ones, to report on
+periods no setting was chosen on (``incidents[_<market>]_held_out.json``).
 """
 
 from __future__ import annotations
@@ -268,9 +271,18 @@ def main() -> None:
         "--before", type=Path, help="a checkout of the detector before this work, scored beside"
     )
     parser.add_argument("--market", type=Path, help="a config file's simulator settings")
+    parser.add_argument(
+        "--held-out", action="store_true",
+        help="the next --trials seeds instead of the first ones (figures to *_held_out.json)",
+    )  # fmt: skip
     args = parser.parse_args()
+    first = args.trials if args.held_out else 0
+    if first + args.trials > len(TRIAL_SEEDS):
+        parser.error(f"--held-out takes at most {len(TRIAL_SEEDS) // 2} trials")
+    seeds = TRIAL_SEEDS[first : first + args.trials]
 
     results_name = "incidents" + (f"_{args.market.stem.replace('-', '_')}" if args.market else "")
+    results_name += "_held_out" if args.held_out else ""
     work = WORK.parent / results_name
     market = _market(args.market)
     live_block_s = market.get("block_interval_s", SimulatorSettings().block_interval_s)
@@ -286,8 +298,8 @@ def main() -> None:
     in_remains = {"dexwatch": 0, "rule": 0, "before": 0}
     moves_alerts: list[int] = []
     for trial in range(args.trials):
-        settings = _settings(work / f"trial-{trial}", TRIAL_SEEDS[trial], model, market)
-        print(f"trial {trial + 1}/{args.trials} (seed {TRIAL_SEEDS[trial]}): mining", flush=True)
+        settings = _settings(work / f"trial-{trial}", seeds[trial], model, market)
+        print(f"trial {trial + 1}/{args.trials} (seed {seeds[trial]}): mining", flush=True)
         labels = mine_trial(settings, trial, args.rounds, args.gap_hours, live_block_s)
         print("  replaying through the pipeline", flush=True)
         columns, incidents, threads = replay(settings, labels)
@@ -355,6 +367,7 @@ def main() -> None:
         f"{args.gap_hours:g} h apart"
         + (f"; market: {args.market.name}" if args.market else "; the default market")
         + (f"; before: {args.before.name}" if args.before else "")
+        + f"; seeds {seeds[0]}-{seeds[-1]}"
         + f"; {time.monotonic() - started:.0f} s",
     )
     print(f"wrote {path}")
