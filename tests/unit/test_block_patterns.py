@@ -4,8 +4,6 @@ losing patterns are not sandwiches; real Polygon days have none."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import orjson
 import pytest
 
@@ -15,15 +13,13 @@ from dexwatch.core.features.blocks import BlockSwap, find_sandwiches, sandwiches
 from dexwatch.core.features.chain import FEATURE_NAMES
 from dexwatch.core.features.slices import SliceBuilder, summarize_slice
 from dexwatch.core.settings import PipelineSettings
-from infra.local.recorded_chain import open_recording
 from model.chain_window import TrainingParams, train_detector
-from publishers.chain.events import Pool, decode_pool_logs
 from tests._blocks import POOL, SLICE_S, T0, Block
 from tests._detectors import chain_rows
+from tests._real_days import DAYS, REAL_LOGS, real_blocks
 
 BOT, ALICE, BOB = ("0x" + c * 40 for c in "abc")
 SETTINGS = PipelineSettings(slice_s=SLICE_S, current_slices=4, baseline_slices=20)
-REAL_LOGS = Path(__file__).resolve().parents[3] / "shared" / "data" / "real-logs"
 
 
 def sandwiched(block: Block) -> list:
@@ -106,22 +102,13 @@ def test_a_slice_of_several_blocks_keeps_each_blocks_sandwiches_once():
 
 
 @pytest.mark.skipif(not REAL_LOGS.exists(), reason="../shared/data/real-logs absent")
-@pytest.mark.parametrize("day", ["2021-12-22", "2022-01-05", "2023-11-25"])
+@pytest.mark.parametrize("day", DAYS)
 def test_real_polygon_days_have_no_sandwich(day):
     """Thousands of real swaps in 2 s blocks, with arbitrage bots and routers: in the pool's
     blocks of three or more swaps, no trader went the same way just before others and back
     just after them at a profit. One did buy and sell in one block around another's buy
     (2023-11-25, block 50,379,805), with another trader's sell between: not a sandwich."""
-    recording = open_recording(REAL_LOGS / f"polygon-uniswap-v3-usdc-weth-500-{day}.csv")
-    address = recording.pool.address
-    pool = Pool(address, "uniswap_v3", "v3", recording.pool.factory, 0)
-    numbers = {int(log["blockNumber"], 16) for log in recording.logs}
-    timestamps = {n: recording.timestamp(n) for n in numbers}
-    decoded = decode_pool_logs(recording.logs, 137, {address: pool}, timestamps)
-    assert decoded.events and not decoded.rejected
-    by_block: dict[int, list] = {}
-    for event in decoded.events:
-        by_block.setdefault(event.block_number, []).append(event)
+    address, by_block = real_blocks(day)
     busy = [events for events in by_block.values() if sum(e.event == "Swap" for e in events) >= 3]
     assert busy or day == "2021-12-22"
     found = [s for events in busy for s in summarize_slice(address, 0, events).sandwiches]

@@ -4,7 +4,6 @@ repeated ones is given (dexwatch.core.features.kinds); real Polygon days repeat 
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import pytest
 
@@ -14,13 +13,11 @@ from dexwatch.core.features.kinds import REPEATED_ROUND_TRIPS, classify
 from dexwatch.core.features.slices import summarize_slice
 from dexwatch.core.schemas.alert import TopFeature
 from dexwatch.core.settings import PipelineSettings
-from infra.local.recorded_chain import open_recording
-from publishers.chain.events import Pool, decode_pool_logs
 from tests._blocks import POOL, SLICE_S, T0, Block
+from tests._real_days import DAYS, REAL_LOGS, real_blocks
 
 BOT, ALICE, BOB = ("0x" + c * 40 for c in "abc")
 SETTINGS = PipelineSettings(slice_s=SLICE_S, current_slices=5, baseline_slices=20)
-REAL_LOGS = Path(__file__).resolve().parents[3] / "shared" / "data" / "real-logs"
 
 
 def trips(block: Block) -> list:
@@ -118,22 +115,15 @@ def test_a_sandwich_and_a_round_trip_in_one_window_keep_their_own_patterns():
 
 
 @pytest.mark.skipif(not REAL_LOGS.exists(), reason="../shared/data/real-logs absent")
-@pytest.mark.parametrize("day", ["2021-12-22", "2022-01-05", "2023-11-25"])
+@pytest.mark.parametrize("day", DAYS)
 def test_real_polygon_days_repeat_no_round_trip(day):
     """Thousands of real swaps with arbitrage bots and routers: one round trip in three
     days (2022-01-05), never one trader's in two blocks of a minute."""
-    recording = open_recording(REAL_LOGS / f"polygon-uniswap-v3-usdc-weth-500-{day}.csv")
-    address = recording.pool.address
-    pool = Pool(address, "uniswap_v3", "v3", recording.pool.factory, 0)
-    numbers = {int(log["blockNumber"], 16) for log in recording.logs}
-    timestamps = {n: recording.timestamp(n) for n in numbers}
-    decoded = decode_pool_logs(recording.logs, 137, {address: pool}, timestamps)
-    by_block: dict[int, list] = {}
-    for event in decoded.events:
-        by_block.setdefault(event.block_number, []).append(event)
+    address, by_block = real_blocks(day)
     found = [
-        t for events in by_block.values() for t in summarize_slice(address, 0, events).round_trips
+        trip
+        for events in by_block.values()
+        for trip in summarize_slice(address, 0, events).round_trips
     ]
-    assert len(found) <= 1
     assert len(found) == (day == "2022-01-05")
     assert math.isfinite(sum(t.cost for t in found))
