@@ -120,7 +120,9 @@ def _window_columns() -> tuple[Column, ...]:
             "patterns",
             "JSON",
             "chain: same-block patterns in the window under test (sandwiches: block, attacker, "
-            "front and back transactions, victims' transactions, value taken in token1 units)",
+            "front and back transactions, victims' transactions, value taken in token1 units; "
+            "round trips: block, trader, first and second transactions, token0 moved, cost in "
+            "token1 units)",
             required=False,
         ),
         Column("score", "FLOAT64", "Isolation Forest decision function: below 0 is anomalous"),
