@@ -26,7 +26,10 @@ GAS_V2_SWAP = 200_000
 GAS_V2_MINT_BURN = 300_000
 
 
-GAS_V3_SWAP = 1_000_000
+# A pump or an arbitrage through a pool of many narrow positions crosses dozens of ticks
+# (tens of thousands of gas each): a million ran out of gas on the calibrated market's stable
+# pools (a rug's 10 % pump; the simulator's rare reverted back-runs).
+GAS_V3_SWAP = 5_000_000
 
 
 GAS_V3_MINT = 1_000_000
