@@ -42,6 +42,8 @@ _LEANING_SHARE = 0.7
 # No single trade takes more than this share of the token's (virtual) reserve in the pool:
 # keeps the heavy tail from emptying a small pool, and a drained pool from being hammered.
 _MAX_TRADE_SHARE = 0.01
+# A price this close (in log) to an arbitrage's target is at it.
+_AT_TARGET = 1e-6
 # A V2 pair's fee: an arbitrageur leaves its price this close to the fair price.
 _V2_FEE = 0.003
 # Concentrated liquidity is topped up at most once an hour of chain time.
@@ -316,7 +318,9 @@ class MarketSimulator:
         fee = pool.fee / 1e6 if pool.fee else _V2_FEE
         fair = self.prices.usd[pool.token0] / self.prices.usd[pool.token1]
         gap = math.log(evm.human_price(self.deployment, state) / fair)
-        if abs(gap) <= fee + self.settings.arbitrage_min_gap:
+        # A stable pool left at its last back-run's target reads a hair beyond it through the
+        # rounded reserves: trading to the price it is at reverts (V3's SPL).
+        if abs(gap) <= fee + self.settings.arbitrage_min_gap + _AT_TARGET:
             return [], state
         target = state.price * math.exp(math.copysign(fee, gap) - gap)
         return evm.swap_to_price(self.deployment, state, self._arbitrageur, target)
