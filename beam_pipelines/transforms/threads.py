@@ -1,15 +1,15 @@
 """Alert threads: which anomalies are one incident, and which revisions to publish.
 
-Per pool (``AlertThreads``) as before; per chain (``ChainThreads``), the market's findings
-(``transforms.market``) open threads of their own scope, a market move or an asset's depeg,
-naming their pools, and take the pools' anomalies they explain: a pool's price, volume or
-activity anomaly (``MARKET_EXPLAINED``) waits ``hold_s`` of event time for the market's view
-of its moment, then joins the market or asset thread that names its pool, if one is open,
-or its pool's thread otherwise. A market move is one alert, not one per pool; a drain in the
-middle of it is still its pool's own. A pool's own move seen by the market view (scope
-``pool:<address>``) is that pool's alert. A peg pool's price anomaly (DAI/USDC; the market
-view's ``PEG_POOL`` notices), or its volume, activity or inflow anomaly, that no depeg
-takes is within its peg: recorded, not alerted.
+Per pool (``AlertThreads``, ``transforms.pool_threads``); per chain (``ChainThreads``), the
+market's findings (``transforms.market``) open threads of their own scope, a market move or
+an asset's depeg, naming their pools, and take the pools' anomalies they explain: a pool's
+price, volume or activity anomaly (``MARKET_EXPLAINED``) waits ``hold_s`` of event time for
+the market's view of its moment, then joins the market or asset thread that names its pool,
+if one is open, or its pool's thread otherwise. A market move is one alert, not one per
+pool; a drain in the middle of it is still its pool's own. A pool's own move seen by the
+market view (scope ``pool:<address>``) is that pool's alert. A peg pool's small price
+anomaly (DAI/USDC; the market view's ``PEG_POOL`` notices), or its volume, activity or
+inflow anomaly, that no depeg takes is within its peg: recorded, not alerted.
 """
 
 from __future__ import annotations
@@ -25,144 +25,18 @@ from apache_beam.transforms.userstate import ReadModifyWriteStateSpec, TimerSpec
 from apache_beam.utils.timestamp import Timestamp
 
 from beam_pipelines.transforms.market import PEG_POOL
+from beam_pipelines.transforms.pool_threads import (
+    DRAINS,
+    AlertThreads,
+    PoolThread,
+    classification_of,
+    top_features_of,
+)
 from dexwatch.core.features.chain import HORIZON_OF_FEATURE
-from dexwatch.core.features.kinds import Classification, by_top_feature, classify
-from dexwatch.core.schemas.alert import SEVERITY_RANK, Alert, PoolRef, TopFeature
+from dexwatch.core.features.kinds import Classification, size_severity
+from dexwatch.core.schemas.alert import SEVERITY_RANK, Alert, PoolRef
 
 __all__ = ["DRAINS", "MARKET_EXPLAINED", "AlertThreads", "ChainThreads", "ThreadAnomalies"]
-
-
-def top_features_of(row: dict) -> list[TopFeature]:
-    return [TopFeature(**t) for t in orjson.loads(row["top_features"])]
-
-
-def classification_of(row: dict, top: list[TopFeature]) -> Classification:
-    """A scored row's kind, confidence, severity and evidence."""
-    if row["source"] == "chain":
-        return classify(row, top, row["score"])
-    return by_top_feature(top, row["score"])
-
-
-@dataclasses.dataclass
-class _Thread:
-    """An alert thread of one pool: its id, span (unix s) and what it has said so far."""
-
-    alert_id: str
-    start: int
-    end: int
-    revision: int = 0
-    severity: int = 0  # the highest SEVERITY_RANK published
-    kinds: frozenset[str] = frozenset()
-    # How long after its end it takes a pool's anomalies: the horizon of the slow views that
-    # flagged it (HORIZON_OF_FEATURE), else the cooldown.
-    reach_s: int = 0
-
-
-# Kinds whose pool's remains are the incident's aftermath (kept in its thread).
-DRAINS = frozenset({"liquidity-drain", "rug-pull"})
-
-
-class AlertThreads:
-    """One pool's alert threads, both sources together: an anomaly joins the latest recent
-    thread it overlaps or comes within ``cooldown_s`` of event time of (before its start or
-    after its end); otherwise it opens a thread of its own, and an alert. A chain window is
-    shorter than the cooldown, so in order only the cooldown decides between chain windows;
-    an hourly row overlaps the chain windows of its hour and touches the previous hour, so
-    an incident both paths flag, or a run of anomalous hours, is one thread, while an hour
-    an hour late still finds the thread of its own time.
-
-    An anomaly that joins a thread with a kind the thread has not shown, or a higher
-    severity than it has published, escalates it: the thread's next revision is published,
-    so a real incident is never swallowed by an earlier alert of the same pool.
-
-    A thread that has shown a liquidity drain takes every later anomaly of its pool while
-    it is kept (``KEEP_S``): a drained pool's remains get one alert, not a stream. A thread
-    with a window flagged chiefly for a slow view (its top feature measures an hour or a day:
-    ``HORIZON_OF_FEATURE``) takes the pool's anomalies for that long after its end: a drift
-    that crosses its limit, falls back and crosses again within its hour is one incident.
-
-    Args:
-        cooldown_s: how near in event time an anomaly must come to join a thread.
-        threads: the pool's threads so far (from state), if any.
-    """
-
-    # Threads this much older than the pool's newest are forgotten: beyond any lateness.
-    KEEP_S = 2 * 86400
-
-    def __init__(self, cooldown_s: int, threads: list[_Thread] | None = None) -> None:
-        self._cooldown_s = cooldown_s
-        self.threads: list[_Thread] = threads or []
-
-    def add(self, row: dict, found: Classification | None = None) -> tuple[dict, Alert | None]:
-        """The anomaly row with its severity, kind and thread, and the alert to publish if
-        it opens or escalates a thread (``found``: the row's classification, if made)."""
-        start, end = int(row["window_start"].timestamp()), int(row["window_end"].timestamp())
-        top = top_features_of(row)
-        found = found or classification_of(row, top)
-        kind, severity = found.kind, found.severity
-        thread = self._thread_of(start, end)
-        publish = thread is None
-        if thread is None:
-            thread = _Thread(f"{row['chain_id']}:{row['pool']}:{end}", start, end)
-            self.threads.append(thread)
-        else:
-            thread.start, thread.end = min(thread.start, start), max(thread.end, end)
-            if kind not in thread.kinds or SEVERITY_RANK[severity] > thread.severity:
-                thread.revision += 1
-                publish = True
-        if top:
-            thread.reach_s = max(thread.reach_s, HORIZON_OF_FEATURE.get(top[0].name, 0))
-        if publish:
-            thread.kinds |= {kind}
-            thread.severity = max(thread.severity, SEVERITY_RANK[severity])
-        newest = max(t.end for t in self.threads)
-        self.threads = [t for t in self.threads if t.end >= newest - self.KEEP_S]
-        anomaly = {
-            **row,
-            "severity": severity,
-            "kind": kind,
-            "confidence": found.confidence,
-            "alert_id": thread.alert_id,
-        }
-        return anomaly, _alert(anomaly, top, thread.revision, found.evidence) if publish else None
-
-    def thread_at(self, start: int, end: int) -> str | None:
-        """The id of the thread a window [start, end] of this pool would join, if any."""
-        thread = self._thread_of(start, end)
-        return thread.alert_id if thread else None
-
-    def _thread_of(self, start: int, end: int) -> _Thread | None:
-        """The latest thread the window [start, end] belongs to, if any."""
-        for thread in sorted(self.threads, key=lambda t: t.end, reverse=True):
-            overlaps = start <= thread.end and end >= thread.start
-            # What a drain leaves of a pool (every swap now moves its price far) is the
-            # drain's aftermath: its thread's, revised on a new kind, not a stream of alerts.
-            reach = self.KEEP_S if DRAINS & thread.kinds else max(self._cooldown_s, thread.reach_s)
-            near = thread.start - self._cooldown_s <= end <= thread.end + reach
-            if overlaps or near:
-                return thread
-        return None
-
-
-def _alert(anomaly: dict, top: list[TopFeature], revision: int, evidence: list[str]) -> Alert:
-    return Alert(
-        alert_id=anomaly["alert_id"],
-        revision=revision,
-        window_id=anomaly["window_id"],
-        chain_id=anomaly["chain_id"],
-        pools=[PoolRef(dex=anomaly["dex"], pool=anomaly["pool"])],
-        source=anomaly["source"],
-        kind=anomaly["kind"],
-        confidence=anomaly["confidence"],
-        severity=anomaly["severity"],
-        score=anomaly["score"],
-        window_start=anomaly["window_start"],
-        window_end=anomaly["window_end"],
-        top_features=top,
-        evidence=evidence,
-        model_version=anomaly["model_version"],
-        detected_at=datetime.now(UTC),
-    )
 
 
 # What a market move or a depeg explains: a pool's price moving, trading with it, and its
@@ -203,7 +77,7 @@ class _ScopeThread:
 
 @dataclasses.dataclass
 class _ChainState:
-    pools: dict[str, list[_Thread]] = dataclasses.field(default_factory=dict)
+    pools: dict[str, list[PoolThread]] = dataclasses.field(default_factory=dict)
     scopes: list[_ScopeThread] = dataclasses.field(default_factory=list)
     # (release, row, its classification)
     held: list[tuple[int, dict, Classification]] = dataclasses.field(default_factory=list)
@@ -248,10 +122,11 @@ class ChainThreads:
         self.state.held = [item for item in self.state.held if item[0] > until]
         out = []
         for _, row, found in due:
-            scope = self._scope_taking(row)
-            if scope is None and row["pool"] in self.state.peg_pools:
+            scope = self._scope_taking(row, found)
+            if scope is None and row["pool"] in self.state.peg_pools and _small(row):
                 # Held, so of MARKET_EXPLAINED: a peg pool's price, and the trading and
                 # providers' moves with it, are the peg check's: short of a depeg, no incident.
+                # A move of 5 % or more (a rug's pump of a stable pool) is the pool's own.
                 out.append(("anomalies", {
                     **row, "kind": found.kind, "severity": found.severity,
                     "confidence": found.confidence, "alert_id": "",
@@ -315,10 +190,12 @@ class ChainThreads:
             out.append(("alerts", _scope_alert(finding, thread)))
         return out
 
-    def _scope_taking(self, row: dict) -> _ScopeThread | None:
+    def _scope_taking(self, row: dict, found: Classification) -> _ScopeThread | None:
         end = _end(row)
         top = top_features_of(row)
-        slow = bool(top) and top[0].name in HORIZON_OF_FEATURE
+        # Providers re-range their positions around the new price within the hour after a
+        # move (the calibrated market's narrow positions): its slow catch-up too.
+        slow = (bool(top) and top[0].name in HORIZON_OF_FEATURE) or found.kind == "liquidity-inflow"
         for thread in reversed(self.state.scopes):
             if thread.takes(row["pool"], end, self._cooldown_s, slow):
                 return thread
@@ -330,6 +207,12 @@ class ChainThreads:
         anomaly, alert = threads.add(row, found)
         self.state.pools[key] = threads.threads
         return [("anomalies", anomaly)] + ([("alerts", alert)] if alert else [])
+
+
+def _small(row: dict) -> bool:
+    """Whether a window's incident is small (``size_severity`` low: less than a 5 % move
+    and a tenth of the pool)."""
+    return size_severity(row) == "low"
 
 
 def _end(row: dict) -> int:

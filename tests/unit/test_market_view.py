@@ -153,6 +153,24 @@ def test_a_depeg_older_than_the_horizon_stays_its_assets_with_two_stablecoins_pr
     assert found and {f.scope for f in found} == {f"asset:{ADDRESS['DAI']}"}
 
 
+def test_assets_no_pool_links_to_the_stablecoins_main_group_are_not_priced():
+    """USDT off its peg for good; then every pool linking DAI and WETH to USDC falls silent
+    (WETH/DAI and LINK/WETH still trade): DAI is no longer compared with USDC, and nothing
+    but USDT's depeg is found (one pin for both groups read DAI 77 % off its peg)."""
+    market = Market()
+    market.calm(2 * 3600)
+    found = []
+    steps = 3600 // SLICE
+    for _ in range(steps):
+        found += market.step(USDT=0.90 ** (1 / steps))
+    assert found and {f.scope for f in found} == {f"asset:{ADDRESS['USDT']}"}
+    silent = ("dai-usdc", "weth-usdc", "weth-usdc-2")
+    later = []
+    for _ in range(3600 // SLICE):
+        later += market.step(silent=silent)
+    assert later and {f.scope for f in later} == {f"asset:{ADDRESS['USDT']}"}
+
+
 def test_one_trade_not_yet_arbitraged_is_no_depeg():
     market = Market()
     market.calm(2 * 3600)
@@ -433,3 +451,32 @@ def test_after_a_market_move_only_the_pools_slow_catch_up_is_the_markets():
     assert by_pool["weth-usdc"] == f"{CHAIN}:market:{t}"
     (alert,) = _alerts(out)
     assert alert.scope == "pool" and by_pool["wbtc-usdc"] == alert.alert_id
+
+
+def test_a_peg_pools_small_move_is_recorded_and_a_pump_is_its_alert():
+    """DAI/USDC wiggling 0.3 % is within its peg (no alert, the row kept with no thread); a
+    rug's 12 % pump of it is the pool's own incident."""
+    threads = ChainThreads(cooldown_s=300, hold_s=SLICE + 1)
+    threads.add_finding({"kind": "peg-pool", "pool": "dai-usdc"})
+    t = 10_000
+    small = {**_anomaly("dai-usdc", t), "price_change": 0.003}
+    threads.add(small)
+    out = threads.release(t + SLICE + 1)
+    assert _alerts(out) == [] and [v["alert_id"] for tag, v in out if tag == "anomalies"] == [""]
+    threads.add(_anomaly("dai-usdc", t + 3600))
+    (alert,) = _alerts(threads.release(t + 3600 + SLICE + 1))
+    assert alert.scope == "pool" and alert.pool == "dai-usdc"
+
+
+def test_providers_re_ranging_after_a_market_move_is_the_markets():
+    """A quarter of an hour after a market move, a pool it moved takes half its liquidity
+    anew around the new price (the providers' narrow positions): the move's thread's."""
+    threads = ChainThreads(cooldown_s=300, hold_s=SLICE + 1)
+    t = 10_000
+    threads.add_finding(_market_finding(t, ["weth-usdc", "wbtc-usdc"]))
+    later = t + 900
+    row = {**_anomaly("wbtc-usdc", later, "net_liquidity_change"), "net_liquidity_change": 2.0}
+    threads.add(row)
+    out = threads.release(later + SLICE + 1)
+    assert _alerts(out) == []
+    assert [v["alert_id"] for tag, v in out if tag == "anomalies"] == [f"{CHAIN}:market:{t}"]

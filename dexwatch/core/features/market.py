@@ -42,7 +42,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dexwatch.core.features.market_fit import UsualMoves, least_absolute, spread
+from dexwatch.core.features.market_fit import UsualMoves, fit_levels, spread
 from dexwatch.core.features.slices import Position
 from dexwatch.core.market_settings import MarketSettings
 from dexwatch.core.schemas.alert import Severity
@@ -243,49 +243,13 @@ class MarketView:
 
     def _fit(self, at: int) -> np.ndarray | None:
         """Every asset's log price in the numeraire (NaN where no pool links it to the
-        numeraire's assets), by least squares over the pools' last prices."""
+        numeraire's main group), from the fresh pools' last prices (``fit_levels``)."""
         edges = [
-            (self._pools[pool], price)
+            (self._pools[pool].token0, self._pools[pool].token1, price)
             for pool, (seen, price) in self._prices.items()
             if seen > at - STALE_AFTER_S
         ]
-        if not edges or not self._numeraire:
-            return None
-        linked = self._linked_to_numeraire(edges)
-        if not linked & set(self._numeraire):
-            return None
-        order = sorted(linked)
-        column = {asset: k for k, asset in enumerate(order)}
-        rows, targets = [], []
-        for pool, price in edges:
-            if pool.token0 in column:
-                row = np.zeros(len(order))
-                row[column[pool.token0]], row[column[pool.token1]] = 1.0, -1.0
-                rows.append(row)
-                targets.append(price)
-        pin = np.zeros(len(order))
-        for asset in self._numeraire:
-            if asset in column:
-                pin[column[asset]] = 1.0
-        solution = least_absolute(np.array(rows), np.array(targets), pin)
-        levels = np.full(len(self._assets), np.nan)
-        levels[order] = solution
-        return levels
-
-    def _linked_to_numeraire(self, edges: list[tuple[_Pool, float]]) -> set[int]:
-        """The assets a chain of priced pools links to one of the numeraire's."""
-        neighbours: dict[int, set[int]] = {}
-        for pool, _ in edges:
-            neighbours.setdefault(pool.token0, set()).add(pool.token1)
-            neighbours.setdefault(pool.token1, set()).add(pool.token0)
-        linked = {asset for asset in self._numeraire if asset in neighbours}
-        frontier = list(linked)
-        while frontier:
-            for other in neighbours[frontier.pop()]:
-                if other not in linked:
-                    linked.add(other)
-                    frontier.append(other)
-        return linked
+        return fit_levels(edges, len(self._assets), self._numeraire)
 
     def _levels_at(self, when: int) -> tuple[int, np.ndarray] | None:
         """The latest fit at or before ``when``, if one is kept."""

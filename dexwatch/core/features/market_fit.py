@@ -56,3 +56,52 @@ class UsualMoves:
         if at - first < _USUAL_AFTER_S:
             return math.inf
         return max(floor, _USUAL_MOVES * usual)
+
+
+def fit_levels(
+    edges: list[tuple[int, int, float]], assets: int, numeraire: list[int]
+) -> np.ndarray | None:
+    """Every asset's log price (its *level*) from ``edges`` (token0, token1, the pool's log
+    price in token1 per token0), pinned to the numeraire's assets' mean; NaN where no pool
+    links an asset to the numeraire's main group (``linked_group``); None without one."""
+    linked = linked_group(edges, numeraire)
+    if not linked:
+        return None
+    order = sorted(linked)
+    column = {asset: k for k, asset in enumerate(order)}
+    rows, targets = [], []
+    for token0, token1, price in edges:
+        if token0 in column:
+            row = np.zeros(len(order))
+            row[column[token0]], row[column[token1]] = 1.0, -1.0
+            rows.append(row)
+            targets.append(price)
+    pin = np.zeros(len(order))
+    for asset in numeraire:
+        if asset in column:
+            pin[column[asset]] = 1.0
+    levels = np.full(assets, np.nan)
+    levels[order] = least_absolute(np.array(rows), np.array(targets), pin)
+    return levels
+
+
+def linked_group(edges: list[tuple[int, int, float]], numeraire: list[int]) -> set[int]:
+    """The assets a chain of pools links to the numeraire's main group: of the groups no
+    pool links to each other, the one with the most numeraire assets, then assets. (One pin
+    for two groups would set their levels against each other arbitrarily: a DAI whose pools
+    to USDC fell silent or were drained read as 77 % off its peg.)"""
+    neighbours: dict[int, set[int]] = {}
+    for token0, token1, _ in edges:
+        neighbours.setdefault(token0, set()).add(token1)
+        neighbours.setdefault(token1, set()).add(token0)
+    groups: list[set[int]] = []
+    for start in (asset for asset in numeraire if asset in neighbours):
+        if any(start in group for group in groups):
+            continue
+        group, frontier = {start}, [start]
+        while frontier:
+            for other in neighbours[frontier.pop()] - group:
+                group.add(other)
+                frontier.append(other)
+        groups.append(group)
+    return max(groups, key=lambda g: (len(g & set(numeraire)), len(g)), default=set())
