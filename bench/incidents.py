@@ -40,8 +40,11 @@ time), in a work folder of their own, and the figures go to
     python bench/incidents.py [--trials 4] [--rounds 4] [--gap-hours 1.5] [--model PATH]
         [--before CHECKOUT] [--market FILE] [--held-out]
 
-``--held-out`` mines the next ``--trials`` seeds instead of the first ones, to report on
-periods no setting was chosen on (``incidents[_<market>]_held_out.json``).
+``--replay-only`` replays the last run's recordings, labels and first model through the
+pipeline of this checkout, without mining (minutes instead of half an hour; the simulator's
+own changes since are not in it). ``--held-out`` mines the next ``--trials`` seeds instead
+of the first ones, to report on periods no setting was chosen on
+(``incidents[_<market>]_held_out.json``).
 """
 
 from __future__ import annotations
@@ -147,6 +150,19 @@ def mine_trial(
         )
     finally:
         processes.stop(settings.state_dir, stack.ANVIL)
+    return labels
+
+
+def recorded_labels(settings: LocalSettings) -> list[IncidentLabel]:
+    """The labels of a trial mined before (``--replay-only``); its warehouse is emptied for
+    the replay (the recording stays)."""
+    path = settings.warehouse_path
+    if not path.exists():
+        raise SystemExit(f"no earlier run to replay: {path} is missing")
+    rows = open_warehouse(settings).query("select * from incident_labels")
+    labels = [IncidentLabel(**dict(zip(rows.columns, row, strict=True))) for row in rows.rows]
+    for stale in path.parent.glob(path.name + "*"):
+        stale.unlink()
     return labels
 
 
@@ -272,6 +288,10 @@ def main() -> None:
     )
     parser.add_argument("--market", type=Path, help="a config file's simulator settings")
     parser.add_argument(
+        "--replay-only", action="store_true",
+        help="replay the last run's recordings (its labels and first model) without mining",
+    )  # fmt: skip
+    parser.add_argument(
         "--held-out", action="store_true",
         help="the next --trials seeds instead of the first ones (figures to *_held_out.json)",
     )  # fmt: skip
@@ -286,10 +306,11 @@ def main() -> None:
     work = WORK.parent / results_name
     market = _market(args.market)
     live_block_s = market.get("block_interval_s", SimulatorSettings().block_interval_s)
-    shutil.rmtree(work, ignore_errors=True)
+    if not args.replay_only:
+        shutil.rmtree(work, ignore_errors=True)
     started = time.monotonic()
     model = args.model or work / "model" / "bootstrap.joblib"
-    if args.model is None:
+    if args.model is None and not args.replay_only:
         base = _settings(work / "bootstrap", BOOTSTRAP_SEED, model, market)
         print(f"bootstrapping a first model ({base.model.bootstrap_hours:g} h, seed "
               f"{BOOTSTRAP_SEED})", flush=True)  # fmt: skip
@@ -300,7 +321,10 @@ def main() -> None:
     for trial in range(args.trials):
         settings = _settings(work / f"trial-{trial}", seeds[trial], model, market)
         print(f"trial {trial + 1}/{args.trials} (seed {seeds[trial]}): mining", flush=True)
-        labels = mine_trial(settings, trial, args.rounds, args.gap_hours, live_block_s)
+        if args.replay_only:
+            labels = recorded_labels(settings)
+        else:
+            labels = mine_trial(settings, trial, args.rounds, args.gap_hours, live_block_s)
         print("  replaying through the pipeline", flush=True)
         columns, incidents, threads = replay(settings, labels)
         after_s = settings.pipeline.current_slices * settings.pipeline.slice_s
@@ -368,6 +392,7 @@ def main() -> None:
         + (f"; market: {args.market.name}" if args.market else "; the default market")
         + (f"; before: {args.before.name}" if args.before else "")
         + f"; seeds {seeds[0]}-{seeds[-1]}"
+        + ("; replayed the last run's recordings" if args.replay_only else "")
         + f"; {time.monotonic() - started:.0f} s",
     )
     print(f"wrote {path}")
