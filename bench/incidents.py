@@ -320,7 +320,8 @@ def main() -> None:
     moves_alerts: list[int] = []
     for trial in range(args.trials):
         settings = _settings(work / f"trial-{trial}", seeds[trial], model, market)
-        print(f"trial {trial + 1}/{args.trials} (seed {seeds[trial]}): mining", flush=True)
+        doing = "replaying" if args.replay_only else "mining"
+        print(f"trial {trial + 1}/{args.trials} (seed {seeds[trial]}): {doing}", flush=True)
         if args.replay_only:
             labels = recorded_labels(settings)
         else:
