@@ -52,7 +52,10 @@ class UsualMoves:
         first, last, weight, squares = self._state.get(key, (at, at, 0.0, 0.0))
         usual = math.sqrt(squares / weight) if weight else 0.0
         decay = math.exp(-(at - last) / _USUAL_DECAY_S)
-        self._state[key] = (first, at, weight * decay + 1.0, squares * decay + move * move)
+        # A move past the floor is an incident, not a habit: it counts at the floor's size
+        # (a pool's manipulations caught at slice ends would raise its own limit).
+        folded = min(abs(move), floor)
+        self._state[key] = (first, at, weight * decay + 1.0, squares * decay + folded * folded)
         if at - first < _USUAL_AFTER_S:
             return math.inf
         return max(floor, _USUAL_MOVES * usual)
