@@ -272,9 +272,13 @@ class MarketView:
         fits = [fit for seen, fit in self._levels if seen >= before[0]][:-1]
         tolerance = self._settings.log_peg_tolerance
         findings = []
-        for asset, deviation, others in self._off_peg(at, members, levels):
-            held = all(abs(self._deviation(at, members, fit, asset)) >= tolerance for fit in fits)
-            if abs(deviation) < tolerance or not held:
+        off_now = [item for item in self._off_peg(at, members, levels) if abs(item[1]) >= tolerance]
+        if not off_now:
+            return []
+        # Each fit's members off the peg, once (not once per member found off now).
+        before_off = [{a: d for a, d, _ in self._off_peg(at, members, fit)} for fit in fits]
+        for asset, deviation, others in off_now:
+            if not all(abs(off.get(asset, 0.0)) >= tolerance for off in before_off):
                 continue
             symbol = self._assets[asset].symbol
             pools = self._pools_holding({asset})
@@ -291,9 +295,6 @@ class MarketView:
                 evidence,
             ))  # fmt: skip
         return findings
-
-    def _deviation(self, at: int, members: list[int], fit: np.ndarray, asset: int) -> float:
-        return next((d for a, d, _ in self._off_peg(at, members, fit) if a == asset), 0.0)
 
     def _off_peg(
         self, at: int, members: list[int], levels: np.ndarray
