@@ -30,13 +30,13 @@ from pydantic_settings import (
 from dexwatch.core.market_settings import MarketSettings
 from dexwatch.core.retry import RetryPolicy, over_field_default
 from dexwatch.core.settings_base import (
+    SECRET_VERSION,
     SettingsError,
     StrictModel,
     normalize_address,
     redact_url,
 )
-
-_SECRET_VERSION = re.compile(r"projects/[^/]+/secrets/[^/]+/versions/[^/]+")
+from dexwatch.core.slack_settings import SlackSettings
 
 Dex = Literal["uniswap_v3", "uniswap_v2", "sushiswap"]
 Protocol = Literal["v3", "v2"]
@@ -340,7 +340,7 @@ class SubgraphSettings(StrictModel):
     @field_validator("api_key_secret")
     @classmethod
     def _secret_version(cls, name: str | None) -> str | None:
-        if name is not None and not _SECRET_VERSION.fullmatch(name):
+        if name is not None and not SECRET_VERSION.fullmatch(name):
             raise ValueError("must look like projects/P/secrets/S/versions/V")
         return name
 
@@ -386,6 +386,7 @@ class Settings(BaseSettings):
     model: ModelSettings = ModelSettings()
     subgraph: SubgraphSettings = SubgraphSettings()
     monitoring: MonitoringSettings = MonitoringSettings()
+    slack: SlackSettings = SlackSettings()
     logging: LoggingSettings = LoggingSettings()
 
     # Set on a subclass by load_settings: pydantic-settings reads sources per class.
@@ -441,6 +442,10 @@ class Settings(BaseSettings):
     @property
     def hourly_model_path(self) -> Path:
         return self.model.hourly_path or self.state_dir / "models" / "pool-hour" / "current.joblib"
+
+    @property
+    def slack_ledger_path(self) -> Path:
+        return self.slack.ledger_path or self.state_dir / "slack" / "posts.sqlite"
 
     @property
     def warehouse_path(self) -> Path:

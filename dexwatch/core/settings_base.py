@@ -10,6 +10,8 @@ from pydantic import BaseModel, ConfigDict
 from dexwatch.core.errors import UsageError
 
 _ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
+# A Secret Manager secret version, the form every *_secret setting takes.
+SECRET_VERSION = re.compile(r"projects/[^/]+/secrets/[^/]+/versions/[^/]+")
 
 
 class SettingsError(UsageError, ValueError):

@@ -238,6 +238,39 @@ POOLS = Table(
     cluster_by=("chain_id",),
 )
 
+ALERT_FEEDBACK = Table(
+    name="alert_feedback",
+    description=(
+        "What operators said of an alert thread with its Slack buttons, one row per click; "
+        "an alert's verdict is its latest row. Training reads it: confirmed windows become "
+        "labelled incidents, not-incident windows false alerts."
+    ),
+    columns=(
+        Column("feedback_id", "STRING", "alert_id:user:action_ts (one click)"),
+        Column("alert_id", "STRING", "The alert thread (the anomalies table's alert_id)"),
+        Column("verdict", "STRING", "acknowledged | not-incident | confirmed"),
+        Column("user_id", "STRING", "The Slack user who clicked"),
+        Column("user_name", "STRING", required=False),
+        Column("chain_id", "INT64"),
+        Column("scope", "STRING", "pool, market or asset:<address>"),
+        Column("pools", "JSON", "The alert's pools: [{dex, pool}]"),
+        Column("kind", "STRING", "The alert's kind at its latest revision"),
+        Column("revision", "INT64", "The revision the clicked message showed"),
+        Column("window_start", "TIMESTAMP", "The thread's first window start (event time)"),
+        Column("window_end", "TIMESTAMP", "The revision's window end (event time)"),
+        Column("channel", "STRING"),
+        Column("message_ts", "STRING", "The Slack message clicked"),
+        Column("clicked_at", "TIMESTAMP"),
+    ),
+    natural_key=("feedback_id",),
+    partition_by="clicked_at",
+    cluster_by=("alert_id",),
+)
+
 TABLES: dict[str, Table] = {
-    t.name: t for t in (INCIDENT_LABELS, POOL_SCORES, ANOMALIES, MARKET_EVENTS, DEAD_LETTERS, POOLS)
-}
+    t.name: t
+    for t in (
+        INCIDENT_LABELS, POOL_SCORES, ANOMALIES, MARKET_EVENTS, DEAD_LETTERS, POOLS,
+        ALERT_FEEDBACK,
+    )
+}  # fmt: skip
