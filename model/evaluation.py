@@ -23,6 +23,7 @@ class LabelledIncident:
     kind: str
     first_timestamp: datetime
     last_timestamp: datetime
+    origin: str = "label"  # an injected incident's label; "feedback": operator-confirmed
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,6 +66,7 @@ class IncidentOutcome:
     kind: str
     detected: bool
     delay_s: float | None  # first flagged window's end after the incident's first block
+    origin: str = "label"  # the LabelledIncident's
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,6 +99,7 @@ class Evaluation:
             "held_out_score_quantiles": _quantiles(self.held_out_scores),
             "train_score_quantiles": _quantiles(self.train_scores),
             "incidents": len(self.incidents),
+            "operator_confirmed_incidents": sum(o.origin == "feedback" for o in self.incidents),
             "recall": self.recall,
             "precision": self.precision,
             "recall_by_kind": self.recall_by_kind(),
@@ -148,8 +151,13 @@ def evaluate(
             delay = max(0.0, (first_end - incident.first_timestamp).total_seconds())
         outcomes.append(
             IncidentOutcome(
-                incident.label_id, incident.pool, incident.kind, bool(hits.any()), delay
-            )  # fmt: skip
+                incident.label_id,
+                incident.pool,
+                incident.kind,
+                bool(hits.any()),
+                delay,
+                incident.origin,
+            )
         )
     precision = float((flagged & in_any).sum() / flagged.sum()) if flagged.any() else None
     return Evaluation(

@@ -13,6 +13,7 @@ import numpy as np
 from dexwatch.core.files import write_atomically
 from model import svg
 from model.evaluation import ScoredRows, top_feature_counts
+from model.feedback import ACKNOWLEDGED, CONFIRMED, FEEDBACK, NOT_INCIDENT
 
 if TYPE_CHECKING:
     from model.train_run import TrainingRun
@@ -121,7 +122,7 @@ def render_report(run: TrainingRun) -> str:
                     "rows",
                     f"{len(run.train):,} training, {len(run.held_out):,} held out, "
                     f"{meta['training_range']['excluded_incident_rows']:,} incident rows "
-                    "excluded from training",
+                    "(injected or operator-confirmed) excluded from training",
                 ],
                 [
                     "features",
@@ -162,7 +163,9 @@ def render_report(run: TrainingRun) -> str:
         _feature_section(run),
         "<h2>4. Labelled incidents</h2>",
         _incident_section(run),
-        "<h2>5. Against the production version</h2>",
+        "<h2>5. Operator feedback</h2>",
+        _feedback_section(run),
+        "<h2>6. Against the production version</h2>",
         _comparison_section(run),
     ]
     return (
@@ -219,9 +222,11 @@ def _incident_section(run: TrainingRun) -> str:
         ],
     )  # fmt: skip
     detail = _table(
-        ["incident", "kind", "pool", "detected", "delay"],
+        ["incident", "from", "kind", "pool", "detected", "delay"],
         [
-            [escape(o.label_id), o.kind, escape(_short(o.pool)), "yes" if o.detected else "no",
+            [escape(_short_id(o.label_id)),
+             "operator-confirmed alert" if o.origin == FEEDBACK else "injected label", o.kind,
+             escape(_short(o.pool)), "yes" if o.detected else "no",
              "–" if o.delay_s is None else f"{o.delay_s:.0f} s"]
             for o in ev.incidents
         ],
@@ -236,6 +241,87 @@ def _incident_section(run: TrainingRun) -> str:
         + summary
         + detail
     )
+
+
+def _short_id(alert_id: str) -> str:
+    """An id (``chain_id:pool:window_end``, ``chain_id:asset:<address>:...``) with its
+    addresses shortened."""
+    return ":".join(_short(part) if part.startswith("0x") else part for part in alert_id.split(":"))
+
+
+def _yes_no(value: bool | None) -> str:
+    return "–" if value is None else "yes" if value else "no"
+
+
+def _feedback_section(run: TrainingRun) -> str:
+    review = run.feedback
+    if not review.given:
+        return '<p class="muted">No operator feedback was given on alerts in the data window.</p>'
+    clicks = sum(review.clicks.values())
+    counts = (
+        f"<p>{clicks} button clicks on {sum(review.alerts.values())} alerts: "
+        f"{review.alerts.get(CONFIRMED, 0)} confirmed incidents, "
+        f"{review.alerts.get(NOT_INCIDENT, 0)} not an incident, "
+        f"{review.alerts.get(ACKNOWLEDGED, 0)} acknowledged only (no verdict). "
+        + ", ".join(f"{n} {escape(v)}" for v, n in sorted(review.clicks.items()))
+        + ' clicks.</p><p class="muted">An alert\'s verdict is its latest confirmed or '
+        "not-an-incident click; acknowledging does not change it. Confirmed alerts are "
+        "labelled incidents (section 4) and stay out of training.</p>"
+    )
+    confirmed = (
+        "<h3>Confirmed incidents</h3>"
+        + _table(
+            ["alert", "kind", "pools", "confirmed by", "caught by the new version"],
+            [
+                [
+                    escape(_short_id(c.alert_id)),
+                    escape(c.kind),
+                    escape(", ".join(_short(p) for p in c.pools)),
+                    escape(c.decided_by),
+                    "– (no evaluation window of this path)"
+                    if c.caught is None
+                    else _yes_no(c.caught),
+                ]
+                for c in review.confirmed
+            ],
+        )
+        if review.confirmed
+        else ""
+    )
+    windows = review.false_alert_windows
+    false_alerts = f"<h3>Marked not an incident</h3><p>{escape(review.summary())}</p>" + (
+        _table(
+            [
+                "alert",
+                "pool",
+                "window (UTC)",
+                "production score at the time",
+                f"new {run.version} score",
+                "new version flags it",
+                "in its training rows",
+            ],
+            [
+                [
+                    escape(_short_id(w.alert_id)),
+                    escape(_short(w.pool)),
+                    f"{w.window_start:%m-%d %H:%M}–{w.window_end:%H:%M}",
+                    _num(w.production_score)
+                    + (
+                        f' <span class="muted">({escape(w.production_version)})</span>'
+                        if w.production_version
+                        else ""
+                    ),
+                    _num(w.new_score),
+                    _yes_no(w.new_flags),
+                    _yes_no(w.trained_on),
+                ]
+                for w in windows
+            ],
+        )
+        if windows
+        else ""
+    )
+    return f'<div id="feedback">{counts}{confirmed}{false_alerts}</div>'
 
 
 def _comparison_section(run: TrainingRun) -> str:

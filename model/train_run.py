@@ -36,6 +36,7 @@ from dexwatch.core.features.hourly import (
 from dexwatch.core.schemas.tables import INCIDENT_LABELS, POOL_SCORES
 from model.drift import feature_bins
 from model.evaluation import Evaluation, LabelledIncident, ScoredRows, evaluate
+from model.feedback import FeedbackReview, read_feedback, review_feedback
 from model.registry import CHAIN_WINDOW, POOL_HOUR, ModelRegistry, RegistryError
 from model.training import DEFAULT_PARAMS, TrainingParams, fit_detector
 
@@ -230,11 +231,12 @@ class TrainingRun:
     train: ScoredRows
     held_out: ScoredRows
     evaluated: ScoredRows  # held out + incident rows never trained on
-    incidents: list[LabelledIncident]
+    incidents: list[LabelledIncident]  # injected labels and operator-confirmed alerts
     evaluation: Evaluation
     previous: Detector | None
     previous_evaluation: Evaluation | None
     metadata: dict[str, Any]
+    feedback: FeedbackReview  # operators' verdicts on alerts (model.feedback)
 
 
 def split_rows(
@@ -266,7 +268,9 @@ def run_training(
     spec = PATHS[params.path]
     start, end = params.data_range(now)
     rows = read_feature_rows(warehouse, spec, start, end)
-    incidents = read_incidents(warehouse, start, end)
+    labels = read_incidents(warehouse, start, end)
+    feedback = read_feedback(warehouse, spec, start, end)
+    incidents = labels + feedback.new_incidents(labels)
     train, held_out, evaluated = split_rows(rows, incidents, params)
     detector = fit_detector(
         train.x,
@@ -280,6 +284,7 @@ def run_training(
     )
     padding = params.incident_padding_s
     evaluation = evaluate(detector, train, held_out, evaluated, incidents, padding)
+    review = review_feedback(feedback, incidents, evaluation, detector, train)
 
     registry = ModelRegistry(registry_dir, spec.model_name)
     previous = _production_detector(registry, spec)
@@ -300,6 +305,7 @@ def run_training(
         },
         "run_params": params.model_dump(mode="json", by_alias=True),
         "metrics": evaluation.as_metrics(),
+        "feedback": review.as_metrics(),
         "feature_definitions_version": spec.features_version,
         "feature_bins": feature_bins(train.x, spec.feature_names),
         "previous_production": previous.version if previous else None,
@@ -322,6 +328,7 @@ def run_training(
         previous=previous,
         previous_evaluation=previous_evaluation,
         metadata=model_version.metadata,
+        feedback=review,
     )
     write_report(run, model_version.directory / "report.html")
     return run

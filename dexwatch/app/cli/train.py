@@ -95,6 +95,9 @@ def train(
             + "; registered, not promoted (`dexwatch model promote "
             f"{run.version}`)\nreport: {run.directory / 'report.html'}"
         )  # fmt: skip
+        if run.feedback.given:
+            verdicts = ", ".join(f"{n} {v}" for v, n in sorted(run.feedback.alerts.items()))
+            typer.echo(f"operator feedback: {verdicts} alerts. {run.feedback.summary()}")
 
     if schedule is None:
         train_once()
