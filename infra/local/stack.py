@@ -128,6 +128,7 @@ def ensure_pubsub_resources(project: str, only: set[str] | None = None) -> list[
                             "topic": topic_path(project, topic),
                             "ack_deadline_seconds": sub.ack_deadline_s,
                             "enable_message_ordering": sub.enable_message_ordering,
+                            "filter": sub.filter,
                         }
                     )
                     created.append(name)

@@ -26,6 +26,7 @@ from dexwatch.app.cli import (
     run,
     serve,
     simulate,
+    slack,
     train,
 )
 from dexwatch.app.cli.context import State, cli_settings, report
@@ -77,6 +78,7 @@ app.add_typer(model.app, name="model")
 app.add_typer(alerts.app, name="alerts")
 app.add_typer(simulate.app, name="simulate")
 app.add_typer(publish.app, name="publish")
+app.add_typer(slack.app, name="slack")
 app.command("serve")(serve.serve)
 app.command("backfill")(data.backfill)
 app.command("evaluate")(evaluate.evaluate)

@@ -243,7 +243,8 @@ ALERT_FEEDBACK = Table(
     description=(
         "What operators said of an alert thread with its Slack buttons, one row per click; "
         "an alert's verdict is its latest row. Training reads it: confirmed windows become "
-        "labelled incidents, not-incident windows false alerts."
+        "labelled incidents, not-incident windows false alerts. The alert's columns are "
+        "empty when the clicked message carried no metadata."
     ),
     columns=(
         Column("feedback_id", "STRING", "alert_id:user:action_ts (one click)"),
@@ -251,13 +252,18 @@ ALERT_FEEDBACK = Table(
         Column("verdict", "STRING", "acknowledged | not-incident | confirmed"),
         Column("user_id", "STRING", "The Slack user who clicked"),
         Column("user_name", "STRING", required=False),
-        Column("chain_id", "INT64"),
-        Column("scope", "STRING", "pool, market or asset:<address>"),
-        Column("pools", "JSON", "The alert's pools: [{dex, pool}]"),
-        Column("kind", "STRING", "The alert's kind at its latest revision"),
-        Column("revision", "INT64", "The revision the clicked message showed"),
-        Column("window_start", "TIMESTAMP", "The thread's first window start (event time)"),
-        Column("window_end", "TIMESTAMP", "The revision's window end (event time)"),
+        Column("chain_id", "INT64", required=False),
+        Column("scope", "STRING", "pool, market or asset:<address>", required=False),
+        Column("pools", "JSON", "The alert's pools: [{dex, pool}]", required=False),
+        Column("kind", "STRING", "The alert's kind at its latest revision", required=False),
+        Column("revision", "INT64", "The revision the clicked message showed", required=False),
+        Column(
+            "window_start",
+            "TIMESTAMP",
+            "The thread's first window start (event time)",
+            required=False,
+        ),
+        Column("window_end", "TIMESTAMP", "The revision's window end (event time)", required=False),
         Column("channel", "STRING"),
         Column("message_ts", "STRING", "The Slack message clicked"),
         Column("clicked_at", "TIMESTAMP"),

@@ -19,6 +19,9 @@ DLQ_SUBSCRIPTION = "pool-events-dlq-inspect"
 PIPELINE_SUBSCRIPTION = "pool-events-pipeline"
 ALERTS_SUBSCRIPTION = "alerts-tail"
 ALERTS_MONITOR_SUBSCRIPTION = "alerts-monitor"
+ALERTS_SLACK_SUBSCRIPTION = "alerts-slack"
+ALERTS_DLQ = "alerts-dlq"
+ALERTS_DLQ_SUBSCRIPTION = "alerts-dlq-inspect"
 
 
 class SubscriptionSpec(BaseModel):
@@ -27,6 +30,8 @@ class SubscriptionSpec(BaseModel):
     ack_deadline_s: int = Field(10, ge=10, le=600)
     enable_message_ordering: bool = False
     retain_acked_messages: bool = False
+    # A Pub/Sub filter on the message attributes: only matching messages are delivered.
+    filter: str = ""
 
 
 class TopicSpec(BaseModel):
