@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from infra.local import processes
 from infra.local.deployment import LocalDeployment
 from tests.conftest import dexwatch_cli, write_local_config
 
@@ -44,7 +45,12 @@ def _cli(config: Path, *args: str) -> subprocess.Popen:
 
 
 def test_injected_drains_alert_within_the_run_and_land_in_anomalies(tmp_path: Path):
-    config = write_local_config(tmp_path, **LIVE)
+    # With Slack configured on its local stand-in: `run` starts both and prints the posts.
+    slack = {
+        "enabled": True, "local_standin": True,
+        "standin_port": processes.free_port(), "port": processes.free_port(),
+    }  # fmt: skip
+    config = write_local_config(tmp_path, **LIVE, slack=slack)
     run = _cli(config, "run", "--duration", "900")
     tail = None
     try:
@@ -81,6 +87,11 @@ def test_injected_drains_alert_within_the_run_and_land_in_anomalies(tmp_path: Pa
     alert_lines = [line for line in out.splitlines() if line.startswith("ALERT")]
     assert len(alert_lines) >= 2
     assert all(any(f"ALERT {name}:" in line for name in POOLS) for line in alert_lines), alert_lines
+    # Each alert thread is in Slack (the stand-in), and `run` printed its post.
+    alert_ids = {line.split("alert_id=")[1].split()[0] for line in alerts.splitlines()}
+    slack_lines = [line for line in out.splitlines() if line.startswith("SLACK")]
+    for alert_id in alert_ids:
+        assert any(f"(alert {alert_id})" in line for line in slack_lines), slack_lines
     rows = dexwatch_cli(
         config, "query", "select distinct pool, kind from anomalies where severity = 'high'"
     )

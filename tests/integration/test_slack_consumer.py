@@ -27,7 +27,7 @@ from dexwatch.core.warehouse import open_warehouse
 from infra.local import processes
 from infra.local.slack_standin import SlackStandin
 from tests._pubsub import drain
-from tests.conftest import make_settings
+from tests.conftest import dexwatch_cli, make_settings
 
 pytestmark = pytest.mark.stack
 
@@ -280,3 +280,35 @@ def _feedback_rows(settings: Settings) -> list[tuple]:
         )
     except Exception:  # noqa: BLE001 - not written yet
         return []
+
+
+def test_slack_test_posts_a_sample_and_a_wrong_token_is_one_clear_line(
+    tmp_path: Path, standin: SlackStandin
+) -> None:
+    good = write_config(tmp_path / "good", slack={
+        "enabled": True, "local_standin": True, "standin_port": standin.port,
+    })  # fmt: skip
+    posted = dexwatch_cli(good, "slack", "test")
+    assert posted.returncode == 0, posted.stderr
+    assert "posted a sample alert to #dexwatch-alerts" in posted.stdout
+    (message,) = standin.messages()
+    assert message["text"].startswith("HIGH Rug pull")
+    wrong = write_config(tmp_path / "wrong", slack={
+        "enabled": True, "api_url": standin.url, "bot_token": "xoxb-revoked",
+    })  # fmt: skip
+    for command in (("slack", "test"), ("slack", "serve")):
+        refused = dexwatch_cli(wrong, *command)
+        assert refused.returncode == 1
+        assert refused.stderr.strip().splitlines() == [
+            "error: Slack refused auth.test: invalid_auth (check the bot token)"
+        ]
+        assert "xoxb-revoked" not in refused.stdout + refused.stderr
+
+
+def write_config(directory: Path, **sections: dict) -> Path:
+    import yaml
+
+    directory.mkdir(parents=True)
+    config = directory / "dexwatch.yaml"
+    config.write_text(yaml.safe_dump({"state_dir": str(directory / ".dexwatch"), **sections}))
+    return config

@@ -25,6 +25,10 @@ from dexwatch.core.errors import DexwatchError
 from dexwatch.core.retry import RetryPolicy
 
 log = logging.getLogger("dexwatch.slack")
+# slack_sdk logs an ERROR for every non-JSON answer (a 5xx page) before we retry it: the
+# retry loop says what happened, once.
+_SDK_LOG = logging.getLogger("dexwatch.slack.sdk")
+_SDK_LOG.setLevel(logging.CRITICAL)
 
 # Answers with ok: false that are worth another try.
 TRANSIENT_ERRORS = {
@@ -80,7 +84,7 @@ class SlackApi:
     ) -> None:
         self._client = WebClient(
             token=token, base_url=base_url, timeout=max(1, round(policy.timeout_s)),
-            retry_handlers=[],
+            retry_handlers=[], logger=_SDK_LOG,
         )  # fmt: skip
         self._policy = policy
         self._sleep = sleep
@@ -114,9 +118,12 @@ class SlackApi:
             payload["thread_ts"] = thread_ts
 
         def look_up() -> Posted | None:
+            # A post whose answer timed out may still be landing: give it another timeout.
+            self._sleep(self._policy.timeout_s)
             return self.find(channel, message.metadata, find_since, thread_ts)
 
-        self._sleep(self.wait_before_post(channel))
+        if (wait := self.wait_before_post(channel)) > 0:
+            self._sleep(wait)
         try:
             answer = self.call("chat.postMessage", before_retry=look_up, **payload)
         finally:

@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 
 from dexwatch.app.slack.consumer import Note, SlackConsumer
-from dexwatch.app.slack.messages import ALERT_EVENT, VERDICTS, feedback_message
+from dexwatch.app.slack.messages import ALERT_EVENT, VERDICT_WORDS, VERDICTS, feedback_message
 from dexwatch.core.errors import DexwatchError
 from dexwatch.core.schemas.tables import ALERT_FEEDBACK
 from dexwatch.core.warehouse import Warehouse
@@ -66,7 +66,7 @@ def record_click(payload: dict[str, Any], consumer: SlackConsumer) -> bool:
     row, channel = feedback_row(payload, consumer)
     who = row["user_name"] or row["user_id"]
     message = feedback_message(row["verdict"], row["user_id"], row["alert_id"])
-    line = f"{who}: {message.text.split(' ', 1)[1].rsplit(' (', 1)[0]}"
+    line = f"{who}: {VERDICT_WORDS[row['verdict']]}"
     if not consumer.ledger.add_feedback(row["feedback_id"], row["alert_id"], line, row):
         return False
     root = consumer.ledger.root(row["alert_id"])

@@ -37,6 +37,8 @@ SIMULATOR = "simulator"
 CHAIN_PUBLISHER = "chain-publisher"
 SUBGRAPH_STANDIN = "subgraph-standin"
 SUBGRAPH_PUBLISHER = "subgraph-publisher"
+SLACK_STANDIN = "slack-standin"
+SLACK_CONSUMER = "slack-consumer"
 PIPELINE = "pipeline"
 _PLAIN_REFRESH_S = 15.0
 
@@ -79,7 +81,32 @@ def _component_specs(  # type: ignore[no-untyped-def]
             ProcessSpec(SUBGRAPH_STANDIN, standin, local.host, local.subgraph_port, env=env),
             ProcessSpec(SUBGRAPH_PUBLISHER, [*base, "publish", "subgraph"], env=env),
         ]
-    return [*specs, ProcessSpec(PIPELINE, [*base, "pipeline", "run"], env=pipeline_env)]
+    return [
+        *specs,
+        *_slack_specs(settings, base, env),
+        ProcessSpec(PIPELINE, [*base, "pipeline", "run"], env=pipeline_env),
+    ]
+
+
+def _slack_specs(settings: LocalSettings, base: list[str], env: dict[str, str]):  # type: ignore[no-untyped-def]
+    """The Slack consumer when Slack is configured, and the stand-in of Slack it posts to
+    when slack.local_standin."""
+    from infra.local.processes import ProcessSpec
+
+    slack = settings.slack
+    if not slack.enabled:
+        return []
+    specs = []
+    if slack.local_standin:
+        standin = [
+            sys.executable, "-m", "infra.local.slack_standin", "--port", str(slack.standin_port),
+            "--interactivity-url", f"http://{slack.host}:{slack.port}/slack/actions",
+        ]  # fmt: skip
+        for channel in slack.channels():
+            standin += ["--channel", channel]
+        specs.append(ProcessSpec(SLACK_STANDIN, standin, "127.0.0.1", slack.standin_port, env=env))
+    consumer = [*base, "slack", "serve"]
+    return [*specs, ProcessSpec(SLACK_CONSUMER, consumer, slack.host, slack.port, env=env)]
 
 
 def _history_start(settings: LocalSettings) -> int | None:
@@ -198,6 +225,7 @@ def run_local(
             f"logs in {state_dir / 'logs'}; Ctrl-C stops"
             + (f" (or after {duration_s:g} s)" if duration_s else "")
         )
+        stop_slack = _follow_slack(settings, console)
         if SUBGRAPH_STANDIN in started and settings.local.subgraph_standin.model_fields_set:
             from infra.local.subgraph.server import describe_behaviour
 
@@ -210,14 +238,34 @@ def run_local(
             stop_monitor()
             stop_alerts()
             stop_hourly()
+            stop_slack()
         console.print(summary.table())
     finally:
         # Clients before servers, so nothing logs connection errors on the way down.
-        servers = (SUBGRAPH_STANDIN, stack.EMULATOR, stack.ANVIL)
+        servers = (SUBGRAPH_STANDIN, SLACK_STANDIN, stack.EMULATOR, stack.ANVIL)
         for name in sorted(started, key=lambda n: n in servers):
             processes.stop(state_dir, name)
         if started:
             console.print(f"stopped: {', '.join(started)}")
+
+
+def _follow_slack(settings: LocalSettings, console: Console) -> Callable[[], None]:
+    """Print what the consumer posts to the local stand-in of Slack, when it runs."""
+    slack = settings.slack
+    if not (slack.enabled and slack.local_standin):
+        return lambda: None
+    from dexwatch.app.views.slack_feed import follow_standin
+
+    console.print(
+        "Slack (local stand-in): posts are printed as [bold magenta]SLACK[/] lines; "
+        "`dexwatch slack show` renders them"
+    )
+    return follow_standin(
+        slack.standin_port,
+        lambda line: console.print(
+            f"[bold magenta]SLACK[/] {line}", highlight=False, soft_wrap=True
+        ),
+    )
 
 
 def _watch(
