@@ -312,3 +312,19 @@ def write_config(directory: Path, **sections: dict) -> Path:
     config = directory / "dexwatch.yaml"
     config.write_text(yaml.safe_dump({"state_dir": str(directory / ".dexwatch"), **sections}))
     return config
+
+
+def test_slack_routes_prints_each_routes_pubsub_filter(tmp_path: Path) -> None:
+    config = write_config(tmp_path / "routes", slack={
+        "routes": [{"channel": "#pager", "severities": ["high"], "chain_ids": [1, 137]},
+                   {"channel": "#depegs", "kinds": ["depeg"]}],
+        "default_channel": None,
+    })  # fmt: skip
+    shown = dexwatch_cli(config, "slack", "routes")
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.splitlines() == [
+        '1. #pager: attributes.severity = "high" AND '
+        '(attributes.chain_id = "1" OR attributes.chain_id = "137")',
+        '2. #depegs: attributes.kind = "depeg"',
+        "otherwise: not posted (no default_channel)",
+    ]

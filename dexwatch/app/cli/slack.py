@@ -86,3 +86,14 @@ def slack_show(
         typer.echo(as_text(Message(m.get("text", ""), m.get("blocks") or [])))
     if not messages:
         typer.echo("no message yet")
+
+
+@app.command("routes")
+def slack_routes() -> None:
+    """Each route's channel and its Pub/Sub subscription filter (a push subscription per
+    route in production), then where the rest goes."""
+    settings = cli_settings()
+    for n, route in enumerate(settings.slack.routes, 1):
+        typer.echo(f"{n}. {route.channel}: {route.pubsub_filter() or '(every alert)'}")
+    rest = settings.slack.default_channel or "not posted (no default_channel)"
+    typer.echo(f"otherwise: {rest}")

@@ -138,9 +138,11 @@ class HttpServer:
     """Serves a WSGI app with waitress in a thread until ``stop``."""
 
     def __init__(self, app: WsgiApp, host: str, port: int, threads: int = 8) -> None:
-        from model.serving.app import make_server
+        from waitress import create_server
 
-        self._server = make_server(app, host, port, threads=threads)
+        self._server = create_server(
+            app, host=host, port=port, threads=threads, max_request_body_size=MAX_BODY_BYTES
+        )
         self.port = self._server.effective_port
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="slack-http", daemon=True)

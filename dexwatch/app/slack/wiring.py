@@ -13,6 +13,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from google.cloud import pubsub_v1
 from pydantic import SecretStr
 
 from dexwatch.app.slack.consumer import SlackConsumer
@@ -20,7 +21,7 @@ from dexwatch.app.slack.delivery import SlackApi, SlackError
 from dexwatch.app.slack.ledger import PostLedger
 from dexwatch.app.slack.messages import PoolInfo
 from dexwatch.core.errors import UsageError
-from dexwatch.core.schemas.topics import ALERTS_DLQ
+from dexwatch.core.schemas.topics import ALERTS_DLQ, topic_path
 from dexwatch.core.settings import Settings
 from dexwatch.core.slack_settings import STANDIN_SIGNING_SECRET, STANDIN_TOKEN
 from dexwatch.core.warehouse import open_reader
@@ -76,19 +77,18 @@ class PubSubDeadLetters:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self._sink = None
+        self._publisher: pubsub_v1.PublisherClient | None = None
         self._lock = threading.Lock()
 
     def send(self, data: bytes, attributes: Mapping[str, str], reason: str) -> None:
-        from publishers.pubsub import Message, PubSubSink
-
+        """Returns once the topic holds it; raises when it does not."""
         with self._lock:
-            if self._sink is None:
-                pubsub = self.settings.pubsub
-                self._sink = PubSubSink(pubsub.project, pubsub.publish_timeout_s)
-            sink = self._sink
+            if self._publisher is None:
+                self._publisher = pubsub_v1.PublisherClient()
+            publisher = self._publisher
         letter = {**attributes, "reason": reason[:1024], "stage": "slack"}
-        sink.publish(ALERTS_DLQ, [Message(data, letter)])
+        path = topic_path(self.settings.pubsub.project, ALERTS_DLQ)
+        publisher.publish(path, data, **letter).result(self.settings.pubsub.publish_timeout_s)
 
 
 class WarehousePoolNames:
