@@ -64,3 +64,25 @@ def test_writers_and_readers_in_other_processes_take_turns(tmp_path: Path) -> No
         writer.join()
         assert writer.exitcode == 0
     assert seen == 40
+
+
+def test_feedback_rows_are_sent_to_bigquery_as_its_streaming_api_takes_them() -> None:
+    from dexwatch.core.schemas.tables import ALERT_FEEDBACK
+    from dexwatch.core.warehouse import WarehouseTarget, open_warehouse
+    from dexwatch.core.warehouse.bigquery import BigQueryWarehouse, insert_rows
+
+    target = WarehouseTarget("bigquery", Path("unused"), "my-project", "dexwatch")
+    assert isinstance(open_warehouse(target), BigQueryWarehouse)
+    clicked = datetime(2026, 12, 5, 9, 0, tzinfo=UTC)
+    row = {
+        "feedback_id": "a:U1:1.2", "alert_id": "a", "verdict": "confirmed", "user_id": "U1",
+        "user_name": None, "pools": [{"dex": "uniswap_v3", "pool": "0x1"}],
+        "clicked_at": clicked, "not_a_column": 1,
+    }  # fmt: skip
+    assert insert_rows(ALERT_FEEDBACK, [row]) == [
+        {
+            "feedback_id": "a:U1:1.2", "alert_id": "a", "verdict": "confirmed",
+            "user_id": "U1", "pools": '[{"dex":"uniswap_v3","pool":"0x1"}]',
+            "clicked_at": "2026-12-05T09:00:00+00:00",
+        }
+    ]  # fmt: skip

@@ -56,17 +56,19 @@ class WarehouseTarget:
 
 
 def open_warehouse(where: Settings | WarehouseTarget) -> Warehouse:
-    """The warehouse to write (and read) from this process: the local DuckDB file. In
-    production only the pipeline writes, through BigQueryIO."""
+    """The warehouse to write (and read) from this process: the local DuckDB file, or in
+    production the BigQuery dataset, where only the few rows written outside the pipeline
+    go this way (the Slack consumer's feedback); the pipeline writes through BigQueryIO."""
     target = WarehouseTarget.of(where)
     if target.backend == "duckdb":
         from dexwatch.core.warehouse.duckdb import DuckDBWarehouse
 
         return DuckDBWarehouse(target.path)
-    raise UsageError(
-        f"warehouse.backend={target.backend!r} is written by the pipeline on "
-        "Dataflow; query it with BigQuery (bq query), not from this machine"
-    )
+    if target.backend == "bigquery":
+        from dexwatch.core.warehouse.bigquery import BigQueryWarehouse
+
+        return BigQueryWarehouse(target.bigquery_project, target.bigquery_dataset)
+    raise UsageError(f"warehouse.backend={target.backend!r}: duckdb or bigquery")
 
 
 def open_reader(where: Settings | WarehouseTarget) -> WarehouseReader:
