@@ -234,7 +234,7 @@ class SlackConsumer:
     def _lookup_since(self, alert: Alert, record: Post | None) -> float | None:
         """When the post may exist without a record of it: from when to look it up."""
         if record is not None:  # pending: the process died around the post
-            return time.time() - self.settings.lookup_horizon_s
+            return record.recorded_at - _LOOKUP_SLACK_S
         if self._may_be_posted_before(alert):
             return time.time() - self.settings.lookup_horizon_s
         return None

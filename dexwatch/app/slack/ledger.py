@@ -55,6 +55,7 @@ class Post:
     ts: str | None
     thread_ts: str | None
     alert: Alert
+    recorded_at: float
 
     @property
     def thread(self) -> str | None:
@@ -143,8 +144,8 @@ class PostLedger:
     def _select(self, where: str, args: tuple) -> list[Post]:
         with self._lock:
             rows = self._conn.execute(
-                "select alert_id, revision, channel, state, ts, thread_ts, alert from posts "
-                + where,
+                "select alert_id, revision, channel, state, ts, thread_ts, alert, recorded_at "
+                "from posts " + where,
                 args,
             ).fetchall()
-        return [Post(*row[:6], Alert.from_json(row[6].encode())) for row in rows]
+        return [Post(*row[:6], Alert.from_json(row[6].encode()), row[7]) for row in rows]
