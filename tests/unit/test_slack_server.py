@@ -176,12 +176,39 @@ def test_the_web_api_client_waits_out_429_retries_5xx_and_stops_on_permanent_err
 
 def test_a_post_that_timed_out_but_was_made_is_found_not_made_again(standin, tmp_path) -> None:
     consumer, _ = consumer_for(standin, tmp_path)
-    standin.inject("chat.postMessage", delay_s=2.0)  # answered after the 1 s timeout
+    # Stored 3.5 s after it was sent, long after the 1 s timeout and the first look-up.
+    standin.inject("chat.postMessage", delay_s=3.5)
     alert = sample_alert(31337, datetime.now(UTC) - timedelta(seconds=5))
     from dexwatch.app.slack.consumer import Job
 
+    started = time.monotonic()
     outcome = consumer.deliver(Job(alert, "#dexwatch-alerts", lambda _: None))
     assert outcome == "posted"
+    time.sleep(max(0.0, 4.0 - (time.monotonic() - started)))  # past the slow post's landing
     assert len(standin.messages()) == 1
     record = consumer.ledger.get(alert.alert_id, 0)
     assert record.state == "posted" and record.ts == standin.messages()[0]["ts"]
+
+
+def test_copies_of_an_alert_in_a_burst_are_posted_once(standin, tmp_path: Path) -> None:
+    from dexwatch.app.slack.consumer import SlackConsumer
+
+    api = SlackApi(STANDIN_TOKEN, standin.url, FAST, channel_interval_s=0.5)
+    settings = SlackSettings(enabled=True, local_standin=True, burst_threshold=5)
+    consumer = SlackConsumer(settings, api, PostLedger(tmp_path / "p.sqlite"), Letters(), NoNames())
+    outcomes: list[str] = []
+    alerts = [sample_alert(31337).model_copy(update={"alert_id": f"a{n}"}) for n in range(6)]
+    consumer.submit(alerts[0].to_json(), alerts[0].attributes(), outcomes.append)
+    time.sleep(0.1)  # a0 is posted; the rest wait for the channel's turn, a1 twice
+    for alert in [*alerts[1:], alerts[1]]:
+        consumer.submit(alert.to_json(), alert.attributes(), outcomes.append)
+    deadline = time.monotonic() + 30
+    while len(outcomes) < 7 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    consumer.close()
+    assert sorted(outcomes) == ["duplicate"] + ["posted"] * 6
+    posts = [m["metadata"]["event_payload"] for m in standin.messages() if m.get("metadata")]
+    alert_posts = [p["alert_id"] for p in posts if "alert_id" in p]
+    assert sorted(alert_posts) == [f"a{n}" for n in range(6)]
+    (summary,) = [p for p in posts if "alert_ids" in p]
+    assert summary["alert_ids"] == ["a1", "a2", "a3", "a4", "a5"]

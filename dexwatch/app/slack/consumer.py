@@ -193,10 +193,15 @@ class SlackConsumer:
             self.ledger.pending(job.alert, channel, posted.ts)
         return posted
 
-    def post_reply(self, job: Job, thread: str) -> None:
+    def post_reply(self, job: Job, thread: str) -> Outcome:
+        """Post a grouped alert in its summary's thread (unless it is on record already)."""
+        record = self.ledger.get(job.alert.alert_id, job.alert.revision)
+        if record is not None and record.state == "posted":
+            return "duplicate"
         message = self.render(job.alert)
         answer = self.api.post(job.channel, message, thread, find_since=time.time() - 60)
         self.ledger.posted(job.alert, job.channel, answer.ts, thread)
+        return "posted"
 
     def post_note(self, channel: str, note: Note) -> None:
         root = self.ledger.root(note.alert_id)
@@ -321,17 +326,27 @@ class _ChannelSender(threading.Thread):
                 batch.append(self._queue.get_nowait())
             stop = None in batch
             items = [i for i in batch if i is not None]
-            fresh = [i for i in items if isinstance(i, Job) and self._new(i)]
+            fresh = self._fresh(items)
             if len(fresh) >= self.consumer.settings.burst_threshold:
                 self._burst(fresh)
-                items = [i for i in items if i not in fresh]
+                grouped = {id(job) for job in fresh}
+                # Copies of a grouped alert (a redelivery in the same batch) come after it
+                # and are found posted.
+                items = [i for i in items if id(i) not in grouped]
             for item in items:
                 self._one(item)
             if stop:
                 return
 
-    def _new(self, job: Job) -> bool:
-        return job.alert.revision == 0 and self.consumer.ledger.get(job.alert.alert_id, 0) is None
+    def _fresh(self, items: list[Job | Note]) -> list[Job]:
+        """The new alerts among ``items``: revision 0, not on record, each alert once."""
+        fresh: dict[str, Job] = {}
+        for item in items:
+            if not isinstance(item, Job) or item.alert.revision or item.alert.alert_id in fresh:
+                continue
+            if self.consumer.ledger.get(item.alert.alert_id, 0) is None:
+                fresh[item.alert.alert_id] = item
+        return list(fresh.values())
 
     def _one(self, item: Job | Note) -> None:
         consumer = self.consumer
@@ -360,7 +375,6 @@ class _ChannelSender(threading.Thread):
             return
         for job in jobs:
             try:
-                consumer.post_reply(job, summary.ts)
-                consumer.finish(job, "posted")
+                consumer.finish(job, consumer.post_reply(job, summary.ts))
             except (PermanentSlackError, TransientSlackError) as err:
                 consumer.fail(job, err)

@@ -5,7 +5,9 @@ once: 429 waits for Retry-After, 5xx, timeouts and refused connections back off
 (``slack.retry``), and an answer with ``ok: false`` is permanent (the request was read and
 refused: ``invalid_auth``, ``channel_not_found`` ...), except Slack's own transient codes.
 A timed-out post may have been made: before posting again, the channel is searched for it
-(its metadata names the alert and revision), so a slow answer never doubles a message.
+(its metadata names the alert and revision) one and three timeouts later, so a slow answer
+does not double a message unless Slack takes longer than four timeouts to store it (the Web
+API has no idempotency key to make that impossible).
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ TRANSIENT_ERRORS = {
 }  # fmt: skip
 AUTH_ERRORS = {"invalid_auth", "not_authed", "account_inactive", "token_revoked", "token_expired"}
 _HISTORY_PAGE = 200
+# After a timed-out post: look for it after one timeout, then after two more.
+_SETTLE_TIMEOUTS = (1.0, 2.0)
 
 
 class SlackError(DexwatchError):
@@ -118,9 +122,16 @@ class SlackApi:
             payload["thread_ts"] = thread_ts
 
         def look_up() -> Posted | None:
-            # A post whose answer timed out may still be landing: give it another timeout.
-            self._sleep(self._policy.timeout_s)
-            return self.find(channel, message.metadata, find_since, thread_ts)
+            # A post whose answer timed out may still be landing: Slack has no idempotency
+            # key, so it is looked for twice, one and three more timeouts later, before it is
+            # made again. An answer slower than that can still double a message.
+            for wait in _SETTLE_TIMEOUTS:
+                self._sleep(wait * self._policy.timeout_s)
+                if (
+                    found := self.find(channel, message.metadata, find_since, thread_ts)
+                ) is not None:
+                    return found
+            return None
 
         if (wait := self.wait_before_post(channel)) > 0:
             self._sleep(wait)
