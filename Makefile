@@ -46,6 +46,7 @@ bench: install
 	$(BIN)/python bench/scoring.py
 	$(BIN)/python bench/backfill.py
 	$(BIN)/python bench/bad_input.py
+	$(BIN)/python bench/slack.py
 
 down:
 	$(BIN)/dexwatch local down

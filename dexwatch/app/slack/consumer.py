@@ -25,6 +25,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
+from pydantic import ValidationError
+
 from dexwatch.app.slack.delivery import (
     PermanentSlackError,
     Posted,
@@ -132,7 +134,7 @@ class SlackConsumer:
         try:
             alert = parse_alert(data)
         except ValueError as err:
-            reason = f"unreadable alert: {str(err).splitlines()[0]}"
+            reason = f"unreadable alert: {_why(err)}"
             self._dead_letter(data, attributes, reason, done)
             return
         root = self.ledger.root(alert.alert_id) if alert.revision else None
@@ -299,6 +301,16 @@ class SlackConsumer:
                 self._senders[channel] = _ChannelSender(self, channel)
                 self._senders[channel].start()
             return self._senders[channel]
+
+
+def _why(err: ValueError) -> str:
+    """One line: the fields a payload got wrong, or the parser's own words."""
+    if isinstance(err, ValidationError):
+        return "; ".join(
+            f"{'.'.join(str(part) for part in e['loc']) or 'alert'}: {e['msg']}"
+            for e in err.errors()[:3]
+        )
+    return str(err).splitlines()[0]
 
 
 class _ChannelSender(threading.Thread):
