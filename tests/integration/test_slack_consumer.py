@@ -328,3 +328,41 @@ def test_slack_routes_prints_each_routes_pubsub_filter(tmp_path: Path) -> None:
         '2. #depegs: attributes.kind = "depeg"',
         "otherwise: not posted (no default_channel)",
     ]
+
+
+def test_the_emulators_push_subscription_delivers_to_the_push_endpoint(
+    tmp_path: Path, pubsub_project: str, standin: SlackStandin
+) -> None:
+    """Production's shape: Pub/Sub pushes each alert to /pubsub/push; a 503 (Slack failing
+    past the retries) brings the same message again, and it is posted once."""
+    settings = settings_for(tmp_path, pubsub_project, standin)
+    service = SlackService(settings, push=True)
+    stop = threading.Event()
+    runner = threading.Thread(target=service.run, args=(stop,), daemon=True)
+    runner.start()
+    subscriber = pubsub_v1.SubscriberClient()
+    subscriber.create_subscription(
+        request={
+            "name": f"projects/{pubsub_project}/subscriptions/alerts-slack-push",
+            "topic": topic_path(pubsub_project, ALERTS),
+            "ack_deadline_seconds": 60,
+            "push_config": {"push_endpoint": f"http://127.0.0.1:{service.http.port}/pubsub/push"},
+        }
+    )
+    try:
+        # Past the 8 retries of settings_for once: the push is answered 503.
+        standin.inject("chat.postMessage", status=500, count=9)
+        first, second = alert(40), alert(41)
+        publish(pubsub_project, [first, second])
+        wait_for(lambda: len(alert_posts(standin)) == 2, timeout_s=90)
+        time.sleep(3)
+    finally:
+        subscriber.delete_subscription(
+            request={"subscription": f"projects/{pubsub_project}/subscriptions/alerts-slack-push"}
+        )
+        subscriber.close()
+        stop.set()
+        runner.join(10)
+        service.close()
+    assert alert_posts(standin) == {(first.alert_id, 0): 1, (second.alert_id, 0): 1}
+    assert service.consumer.counts.retry >= 1  # answered 503, delivered again
