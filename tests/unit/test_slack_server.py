@@ -212,3 +212,13 @@ def test_copies_of_an_alert_in_a_burst_are_posted_once(standin, tmp_path: Path) 
     assert sorted(alert_posts) == [f"a{n}" for n in range(6)]
     (summary,) = [p for p in posts if "alert_ids" in p]
     assert summary["alert_ids"] == ["a1", "a2", "a3", "a4", "a5"]
+
+
+def test_healthz_reports_the_outcomes(served) -> None:
+    url, consumer, _ = served
+    alert = sample_alert(31337)
+    httpx.post(f"{url}/pubsub/push", json=envelope(alert.to_json(), alert.attributes()))
+    health = httpx.get(f"{url}/healthz").json()
+    assert health == {
+        "posted": 1, "duplicate": 0, "skipped": 0, "dead_lettered": 0, "retry": 0, "bursts": 0
+    }  # fmt: skip

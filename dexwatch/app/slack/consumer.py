@@ -82,16 +82,25 @@ class Note:
 
 @dataclass
 class Counts:
+    """Outcomes so far (``bursts``: summaries posted); counted from several threads."""
+
     posted: int = 0
     duplicate: int = 0
     skipped: int = 0
     dead_lettered: int = 0
     retry: int = 0
     bursts: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
-    def add(self, outcome: Outcome) -> None:
+    def add(self, outcome: Outcome | Literal["bursts"]) -> None:
         name = outcome.replace("-", "_")
-        setattr(self, name, getattr(self, name) + 1)
+        with self._lock:
+            setattr(self, name, getattr(self, name) + 1)
+
+    def as_dict(self) -> dict[str, int]:
+        with self._lock:
+            return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                    if not f.name.startswith("_")}  # fmt: skip
 
 
 class SlackConsumer:
@@ -189,7 +198,7 @@ class SlackConsumer:
         for job in jobs:
             self.ledger.pending(job.alert, channel, None)
         posted = self.api.post(channel, summary, find_since=time.time() - 60)
-        self.counts.bursts += 1
+        self.counts.add("bursts")
         log.info("slack: %d alerts on %s grouped under one summary", len(jobs), channel)
         for job in jobs:
             self.ledger.pending(job.alert, channel, posted.ts)

@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import base64
-import dataclasses
 import logging
 import threading
 from collections.abc import Callable, Iterable
@@ -92,7 +91,7 @@ def make_app(
         return 204, None
 
     def health(_environ: dict[str, Any], _body: bytes) -> tuple[int, Any]:
-        return 200, dataclasses.asdict(consumer.counts)
+        return 200, consumer.counts.as_dict()
 
     routes = {("POST", "/slack/actions"): actions, ("POST", "/pubsub/push"): push,
               ("GET", "/healthz"): health}  # fmt: skip
