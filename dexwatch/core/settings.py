@@ -30,11 +30,11 @@ from pydantic_settings import (
 from dexwatch.core.market_settings import MarketSettings
 from dexwatch.core.retry import RetryPolicy, over_field_default
 from dexwatch.core.settings_base import (
-    SECRET_VERSION,
     SettingsError,
     StrictModel,
     normalize_address,
     redact_url,
+    secret_version,
 )
 from dexwatch.core.slack_settings import SlackSettings
 
@@ -337,12 +337,7 @@ class SubgraphSettings(StrictModel):
             raise ValueError(f"must be an http(s) URL: {redact_url(url)}")
         return url.rstrip("/") if url else url
 
-    @field_validator("api_key_secret")
-    @classmethod
-    def _secret_version(cls, name: str | None) -> str | None:
-        if name is not None and not SECRET_VERSION.fullmatch(name):
-            raise ValueError("must look like projects/P/secrets/S/versions/V")
-        return name
+    _secret_version = field_validator("api_key_secret")(secret_version)
 
     @field_validator("schedule")
     @classmethod

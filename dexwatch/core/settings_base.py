@@ -28,6 +28,13 @@ def normalize_address(value: str) -> str:
     return value.lower()
 
 
+def secret_version(name: str | None) -> str | None:
+    """A field validator for ``*_secret`` settings: a Secret Manager version, or None."""
+    if name is not None and not SECRET_VERSION.fullmatch(name):
+        raise ValueError("must look like projects/P/secrets/S/versions/V")
+    return name
+
+
 def redact_url(url: str) -> str:
     """Scheme, host and port only: RPC URLs often carry an API key in the path or query."""
     parts = urlsplit(url)

@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 from dexwatch.core.retry import RetryPolicy, over_field_default
-from dexwatch.core.settings_base import SECRET_VERSION, StrictModel, redact_url
+from dexwatch.core.settings_base import StrictModel, redact_url, secret_version
 
 SLACK_API_URL = "https://slack.com/api/"
 # The bot token and signing secret of the local stand-in (infra.local.slack_standin): not
@@ -124,12 +124,7 @@ class SlackSettings(StrictModel):
     def _trailing_slash(cls, url: str) -> str:
         return url if url.endswith("/") else url + "/"
 
-    @field_validator("bot_token_secret", "signing_secret_secret")
-    @classmethod
-    def _secret_version(cls, name: str | None) -> str | None:
-        if name is not None and not SECRET_VERSION.fullmatch(name):
-            raise ValueError("must look like projects/P/secrets/S/versions/V")
-        return name
+    _secret_version = field_validator("bot_token_secret", "signing_secret_secret")(secret_version)
 
     @model_validator(mode="after")
     def _credentials(self) -> SlackSettings:

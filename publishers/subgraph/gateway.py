@@ -20,9 +20,9 @@ import orjson
 
 from dexwatch.core.logs import register_secret
 from dexwatch.core.retry import RetryPolicy
+from dexwatch.core.secrets import resolve_secret
 from dexwatch.core.settings import SubgraphSettings, SubgraphSource
 from publishers.subgraph.errors import (
-    SubgraphPublisherError,
     SubgraphQueryError,
     SubgraphSchemaError,
     SubgraphUnavailable,
@@ -59,20 +59,7 @@ def resolve_api_key(settings: SubgraphSettings) -> str | None:
     queries go to a keyless endpoint_url."""
     if settings.endpoint_url is not None:
         return None
-    if settings.api_key is not None:
-        return settings.api_key.get_secret_value()
-    name = settings.api_key_secret
-    assert name is not None  # the settings insist on one of the two
-    from google.cloud import secretmanager
-
-    try:
-        client = secretmanager.SecretManagerServiceClient()
-        response = client.access_secret_version(name=name)
-    except Exception as err:  # noqa: BLE001 - credentials, permissions, network: all fatal here
-        raise SubgraphPublisherError(
-            f"cannot read the gateway API key from Secret Manager ({name}): {type(err).__name__}"
-        ) from None
-    return response.payload.data.decode().strip()
+    return resolve_secret(settings.api_key, settings.api_key_secret, "the gateway API key")
 
 
 class GraphQLClient:

@@ -14,14 +14,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from google.cloud import pubsub_v1
-from pydantic import SecretStr
 
 from dexwatch.app.slack.consumer import SlackConsumer
-from dexwatch.app.slack.delivery import SlackApi, SlackError
+from dexwatch.app.slack.delivery import SlackApi
 from dexwatch.app.slack.ledger import PostLedger
 from dexwatch.app.slack.messages import PoolInfo
 from dexwatch.core.errors import UsageError
 from dexwatch.core.schemas.topics import ALERTS_DLQ, topic_path
+from dexwatch.core.secrets import resolve_secret
 from dexwatch.core.settings import Settings
 from dexwatch.core.slack_settings import STANDIN_SIGNING_SECRET, STANDIN_TOKEN
 from dexwatch.core.warehouse import open_reader
@@ -41,12 +41,14 @@ def credentials(settings: Settings) -> Credentials:
     slack = settings.slack
     if slack.local_standin:
         return Credentials(slack.standin_url(), STANDIN_TOKEN, STANDIN_SIGNING_SECRET)
-    token = _secret(slack.bot_token, slack.bot_token_secret, "bot token")
+    token = resolve_secret(slack.bot_token, slack.bot_token_secret, "the Slack bot token")
     if token is None:
         raise UsageError(
             "Slack needs a bot token: set DEXWATCH_SLACK__BOT_TOKEN or slack.bot_token_secret"
         )
-    signing = _secret(slack.signing_secret, slack.signing_secret_secret, "signing secret")
+    signing = resolve_secret(
+        slack.signing_secret, slack.signing_secret_secret, "the Slack signing secret"
+    )
     return Credentials(slack.api_url, token, signing)
 
 
@@ -119,20 +121,3 @@ class WarehousePoolNames:
 
     def _symbol(self, token: str) -> str:
         return self.symbols.get(token, f"{token[:6]}…")
-
-
-def _secret(value: SecretStr | None, version: str | None, what: str) -> str | None:
-    if value is not None:
-        return value.get_secret_value()
-    if version is None:
-        return None
-    from google.cloud import secretmanager
-
-    try:
-        client = secretmanager.SecretManagerServiceClient()
-        response = client.access_secret_version(name=version)
-    except Exception as err:  # noqa: BLE001 - credentials, permissions, network: all fatal
-        raise SlackError(
-            f"cannot read the Slack {what} from Secret Manager ({version}): {type(err).__name__}"
-        ) from None
-    return response.payload.data.decode().strip()
