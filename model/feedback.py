@@ -33,6 +33,7 @@ import orjson
 
 from dexwatch.core.schemas.tables import ALERT_FEEDBACK, ANOMALIES, POOL_SCORES
 from model.evaluation import Evaluation, LabelledIncident, ScoredRows
+from model.warehouse_sql import rows_if_tables_exist, sql_time, utc
 
 if TYPE_CHECKING:
     from dexwatch.core.detector import Detector
@@ -209,9 +210,7 @@ def read_feedback(warehouse: Any, spec: PathSpec, start: datetime, end: datetime
     """The feedback on alerts in [start, end) (their clicks' span, or their thread's windows
     when no click carried the span), for ``spec``'s path; none when the ``alert_feedback``
     table does not exist yet."""
-    from model.train_run import _sql_time
-
-    overlap = f"window_end >= {_sql_time(start)} and window_start < {_sql_time(end)}"
+    overlap = f"window_end >= {sql_time(start)} and window_start < {sql_time(end)}"
     select = (
         "select feedback_id, alert_id, verdict, user_id, user_name, scope, pools, kind, "
         f"window_start, window_end, clicked_at from {ALERT_FEEDBACK.name} where alert_id in "
@@ -219,7 +218,9 @@ def read_feedback(warehouse: Any, spec: PathSpec, start: datetime, end: datetime
     rows = {
         row[0]: row
         for table in (ALERT_FEEDBACK.name, ANOMALIES.name)  # each may not exist yet
-        for row in _query(warehouse, f"{select}(select alert_id from {table} where {overlap})")
+        for row in rows_if_tables_exist(
+            warehouse, f"{select}(select alert_id from {table} where {overlap})"
+        )
     }
     clicks = [
         {
@@ -333,7 +334,7 @@ def _thread_windows(warehouse: Any, spec: PathSpec, alert_ids: list[str]) -> lis
     if not listed:
         return []
     features = ", ".join(f"coalesce(s.{name}, a.{name})" for name in spec.feature_names)
-    rows = _query(
+    rows = rows_if_tables_exist(
         warehouse,
         "select a.alert_id, a.window_id, a.pool, a.source, a.window_start, a.window_end, "
         f"a.score, a.model_version, a.kind, {features} from {ANOMALIES.name} a "
@@ -347,17 +348,15 @@ def _span_windows(
     warehouse: Any, spec: PathSpec, spans: list[tuple[str, str, datetime, datetime]]
 ) -> list[ThreadWindow]:
     """The path's rows of each (alert, pool, first, last) within [first, last]."""
-    from model.train_run import _sql_time
-
     spans = [span for span in spans if _SAFE_LITERAL.match(span[1])]
     if not spans:
         return []
     within = " or ".join(
-        f"(pool = '{pool}' and window_start >= {_sql_time(first)} "
-        f"and window_end <= {_sql_time(last)})"
+        f"(pool = '{pool}' and window_start >= {sql_time(first)} "
+        f"and window_end <= {sql_time(last)})"
         for _, pool, first, last in spans
     )
-    rows = _query(
+    rows = rows_if_tables_exist(
         warehouse,
         "select window_id, pool, source, window_start, window_end, score, model_version, '', "
         f"{', '.join(spec.feature_names)} from {POOL_SCORES.name} "
@@ -372,21 +371,17 @@ def _span_windows(
 
 
 def _window(alert_id: str, row: tuple[Any, ...], spec: PathSpec) -> ThreadWindow:
-    from model.train_run import _utc
-
     window_id, pool, source, window_start, window_end, score, version, kind, *x = row
     complete = source == spec.source and all(v is not None for v in x)
     return ThreadWindow(
-        alert_id, window_id, pool, source, _utc(window_start), _utc(window_end),
+        alert_id, window_id, pool, source, utc(window_start), utc(window_end),
         None if score is None else float(score), version, kind or "",
         np.array(x, dtype=np.float64) if complete else None,
     )  # fmt: skip
 
 
 def _time(value: datetime | None) -> datetime | None:
-    from model.train_run import _utc
-
-    return None if value is None else _utc(value)
+    return None if value is None else utc(value)
 
 
 def _pools(value: Any) -> list[str]:
@@ -394,16 +389,3 @@ def _pools(value: Any) -> list[str]:
     if isinstance(value, str | bytes):
         value = orjson.loads(value)
     return [p["pool"] if isinstance(p, dict) else str(p) for p in value or []]
-
-
-def _query(warehouse: Any, sql: str) -> list[tuple[Any, ...]]:
-    """The query's rows; none when a table it reads does not exist yet."""
-    try:
-        return warehouse.query(sql).rows
-    except Exception as err:
-        message = str(err)  # DuckDB: "Table with name x does not exist"; BigQuery: "Not found"
-        if ("Table with name" in message and "does not exist" in message) or (
-            "Not found: Table" in message
-        ):
-            return []
-        raise

@@ -25,6 +25,7 @@ from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, ThreadingWSGI
 from model.drift import psi_per_feature, recent_feature_values
 from model.registry import ModelRegistry as _Registry
 from model.registry import RegistryError, registered_model_names
+from model.warehouse_sql import sql_time
 
 # Which pool_scores source each registered model scores.
 SOURCE_OF_MODEL = {"chain-window": "chain", "pool-hour": "subgraph"}
@@ -49,10 +50,6 @@ class MonitoringSnapshot:
     scored_rows: dict[str, int]  # source -> rows in the rate's period
 
 
-def _sql_time(moment: datetime) -> str:
-    return f"TIMESTAMP '{moment.astimezone(UTC).strftime('%Y-%m-%d %H:%M:%S.%f')}'"
-
-
 def model_drift(warehouse: Any, registry_dir: Path, since: datetime) -> list[ModelDrift]:
     """PSI per feature of each production model against the rows since ``since``."""
     found = []
@@ -68,7 +65,7 @@ def model_drift(warehouse: Any, registry_dir: Path, since: datetime) -> list[Mod
         source = SOURCE_OF_MODEL.get(name, "chain")
         bins = metadata.get("feature_bins") or {}
         recent = (
-            recent_feature_values(warehouse, source, list(bins), _sql_time(since)) if bins else {}
+            recent_feature_values(warehouse, source, list(bins), sql_time(since)) if bins else {}
         )
         rows = max((len(v) for v in recent.values()), default=0)
         # A version trained before drift existed (bootstrap) has no bins: version only.
@@ -79,7 +76,7 @@ def model_drift(warehouse: Any, registry_dir: Path, since: datetime) -> list[Mod
 def anomaly_rates(warehouse: Any, since: datetime) -> tuple[dict[str, float], dict[str, int]]:
     result = warehouse.query(
         "select source, count(*), avg(case when is_anomaly then 1.0 else 0.0 end) "
-        f"from pool_scores where window_end >= {_sql_time(since)} group by source"
+        f"from pool_scores where window_end >= {sql_time(since)} group by source"
     )
     rates = {source: float(rate) for source, _, rate in result.rows}
     counts = {source: int(count) for source, count, _ in result.rows}

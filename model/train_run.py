@@ -39,6 +39,7 @@ from model.evaluation import Evaluation, LabelledIncident, ScoredRows, evaluate
 from model.feedback import FeedbackReview, read_feedback, review_feedback
 from model.registry import CHAIN_WINDOW, POOL_HOUR, ModelRegistry, RegistryError
 from model.training import DEFAULT_PARAMS, TrainingParams, fit_detector
+from model.warehouse_sql import rows_if_tables_exist, sql_time, utc
 
 TrainingPath = Literal["chain", "hourly"]
 
@@ -110,9 +111,9 @@ class TrainingRunParams(BaseModel):
         return self
 
     def data_range(self, now: datetime | None = None) -> tuple[datetime, datetime]:
-        end = _utc(self.end or now or datetime.now(UTC))
+        end = utc(self.end or now or datetime.now(UTC))
         if self.start is not None:
-            return _utc(self.start), end
+            return utc(self.start), end
         return end - timedelta(days=self.days if self.days is not None else 7), end
 
     def training_params(self) -> TrainingParams:
@@ -132,9 +133,9 @@ class TrainingRunParams(BaseModel):
         """The same run as `dexwatch train` flags (what a Vertex job runs)."""
         args = ["--path", self.path]
         if self.start is not None:
-            args += ["--from", _utc(self.start).isoformat()]
+            args += ["--from", utc(self.start).isoformat()]
         if self.end is not None:
-            args += ["--to", _utc(self.end).isoformat()]
+            args += ["--to", utc(self.end).isoformat()]
         if self.days is not None:
             args += ["--days", f"{self.days:g}"]
         args += [
@@ -173,14 +174,6 @@ def load_run_params(
     return TrainingRunParams.model_validate(values)
 
 
-def _utc(moment: datetime) -> datetime:
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-
-
-def _sql_time(moment: datetime) -> str:
-    return f"TIMESTAMP '{_utc(moment).strftime('%Y-%m-%d %H:%M:%S.%f')}'"
-
-
 def read_feature_rows(warehouse: Any, spec: PathSpec, start: datetime, end: datetime) -> ScoredRows:
     """The path's scored rows with every feature present, window_end in [start, end)."""
     # Feature names are plain identifiers: unquoted, the SQL reads the same in BigQuery.
@@ -189,32 +182,29 @@ def read_feature_rows(warehouse: Any, spec: PathSpec, start: datetime, end: date
     result = warehouse.query(
         f"select pool, window_start, window_end, {columns} from {POOL_SCORES.name} "
         f"where source = '{spec.source}' and {present} "
-        f"and window_end >= {_sql_time(start)} and window_end < {_sql_time(end)} "
+        f"and window_end >= {sql_time(start)} and window_end < {sql_time(end)} "
         "order by window_end, pool"
     )
     rows = result.rows
     return ScoredRows(
         pools=np.array([r[0] for r in rows], dtype=object),
-        window_start=np.array([_utc(r[1]) for r in rows], dtype=object),
-        window_end=np.array([_utc(r[2]) for r in rows], dtype=object),
+        window_start=np.array([utc(r[1]) for r in rows], dtype=object),
+        window_end=np.array([utc(r[2]) for r in rows], dtype=object),
         x=np.array([r[3:] for r in rows], dtype=np.float64).reshape(len(rows), -1),
     )
 
 
 def read_incidents(warehouse: Any, start: datetime, end: datetime) -> list[LabelledIncident]:
-    try:
-        result = warehouse.query(
-            f"select label_id, pool, kind, first_timestamp, last_timestamp "
-            f"from {INCIDENT_LABELS.name} where last_timestamp >= {_sql_time(start)} "
-            f"and first_timestamp < {_sql_time(end)} order by first_timestamp"
-        )
-    except Exception as err:  # no labels table yet: nothing was injected
-        if "does not exist" in str(err) or "not found" in str(err).lower():
-            return []
-        raise
+    """The labels in [start, end); none when nothing was ever injected (no table)."""
+    rows = rows_if_tables_exist(
+        warehouse,
+        f"select label_id, pool, kind, first_timestamp, last_timestamp "
+        f"from {INCIDENT_LABELS.name} where last_timestamp >= {sql_time(start)} "
+        f"and first_timestamp < {sql_time(end)} order by first_timestamp",
+    )
     return [
-        LabelledIncident(label_id, pool, kind, _utc(first), _utc(last))
-        for label_id, pool, kind, first, last in result.rows
+        LabelledIncident(label_id, pool, kind, utc(first), utc(last))
+        for label_id, pool, kind, first, last in rows
     ]
 
 
