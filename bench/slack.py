@@ -53,7 +53,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -387,6 +387,14 @@ def duplicates(posts: dict[tuple[str, int], list[dict]]) -> int:
     return sum(len(found) - 1 for found in posts.values() if len(found) > 1)
 
 
+def paced(count: int, spacing_s: float) -> Iterator[int]:
+    """0 .. count-1, the n-th yielded n * spacing_s after the first (on the wall clock)."""
+    started = time.time()
+    for n in range(count):
+        time.sleep(max(0.0, started + n * spacing_s - time.time()))
+        yield n
+
+
 def wait_until(check: Callable[[], bool], timeout_s: float, every_s: float = 0.5) -> bool:
     deadline = time.monotonic() + timeout_s
     while not check():
@@ -441,9 +449,7 @@ def phase_latency(emulator: Emulator, alerts: int, rate: float) -> Phase:
         sent: dict[str, float] = {}
         try:
             consumer.start()
-            started = time.time()
-            for n in range(alerts):
-                time.sleep(max(0.0, started + n / rate - time.time()))
+            for n in paced(alerts, 1 / rate):
                 alert = make_alert("latency", n, KINDS[n % len(KINDS)])
                 sent[alert.alert_id] = publisher.alert(alert)
                 if (n + 1) % 50 == 0:
@@ -498,9 +504,7 @@ def phase_burst(emulator: Emulator, alerts: int) -> Phase:
         sent: dict[str, float] = {}
         try:
             consumer.start()
-            started = time.time()
-            for n in range(alerts):
-                time.sleep(max(0.0, started + n * 0.9 / alerts - time.time()))
+            for n in paced(alerts, 0.9 / alerts):
                 alert = make_alert("burst", n, KINDS[0])
                 sent[alert.alert_id] = publisher.alert(alert)
             publisher.settle()
