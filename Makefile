@@ -7,7 +7,7 @@ UV       := $(BIN)/uv
 DURATION ?=
 PYTEST_ARGS ?=
 
-.PHONY: install run test lint bench down clean
+.PHONY: install tools run test lint bench down clean
 
 install: $(VENV)/.installed node_modules/.installed .debian-packages
 
@@ -27,10 +27,33 @@ node_modules/.installed: package.json package-lock.json
 	npm ci --ignore-scripts --no-audit --no-fund
 	@touch $@
 
+# The deployment checks' tools, each in its own virtualenv (their pins conflict with the lock):
+# checkov scans infra/terraform; the BigQuery emulator runs the tables, views and queries.
+# The emulator loads DuckDB's spatial extension, installed here from its wheel (no download),
+# into the emulator's own HOME.
+CHECKOV_VENV := .venv-checkov
+BQ_VENV      := .venv-bq
+
+tools: $(CHECKOV_VENV)/.installed $(BQ_VENV)/.installed
+
+$(CHECKOV_VENV)/.installed: infra/tools/checkov.txt $(VENV)/.installed
+	@test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)
+	$(UV) pip install -q --python $(CHECKOV_VENV)/bin/python -r infra/tools/checkov.txt
+	@touch $@
+
+$(BQ_VENV)/.installed: infra/tools/bqemulator.txt $(VENV)/.installed
+	@test -x $(BQ_VENV)/bin/python || $(PYTHON) -m venv $(BQ_VENV)
+	$(UV) pip install -q --python $(BQ_VENV)/bin/python -r infra/tools/bqemulator.txt
+	@mkdir -p $(BQ_VENV)/home
+	HOME=$(abspath $(BQ_VENV))/home $(BQ_VENV)/bin/python -c "import duckdb, glob, os, duckdb_extension_spatial as s; \
+	  p = glob.glob(os.path.join(os.path.dirname(s.__file__), 'extensions', 'v*', 'spatial.duckdb_extension'))[0]; \
+	  duckdb.connect().execute(f\"INSTALL '{p}'\")"
+	@touch $@
+
 run: install
 	$(BIN)/dexwatch run $(if $(DURATION),--duration $(DURATION))
 
-test: install
+test: install tools
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: install
