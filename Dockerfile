@@ -1,4 +1,7 @@
-# The prediction server as a Vertex AI custom container (also runs anywhere with Docker):
+# The dexwatch application image (`app` in Artifact Registry). By default the prediction
+# server, as a Vertex AI custom container; Cloud Run runs the publishers (`dexwatch publish
+# chain|subgraph`) and the Slack consumer (`dexwatch slack serve --push`) from it with other
+# arguments (infra/terraform/run.tf). As the prediction server (runs anywhere with Docker):
 #   docker build -t REGION-docker.pkg.dev/PROJECT/dexwatch/serve:TAG .
 #   docker run -p 8080:8080 -e AIP_STORAGE_URI=/models/pool-hour \
 #     -v $PWD/.dexwatch/models/pool-hour/versions/VERSION:/models/pool-hour:ro IMAGE
@@ -19,10 +22,12 @@ WORKDIR /app
 COPY requirements.lock pyproject.toml setup.py README.md ./
 COPY dexwatch ./dexwatch
 COPY model ./model
-RUN pip install --constraint requirements.lock ".[serving]"
-
-RUN useradd --create-home --uid 10001 dexwatch
-USER dexwatch
+COPY publishers ./publishers
+COPY beam_pipelines ./beam_pipelines
+COPY infra ./infra
+RUN pip install --constraint requirements.lock ".[serving]" \
+    && useradd --create-home --uid 10001 dexwatch
+USER 10001
 WORKDIR /home/dexwatch
 
 EXPOSE 8080

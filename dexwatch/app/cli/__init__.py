@@ -17,6 +17,7 @@ import typer
 from dexwatch.app.cli import (
     alerts,
     data,
+    deploy,
     evaluate,
     local,
     model,
@@ -87,6 +88,7 @@ app.command("run")(run.run)
 app.add_typer(monitoring.drift_app, name="drift")
 app.add_typer(monitoring.metrics_app, name="metrics")
 app.command("train")(train.train)
+app.command("deploy")(deploy.deploy)
 
 
 def main() -> None:
