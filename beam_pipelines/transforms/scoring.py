@@ -217,14 +217,19 @@ def _configured_handler(
     features_version: int,
 ) -> ModelHandler:
     if settings.model.serving == "vertex":
+        vertex = {
+            "endpoint_id": endpoint_id,
+            "project": settings.model.vertex_project,
+            "location": settings.model.vertex_location,
+            "max_batch_size": settings.model.max_batch_size,
+        }
+        if settings.model.vertex_api_endpoint:  # a PSC host or a local stand-in
+            from beam_pipelines.transforms.vertex import VertexEndpointHandler
+
+            return VertexEndpointHandler(api_endpoint=settings.model.vertex_api_endpoint, **vertex)
         from apache_beam.ml.inference.vertex_ai_inference import VertexAIModelHandlerJSON
 
-        return VertexAIModelHandlerJSON(
-            endpoint_id=endpoint_id,
-            project=settings.model.vertex_project,
-            location=settings.model.vertex_location,
-            max_batch_size=settings.model.max_batch_size,
-        )
+        return VertexAIModelHandlerJSON(**vertex)
     if settings.model.serving == "http":
         # One server for both models: it picks the model by the instances' length.
         return HttpModelHandler(settings.model)

@@ -165,6 +165,11 @@ class ModelSettings(StrictModel):
     hourly_vertex_endpoint_id: str = ""
     vertex_project: str = ""
     vertex_location: str = "us-central1"
+    # Where the Vertex AI API is reached. Empty: Google's regional endpoint. A host[:port]:
+    # that host, e.g. a Private Service Connect endpoint for Google APIs (checkable on GCP
+    # only). An http:// URL: a local stand-in (infra/local/vertex_standin), then called
+    # over REST with anonymous credentials; never a production value.
+    vertex_api_endpoint: str = ""
     # Rows per RunInference call: a call costs about 0.8 ms plus 6 us a row (200 trees,
     # bench/scoring.py), so rows are scored in batches.
     max_batch_size: int = Field(512, ge=1)
@@ -201,6 +206,26 @@ class ModelSettings(StrictModel):
         if urlsplit(url).scheme not in ("http", "https"):
             raise ValueError(f"must be an http(s) URL: {redact_url(url)}")
         return url
+
+    @field_validator("vertex_api_endpoint")
+    @classmethod
+    def _api_endpoint(cls, value: str) -> str:
+        if "://" not in value:
+            if not value or re.fullmatch(r"([A-Za-z0-9-]+\.)*[A-Za-z0-9-]+(:\d{1,5})?", value):
+                return value
+            shown = repr(value)
+        else:
+            url, shown = urlsplit(value), redact_url(value)
+            if (
+                url.scheme == "http"
+                and url.hostname
+                and not (url.username or url.path.strip("/") or url.query)
+            ):
+                return value.rstrip("/")
+        raise ValueError(
+            "must be empty, a host[:port] (e.g. europe-west1-aiplatform.googleapis.com) or "
+            f"the http://host:port of a local stand-in: {shown}"
+        )
 
     @field_validator("vertex_staging_uri")
     @classmethod
