@@ -18,8 +18,8 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from dexwatch.core.schemas.tables import Table
-from dexwatch.core.warehouse import WarehouseError
+from dexwatch.core.schemas.tables import TABLES, Table
+from dexwatch.core.warehouse import WarehouseError, views
 
 _DUCKDB_TYPES = {
     "STRING": "VARCHAR",
@@ -75,6 +75,34 @@ def migrate_table(conn: duckdb.DuckDBPyConnection, table: Table) -> None:
             conn.execute(f'ALTER TABLE "{table.name}" ALTER COLUMN "{column.name}" DROP NOT NULL')
 
 
+def create_views(conn: duckdb.DuckDBPyConnection, table: Table) -> None:
+    """(Re)creates the views (dexwatch.core.warehouse.views) as BigQuery has them, now that
+    ``table`` exists: every view whose tables all exist. DuckDB checks a view against its
+    tables when it is created, so the tables a view of ``table`` reads are made first, empty
+    if missing (an empty table reads as no table does), and every table a view reads is
+    brought up to its declaration (``migrate_table``: a file of an older version)."""
+    migrated = {table.name}
+    for name in views.view_names():
+        if table.name in views.view_tables(name):
+            for other in sorted(views.view_tables(name) - migrated):
+                migrate_table(conn, TABLES[other])
+                migrated.add(other)
+    existing = {
+        name
+        for (name,) in conn.execute(
+            "select table_name from information_schema.tables "
+            "where table_type = 'BASE TABLE' and table_schema = current_schema()"
+        ).fetchall()
+    }
+    for name in views.view_names():
+        tables = views.view_tables(name)
+        if tables <= existing:
+            for other in sorted(tables - migrated):
+                migrate_table(conn, TABLES[other])
+                migrated.add(other)
+            conn.execute(f'CREATE OR REPLACE VIEW "{name}" AS {views.duckdb_view_sql(name)}')
+
+
 class DuckDBWarehouse:
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -113,6 +141,7 @@ class DuckDBWarehouse:
             conn.execute(create_table_sql(table))
             if table.name not in self._migrated:  # once per process: a catalog query
                 migrate_table(conn, table)
+                create_views(conn, table)
                 self._migrated.add(table.name)
             conn.register("incoming", batch)
             columns = ", ".join(f'"{c}"' for c in table.column_names)
