@@ -110,9 +110,10 @@ def test_a_first_release_builds_both_images_the_template_then_launches(tmp_path:
         "hourly": "false",
         "sdk_container_image": f"{VALUES['pipeline_image']}:v1.4.0",
     }
-    assert _flag(launch, "service-account-email") == VALUES["dataflow_environment"][
-        "service_account_email"
-    ]
+    assert (
+        _flag(launch, "service-account-email")
+        == VALUES["dataflow_environment"]["service_account_email"]
+    )
     assert any("launch the streaming job" in line for line in said)
 
 
