@@ -301,3 +301,36 @@ def test_the_command_line_stand_in_forwards_to_the_prediction_server(served):
         process.terminate()
         assert process.wait(timeout=10) == 0
         process.stdout.close()
+
+
+def test_the_flex_template_launcher_builds_its_job_on_the_vertex_endpoint(
+    served, standin, tmp_path: Path
+):
+    """The production path end to end as far as it runs here: the template image's own
+    settings (model.serving: vertex), the template's parameters, Beam's --project; the
+    DataflowRunner dry run builds Beam's Vertex handler, which looks the endpoint up."""
+    import yaml
+
+    from beam_pipelines.launcher import main as launch
+
+    image_settings = yaml.safe_load((ROOT / "beam_pipelines/template/dexwatch.yaml").read_text())
+    assert image_settings["model"]["serving"] == "vertex"
+    image_settings["model"]["vertex_api_endpoint"] = standin.url
+    config = tmp_path / "dexwatch.yaml"
+    config.write_text(yaml.safe_dump(image_settings))
+    result = launch(
+        [
+            f"--dexwatch_config={config}",
+            f"--vertex_endpoint_id={CHAIN.endpoint_id}",
+            f"--vertex_location={LOCATION}",
+            "--bigquery_dataset=dexwatch",
+            "--runner=DataflowRunner", "--dry_run=True", "--no_auth", f"--project={PROJECT}",
+            f"--region={LOCATION}", "--temp_location=gs://my-bucket/tmp",
+            "--sdk_location=container",
+        ]
+    )  # fmt: skip
+    assert result.job.proto.type.name == "JOB_TYPE_STREAMING"
+    # The endpoint looked up (aiplatform reads it, then Beam lists its models); no scoring
+    # in a dry run.
+    seen = [r.method + " " + r.path.split("?")[0] for r in standin.requests()]
+    assert seen and set(seen) == {f"GET {ENDPOINT_PATH}"}
