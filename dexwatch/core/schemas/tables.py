@@ -30,6 +30,7 @@ class Table:
     columns: tuple[Column, ...]
     natural_key: tuple[str, ...]
     partition_by: str | None = None  # a TIMESTAMP column; BigQuery partitions by day
+    # BigQuery clustering: chain first, then the pool (or scope) a query names.
     cluster_by: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
@@ -79,7 +80,7 @@ INCIDENT_LABELS = Table(
     ),
     natural_key=("label_id",),
     partition_by="first_timestamp",
-    cluster_by=("pool",),
+    cluster_by=("chain_id", "pool"),
 )
 
 
@@ -142,7 +143,7 @@ POOL_SCORES = Table(
     columns=_window_columns(),
     natural_key=("window_id",),
     partition_by="window_end",
-    cluster_by=("pool",),
+    cluster_by=("chain_id", "pool"),
 )
 
 ANOMALIES = Table(
@@ -170,7 +171,7 @@ ANOMALIES = Table(
     ),
     natural_key=("window_id",),
     partition_by="window_end",
-    cluster_by=("pool",),
+    cluster_by=("chain_id", "pool"),
 )
 
 MARKET_EVENTS = Table(
@@ -194,7 +195,7 @@ MARKET_EVENTS = Table(
     ),
     natural_key=("event_id",),
     partition_by="window_end",
-    cluster_by=("scope",),
+    cluster_by=("chain_id", "scope"),
 )
 
 DEAD_LETTERS = Table(

@@ -1,0 +1,92 @@
+# The settings of each Cloud Run component, as the DEXWATCH_* environment variables it
+# reads (dexwatch.core.config: a section as one JSON object, DEXWATCH_<SECTION>, or one key,
+# DEXWATCH_<SECTION>__<KEY>), and the Pub/Sub filter of each Slack route.
+#
+# Plain values only, no provider: tests/unit/test_terraform.py evaluates this module with
+# Terraform itself (offline) and loads each component's environment with the real settings
+# models, so a key the code does not know fails there and not at deploy time.
+
+locals {
+  common = {
+    # Production's Pub/Sub: no emulator.
+    DEXWATCH_PUBSUB  = jsonencode({ project = var.project, emulator_host = null })
+    DEXWATCH_LOGGING = jsonencode({ format = "json" })
+  }
+
+  chain_env = {
+    for chain in var.chains : chain.name => merge(local.common, {
+      DEXWATCH_CHAIN = jsonencode({
+        chain_id      = chain.chain_id
+        factories     = chain.factories
+        start_block   = chain.start_block
+        confirmations = chain.confirmations
+        # On the GCS volume, so a new instance resumes where the last one stopped.
+        checkpoint_path = "${var.state_mount}/chain-${chain.chain_id}.json"
+      })
+    })
+  }
+
+  subgraph_env = merge(local.common, {
+    DEXWATCH_CHAIN = jsonencode({ chain_id = var.subgraph_chain_id })
+    DEXWATCH_SUBGRAPH = jsonencode({
+      # The Graph's gateway, not the local stand-in.
+      endpoint_url    = null
+      api_key_secret  = var.secret_versions.the_graph_api_key
+      checkpoint_path = "${var.state_mount}/subgraph-${var.subgraph_chain_id}.json"
+      sources = [
+        for source in var.subgraph_sources : merge(
+          { for key, value in source : key => value if value != null },
+          { pools = [for pool in var.pools : lower(pool.address) if pool.dex == source.dex] },
+        )
+      ]
+    })
+  })
+
+  slack_env = merge(local.common, {
+    DEXWATCH_WAREHOUSE = jsonencode({
+      backend          = "bigquery"
+      bigquery_project = var.project
+      bigquery_dataset = var.dataset
+    })
+    DEXWATCH_SLACK = jsonencode({
+      enabled = true
+      # Cloud Run sends requests to the container's $PORT on any interface.
+      host                  = "0.0.0.0"
+      bot_token_secret      = var.secret_versions.slack_bot_token
+      signing_secret_secret = var.secret_versions.slack_signing_secret
+      routes = [
+        for route in var.slack_routes : {
+          channel    = route.channel
+          severities = route.severities
+          chain_ids  = route.chain_ids
+          kinds      = route.kinds
+        }
+      ]
+      # Alerts reach the consumer only through a route's subscription: none is left over.
+      default_channel      = null
+      push_audience        = var.push_audience
+      push_service_account = var.push_service_account
+      dashboard_url        = var.dashboard_url == "" ? null : var.dashboard_url
+    })
+  })
+
+  # SlackRoute.pubsub_filter() of dexwatch.core.slack_settings, in Terraform: each condition
+  # with values is one clause (several values: OR in parentheses), clauses joined by AND,
+  # then the base filter of alerts-slack.
+  route_filters = {
+    for route in var.slack_routes : route.name => join(" AND ", compact(concat(
+      [
+        for condition in [
+          ["severity", route.severities],
+          ["chain_id", [for id in route.chain_ids : tostring(id)]],
+          ["kind", route.kinds],
+        ] :
+        length(condition[1]) > 1
+        ? "(${join(" OR ", [for value in condition[1] : "attributes.${condition[0]} = \"${value}\""])})"
+        : join("", [for value in condition[1] : "attributes.${condition[0]} = \"${value}\""])
+        if length(condition[1]) > 0
+      ],
+      [var.base_filter],
+    )))
+  }
+}

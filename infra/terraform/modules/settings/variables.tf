@@ -1,0 +1,86 @@
+variable "project" {
+  type = string
+}
+
+variable "dataset" {
+  type = string
+}
+
+variable "state_mount" {
+  description = "Where the publishers' checkpoint volume is mounted."
+  type        = string
+}
+
+variable "chains" {
+  type = list(object({
+    chain_id = number
+    name     = string
+    factories = list(object({
+      dex         = string
+      protocol    = string
+      address     = string
+      start_block = optional(number, 0)
+    }))
+    start_block   = optional(number, 0)
+    confirmations = optional(number, 2)
+  }))
+}
+
+variable "subgraph_chain_id" {
+  type = number
+}
+
+variable "subgraph_sources" {
+  type = list(object({
+    dex           = string
+    protocol      = string
+    subgraph_id   = optional(string)
+    deployment_id = optional(string)
+    swap_fee      = optional(number)
+  }))
+}
+
+variable "pools" {
+  type = list(object({
+    dex     = string
+    address = string
+  }))
+}
+
+variable "secret_versions" {
+  description = "Secret Manager versions (projects/P/secrets/S/versions/V) the code reads itself."
+  type = object({
+    the_graph_api_key    = string
+    slack_bot_token      = string
+    slack_signing_secret = string
+  })
+}
+
+variable "slack_routes" {
+  type = list(object({
+    name       = string
+    channel    = string
+    severities = optional(list(string), [])
+    chain_ids  = optional(list(number), [])
+    kinds      = optional(list(string), [])
+  }))
+}
+
+variable "base_filter" {
+  description = "alerts-slack's own filter (pubsub.yaml), joined to every route's."
+  type        = string
+}
+
+variable "push_audience" {
+  description = "The Slack service's URL: the audience of the push subscriptions' OIDC tokens."
+  type        = string
+}
+
+variable "push_service_account" {
+  description = "The push subscriptions' identity, whose tokens the consumer accepts."
+  type        = string
+}
+
+variable "dashboard_url" {
+  type = string
+}

@@ -1,0 +1,266 @@
+variable "project" {
+  description = "GCP project id."
+  type        = string
+}
+
+variable "region" {
+  description = "Region of every regional resource: Pub/Sub storage, BigQuery, Dataflow, Cloud Run, Vertex AI."
+  type        = string
+  default     = "europe-west1"
+}
+
+variable "labels" {
+  description = "Labels added to every resource that takes labels (with app = dexwatch)."
+  type        = map(string)
+  default     = {}
+}
+
+variable "deletion_protection" {
+  description = "Protect tables, views and Cloud Run resources from terraform destroy (buckets are never force-destroyed)."
+  type        = bool
+  default     = true
+}
+
+# --- What is watched -------------------------------------------------------------------
+
+variable "chains" {
+  description = <<-EOT
+    Chains the chain publisher follows, one Cloud Run worker pool each. The RPC URLs are not
+    here: each chain has a Secret Manager secret rpc-url-<name> whose value is a JSON list of
+    URLs (["https://..."]), added by hand. factories: the factories whose pools are followed.
+  EOT
+  type = list(object({
+    chain_id = number
+    name     = string
+    factories = list(object({
+      dex         = string
+      protocol    = string
+      address     = string
+      start_block = optional(number, 0)
+    }))
+    start_block   = optional(number, 0)
+    confirmations = optional(number, 2)
+  }))
+  default = []
+
+  validation {
+    condition     = alltrue([for c in var.chains : can(regex("^[a-z][a-z0-9-]{0,19}$", c.name))])
+    error_message = "Each chain name must be lower-case letters, digits and dashes (at most 20)."
+  }
+  validation {
+    condition     = length(distinct([for c in var.chains : c.chain_id])) == length(var.chains)
+    error_message = "Each chain_id may appear once."
+  }
+}
+
+variable "subgraph_chain_id" {
+  description = "Chain id of the subgraphs the subgraph publisher reads (mainnet's by default)."
+  type        = number
+  default     = 1
+}
+
+variable "subgraph_sources" {
+  description = "Subgraphs of the subgraph publisher (subgraph.sources); the default is the code's default."
+  type = list(object({
+    dex           = string
+    protocol      = string
+    subgraph_id   = optional(string)
+    deployment_id = optional(string)
+    swap_fee      = optional(number)
+  }))
+  default = [
+    { dex = "uniswap_v3", protocol = "v3", subgraph_id = "5zvR82QoaXYFyDEKLZ9t6v9adgnptxYpKpSbxtgVENFV" },
+    { dex = "sushiswap", protocol = "v2", deployment_id = "QmQ2h69a3vnE6N3TN7Ys9K1vpjYiJSi8fexnj1pWpRc6uY" },
+  ]
+}
+
+variable "pools" {
+  description = <<-EOT
+    Pool allowlist of the subgraph publisher (each source gets the pools of its dex); empty:
+    each subgraph's top pools by TVL. The chain publisher has no allowlist: it follows every
+    pool its factories create.
+  EOT
+  type = list(object({
+    dex     = string
+    address = string
+  }))
+  default = []
+
+  validation {
+    condition     = alltrue([for p in var.pools : can(regex("^0x[0-9a-fA-F]{40}$", p.address))])
+    error_message = "Each pool address must be a 20-byte hex address."
+  }
+}
+
+variable "subgraph_schedule" {
+  description = "Cron (UTC) of the subgraph publisher's runs: a few minutes after each hour."
+  type        = string
+  default     = "5 * * * *"
+}
+
+# --- Alerts to Slack -------------------------------------------------------------------
+
+variable "slack_routes" {
+  description = <<-EOT
+    Alert routes (slack.routes, first match wins): one Pub/Sub push subscription each, whose
+    filter is the route's conditions (an empty list matches any value). Put a route with no
+    conditions last to post every other alert.
+  EOT
+  type = list(object({
+    name       = string
+    channel    = string
+    severities = optional(list(string), [])
+    chain_ids  = optional(list(number), [])
+    kinds      = optional(list(string), [])
+  }))
+  default = [{ name = "all", channel = "#dexwatch-alerts" }]
+
+  validation {
+    condition     = length(var.slack_routes) > 0
+    error_message = "Give at least one route: without one no alert reaches Slack."
+  }
+  validation {
+    condition     = alltrue([for r in var.slack_routes : can(regex("^[a-z][a-z0-9-]{0,30}$", r.name))])
+    error_message = "Each route name must be lower-case letters, digits and dashes."
+  }
+  validation {
+    condition = alltrue(flatten([
+      for r in var.slack_routes : [for s in r.severities : contains(["low", "medium", "high"], s)]
+    ]))
+    error_message = "Severities are low, medium or high."
+  }
+}
+
+variable "slack_min_instances" {
+  description = "Minimum instances of the Slack consumer (0 saves money, 1 avoids cold starts)."
+  type        = number
+  default     = 1
+
+  validation {
+    condition     = contains([0, 1], var.slack_min_instances)
+    error_message = "The consumer runs as one instance at most (its post ledger is local): 0 or 1."
+  }
+}
+
+variable "slack_allow_unauthenticated" {
+  description = <<-EOT
+    Let anyone reach the Slack service, as Slack's button clicks (/slack/actions) need: Slack
+    cannot send a Google identity token. The service checks Slack's signature on clicks and
+    the push subscription's OIDC token on /pubsub/push itself. Off: only the push identity
+    may call it, and the buttons do not work.
+  EOT
+  type        = bool
+  default     = false
+}
+
+variable "slack_dashboard_url" {
+  description = "Dashboard linked from Slack messages (slack.dashboard_url); empty: none."
+  type        = string
+  default     = ""
+}
+
+variable "slack_max_delivery_attempts" {
+  description = "Pushes of one alert before Pub/Sub moves it to alerts-dlq (5 to 100)."
+  type        = number
+  default     = 10
+}
+
+# --- Images and sizes ------------------------------------------------------------------
+
+variable "app_image_tag" {
+  description = "Tag of the app image (Artifact Registry dexwatch/app) the Cloud Run publishers and Slack consumer run."
+  type        = string
+}
+
+variable "dataflow_job_name" {
+  description = "Name of the streaming Dataflow job (`dexwatch deploy` launches and updates it)."
+  type        = string
+  default     = "dexwatch"
+}
+
+variable "dataflow_max_workers" {
+  description = "Autoscaling ceiling of the Dataflow job."
+  type        = number
+  default     = 3
+}
+
+variable "dataflow_machine_type" {
+  description = "Dataflow worker machine type."
+  type        = string
+  default     = "n2-standard-2"
+}
+
+variable "dataflow_subnetwork" {
+  description = "Subnetwork of the Dataflow workers (regions/R/subnetworks/S); empty: the default network."
+  type        = string
+  default     = ""
+}
+
+variable "vertex_endpoint_ids" {
+  description = "Numeric ids of the Vertex AI endpoints, by model (unique in the project and region)."
+  type        = map(string)
+  default = {
+    "chain-window" = "4310001"
+    "pool-hour"    = "4310002"
+  }
+
+  validation {
+    condition     = alltrue([for id in values(var.vertex_endpoint_ids) : can(regex("^[1-9][0-9]{0,9}$", id))])
+    error_message = "Endpoint ids are numbers of at most 10 digits without a leading zero."
+  }
+  validation {
+    condition     = toset(keys(var.vertex_endpoint_ids)) == toset(["chain-window", "pool-hour"])
+    error_message = "Give one id for each model: chain-window and pool-hour."
+  }
+}
+
+variable "vertex_machine_type" {
+  description = "Machine type of the deployed models (model.vertex_machine_type of `dexwatch model promote`)."
+  type        = string
+  default     = "n1-standard-2"
+}
+
+variable "vertex_min_replicas" {
+  description = "Minimum replicas of a deployed model."
+  type        = number
+  default     = 1
+}
+
+variable "vertex_max_replicas" {
+  description = "Maximum replicas of a deployed model."
+  type        = number
+  default     = 1
+}
+
+# --- Monitoring ------------------------------------------------------------------------
+
+variable "notification_channels" {
+  description = "Cloud Monitoring notification channel ids (projects/P/notificationChannels/N) of the alert policies; may be empty."
+  type        = list(string)
+  default     = []
+}
+
+variable "lag_alert_s" {
+  description = "Alert when the pipeline's oldest unacked pool event, or its data watermark, is this old."
+  type        = number
+  default     = 600
+}
+
+variable "psi_alert_threshold" {
+  description = "Alert when a feature's PSI (custom.googleapis.com/dexwatch/feature_psi) is above this (monitoring.psi_threshold)."
+  type        = number
+  default     = 0.25
+}
+
+# --- CI --------------------------------------------------------------------------------
+
+variable "github_repository" {
+  description = "GitHub repository (owner/name) whose Actions deploy, through workload identity federation."
+  type        = string
+}
+
+variable "github_deploy_ref" {
+  description = "The git ref allowed to deploy."
+  type        = string
+  default     = "refs/heads/main"
+}
