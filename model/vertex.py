@@ -115,8 +115,10 @@ def promote_on_vertex(
         endpoint=endpoint,
         deployed_model_display_name=f"{registry.model_name}-{version.version}",
         machine_type=settings.vertex_machine_type,
-        min_replica_count=1,
-        max_replica_count=1,
+        min_replica_count=settings.vertex_min_replicas,
+        max_replica_count=settings.vertex_max_replicas,
+        # None: Vertex's default identity; Terraform makes one that only reads the models.
+        service_account=settings.vertex_service_account or None,
         traffic_percentage=100,
     )
     # The new version has all the traffic; the old ones would only cost money.

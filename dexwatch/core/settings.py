@@ -197,6 +197,11 @@ class ModelSettings(StrictModel):
     vertex_staging_uri: str = ""
     serving_image_uri: str = ""
     vertex_machine_type: str = "n1-standard-2"
+    # Replicas of a deployed version (Vertex scales between them on load), and the service
+    # account it runs as (Terraform's serving_service_account; empty: Vertex's default).
+    vertex_min_replicas: int = Field(1, ge=1)
+    vertex_max_replicas: int = Field(1, ge=1)
+    vertex_service_account: str = ""
 
     _http_retry = field_validator("http_retry", mode="before")(over_field_default)
 
@@ -233,6 +238,12 @@ class ModelSettings(StrictModel):
         if uri and not re.fullmatch(r"gs://[a-z0-9][a-z0-9._-]{1,220}[a-z0-9](/.*)?", uri):
             raise ValueError(f"must be a gs://bucket[/prefix] URI: {uri!r}")
         return uri.rstrip("/")
+
+    @model_validator(mode="after")
+    def _replicas(self) -> ModelSettings:
+        if self.vertex_max_replicas < self.vertex_min_replicas:
+            raise ValueError("vertex_max_replicas must not be below vertex_min_replicas")
+        return self
 
     @property
     def gcp_configured(self) -> bool:

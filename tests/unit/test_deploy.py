@@ -48,6 +48,13 @@ VALUES = {
         "enable_streaming_engine": True,
     },
     "vertex_endpoints": {"chain-window": "101", "pool-hour": "102"},
+    "vertex_serving": {
+        "machine_type": "n1-standard-2",
+        "min_replicas": 1,
+        "max_replicas": 3,
+        "staging_uri": "gs://acme-dex-dexwatch-models",
+    },
+    "serving_service_account": "dexwatch-serving@acme-dex.iam.gserviceaccount.com",
 }
 
 
@@ -157,7 +164,9 @@ def test_models_go_to_the_deployments_vertex_ai_and_need_a_production_version(tm
     model = settings.model
     assert model.gcp_configured and model.vertex_project == "acme-dex"
     assert (model.vertex_endpoint_id, model.hourly_vertex_endpoint_id) == ("101", "102")
-    assert model.vertex_staging_uri == "gs://acme-dex-dexwatch-models/models"
+    assert model.vertex_staging_uri == "gs://acme-dex-dexwatch-models"
+    assert (model.vertex_min_replicas, model.vertex_max_replicas) == (1, 3)
+    assert model.vertex_service_account == VALUES["serving_service_account"]
     assert model.serving_image_uri == f"{VALUES['app_image']}:v1.4.0"
     # No model trained in this state dir: the deployment stops before touching GCP.
     gcloud = Gcloud()

@@ -125,10 +125,13 @@ def test_launcher_refuses_a_bad_boolean_and_an_unknown_setting(tmp_path: Path):
         production_settings(known, "my-project")
 
 
-def test_dataflow_dry_run_through_the_launcher_with_the_template_parameters(tmp_path: Path):
-    # A Vertex handler contacts its endpoint when built (tests/integration/
-    # test_vertex_serving.py runs that path against a local stand-in); the graph is the same
-    # with the model in the worker, which this config asks for.
+@pytest.fixture(scope="module")
+def dry_run_job(tmp_path_factory: pytest.TempPathFactory):
+    """The job the launcher submits with every template parameter (DataflowRunner dry run).
+    A Vertex handler contacts its endpoint when built (tests/integration/
+    test_vertex_serving.py runs that path against a local stand-in); the graph is the same
+    with the model in the worker, which this config asks for."""
+    tmp_path = tmp_path_factory.mktemp("template")
     image_settings = yaml.safe_load((TEMPLATE_DIR / "dexwatch.yaml").read_text())
     image_settings["model"] = {
         "serving": "local",
@@ -137,12 +140,36 @@ def test_dataflow_dry_run_through_the_launcher_with_the_template_parameters(tmp_
     }
     config = tmp_path / "dexwatch.yaml"
     config.write_text(yaml.safe_dump(image_settings))
-    result = main(_parameters(config) + DRY_RUN)
-    assert result.job.proto.type.name == "JOB_TYPE_STREAMING"
-    names = {t.unique_name for t in result.job.proto_pipeline.components.transforms.values()}
+    return main(_parameters(config) + DRY_RUN).job
+
+
+def test_dataflow_dry_run_through_the_launcher_with_the_template_parameters(dry_run_job):
+    assert dry_run_job.proto.type.name == "JOB_TYPE_STREAMING"
+    names = {t.unique_name for t in dry_run_job.proto_pipeline.components.transforms.values()}
     # --hourly=true reached the graph; the tables are BigQuery's.
     assert any(n.startswith("ReadPoolHours") for n in names)
     assert any("AppendPool_scores" in n or "Appendpool_scores" in n for n in names)
+
+
+def test_transform_names_are_those_a_running_job_can_be_updated_from(dry_run_job):
+    """Dataflow keeps a streaming job's state on --update only when its transforms keep
+    their names: a rename must be a deliberate edit of transform_names.txt, and a
+    --transform-name-mapping at the next deploy."""
+    names = {
+        t.unique_name
+        for t in dry_run_job.proto_pipeline.components.transforms.values()
+        if not t.unique_name.startswith("ref_AppliedPTransform")
+    }
+    listed = {
+        line
+        for line in (TEMPLATE_DIR / "transform_names.txt").read_text().splitlines()
+        if line and not line.startswith("#")
+    }
+    assert names == listed, (
+        f"renamed or new transforms: gone {sorted(listed - names)}, new {sorted(names - listed)}."
+        " Update beam_pipelines/template/transform_names.txt, and deploy with"
+        " --transform-name-mapping OLD=NEW for each rename"
+    )
 
 
 @pytest.mark.skipif(shutil.which("gcloud") is None, reason="gcloud (Cloud SDK) not installed")
@@ -152,12 +179,13 @@ def test_gcloud_builds_the_template_spec_from_the_metadata(tmp_path: Path):
         region="europe-west1",
         pipeline_image="europe-west1-docker.pkg.dev/my-project/dexwatch/pipeline",
         app_image="europe-west1-docker.pkg.dev/my-project/dexwatch/app",
-        models_bucket="gs://my-project-dexwatch-models",
         template_gcs_path="gs://my-project-dexwatch-staging/templates/dexwatch.json",
         dataflow_job_name="dexwatch",
         dataflow_parameters={},
         dataflow_environment={},
         vertex_endpoints={},
+        vertex_serving={},
+        serving_service_account="",
     )
     command = build_template(outputs, "v1.2.0", print_only=True)
     env = {**os.environ, "CLOUDSDK_CONFIG": str(tmp_path), "CLOUDSDK_CORE_DISABLE_PROMPTS": "1"}

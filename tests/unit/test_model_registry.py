@@ -220,6 +220,8 @@ GCP = ModelSettings(
     vertex_endpoint_id="1234",
     vertex_staging_uri="gs://my-bucket/dexwatch-models/",
     serving_image_uri="europe-docker.pkg.dev/my-project/dexwatch/serve:1",
+    vertex_max_replicas=3,
+    vertex_service_account="dexwatch-serving@my-project.iam.gserviceaccount.com",
 )
 
 
@@ -244,6 +246,8 @@ def test_vertex_promotion_uploads_the_artifact_and_deploys_it(tmp_path, detector
     assert upload["version_aliases"] == [vertex_alias(version.version)]
     (deploy,) = fake.named("deploy")
     assert deploy["traffic_percentage"] == 100
+    assert (deploy["min_replica_count"], deploy["max_replica_count"]) == (1, 3)
+    assert deploy["service_account"] == GCP.vertex_service_account
     assert deploy["model"] == "projects/p/locations/l/models/42@2"
     assert fake.named("Endpoint") == [{"endpoint_name": "1234"}]
     assert fake.named("undeploy") == [{"deployed_model_id": "old-deployed-1"}]

@@ -49,12 +49,13 @@ class TerraformOutputs(BaseModel):
     region: str
     pipeline_image: str
     app_image: str
-    models_bucket: str
     template_gcs_path: str
     dataflow_job_name: str
     dataflow_parameters: dict[str, str]
     dataflow_environment: dict[str, Any]
     vertex_endpoints: dict[str, str]
+    vertex_serving: dict[str, Any]
+    serving_service_account: str
 
     @classmethod
     def parse(cls, text: str) -> TerraformOutputs:
@@ -185,15 +186,20 @@ def active_job_lookup(outputs: TerraformOutputs) -> Command:
 
 def production_model_settings(settings: Settings, outputs: TerraformOutputs, tag: str) -> Settings:
     """``settings`` with the model section pointed at the deployment's Vertex AI: its
-    project and region, the endpoints, the models bucket and the serving image."""
+    project and region, the endpoints, the models bucket, the serving image, machine type,
+    replicas and service account."""
     model = settings.model.model_copy(
         update={
             "vertex_project": outputs.project,
             "vertex_location": outputs.dataflow_parameters.get("vertex_location") or outputs.region,
             "vertex_endpoint_id": outputs.vertex_endpoints.get("chain-window", ""),
             "hourly_vertex_endpoint_id": outputs.vertex_endpoints.get("pool-hour", ""),
-            "vertex_staging_uri": f"{outputs.models_bucket.rstrip('/')}/models",
+            "vertex_staging_uri": outputs.vertex_serving["staging_uri"].rstrip("/"),
             "serving_image_uri": image_uri(outputs.app_image, tag),
+            "vertex_machine_type": outputs.vertex_serving["machine_type"],
+            "vertex_min_replicas": int(outputs.vertex_serving["min_replicas"]),
+            "vertex_max_replicas": int(outputs.vertex_serving["max_replicas"]),
+            "vertex_service_account": outputs.serving_service_account,
         }
     )
     return settings.model_copy(update={"model": model})
