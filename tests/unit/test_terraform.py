@@ -210,14 +210,15 @@ def reference_problems(directory: Path) -> list[str]:
 
 
 def roles_in_readme(text: str) -> set[str]:
-    section = text.split("## Roles", 1)[1]
+    section = text.split("### Service accounts and their roles", 1)[1].split("\n#", 1)[0]
     rows = [line.split("|") for line in section.splitlines() if line.startswith("|")]
     return {match for row in rows[2:] for match in re.findall(r"`(roles/[\w.]+)`", row[2])}
 
 
-def role_problems(directory: Path) -> list[str]:
+def role_problems(directory: Path, readme: Path = ROOT / "README.md") -> list[str]:
+    """Roles granted in ``directory`` against the table of the main README's Deploy section."""
     granted = set(re.findall(r'"(roles/[\w.]+)"', tf_text(directory)))
-    documented = roles_in_readme((directory / "README.md").read_text())
+    documented = roles_in_readme(readme.read_text())
     problems = [f"{role} is granted but not in README.md's table" for role in granted - documented]
     problems += [
         f"{role} is in README.md's table but granted nowhere" for role in documented - granted

@@ -55,7 +55,8 @@ def backfill(
 
 
 def query(sql: Annotated[str, typer.Argument(help="SQL to run against the warehouse.")]) -> None:
-    """Query the warehouse (local DuckDB) while the detector runs."""
+    """Query the warehouse while the detector runs: the local DuckDB file, or BigQuery with
+    warehouse.backend: bigquery. Both have the anomaly views (README, Deploy to GCP)."""
     from rich.console import Console
     from rich.table import Table
 
