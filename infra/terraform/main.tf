@@ -1,5 +1,5 @@
-# dexwatch in production on Google Cloud. One file per service; README.md has the overview,
-# the bootstrap and the table of roles.
+# dexwatch in production on Google Cloud. One file per service; README.md here has the design
+# notes, the main README the steps from an empty project and the table of roles.
 
 # Each Cloud Run component's DEXWATCH_* environment and the Slack routes' Pub/Sub filters:
 # plain values in a module without a provider, so the tests evaluate them offline.

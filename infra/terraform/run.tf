@@ -4,7 +4,7 @@
 # such setting) as a variable filled from their secret.
 #
 # First apply: the Slack service and the chain worker pools start only once their secrets
-# have a value (README, "Bootstrap": create the secrets, add their versions, apply again).
+# have a value (main README, "Deploy to GCP": the secrets first, their values, then the rest).
 
 locals {
   app_image_ref = "${local.app_image}:${var.app_image_tag}"
