@@ -59,7 +59,12 @@ test: install tools
 lint: install
 	$(BIN)/ruff check .
 
-bench: install
+# The benchmarks' own packages (the `bench` extra: isotree compiles from source) go in only here.
+$(VENV)/.bench-installed: requirements-bench.lock $(VENV)/.installed
+	$(UV) pip install -q --compile-bytecode --python $(BIN)/python -r requirements-bench.lock
+	@touch $@
+
+bench: install $(VENV)/.bench-installed
 	$(BIN)/python bench/decode.py
 	$(BIN)/python bench/replay.py
 	$(BIN)/python bench/memory.py --minutes 4
@@ -77,6 +82,8 @@ down:
 # Regenerate the lock after changing dependencies in pyproject.toml.
 lock:
 	$(UV) pip compile -q pyproject.toml --extra dev --extra serving --python-version 3.11 -o requirements.lock
+	$(UV) pip compile -q pyproject.toml --extra dev --extra serving --extra bench --python-version 3.11 \
+	  -c requirements.lock -o requirements-bench.lock
 
 clean: down
 	rm -rf .dexwatch

@@ -16,6 +16,7 @@ import typer
 
 from dexwatch.app.cli import (
     alerts,
+    dashboard,
     data,
     deploy,
     evaluate,
@@ -85,6 +86,7 @@ app.command("backfill")(data.backfill)
 app.command("evaluate")(evaluate.evaluate)
 app.command("query")(data.query)
 app.command("run")(run.run)
+app.command("dashboard")(dashboard.dashboard)
 app.add_typer(monitoring.drift_app, name="drift")
 app.add_typer(monitoring.metrics_app, name="metrics")
 app.command("train")(train.train)
