@@ -15,7 +15,7 @@ def dashboard(
 ) -> None:
     """Serve the dashboard over the local warehouse until Ctrl-C: the pools, the alerts
     (live), one pool over time, the models' health. It reads while the pipeline writes;
-    `dexwatch run` starts one too."""
+    Run it beside `dexwatch run` (or any local pipeline)."""
     from dexwatch.app.dashboard import DEFAULT_PORT, DashboardServer
 
     settings = cli_settings()
