@@ -14,7 +14,7 @@ def dashboard(
     port: Annotated[int | None, typer.Option(help="Port (default 8050; 0: a free one).")] = None,
 ) -> None:
     """Serve the dashboard over the local warehouse until Ctrl-C: the pools, the alerts
-    (live), one pool over time, the models' health. It reads while the pipeline writes;
+    (live), one pool over time, the models' health. It reads while the pipeline writes.
     Run it beside `dexwatch run` (or any local pipeline)."""
     from dexwatch.app.dashboard import DEFAULT_PORT, DashboardServer
 
