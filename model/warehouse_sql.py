@@ -6,6 +6,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from dexwatch.core.warehouse import is_missing_table
+
 
 def utc(moment: datetime) -> datetime:
     """``moment`` in UTC (a naive one is taken to be UTC already, as DuckDB returns them)."""
@@ -21,9 +23,6 @@ def rows_if_tables_exist(warehouse: Any, sql: str) -> list[tuple[Any, ...]]:
     try:
         return warehouse.query(sql).rows
     except Exception as err:
-        message = str(err)  # DuckDB: "Table with name x does not exist"; BigQuery: "Not found"
-        if ("Table with name" in message and "does not exist" in message) or (
-            "Not found: Table" in message
-        ):
+        if is_missing_table(err):
             return []
         raise

@@ -9,9 +9,10 @@ import time
 from typing import Any
 
 from dexwatch.app.dashboard.overview import model_versions
-from dexwatch.app.dashboard.reader import DashboardReader, not_written_yet
+from dexwatch.app.dashboard.reader import DashboardReader
 from dexwatch.app.slack.messages import FEATURE_WORDS
 from dexwatch.core.settings import Settings
+from dexwatch.core.warehouse import is_missing_table
 
 # The anomaly rate is drawn over the last day of scores, in about this many steps.
 RATE_SPAN_S = 24 * 3600
@@ -48,7 +49,7 @@ def _drift(reader: DashboardReader, settings: Settings) -> dict[str, Any]:
             monitoring.anomaly_rate_hours,
         )
     except Exception as err:
-        if not not_written_yet(err):  # nothing scored yet: no drift to tell
+        if not is_missing_table(err):  # nothing scored yet: no drift to tell
             raise
         return {"models": [], "recent_rate": {}, "rate_hours": monitoring.anomaly_rate_hours}
     return {

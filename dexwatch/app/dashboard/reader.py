@@ -15,7 +15,12 @@ from typing import Any
 
 from dexwatch.core.errors import UsageError
 from dexwatch.core.settings import Settings
-from dexwatch.core.warehouse import WarehouseReader, WarehouseTarget, open_reader
+from dexwatch.core.warehouse import (
+    WarehouseReader,
+    WarehouseTarget,
+    is_missing_table,
+    open_reader,
+)
 
 ADDRESS = re.compile(r"0x[0-9a-f]{40}")
 
@@ -44,17 +49,10 @@ class DashboardReader:
         try:
             result = self.warehouse.query(sql)
         except Exception as err:
-            if not_written_yet(err):
+            if is_missing_table(err):
                 return []
             raise
         return [dict(zip(result.columns, row, strict=True)) for row in result.rows]
-
-
-def not_written_yet(err: Exception) -> bool:
-    """Whether ``err`` says a table or view does not exist (yet)."""
-    # DuckDB's catalog error, as model.warehouse_sql.rows_if_tables_exist reads it.
-    message = str(err)
-    return "with name" in message and "does not exist" in message
 
 
 def sql_text(value: str) -> str:

@@ -22,6 +22,15 @@ class WarehouseError(DexwatchError, FileNotFoundError):
     """The warehouse cannot be read: it does not exist yet."""
 
 
+def is_missing_table(err: Exception) -> bool:
+    """Whether a query failed because a table or view it reads does not exist yet (DuckDB:
+    "Table with name x does not exist", "View with name ..."; BigQuery: "Not found: Table")."""
+    message = str(err)
+    return ("with name" in message and "does not exist" in message) or (
+        "Not found: Table" in message
+    )
+
+
 class QueryResult(Protocol):
     columns: list[str]
     rows: list[tuple[Any, ...]]
