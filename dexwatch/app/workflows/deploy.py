@@ -61,17 +61,17 @@ class TerraformOutputs(BaseModel):
     def parse(cls, text: str) -> TerraformOutputs:
         """Outputs from ``terraform output -json`` ({name: {"value": ...}})."""
         try:
-            raw = json.loads(text)
-            values = {name: output["value"] for name, output in raw.items()}
-            return cls.model_validate(values)
-        except (ValueError, KeyError, TypeError) as err:
-            if isinstance(err, ValidationError):
-                missing = [".".join(map(str, e["loc"])) for e in err.errors()]
-                raise DeployError(
-                    f"Terraform outputs lack or mistype {', '.join(missing)}: "
-                    "run `terraform apply` in infra/terraform first"
-                ) from None
+            values = {name: output["value"] for name, output in json.loads(text).items()}
+        except (ValueError, KeyError, TypeError, AttributeError) as err:
             raise DeployError(f"cannot read the Terraform outputs: {err}") from None
+        try:
+            return cls.model_validate(values)
+        except ValidationError as err:
+            missing = [".".join(map(str, e["loc"])) for e in err.errors()]
+            raise DeployError(
+                f"Terraform outputs lack or mistype {', '.join(missing)}: "
+                "run `terraform apply` in infra/terraform first"
+            ) from None
 
 
 @dataclass(frozen=True)
