@@ -137,8 +137,14 @@ def test_a_signed_click_is_recorded_once_and_shown_and_a_forged_one_is_refused(
     ((feedback_id, row),) = consumer.ledger.unwritten_feedback()
     assert row["verdict"] == "not-incident" and row["alert_id"] == alert.alert_id
     assert row["kind"] == "rug-pull" and row["window_start"] == alert.window_start.isoformat()
+
+    def reply_and_refreshed_root() -> bool:
+        # The reply is posted first, then the root is updated: wait for both.
+        messages = standin.messages()
+        return len(messages) >= 2 and "operator: marked" in str(messages[0]["blocks"])
+
     deadline = time.monotonic() + 10
-    while len(standin.messages()) < 2 and time.monotonic() < deadline:
+    while not reply_and_refreshed_root() and time.monotonic() < deadline:
         time.sleep(0.1)
     reply = standin.messages()[1]
     assert reply["thread_ts"] == root["ts"] and "marked not an incident" in reply["text"]
