@@ -75,6 +75,7 @@ bench: install $(VENV)/.bench-installed
 	$(BIN)/python bench/backfill.py
 	$(BIN)/python bench/bad_input.py
 	$(BIN)/python bench/slack.py
+	$(BIN)/python bench/first_run.py
 
 down:
 	$(BIN)/dexwatch local down

@@ -19,14 +19,18 @@ from dexwatch.core.features.chain import (
 )
 from model.training import DEFAULT_PARAMS, TrainingParams, fit_detector
 
-__all__ = ["TrainingParams", "train_detector"]
+__all__ = ["TrainingParams", "train_detector", "training_matrix"]
+
+
+def training_matrix(rows: Sequence[dict]) -> np.ndarray:
+    """The feature rows as the matrix the detector is fitted on (FEATURE_NAMES' columns)."""
+    return np.array([feature_vector(row) for row in rows], dtype=np.float64)
 
 
 def train_detector(rows: Sequence[dict], params: TrainingParams = DEFAULT_PARAMS) -> Detector:
     """A Detector trained on feature rows (dicts with every name in FEATURE_NAMES)."""
-    x = np.array([feature_vector(row) for row in rows], dtype=np.float64)
     return fit_detector(
-        x, FEATURE_NAMES, FEATURES_VERSION, params, floors=INCIDENT_FLOORS,
+        training_matrix(rows), FEATURE_NAMES, FEATURES_VERSION, params, floors=INCIDENT_FLOORS,
         benign_rises=BENIGN_RISES, context_features=CHAIN_CONTEXT_FEATURES,
         limits_at_floor=LIMITS_AT_FLOOR,
     )  # fmt: skip

@@ -52,14 +52,18 @@ def training_rows(hours: Iterable[PoolHour]) -> list[dict[str, float]]:
     return rows
 
 
+def training_matrix(hours: Iterable[PoolHour]) -> np.ndarray:
+    """The hourly rows of ``hours`` as the matrix the detector is fitted on
+    (HOURLY_FEATURE_NAMES' columns)."""
+    return np.array([hourly_vector(row) for row in training_rows(hours)], dtype=np.float64)
+
+
 def train_hourly_detector(
     hours: Iterable[PoolHour], params: TrainingParams = DEFAULT_PARAMS
 ) -> Detector:
     """A Detector for the hourly vector, trained on the hours of normal traffic."""
-    rows = training_rows(hours)
-    x = np.array([hourly_vector(row) for row in rows], dtype=np.float64)
     return fit_detector(
-        x,
+        training_matrix(hours),
         HOURLY_FEATURE_NAMES,
         HOURLY_FEATURES_VERSION,
         params,

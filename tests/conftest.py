@@ -148,6 +148,7 @@ def write_local_config(directory: Path, **sections: dict) -> Path:
             "emulator_port": emulator_port,
             "subgraph_port": subgraph_port,
             "node_modules": str(ROOT / "node_modules"),
+            "dashboard_port": 0,
         },
         "chain": {"rpc_urls": [f"http://127.0.0.1:{anvil_port}"]},
         "pubsub": {"emulator_host": f"127.0.0.1:{emulator_port}"},

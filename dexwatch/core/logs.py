@@ -17,6 +17,7 @@ import re
 import sys
 import threading
 import traceback
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 from urllib.parse import unquote, unquote_plus, urlsplit
@@ -172,14 +173,14 @@ def _record_extras(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, Any
     return event_dict
 
 
-def configure(level: str = "INFO", fmt: str = "console") -> None:
-    """Route stdlib logging to stderr as console or JSON lines, secrets scrubbed from every
-    record of every logger; idempotent."""
+def configure(level: str = "INFO", fmt: str = "console", to_file: Path | None = None) -> None:
+    """Route stdlib logging to stderr (or, with ``to_file``, to the end of that file) as
+    console or JSON lines, secrets scrubbed from every record of every logger; idempotent."""
     renderer: Any
     if fmt == "json":
         renderer = structlog.processors.JSONRenderer()
     else:
-        renderer = structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+        renderer = structlog.dev.ConsoleRenderer(colors=to_file is None and sys.stderr.isatty())
     shared = [
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
@@ -195,7 +196,12 @@ def configure(level: str = "INFO", fmt: str = "console") -> None:
             _scrub_rendered,
         ],
     )
-    handler = logging.StreamHandler(sys.stderr)
+    handler: logging.Handler
+    if to_file is None:
+        handler = logging.StreamHandler(sys.stderr)
+    else:
+        to_file.parent.mkdir(parents=True, exist_ok=True)
+        handler = logging.FileHandler(to_file, encoding="utf-8")
     handler.setFormatter(formatter)
     handler.addFilter(_SCRUB_FILTER)
     root = logging.getLogger()

@@ -53,6 +53,8 @@ class LocalStackSettings(StrictModel):
     # The local stand-in for The Graph (infra/local/subgraph), started by `dexwatch run`.
     subgraph_port: int = Field(8000, gt=0, lt=65536)
     subgraph_standin: SubgraphStandInSettings = SubgraphStandInSettings()
+    # The dashboard `dexwatch run` serves (a free port when this one is taken; 0: always).
+    dashboard_port: int = Field(8050, ge=0, lt=65536)
     # `dexwatch run` starts a fresh chain this many hours (rounded down to a whole hour) in
     # the past and mines that history before going live, so that the subgraph path has
     # complete hours at once: with 8, each pool's last hours have the 6 hours of history the
@@ -61,6 +63,10 @@ class LocalStackSettings(StrictModel):
     # (simulator.block_interval_s apart, about 40 s per hour): the chain publisher starts
     # there, so the chain path's baselines hold live-like traffic only.
     history_hours: float = Field(8.0, ge=0, le=48)
+    # A run that first trains its models (in the background, competing for the CPU with the
+    # mining) starts the chain only this far back, so the chain path scores within two
+    # minutes; the hourly path then scores once its pools have 6 hours of history.
+    first_run_history_hours: float = Field(1.0, ge=0, le=48)
     live_history_minutes: float = Field(15.0, ge=0)
     anvil_accounts: int = Field(20, ge=12)
     chain_id: int = 31337

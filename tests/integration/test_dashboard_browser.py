@@ -48,17 +48,19 @@ def _dexwatch(config: Path, *args: str) -> subprocess.Popen:
     )  # fmt: skip
 
 
-def _wait_for_line(process: subprocess.Popen, prefix: str) -> str:
-    """Reads the process' output up to its first line starting with ``prefix``; the rest is
-    drained on a thread (a full pipe would block it)."""
+def _wait_for_lines(process: subprocess.Popen, *prefixes: str) -> list[str]:
+    """Reads the process' output up to its first line starting with each of ``prefixes``, in
+    their order; the rest is drained on a thread (a full pipe would block it)."""
     assert process.stdout is not None
-    seen = []
+    seen, found = [], []
     for line in process.stdout:
         seen.append(line)
-        if line.startswith(prefix):
-            threading.Thread(target=process.stdout.read, daemon=True).start()
-            return line
-    raise AssertionError(f"no line {prefix!r} in:\n{''.join(seen)[-3000:]}")
+        if line.startswith(prefixes[len(found)]):
+            found.append(line)
+            if len(found) == len(prefixes):
+                threading.Thread(target=process.stdout.read, daemon=True).start()
+                return found
+    raise AssertionError(f"no line {prefixes[len(found)]!r} in:\n{''.join(seen)[-3000:]}")
 
 
 def _stop(process: subprocess.Popen) -> None:
@@ -72,7 +74,7 @@ def _stop(process: subprocess.Popen) -> None:
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
-    """A running `dexwatch run` and `dexwatch dashboard`, and a headless Chromium."""
+    """A running `dexwatch run` with the dashboard it serves, and a headless Chromium."""
     from playwright.sync_api import sync_playwright
 
     if not CHROMIUM.is_file():
@@ -80,11 +82,9 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     work = tmp_path_factory.mktemp("dashboard")
     config = write_local_config(work, **LIVE)
     run = _dexwatch(config, "run", "--duration", "1200")
-    dashboard = None
     try:
-        _wait_for_line(run, "running:")
-        dashboard = _dexwatch(config, "dashboard", "--port", "0")
-        url = _wait_for_line(dashboard, "dashboard on ").split()[2]
+        dashboard, _ = _wait_for_lines(run, "dashboard on ", "running:")
+        url = dashboard.split()[2]
         deployment = LocalDeployment.load(work / ".dexwatch" / "deployment.json")
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(
@@ -97,8 +97,6 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
                    "work": work}  # fmt: skip
             browser.close()
     finally:
-        if dashboard is not None:
-            _stop(dashboard)
         _stop(run)
 
 

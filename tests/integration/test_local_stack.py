@@ -133,6 +133,8 @@ def test_injected_drain_is_published_and_labelled(tmp_path: Path, monkeypatch) -
 
 # A small first model: `run` trains one when there is none (bootstrap_hours of history).
 # One hour of history: complete hours for the subgraph path without mining eight.
+# A log record as a console shows it (structlog's rendering, or the stdlib's default).
+LOG_RECORD = re.compile(r"\d{4}-\d\d-\d\dT\S+ \[\w+ *\]|^(INFO|WARNING|ERROR|DEBUG):\S+:")
 QUICK_RUN = {
     "simulator": {"block_interval_s": 1.0},
     "model": {"bootstrap_hours": 0.3},
@@ -166,6 +168,16 @@ def test_run_shows_every_pool_and_leaves_no_process(tmp_path: Path) -> None:
     assert "stopped:" in proc.stdout
     _assert_nothing_left(config, _pids(config))
     assert not list((tmp_path / ".dexwatch" / "run").glob("*.pid"))
+    # The first model was trained in the background, and the console holds dexwatch's own
+    # lines: log records (Beam's, the trainer's) are in the log files.
+    assert "chain-window model: none trained yet; training one in the background" in proc.stdout
+    assert "chain-window model ready" in proc.stdout
+    assert "dashboard on http://127.0.0.1:" in proc.stdout
+    records = [line for line in (proc.stdout + proc.stderr).splitlines() if LOG_RECORD.search(line)]
+    assert records == []
+    logs = tmp_path / ".dexwatch" / "logs"
+    assert "deployed the local contracts" in (logs / "run.log").read_text()
+    assert "trained detector" in (logs / "first-models.log").read_text()
 
 
 def test_interrupt_stops_every_process_it_started(tmp_path: Path) -> None:

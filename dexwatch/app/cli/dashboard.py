@@ -15,7 +15,7 @@ def dashboard(
 ) -> None:
     """Serve the dashboard over the local warehouse until Ctrl-C: the pools, the alerts
     (live), one pool over time, the models' health. It reads while the pipeline writes.
-    Run it beside `dexwatch run` (or any local pipeline)."""
+    `dexwatch run` serves one too; this one reads any local warehouse."""
     from dexwatch.app.dashboard import DEFAULT_PORT, DashboardServer
 
     settings = cli_settings()

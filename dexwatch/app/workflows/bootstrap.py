@@ -123,7 +123,9 @@ def bootstrap_model(
     the model registry and promote it (settings.model_path is the production link by
     default; an explicit model.path gets a copy). ``genesis_timestamp``: see
     ``record_history``."""
-    from model.chain_window import TrainingParams, train_detector
+    from dexwatch.core.features.chain import FEATURE_NAMES
+    from model.chain_window import TrainingParams, train_detector, training_matrix
+    from model.drift import feature_bins
     from model.registry import CHAIN_WINDOW, ModelRegistry
 
     with tempfile.TemporaryDirectory(prefix="dexwatch-bootstrap-") as scratch:
@@ -137,7 +139,14 @@ def bootstrap_model(
         progress("train", 0, 1)
         detector = train_detector(rows, TrainingParams(seed=settings.simulator.seed))
         registry = ModelRegistry(settings.registry_dir, CHAIN_WINDOW)
-        registry.register(detector, {"training_range": _training_range(rows, hours)})
+        registry.register(
+            detector,
+            {
+                "training_range": _training_range(rows, hours),
+                # What drift is measured against (dexwatch model drift, the dashboard).
+                "feature_bins": feature_bins(training_matrix(rows), FEATURE_NAMES),
+            },
+        )
         registry.promote(detector.version)
         if settings.model.path is not None:
             detector.save(settings.model.path)
@@ -180,7 +189,9 @@ def bootstrap_hourly_model(
     learned from beside it
     (training-hours.jsonl, pool-hourly messages: a replay can feed them to the pipeline).
     ``genesis_timestamp``: as ``record_history``'s."""
-    from model.hourly import train_hourly_detector
+    from dexwatch.core.features.hourly import HOURLY_FEATURE_NAMES
+    from model.drift import feature_bins
+    from model.hourly import train_hourly_detector, training_matrix
     from model.registry import POOL_HOUR, ModelRegistry
     from model.training import TrainingParams
 
@@ -208,7 +219,8 @@ def bootstrap_hourly_model(
         "first_hour_start": min(stamps, default=None),
         "last_hour_start": max(stamps, default=None),
     }
-    registry.register(detector, {"training_range": training_range})
+    bins = feature_bins(training_matrix(pool_hours), HOURLY_FEATURE_NAMES)
+    registry.register(detector, {"training_range": training_range, "feature_bins": bins})
     registry.promote(detector.version)
     if settings.model.hourly_path is not None:
         detector.save(settings.model.hourly_path)

@@ -14,9 +14,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from rich.console import Console
+from rich.console import Console, Group
 from rich.live import Live
 
+from dexwatch.app.dashboard import start_dashboard
 from dexwatch.app.views.alerts_tail import describe
 from dexwatch.app.views.monitor import (
     PoolEventSummary,
@@ -25,10 +26,10 @@ from dexwatch.app.views.monitor import (
     subscribe_alerts,
     subscribe_hourly,
 )
-from dexwatch.core.detector import Detector
+from dexwatch.app.workflows import first_models
+from dexwatch.app.workflows.first_models import TrainingWatch
+from dexwatch.core import logs
 from dexwatch.core.emulator import emulator_environment, use_pubsub_emulator
-from dexwatch.core.features.chain import FEATURES_VERSION
-from dexwatch.core.features.hourly import HOURLY_FEATURES_VERSION
 from dexwatch.core.schemas.topics import MONITOR_SUBSCRIPTION
 from infra.local.processes import StackError
 from infra.local.settings import LocalSettings
@@ -56,18 +57,29 @@ def scores_hours(settings: LocalSettings) -> bool:
     return uses_local_subgraph(settings)
 
 
+def _component_env(settings: LocalSettings) -> dict[str, str]:
+    return {**emulator_environment(settings.local.emulator_host), "PYTHONUNBUFFERED": "1"}
+
+
+def _config_args(config: Path | None) -> list[str]:
+    return [] if config is None else ["--config", str(config.resolve())]
+
+
+def _base_argv(config: Path | None) -> list[str]:
+    return [sys.executable, "-m", "dexwatch", *_config_args(config)]
+
+
 def _component_specs(  # type: ignore[no-untyped-def]
-    settings: LocalSettings, config: Path | None, chain_start_block: int | None, hourly: bool
+    settings: LocalSettings, config: Path | None, chain_start_block: int | None
 ):
+    """Every component but the pipeline (which waits for its model: ``_pipeline_spec``)."""
     from infra.local.processes import ProcessSpec
 
-    config_args = [] if config is None else ["--config", str(config.resolve())]
-    base = [sys.executable, "-m", "dexwatch", *config_args]
-    env = {**emulator_environment(settings.local.emulator_host), "PYTHONUNBUFFERED": "1"}
+    base = _base_argv(config)
+    env = _component_env(settings)
     publisher_env = dict(env)
     if chain_start_block is not None:
         publisher_env["DEXWATCH_CHAIN__START_BLOCK"] = str(chain_start_block)
-    pipeline_env = {**env, "DEXWATCH_PIPELINE__HOURLY": str(hourly).lower()}
     specs = [
         ProcessSpec(SIMULATOR, [*base, "simulate", "run"], env=env),
         ProcessSpec(CHAIN_PUBLISHER, [*base, "publish", "chain"], env=publisher_env),
@@ -75,17 +87,20 @@ def _component_specs(  # type: ignore[no-untyped-def]
     if uses_local_subgraph(settings):
         # Its lag and faults (local.subgraph_standin) come from the same config and
         # environment, like every component's settings.
-        standin = [sys.executable, "-m", "infra.local.subgraph", *config_args]
+        standin = [sys.executable, "-m", "infra.local.subgraph", *_config_args(config)]
         local = settings.local
         specs += [
             ProcessSpec(SUBGRAPH_STANDIN, standin, local.host, local.subgraph_port, env=env),
             ProcessSpec(SUBGRAPH_PUBLISHER, [*base, "publish", "subgraph"], env=env),
         ]
-    return [
-        *specs,
-        *_slack_specs(settings, base, env),
-        ProcessSpec(PIPELINE, [*base, "pipeline", "run"], env=pipeline_env),
-    ]
+    return [*specs, *_slack_specs(settings, base, env)]
+
+
+def _pipeline_spec(settings: LocalSettings, config: Path | None, hourly: bool):  # type: ignore[no-untyped-def]
+    from infra.local.processes import ProcessSpec
+
+    env = {**_component_env(settings), "DEXWATCH_PIPELINE__HOURLY": str(hourly).lower()}
+    return ProcessSpec(PIPELINE, [*_base_argv(config), "pipeline", "run"], env=env)
 
 
 def _slack_specs(settings: LocalSettings, base: list[str], env: dict[str, str]):  # type: ignore[no-untyped-def]
@@ -109,10 +124,13 @@ def _slack_specs(settings: LocalSettings, base: list[str], env: dict[str, str]):
     return [*specs, ProcessSpec(SLACK_CONSUMER, consumer, slack.host, slack.port, env=env)]
 
 
-def _history_start(settings: LocalSettings) -> int | None:
-    """Genesis time of a chain that starts local.history_hours before the current whole
-    hour, or None to start it now."""
-    hours = settings.local.history_hours
+def _history_start(settings: LocalSettings, training: bool) -> int | None:
+    """Genesis time of a chain that starts local.history_hours (first_run_history_hours
+    while the first models train) before the current whole hour, or None to start it now."""
+    local = settings.local
+    hours = (
+        min(local.history_hours, local.first_run_history_hours) if training else local.history_hours
+    )
     if hours <= 0:
         return None
     return int(time.time()) // 3600 * 3600 - round(hours * 3600)
@@ -169,6 +187,8 @@ def run_local(
     if not console.is_terminal:
         console = Console(width=160)
     state_dir = settings.state_dir
+    # The console is for dexwatch's own lines; log records (Beam's among them) go to a file.
+    logs.configure(settings.logging.level, settings.logging.format, to_file=_run_log(settings))
     before = stack.status(settings)
     started: list[str] = []
     if before.emulator_pid is None:
@@ -176,22 +196,17 @@ def run_local(
     fresh_chain = before.anvil_pid is None
     if fresh_chain:
         started.append(stack.ANVIL)
+    dashboard = None
     try:
-        # First models first (on private chains): the live chain's history must run up to the
-        # moment the components start, or the chain windows wait out a new baseline.
-        local = settings.model.serving == "local"
-        if local and _needs_model(settings.model_path, FEATURES_VERSION, console):
-            _bootstrap_model(settings, console)
         hourly = scores_hours(settings)
-        if (
-            hourly
-            and local
-            and _needs_model(settings.hourly_model_path, HOURLY_FEATURES_VERSION, console)
-        ):
-            _bootstrap_hourly_model(settings, console)
+        local_models = settings.model.serving == "local"
+        missing = first_models.missing_models(settings, hourly) if local_models else {}
         console.print("[bold]starting the local stack[/] (Pub/Sub emulator, anvil, contracts)")
-        genesis = _history_start(settings) if fresh_chain else None
+        genesis = _history_start(settings, bool(missing)) if fresh_chain else None
         deployment = stack.up(settings, genesis_timestamp=genesis)
+        dashboard = start_dashboard(settings, settings.local.host, settings.local.dashboard_port)
+        console.print(f"[bold]dashboard[/] on {dashboard.url}", highlight=False)
+        training = _start_training(settings, missing, config, console, started)
         chain_start_block = None
         if genesis is not None:
             chain_start_block = _mine_history(settings, deployment, console)
@@ -215,16 +230,12 @@ def run_local(
                 soft_wrap=True,
             ),
         )
-        specs = _component_specs(settings, config, chain_start_block, hourly)
+        specs = _component_specs(settings, config, chain_start_block)
         for spec in specs:
             if processes.running_pid(state_dir, spec.name) is None:
                 processes.start(spec, state_dir)
                 started.append(spec.name)
-        console.print(
-            f"running: {', '.join(started) or 'everything was already running'}; "
-            f"logs in {state_dir / 'logs'}; Ctrl-C stops"
-            + (f" (or after {duration_s:g} s)" if duration_s else "")
-        )
+        pipeline = _Pipeline(settings, config, hourly, console, started, duration_s)
         stop_slack = _follow_slack(settings, console)
         if SUBGRAPH_STANDIN in started and settings.local.subgraph_standin.model_fields_set:
             from infra.local.subgraph.server import describe_behaviour
@@ -233,7 +244,8 @@ def run_local(
                 f"the subgraph stand-in: {describe_behaviour(settings.local.subgraph_standin)}"
             )
         try:
-            _watch(settings, [spec.name for spec in specs], summary, stop, duration_s, console)
+            components = [spec.name for spec in specs]
+            _watch(settings, components, summary, stop, duration_s, console, pipeline, training)
         finally:
             stop_monitor()
             stop_alerts()
@@ -241,12 +253,102 @@ def run_local(
             stop_slack()
         console.print(summary.table())
     finally:
+        if dashboard is not None:
+            dashboard.stop()
         # Clients before servers, so nothing logs connection errors on the way down.
         servers = (SUBGRAPH_STANDIN, SLACK_STANDIN, stack.EMULATOR, stack.ANVIL)
         for name in sorted(started, key=lambda n: n in servers):
             processes.stop(state_dir, name)
         if started:
             console.print(f"stopped: {', '.join(started)}")
+
+
+def _run_log(settings: LocalSettings) -> Path:
+    from infra.local.processes import log_path
+
+    return log_path(settings.state_dir, "run")
+
+
+def _start_training(
+    settings: LocalSettings,
+    missing: dict[str, str],
+    config: Path | None,
+    console: Console,
+    started: list[str],
+) -> TrainingWatch | None:
+    """Start the trainer of the missing first models; None when none is missing."""
+    from infra.local import processes
+
+    if not missing:
+        return None
+    for name, why in missing.items():
+        console.print(f"{first_models.TITLES[name]}: {why}; training one in the background")
+    log = processes.log_path(settings.state_dir, first_models.TRAINER)
+    console.print(
+        "  on the simulator's normal traffic (once; `dexwatch model bootstrap` and "
+        f"`bootstrap-hourly` do the same); its log: {log}",
+        highlight=False,
+    )
+    progress_file = settings.state_dir / "run" / f"{first_models.TRAINER}.progress"
+    progress_file.parent.mkdir(parents=True, exist_ok=True)
+    progress_file.unlink(missing_ok=True)
+    spec = first_models.trainer_spec(list(missing), progress_file, config, _component_env(settings))
+    processes.start(spec, settings.state_dir)
+    started.append(first_models.TRAINER)
+    return TrainingWatch(settings, list(missing), progress_file)
+
+
+class _Pipeline:
+    """The pipeline process, started once the chain-window model exists and restarted with
+    its hourly branch once the hourly model does (what it has not read waits in its
+    subscriptions; its sinks are idempotent, so a restart doubles nothing)."""
+
+    def __init__(
+        self,
+        settings: LocalSettings,
+        config: Path | None,
+        hourly: bool,
+        console: Console,
+        started: list[str],
+        duration_s: float | None,
+    ) -> None:
+        from infra.local import processes
+
+        self._settings, self._config, self._hourly = settings, config, hourly
+        self._console, self._started, self._duration_s = console, started, duration_s
+        # A pipeline already running (another run's) is left as it is.
+        self._external = processes.running_pid(settings.state_dir, PIPELINE) is not None
+        self._with_hourly: bool | None = None
+        self._announced = False
+
+    @property
+    def running(self) -> bool:
+        return self._external or self._with_hourly is not None
+
+    def update(self, pending: set[str]) -> None:
+        """Start or restart the pipeline for the models ready now (``pending``: not yet)."""
+        from infra.local import processes
+
+        if not self._external and first_models.CHAIN not in pending:
+            with_hourly = self._hourly and first_models.HOURLY not in pending
+            state_dir = self._settings.state_dir
+            if self._with_hourly != with_hourly:
+                if self._with_hourly is not None:
+                    self._console.print("restarting the pipeline with its hourly branch")
+                    processes.stop(state_dir, PIPELINE)
+                spec = _pipeline_spec(self._settings, self._config, with_hourly)
+                processes.start(spec, state_dir)
+                if self._with_hourly is None:
+                    self._started.append(PIPELINE)
+                self._with_hourly = with_hourly
+        if self.running and not self._announced:
+            self._announced = True
+            self._console.print(
+                f"running: {', '.join(self._started) or 'everything was already running'}; "
+                f"logs in {self._settings.state_dir / 'logs'}; Ctrl-C stops"
+                + (f" (or after {self._duration_s:g} s)" if self._duration_s else ""),
+                highlight=False,
+            )
 
 
 def _follow_slack(settings: LocalSettings, console: Console) -> Callable[[], None]:
@@ -275,10 +377,13 @@ def _watch(
     stop: threading.Event,
     duration_s: float | None,
     console: Console,
+    pipeline: _Pipeline,
+    training: TrainingWatch | None,
 ) -> None:
     from infra.local import processes
 
-    deadline = time.monotonic() + duration_s if duration_s else None
+    # The duration counts once everything runs (the pipeline waits for its first model).
+    deadline: float | None = None
     interactive = console.is_terminal
     last_plain = time.monotonic()
     display = (
@@ -286,69 +391,35 @@ def _watch(
         if interactive
         else contextlib.nullcontext()
     )
+    pipeline.update(training.pending if training else set())
     with display as live:
         while not stop.wait(0.5):
-            for name in components:
+            if training is not None:
+                for name in training.poll():
+                    console.print(f"{first_models.TITLES[name]} ready", highlight=False)
+                if training.finished:
+                    training.close()
+                    training = None
+                    pipeline.update(set())
+                elif training.pending:
+                    # (With nothing pending the trainer is about to finish: it is waited for.)
+                    pipeline.update(training.pending)
+            for name in [*components, *([PIPELINE] if pipeline.running else [])]:
                 if processes.running_pid(settings.state_dir, name) is None:
                     log = processes.log_path(settings.state_dir, name)
                     tail = log.read_text(errors="replace")[-1500:] if log.exists() else ""
                     raise StackError(f"{name} stopped unexpectedly; end of {log}:\n{tail}")
             if live is not None:
-                live.update(summary.table())
+                shown = [summary.table()]
+                if training is not None:
+                    shown.insert(0, training.progress.get_renderable())
+                live.update(Group(*shown))
             elif time.monotonic() - last_plain >= _PLAIN_REFRESH_S:
                 last_plain = time.monotonic()
-                for line in summary.lines() or ["no events yet"]:
+                lines = summary.lines() or ["no events yet"]
+                for line in [*(training.lines() if training else []), *lines]:
                     console.print(line, highlight=False)
+            if duration_s and deadline is None and pipeline.running:
+                deadline = time.monotonic() + duration_s
             if deadline is not None and time.monotonic() >= deadline:
                 break
-
-
-def _needs_model(path: Path, features_version: int, console: Console) -> bool:
-    """No model at ``path``, or one of features this dexwatch no longer computes."""
-    if not path.is_file():
-        return True
-    trained_on = Detector.load(path).features_version
-    if trained_on == features_version:
-        return False
-    console.print(
-        f"the model at {path} was trained on features version {trained_on}; this dexwatch "
-        f"computes version {features_version}: training a new first model"
-    )
-    return True
-
-
-def _bootstrap_model(settings: LocalSettings, console: Console) -> None:
-    from dexwatch.app.workflows.bootstrap import bootstrap_model
-
-    hours = settings.model.bootstrap_hours
-    console.print(
-        f"no model yet: training the first one on {hours:g} simulated hours of normal traffic "
-        "(once; `dexwatch model bootstrap` does the same)"
-    )
-    detector = bootstrap_model(settings, hours, _progress_printer(console))
-    console.print(f"model {detector.version} trained on {detector.training_rows} windows")
-
-
-def _bootstrap_hourly_model(settings: LocalSettings, console: Console) -> None:
-    from dexwatch.app.workflows.bootstrap import bootstrap_hourly_model
-
-    hours = settings.model.hourly_bootstrap_hours
-    console.print(
-        f"no hourly model yet: training the first one on {hours} simulated "
-        "hours of normal traffic (once; `dexwatch model bootstrap-hourly` does the same)"
-    )
-    detector, _ = bootstrap_hourly_model(settings, hours, _progress_printer(console))
-    console.print(f"hourly model {detector.version} trained on {detector.training_rows} pool hours")
-
-
-def _progress_printer(console: Console) -> Callable[[str, int, int], None]:
-    """Prints each stage's progress every 25 %."""
-    last: dict[str, int] = {}
-
-    def progress(stage: str, done: int, total: int) -> None:
-        percent = 100 * done // max(total, 1)
-        if percent >= last.get(stage, -25) + 25:
-            last[stage] = percent
-            console.print(f"  {stage}: {percent}%", highlight=False)
-
-    return progress
