@@ -45,6 +45,16 @@ class FairPrices:
         # Logs of the volatility and activity multipliers, slow (regime) and fast (burst).
         self._regime = self._burst = 0.0
 
+    def continue_from(self, observed_usd: dict[str, float]) -> None:
+        """Go on from the prices the market shows (the pools'), the pegged tokens kept.
+
+        Args:
+            observed_usd: USD prices by token; tokens not in it keep theirs.
+        """
+        for symbol, price in observed_usd.items():
+            if symbol in self.usd and symbol not in self.pegged and price > 0:
+                self.usd[symbol] = price
+
     def wander(self, dt: float) -> None:
         """Move the regime, the burst and every price on by ``dt`` seconds."""
         s = self.settings

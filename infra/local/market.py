@@ -131,6 +131,12 @@ class MarketSimulator:
             with evm.manual_mining(rpc):
                 transactor = Transactor(rpc)
                 _, last_timestamp = evm.latest_block(rpc)
+                # After a mined history (or an earlier run) the market goes on from the
+                # pools' prices: from the tokens' initial ones, the arbitrageur would move
+                # every pool by the history's whole drift in one block (false dislocations).
+                states = evm.read_pools(rpc, self.deployment.pools)
+                trading = {n: s for n, s in states.items() if s.reserve0 and s.reserve1}
+                self.prices.continue_from(evm.usd_prices(self.deployment, trading))
                 next_report = time.monotonic() + _REPORT_EVERY_S
                 log.info("simulating the market live, a block every %gs", interval)
                 while not stop.is_set() and (deadline is None or time.monotonic() < deadline):

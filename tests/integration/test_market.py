@@ -308,6 +308,32 @@ def test_live_run_stamps_blocks_with_the_wall_clock_and_stops_when_asked(deploye
     rpc.close()
 
 
+def test_a_live_market_goes_on_from_the_prices_a_history_left(deployed):
+    """`dexwatch run` mines a history, then a new simulator process trades live: it starts
+    from the pools' prices, not the tokens' initial ones (which made the arbitrageur move
+    every pool by the history's drift in the first live block: a false alert on each)."""
+    settings, deployment = deployed
+    settings = _with(settings, block_interval_s=1.0)
+    history = MarketSimulator(settings, deployment)
+    history.prices.shift({"WETH": 1.25, "LINK": 0.8}, 60)
+    history.generate_history(0.05, block_interval_s=12)
+    rpc = evm.Rpc(settings.local.rpc_url)
+    try:
+        mined = evm.usd_prices(deployment, evm.read_pools(rpc, deployment.pools))
+        assert mined["WETH"] > 1.2 * deployment.tokens["WETH"].initial_usd_price  # drifted
+        live = MarketSimulator(settings, deployment)
+        stop = threading.Event()
+        worker = threading.Thread(target=live.run_live, args=(stop,), kwargs={"duration_s": 4})
+        worker.start()
+        worker.join(timeout=30)
+        assert live.stats.blocks >= 2
+        after = evm.usd_prices(deployment, evm.read_pools(rpc, deployment.pools))
+    finally:
+        rpc.close()
+    for symbol in ("WETH", "LINK", "WBTC", "UNI"):
+        assert after[symbol] == pytest.approx(mined[symbol], rel=0.01), symbol
+
+
 POOLS = ["uniswap_v3:WETH/USDC:500", "sushiswap:LINK/WETH"]
 
 
