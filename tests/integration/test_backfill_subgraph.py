@@ -87,6 +87,8 @@ def test_a_subgraph_backfill_resumes_through_interruption_lag_and_a_missing_mode
 
     def interrupt_on_the_third_call(stage: str, done: int, total: int) -> None:
         calls.append(done)
+        # The bar counts what its total counts (hours read against the hours to read).
+        assert 0 <= done <= total, (stage, done, total)
         if len(calls) == 3:
             raise _Interrupted
 

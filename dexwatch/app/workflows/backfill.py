@@ -184,7 +184,7 @@ def backfill_subgraph(
         total = (end_hour - first_hour) // HOUR_S
 
         def on_batch(stats) -> None:  # noqa: ANN001
-            progress("read hours", stats.last_hour + HOUR_S - first_hour, total)
+            progress("read hours", (stats.last_hour + HOUR_S - first_hour) // HOUR_S, total)
 
         progress("read hours", 0, total)
         stats = read_subgraph(
