@@ -27,6 +27,13 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
+from dexwatch.core.chain_settings import (
+    ChainSettings,
+    Dex,
+    FactoryConfig,
+    PoolFilter,
+    Protocol,
+)
 from dexwatch.core.market_settings import MarketSettings
 from dexwatch.core.retry import RetryPolicy, over_field_default
 from dexwatch.core.settings_base import (
@@ -38,69 +45,18 @@ from dexwatch.core.settings_base import (
 )
 from dexwatch.core.slack_settings import SlackSettings
 
-Dex = Literal["uniswap_v3", "uniswap_v2", "sushiswap"]
-Protocol = Literal["v3", "v2"]
-
-__all__ = ["MarketSettings", "SettingsError", "StrictModel", "normalize_address", "redact_url"]
-
-
-class FactoryConfig(StrictModel):
-    """A factory whose pools the chain publisher follows."""
-
-    dex: Dex
-    protocol: Protocol
-    address: str
-    start_block: int = Field(0, ge=0)
-
-    _address = field_validator("address")(normalize_address)
-
-
-class ChainSettings(StrictModel):
-    chain_id: int = 31337
-    rpc_urls: list[str] = Field(default_factory=lambda: ["http://127.0.0.1:8545"], min_length=1)
-    # Empty means: read the factories of the local stack's deployment manifest.
-    factories: list[FactoryConfig] = Field(default_factory=list)
-    start_block: int = Field(0, ge=0)
-    confirmations: int = Field(2, ge=0)
-    batch_blocks: int = Field(500, ge=1)
-    poll_interval_s: float = Field(0.5, gt=0)
-    # How many recent block hashes the checkpoint keeps to find a fork point.
-    reorg_window: int = Field(128, ge=1)
-    # The JSON-RPC requests: timeout, and retries of transient failures (429, 5xx, timeouts,
-    # refused connections, rate limits) on each URL before the next URL is tried;
-    # max_retries + 1 is also how often a batch is re-read while the chain keeps changing.
-    # Every network client's section is a RetryPolicy (dexwatch.core.retry), so the keys,
-    # their checks and the retry loop are declared once; a partial section changes only
-    # the keys it names.
-    retry: RetryPolicy = RetryPolicy(
-        timeout_s=10.0, max_retries=6, backoff_base_s=0.2, backoff_max_s=10.0
-    )
-    # Empty means <state_dir>/checkpoints/chain-<chain_id>.json
-    checkpoint_path: Path | None = None
-    # Read each event's transaction sender (batched eth_getTransactionByHash): the trader
-    # of a swap made through a router. A node that does not offer the method is read without.
-    senders: bool = True
-    # The chain's fixed block time, where it has one (Ethereum since the merge: 12). Then
-    # pipeline.slice_s must be a whole number of blocks, so that every slice holds as many
-    # blocks as the next (15 s slices of 12 s blocks hold one or two: a 2x jitter in every
-    # per-slice count). Empty: blocks come at uneven times (Polygon), nothing to align to.
-    block_time_s: int | None = Field(None, ge=1)
-
-    _retry = field_validator("retry", mode="before")(over_field_default)
-
-    @field_validator("rpc_urls")
-    @classmethod
-    def _urls(cls, urls: list[str]) -> list[str]:
-        for url in urls:
-            if urlsplit(url).scheme not in ("http", "https"):
-                raise ValueError(f"RPC URL must be http(s): {redact_url(url)}")
-        return urls
-
-    @model_validator(mode="after")
-    def _window_covers_confirmations(self) -> ChainSettings:
-        if self.reorg_window <= self.confirmations:
-            raise ValueError("reorg_window must be larger than confirmations")
-        return self
+__all__ = [
+    "ChainSettings",
+    "Dex",
+    "FactoryConfig",
+    "MarketSettings",
+    "PoolFilter",
+    "Protocol",
+    "SettingsError",
+    "StrictModel",
+    "normalize_address",
+    "redact_url",
+]
 
 
 class PubSubSettings(StrictModel):

@@ -27,7 +27,8 @@ variable "chains" {
   description = <<-EOT
     Chains the chain publisher follows, one Cloud Run worker pool each. The RPC URLs are not
     here: each chain has a Secret Manager secret rpc-url-<name> whose value is a JSON list of
-    URLs (["https://..."]), added by hand. factories: the factories whose pools are followed.
+    URLs (["https://..."]), added by hand. factories: the factories whose pools are followed;
+    pool_filter: which of them (allow, deny, tokens: addresses; empty: every pool).
   EOT
   type = list(object({
     chain_id = number
@@ -40,6 +41,12 @@ variable "chains" {
     }))
     start_block   = optional(number, 0)
     confirmations = optional(number, 2)
+    # chain.pool_filter: which of the factories' pools are followed (all by default).
+    pool_filter = optional(object({
+      allow  = optional(list(string), [])
+      deny   = optional(list(string), [])
+      tokens = optional(list(string), [])
+    }), {})
   }))
   default = []
 
@@ -77,8 +84,7 @@ variable "subgraph_sources" {
 variable "pools" {
   description = <<-EOT
     Pool allowlist of the subgraph publisher (each source gets the pools of its dex); empty:
-    each subgraph's top pools by TVL. The chain publisher has no allowlist: it follows every
-    pool its factories create.
+    each subgraph's top pools by TVL. The chain publisher's is each chain's pool_filter.
   EOT
   type = list(object({
     dex     = string

@@ -69,6 +69,9 @@ class Pool:
     protocol: str
     factory: str
     created_block: int
+    # Its tokens (empty in checkpoints written before they were kept).
+    token0: str = ""
+    token1: str = ""
     announcement: PoolEvent | None = dataclasses.field(default=None, compare=False)
 
 
@@ -162,4 +165,6 @@ def decode_pool_created(log: Mapping[str, Any], factory: FactoryConfig) -> Pool:
         protocol=factory.protocol,
         factory=factory.address,
         created_block=int(log["blockNumber"], 16),
+        token0=args["token0"],
+        token1=args["token1"],
     )

@@ -56,6 +56,10 @@ class PublishStats:
     announcements: int = 0
     retractions: int = 0
     rejected: int = 0
+    # Pools created by the factories that chain.pool_filter leaves out.
+    pools_filtered: int = 0
+    # Logs of the pool events' topics from contracts not followed (reading by topic).
+    foreign_logs: int = 0
     # Last block published (the checkpoint's), None if nothing was.
     last_block: int | None = None
 
@@ -241,13 +245,24 @@ class ChainFollower:
         rejected: list[tuple[dict[str, Any], str]] = []
         new_pools = self._discover_pools(first, last, rejected, headers)
         pools = {**self._checkpoint.pools, **{pool.address: pool for pool in new_pools}}
-        logs = self._rpc.get_logs(first, last, sorted(pools), [POOL_EVENT_TOPICS]) if pools else []
-        logs = self._consistent(logs, headers, rejected)
+        logs = self._consistent(self._pool_logs(first, last, pools), headers, rejected)
         decoded = decode_pool_logs(
             logs, self._chain.chain_id, pools, {n: h.timestamp for n, h in headers.items()}
         )
         events = self._with_senders(decoded.events)
         return _Batch(first, last, headers, new_pools, events, rejected + decoded.rejected)
+
+    def _pool_logs(self, first: int, last: int, pools: Mapping[str, Pool]) -> list[dict[str, Any]]:
+        """The followed pools' event logs in [first, last]: asked by address for a few pools,
+        by topic for many (an address list of thousands is refused or slow)."""
+        if not pools:
+            return []
+        if len(pools) <= self._chain.max_log_addresses:
+            return self._rpc.get_logs(first, last, sorted(pools), [POOL_EVENT_TOPICS])
+        logs = self._rpc.get_logs(first, last, None, [POOL_EVENT_TOPICS])
+        followed = [raw for raw in logs if str(raw.get("address", "")).lower() in pools]
+        self.stats.foreign_logs += len(logs) - len(followed)
+        return followed
 
     def _with_senders(self, events: list[PoolEvent]) -> list[PoolEvent]:
         """``events`` with their transactions' senders (``chain.senders``), read in batches:
@@ -295,8 +310,12 @@ class ChainFollower:
             except (LogDecodeError, KeyError, TypeError, ValueError) as err:
                 rejected.append((raw, f"pool creation log: {err}"))
                 continue
-            if pool.created_block >= factory.start_block:
+            if pool.created_block < factory.start_block:
+                continue
+            if self._chain.pool_filter.follows(pool.address, pool.token0, pool.token1):
                 found.append((pool, raw))
+            else:
+                self.stats.pools_filtered += 1
         if not found:
             return []
         headers = {} if headers is None else headers

@@ -175,9 +175,14 @@ class RpcClient:
         return low
 
     def get_logs(
-        self, from_block: int, to_block: int, addresses: Sequence[str], topics: Sequence[Any]
+        self,
+        from_block: int,
+        to_block: int,
+        addresses: Sequence[str] | None,
+        topics: Sequence[Any],
     ) -> list[dict[str, Any]]:
-        """Logs of ``addresses`` matching ``topics`` in [from_block, to_block], in chain order."""
+        """Logs of ``addresses`` (None: of any contract) matching ``topics`` in
+        [from_block, to_block], in chain order."""
         step = self._max_log_blocks or to_block - from_block + 1
         logs: list[dict[str, Any]] = []
         for start in range(from_block, to_block + 1, step):
@@ -185,14 +190,19 @@ class RpcClient:
         return logs
 
     def _get_logs(
-        self, from_block: int, to_block: int, addresses: Sequence[str], topics: Sequence[Any]
+        self,
+        from_block: int,
+        to_block: int,
+        addresses: Sequence[str] | None,
+        topics: Sequence[Any],
     ) -> list[dict[str, Any]]:
-        query = {
+        query: dict[str, Any] = {
             "fromBlock": hex(from_block),
             "toBlock": hex(to_block),
-            "address": list(addresses),
             "topics": list(topics),
         }
+        if addresses is not None:
+            query["address"] = list(addresses)
         try:
             logs = self.call("eth_getLogs", [query])
         except _RangeTooLarge as err:

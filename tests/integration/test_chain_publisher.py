@@ -289,6 +289,50 @@ def test_pools_created_before_the_start_block_are_followed(
     assert sorted(m.attributes["event_id"] for m in messages) == sorted(expected)
 
 
+def _recorded(directory: Path) -> list[PoolEvent]:
+    lines = (directory / "pool-events.jsonl").read_bytes().splitlines()
+    return [PoolEvent.from_json(line) for line in lines if line]
+
+
+def test_many_pools_are_read_by_topic_and_the_pool_filter_leaves_pools_out(
+    deployed, tmp_path: Path
+) -> None:
+    base, deployment = deployed
+    head = _trade(base, deployment, 8)
+    expected = _chain_logs(base, deployment, head)
+    denied = deployment.pools[0].address
+    assert any(raw["address"] == denied for raw in expected.values())
+
+    def publish(name: str, **chain: Any):  # noqa: ANN202
+        settings = make_settings(
+            base.state_dir,
+            local={"anvil_port": base.local.anvil_port},
+            chain={"rpc_urls": list(base.chain.rpc_urls), "confirmations": 0,
+                   "checkpoint_path": tmp_path / f"{name}.json", **chain},
+        ).with_deployment()  # fmt: skip
+        stats = run(settings, once=True, record_to=tmp_path / name)
+        events = _recorded(tmp_path / name)
+        announced = {e.pool for e in events if e.event in ANNOUNCEMENTS.values()}
+        ids = {e.event_id for e in events if e.event not in ANNOUNCEMENTS.values()}
+        return stats, announced, ids
+
+    by_address, announced, ids = publish("by-address")
+    assert ids == set(expected) and by_address.foreign_logs == 0
+    assert announced == {pool.address for pool in deployment.pools}
+    # One address allowed per request: the 8 pools are read by their events' topics, and the
+    # denied pool's logs are among what the node sends, dropped here.
+    by_topic, announced, ids = publish(
+        "by-topic", max_log_addresses=1, pool_filter={"deny": ["0x" + denied[2:].upper()]}
+    )
+    assert ids == {i for i, raw in expected.items() if raw["address"] != denied}
+    assert by_topic.foreign_logs == sum(raw["address"] == denied for raw in expected.values())
+    assert by_topic.pools_filtered == 1 and denied not in announced
+    # Only the pools of one token.
+    _, announced, _ = publish("usdc", pool_filter={"tokens": [deployment.tokens["USDC"].address]})
+    holding = {p.address for p in deployment.pools if "USDC" in (p.token0, p.token1)}
+    assert announced == holding and 0 < len(holding) < len(deployment.pools)
+
+
 # --- (b) reorgs -------------------------------------------------------------------------------
 
 

@@ -275,7 +275,10 @@ def test_pool_creation_logs_name_the_new_pool():
     topics, data = _encode(decoder, ["0x" + "01" * 20, "0x" + "02" * 20, 500, 10, pool])
     factory = FactoryConfig(dex="uniswap_v3", protocol="v3", address="0x" + "55" * 20)
     created = decode_pool_created({"topics": topics, "data": data, "blockNumber": "0x10"}, factory)
-    assert created == Pool(pool, "uniswap_v3", "v3", factory.address, created_block=16)
+    assert created == Pool(
+        pool, "uniswap_v3", "v3", factory.address, created_block=16,
+        token0="0x" + "01" * 20, token1="0x" + "02" * 20,
+    )  # fmt: skip
     v2_factory = FactoryConfig(dex="sushiswap", protocol="v2", address="0x" + "55" * 20)
     with pytest.raises(LogDecodeError, match="not a PairCreated log"):
         decode_pool_created({"topics": topics, "data": data, "blockNumber": "0x10"}, v2_factory)

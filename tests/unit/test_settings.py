@@ -156,3 +156,18 @@ def test_the_simulator_mines_a_chain_with_a_fixed_block_time_at_that_time() -> N
     # Saying the chain's own block time again is not a contradiction.
     same = load_local_settings(ethereum, simulator={"history_block_interval_s": 12})
     assert same.simulator.block_interval_s == 12
+
+
+def test_the_pool_filter_allows_denies_and_keeps_pools_of_its_tokens() -> None:
+    from dexwatch.core.settings import PoolFilter
+
+    a, b, t1, t2, t3 = (f"0x{n:040x}" for n in range(1, 6))
+    assert PoolFilter().follows(a, t1, t2)
+    allow = PoolFilter(allow=[a.upper().replace("0X", "0x")])
+    assert allow.follows(a, t1, t2) and not allow.follows(b, t1, t2)
+    deny = PoolFilter(deny=[a])
+    assert not deny.follows(a, t1, t2) and deny.follows(b, t1, t2)
+    tokens = PoolFilter(tokens=[t3])
+    assert tokens.follows(a, t1, t3) and tokens.follows(a, t3, t2) and not tokens.follows(a, t1, t2)
+    with pytest.raises(ValueError, match="not a 20-byte hex address"):
+        PoolFilter(allow=["0x12"])

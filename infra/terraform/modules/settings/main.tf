@@ -20,6 +20,7 @@ locals {
         factories     = chain.factories
         start_block   = chain.start_block
         confirmations = chain.confirmations
+        pool_filter   = chain.pool_filter
         # On the GCS volume, so a new instance resumes where the last one stopped.
         checkpoint_path = "${var.state_mount}/chain-${chain.chain_id}.json"
       })

@@ -23,6 +23,12 @@ variable "chains" {
     }))
     start_block   = optional(number, 0)
     confirmations = optional(number, 2)
+    # chain.pool_filter: which of the factories' pools are followed (all by default).
+    pool_filter = optional(object({
+      allow  = optional(list(string), [])
+      deny   = optional(list(string), [])
+      tokens = optional(list(string), [])
+    }), {})
   }))
 }
 
