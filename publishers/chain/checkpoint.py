@@ -19,8 +19,10 @@ from dexwatch.core.files import write_atomically
 from dexwatch.core.schemas.pool_event import MessageError, PoolEvent
 from publishers.chain.errors import CheckpointError
 from publishers.chain.events import Pool
+from publishers.chain.registry import PoolRegistry, pool_from_dict
 
-_FORMAT_VERSION = 1
+# 2: the pools are in the PoolRegistry beside the file, not in it (1 is still read).
+_FORMAT_VERSION = 2
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,7 +90,6 @@ class Checkpoint:
                     str(n): [event.to_dict() for event in events]
                     for n, events in self.published.items()
                 },
-                "pools": [_pool_dict(pool) for pool in self.pools.values()],
             },
             option=orjson.OPT_INDENT_2,
         )
@@ -98,7 +99,7 @@ class Checkpoint:
         """Raises CheckpointError naming what is wrong."""
         try:
             raw: dict[str, Any] = orjson.loads(data)
-            if raw.get("version") != _FORMAT_VERSION:
+            if raw.get("version") not in (1, _FORMAT_VERSION):
                 raise ValueError(f"unsupported version {raw.get('version')!r}")
             return cls(
                 chain_id=int(raw["chain_id"]),
@@ -109,25 +110,11 @@ class Checkpoint:
                     int(n): tuple(PoolEvent.from_json(orjson.dumps(e)) for e in events)
                     for n, events in raw["published"].items()
                 },
-                pools={p["address"]: _pool(p) for p in raw["pools"]},
+                # Format 1 kept the pools here.
+                pools={p["address"]: pool_from_dict(p) for p in raw.get("pools", ())},
             )
         except (orjson.JSONDecodeError, MessageError, KeyError, TypeError, ValueError) as err:
             raise CheckpointError(f"unreadable checkpoint: {err}") from None
-
-
-def _pool_dict(pool: Pool) -> dict[str, Any]:
-    fields = {f.name: getattr(pool, f.name) for f in dataclasses.fields(pool)}
-    if pool.announcement is not None:
-        fields["announcement"] = pool.announcement.to_dict()
-    return fields
-
-
-def _pool(raw: dict[str, Any]) -> Pool:
-    """A checkpointed pool; checkpoints written before announcements have none."""
-    announcement = raw.pop("announcement", None)
-    if announcement is not None:
-        announcement = PoolEvent.from_json(orjson.dumps(announcement))
-    return Pool(**raw, announcement=announcement)
 
 
 class CheckpointStore(Protocol):
@@ -141,20 +128,29 @@ class CheckpointStore(Protocol):
 
 
 class FileCheckpointStore:
-    """A JSON file replaced atomically (temp file, fsync, rename, fsync of the directory)."""
+    """A JSON file replaced atomically (temp file, fsync, rename, fsync of the directory),
+    and the followed pools in a PoolRegistry beside it (``<name>.pools.jsonl``), saved first:
+    a crash between the two leaves pools of blocks the checkpoint has not reached, which
+    the load leaves out."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self.pools = PoolRegistry(path.with_name(f"{path.stem}.pools.jsonl"))
 
     def load(self) -> Checkpoint | None:
         try:
             data = self.path.read_bytes()
         except FileNotFoundError:
+            # Pools saved beside a checkpoint that is gone belong to that one's start.
+            self.pools.clear()
             return None
         try:
-            return Checkpoint.from_json(data)
+            checkpoint = Checkpoint.from_json(data)
+            pools = self.pools.load(checkpoint.block_number)
         except CheckpointError as err:
             raise CheckpointError(f"{self.path}: {err}") from None
+        return dataclasses.replace(checkpoint, pools={**checkpoint.pools, **pools})
 
     def save(self, checkpoint: Checkpoint) -> None:
+        self.pools.save(checkpoint.pools)
         write_atomically(self.path, checkpoint.to_json(), durable=True)
