@@ -241,13 +241,19 @@ class PoolWindowsFn(beam.DoFn):
         prune=beam.DoFn.TimerParam(PRUNE),
     ) -> None:
         s = self._settings
-        known: PoolSlices = slices_state.read()
+        known: PoolSlices | None = slices_state.read()
+        if known is None or not known.slices:
+            return
         # Slices that ended more than the allowed lateness ago take no more updates; the
         # slices before them stay while a window of those may still change.
         known.horizon = int(now.seconds()) - s.allowed_lateness_s - s.slice_s
         first_needed = known.horizon - self._span + s.slice_s
-        # The windows after the newest slice need its span, whatever the order timers fire in.
-        first_needed = min(first_needed, max(known.slices) + s.slice_s - self._span)
+        newest_end = max(known.slices) + s.slice_s
+        if int(now.seconds()) < self._tails_done(newest_end):
+            # The windows after the newest slice need its span, whatever the order timers
+            # fire in. Once they are out, an idle pool is compacted: its last slices fold
+            # into the carry, rates and steps too, as the windows of its next event need.
+            first_needed = min(first_needed, newest_end - self._span)
         dropped = sorted(
             (summary for start, (_, summary) in known.slices.items() if start < first_needed),
             key=lambda x: x.start,
@@ -262,9 +268,12 @@ class PoolWindowsFn(beam.DoFn):
         known.steps = [x for x in known.steps if x[0] >= first_needed - DAY_HORIZON_S]
         known.slices = {start: v for start, v in known.slices.items() if start >= first_needed}
         slices_state.write(known)
-        # Slices kept for the newest slice's windows wait for newer data to re-arm this.
-        if self._prune_time(known) > now:
-            prune.set(self._prune_time(known))
+        if known.slices:
+            prune.set(max(self._prune_time(known), Timestamp(self._tails_done(newest_end))))
+
+    def _tails_done(self, newest_end: int) -> int:
+        """When the windows after a pool's newest slice (ending at ``newest_end``) are all out."""
+        return newest_end + self._settings.current_slices * self._settings.slice_s
 
 
 def pool_windows(element, s: PipelineSettings):
