@@ -24,8 +24,11 @@ def build_local_streaming_pipeline(
     resuming where a previous run stopped. The hourly branch (pipeline.hourly) replays its
     whole journal into its state, and emits again only the rows of hours that end after the
     newest hour the previous run wrote of their pool."""
+    from beam_pipelines.local_runner import state_fix
     from beam_pipelines.options import local_streaming_options
     from beam_pipelines.pipeline import build_streaming_pipeline
+
+    state_fix.install()
 
     journal_root = settings.state_dir / "journal" / settings.pubsub.project
     written_chain, written_hours = newest_written(settings.warehouse_path)
