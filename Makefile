@@ -67,7 +67,8 @@ $(VENV)/.bench-installed: requirements-bench.lock $(VENV)/.installed
 bench: install $(VENV)/.bench-installed
 	$(BIN)/python bench/decode.py
 	$(BIN)/python bench/replay.py
-	$(BIN)/python bench/memory.py --minutes 4
+	$(BIN)/python bench/memory.py
+	$(BIN)/python bench/publisher_scale.py
 	$(BIN)/python bench/latency.py
 	$(BIN)/python bench/live.py
 	$(BIN)/python bench/nab.py
