@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 import yaml
+from _emulator import delete_subscriptions, own_emulator
 from _results import write_results
 from _synthetic import SyntheticMarket, history
 
@@ -30,7 +31,7 @@ from dexwatch.app.workflows.bootstrap import compute_features
 from dexwatch.core.emulator import use_pubsub_emulator  # noqa: E402
 from dexwatch.core.schemas.topics import PIPELINE_SUBSCRIPTION, POOL_EVENTS
 from dexwatch.core.warehouse import open_warehouse
-from infra.local import processes, stack
+from infra.local import stack
 from infra.local.settings import load_local_settings  # noqa: E402
 from model.chain_window import train_detector
 
@@ -175,16 +176,8 @@ def main() -> None:
         return
 
     WORK.mkdir(parents=True, exist_ok=True)
-    emulator_dir = WORK / "emulator"
-    port = processes.free_port()
-    emulator_settings = load_local_settings(
-        state_dir=str(emulator_dir), local={"emulator_port": port}
-    )
-    processes.start(stack.emulator_spec(emulator_settings), emulator_dir, ready_timeout_s=60)
-    emulator = emulator_settings.local.emulator_host
-    use_pubsub_emulator(emulator)
     figures: dict[str, dict] = {}
-    try:
+    with own_emulator(WORK / "emulator") as emulator:
         _train_model(_settings(WORK / "train", emulator))
         sustained = 0
         for read, rates, minutes in (
@@ -206,7 +199,7 @@ def main() -> None:
                 finally:
                     pipeline.send_signal(signal.SIGKILL)
                     pipeline.wait()
-                    _delete_subscriptions()
+                    delete_subscriptions(PROJECT)
                 first, last = (result["lags"][i][1] if result["lags"] else None for i in (0, -1))
                 print(
                     f"{read} read at {rate} ev/s: published {result['published_per_s']:.0f}/s, "
@@ -228,8 +221,6 @@ def main() -> None:
                 "value": round(sustained / stock, 1),
                 "unit": "x",
             }
-    finally:
-        processes.stop(emulator_dir, stack.EMULATOR)
     for name, figure in figures.items():
         print(f"{name}: {figure['value']} {figure['unit']}")
     path = write_results(
@@ -250,15 +241,6 @@ def _drained_rate(result: dict, rate: int) -> float:
     (t0, lag0), (t1, lag1) = lags[0], lags[-1]
     advance = (t1 - t0) - (lag1 - lag0)  # event time written during t1 - t0
     return rate * max(advance, 0.0) / (t1 - t0)
-
-
-def _delete_subscriptions() -> None:
-    """A fresh subscription per run: nothing left over from the previous rate."""
-    from google.cloud import pubsub_v1
-
-    subscriber = pubsub_v1.SubscriberClient()
-    for subscription in subscriber.list_subscriptions(project=f"projects/{PROJECT}"):
-        subscriber.delete_subscription(subscription=subscription.name)
 
 
 if __name__ == "__main__":

@@ -30,14 +30,14 @@ import time
 from pathlib import Path
 
 import yaml
+from _emulator import delete_subscriptions, own_emulator
 from _results import write_results
 from _synthetic import SyntheticMarket, history
 
 from dexwatch.app.workflows.bootstrap import compute_features
-from dexwatch.core.emulator import use_pubsub_emulator
 from dexwatch.core.schemas.topics import PIPELINE_SUBSCRIPTION, POOL_EVENTS
 from dexwatch.core.warehouse import open_warehouse
-from infra.local import processes, stack
+from infra.local import stack
 from infra.local.settings import load_local_settings
 from model.chain_window import train_detector
 
@@ -188,21 +188,13 @@ def _run(pools: int, args, emulator: str) -> dict:
             pipeline.wait(timeout=60)
         except subprocess.TimeoutExpired:
             pipeline.kill()
-        _delete_subscriptions()
+        delete_subscriptions(PROJECT)
     return {
         "peak": max(rss for _, rss in samples),
         "marks": marks,
         "events": published,
         "seconds": time.monotonic() - started,
     }
-
-
-def _delete_subscriptions() -> None:
-    from google.cloud import pubsub_v1
-
-    subscriber = pubsub_v1.SubscriberClient()
-    for subscription in subscriber.list_subscriptions(project=f"projects/{PROJECT}"):
-        subscriber.delete_subscription(subscription=subscription.name)
 
 
 def main() -> None:
@@ -216,17 +208,9 @@ def main() -> None:
     # Stopped with SIGTERM: unwind, so the emulator and the pipeline are stopped too.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     WORK.mkdir(parents=True, exist_ok=True)
-    emulator_dir = WORK / "emulator"
-    port = processes.free_port()
-    emulator_settings = load_local_settings(
-        state_dir=str(emulator_dir), local={"emulator_port": port}
-    )
-    processes.start(stack.emulator_spec(emulator_settings), emulator_dir, ready_timeout_s=60)
-    emulator = emulator_settings.local.emulator_host
-    use_pubsub_emulator(emulator)
     figures: dict[str, dict] = {}
     details: dict[str, list[str]] = {}
-    try:
+    with own_emulator(WORK / "emulator") as emulator:
         _train_model(_settings(WORK / "train" / "state", emulator))
         for pools in (int(p) for p in args.pools.split(",")):
             result = _run(pools, args, emulator)
@@ -245,8 +229,6 @@ def main() -> None:
                     "value": round(marks[2] / marks[1], 3), "unit": "ratio", "target": "<= 1.1",
                 }  # fmt: skip
             print(f"{pools} pools: peak {result['peak']:.0f} MiB; {details[f'{pools}_pools'][0]}")
-    finally:
-        processes.stop(emulator_dir, stack.EMULATOR)
     path = write_results(
         "memory", figures,
         note=f"`dexwatch pipeline run` (local runner, journaled read, default pipeline "
