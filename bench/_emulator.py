@@ -1,5 +1,5 @@
 """A Pub/Sub emulator of a benchmark's own, on a free port, for the benchmarks that run
-`dexwatch pipeline run` against it (live, memory)."""
+`dexwatch pipeline run` against it (live, memory), and what that pipeline has written."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from dexwatch.core.emulator import use_pubsub_emulator
+from dexwatch.core.warehouse import is_missing_table, open_warehouse
 from infra.local import processes, stack
 from infra.local.settings import load_local_settings
 
@@ -34,3 +35,17 @@ def delete_subscriptions(project: str) -> None:
     subscriber = pubsub_v1.SubscriberClient()
     for subscription in subscriber.list_subscriptions(project=f"projects/{project}"):
         subscriber.delete_subscription(subscription=subscription.name)
+
+
+def newest_window_end(settings) -> float | None:  # noqa: ANN001
+    """The newest window end in the pipeline's pool_scores (unix s); None before its rows."""
+    if not settings.warehouse_path.exists():
+        return None
+    try:
+        rows = open_warehouse(settings).query("select max(epoch(window_end)) from pool_scores")
+    except Exception as err:
+        if is_missing_table(err):  # the pipeline creates the table with its first rows
+            return None
+        raise
+    newest = rows.rows[0][0]
+    return None if newest is None else float(newest)

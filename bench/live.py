@@ -23,14 +23,13 @@ import time
 from pathlib import Path
 
 import yaml
-from _emulator import delete_subscriptions, own_emulator
+from _emulator import delete_subscriptions, newest_window_end, own_emulator
 from _results import write_results
 from _synthetic import SyntheticMarket, history
 
 from dexwatch.app.workflows.bootstrap import compute_features
 from dexwatch.core.emulator import use_pubsub_emulator  # noqa: E402
 from dexwatch.core.schemas.topics import PIPELINE_SUBSCRIPTION, POOL_EVENTS
-from dexwatch.core.warehouse import open_warehouse
 from infra.local import stack
 from infra.local.settings import load_local_settings  # noqa: E402
 from model.chain_window import train_detector
@@ -78,19 +77,10 @@ def _start_pipeline(config: Path, stock: bool) -> subprocess.Popen:
 
 
 def _written_until(settings) -> float | None:
-    """The newest event time the pipeline has written rows for (unix s)."""
-    if not settings.warehouse_path.exists():
-        return None
-    warehouse = open_warehouse(settings)
-    # The pipeline creates pool_scores with its first rows.
-    exists = "select 1 from information_schema.tables where table_name = 'pool_scores'"
-    if not warehouse.query(exists).rows:
-        return None
-    rows = warehouse.query("select max(epoch(window_end)) from pool_scores").rows
-    if rows[0][0] is None:
-        return None
-    # Rows reach the end of the newest slice the pipeline has seen.
-    return float(rows[0][0]) - settings.pipeline.slice_s
+    """The newest event time the pipeline has written rows for (unix s): rows reach the end
+    of the newest slice it has seen."""
+    newest = newest_window_end(settings)
+    return None if newest is None else newest - settings.pipeline.slice_s
 
 
 class _LoadPublisher:

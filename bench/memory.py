@@ -30,13 +30,12 @@ import time
 from pathlib import Path
 
 import yaml
-from _emulator import delete_subscriptions, own_emulator
+from _emulator import delete_subscriptions, newest_window_end, own_emulator
 from _results import write_results
 from _synthetic import SyntheticMarket, history
 
 from dexwatch.app.workflows.bootstrap import compute_features
 from dexwatch.core.schemas.topics import PIPELINE_SUBSCRIPTION, POOL_EVENTS
-from dexwatch.core.warehouse import open_warehouse
 from infra.local import stack
 from infra.local.settings import load_local_settings
 from model.chain_window import train_detector
@@ -102,17 +101,6 @@ def _tree_rss_mib(pid: int) -> float:
     return total / 1024
 
 
-def _written_until(settings) -> float | None:
-    if not settings.warehouse_path.exists():
-        return None
-    warehouse = open_warehouse(settings)
-    exists = "select 1 from information_schema.tables where table_name = 'pool_scores'"
-    if not warehouse.query(exists).rows:
-        return None
-    newest = warehouse.query("select max(epoch(window_end)) from pool_scores").rows[0][0]
-    return None if newest is None else float(newest)
-
-
 def _run(pools: int, args, emulator: str) -> dict:
     from google.cloud import pubsub_v1
 
@@ -153,7 +141,7 @@ def _run(pools: int, args, emulator: str) -> dict:
         while True:
             if pipeline.poll() is not None:
                 raise RuntimeError(f"the pipeline stopped; see {work / 'pipeline.log'}")
-            written = _written_until(settings)
+            written = newest_window_end(settings)
             if t <= (written or start) + args.ahead_s:
                 return written
             time.sleep(0.5)
@@ -177,7 +165,7 @@ def _run(pools: int, args, emulator: str) -> dict:
         deadline = time.monotonic() + 600
         final = int(args.hours)
         while final not in marks and time.monotonic() < deadline:
-            written = _written_until(settings)
+            written = newest_window_end(settings)
             if written is not None and written >= start + seconds - 2 * BUSY_EVERY_S:
                 marks[final] = samples[-1][1]
             time.sleep(1)
