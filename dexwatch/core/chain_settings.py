@@ -31,17 +31,18 @@ class PoolFilter(StrictModel):
     """Which of the factories' pools the chain publisher follows: all of them by default,
     or those the lists allow (addresses are compared in lower case)."""
 
-    # Only these pools; empty: every pool the factories create.
-    allow: list[str] = Field(default_factory=list)
+    # Only these pools; empty: every pool the factories create. (Sets: a factory's
+    # hundreds of thousands of pools are each looked up at discovery.)
+    allow: frozenset[str] = frozenset()
     # Never these pools.
-    deny: list[str] = Field(default_factory=list)
+    deny: frozenset[str] = frozenset()
     # Only pools holding at least one of these tokens; empty: any token.
-    tokens: list[str] = Field(default_factory=list)
+    tokens: frozenset[str] = frozenset()
 
-    @field_validator("allow", "deny", "tokens")
+    @field_validator("allow", "deny", "tokens", mode="before")
     @classmethod
-    def _addresses(cls, addresses: list[str]) -> list[str]:
-        return [normalize_address(address) for address in addresses]
+    def _addresses(cls, addresses: list[str]) -> frozenset[str]:
+        return frozenset(normalize_address(address) for address in addresses)
 
     def follows(self, pool: str, token0: str, token1: str) -> bool:
         """Whether the pool at ``pool`` (of ``token0`` and ``token1``) is followed."""
