@@ -42,6 +42,8 @@ class FaultyRpcProxy:
         self.hang_s = hang_s
         # eth_getLogs ranges wider than this are refused as too large (None: no limit).
         self.max_log_blocks: int | None = None
+        # Methods answered "method not found" (-32601), as nodes that do not offer them do.
+        self.unsupported_methods: set[str] = set()
         self.methods: list[str] = []  # every request's first method, in arrival order
         self.faults_served: list[tuple[str, str]] = []
         self.corrupted_logs: list[dict[str, Any]] = []  # logs as forwarded, before corruption
@@ -100,6 +102,11 @@ class FaultyRpcProxy:
             return None
         if fault == "not_json":
             return 200, b"<html>502 Bad Gateway</html>"
+        if method in self.unsupported_methods:
+            calls = request if isinstance(request, list) else [request]
+            error = {"code": -32601, "message": f"the method {method} does not exist"}
+            replies = [{"jsonrpc": "2.0", "id": call["id"], "error": error} for call in calls]
+            return 200, json.dumps(replies if isinstance(request, list) else replies[0]).encode()
         if method == "eth_getLogs" and (fault == "too_large" or self._too_wide(first)):
             error = {"code": -32005, "message": "query returned more than 10000 results"}
             return 200, json.dumps({"jsonrpc": "2.0", "id": first["id"], "error": error}).encode()

@@ -3,6 +3,8 @@ factories whose pools are followed and which of those pools (``PoolFilter``)."""
 
 from __future__ import annotations
 
+import typing
+from collections.abc import Container, Iterable
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
@@ -27,28 +29,83 @@ class FactoryConfig(StrictModel):
     _address = field_validator("address")(normalize_address)
 
 
+class _DexSubgraph(typing.Protocol):
+    """What ``PoolFilter.missing_subgraphs`` reads of a subgraph source (subgraph.sources)."""
+
+    dex: str
+    protocol: str
+
+
 class PoolFilter(StrictModel):
     """Which of the factories' pools the chain publisher follows: all of them by default,
-    or those the lists allow (addresses are compared in lower case)."""
+    or those the lists allow (addresses are compared in lower case), or, with a threshold,
+    those the subgraphs list above it (publishers/chain/pool_list.py)."""
 
-    # Only these pools; empty: every pool the factories create. (Sets: a factory's
+    # Only these pools; empty: every pool the factories create. With a threshold below:
+    # these pools as well as the listed ones, whatever their figures. (Sets: a factory's
     # hundreds of thousands of pools are each looked up at discovery.)
     allow: frozenset[str] = frozenset()
-    # Never these pools.
+    # Never these pools (not even listed or allowed ones).
     deny: frozenset[str] = frozenset()
     # Only pools holding at least one of these tokens; empty: any token.
     tokens: frozenset[str] = frozenset()
+    # Thresholds on the pool lists of the subgraphs (subgraph.sources) of the factories'
+    # dexes: only pools with at least this much value locked (USD; V3 totalValueLockedUSD,
+    # V2 reserveUSD) ...
+    min_tvl_usd: float | None = Field(None, ge=0)
+    # ... and at least this much swap volume (USD) in the hour rows of the 24 hours before
+    # the subgraph's indexed block. Both set: a pool must pass both.
+    min_volume_usd_24h: float | None = Field(None, ge=0)
+    # How often the subgraphs' lists are read again (their figures move hourly).
+    refresh_s: float = Field(3600.0, gt=0)
 
     @field_validator("allow", "deny", "tokens", mode="before")
     @classmethod
     def _addresses(cls, addresses: list[str]) -> frozenset[str]:
         return frozenset(normalize_address(address) for address in addresses)
 
-    def follows(self, pool: str, token0: str, token1: str) -> bool:
-        """Whether the pool at ``pool`` (of ``token0`` and ``token1``) is followed."""
-        if pool in self.deny or (self.allow and pool not in self.allow):
+    @property
+    def thresholds(self) -> bool:
+        """Whether a threshold is set: then the subgraphs' pool list decides."""
+        return self.min_tvl_usd is not None or self.min_volume_usd_24h is not None
+
+    def eligible(self, pool: str, token0: str, token1: str) -> bool:
+        """Whether the pool passes the lists: not denied, of the tokens, and allowed (with a
+        threshold, whether the subgraphs list it is ``follows``'s question)."""
+        if pool in self.deny:
             return False
-        return not self.tokens or token0 in self.tokens or token1 in self.tokens
+        if self.tokens and token0 not in self.tokens and token1 not in self.tokens:
+            return False
+        return not self.allow or self.thresholds or pool in self.allow
+
+    def follows(
+        self, pool: str, token0: str, token1: str, listed: Container[str] = frozenset()
+    ) -> bool:
+        """Whether the pool at ``pool`` (of ``token0`` and ``token1``) is followed; with a
+        threshold, ``listed`` holds the pools the subgraphs list above it."""
+        if not self.eligible(pool, token0, token1):
+            return False
+        return not self.thresholds or pool in self.allow or pool in listed
+
+    def missing_subgraphs(
+        self, factories: Iterable[FactoryConfig], sources: Iterable[_DexSubgraph]
+    ) -> str | None:
+        """With a threshold: what keeps ``sources`` (subgraph.sources) from listing the
+        pools of every one of ``factories``; None when nothing does."""
+        if not self.thresholds:
+            return None
+        indexed = {(source.dex, source.protocol) for source in sources}
+        missing = sorted(
+            {f"{f.dex} ({f.protocol})" for f in factories if (f.dex, f.protocol) not in indexed}
+        )
+        if not missing:
+            return None
+        setting = "min_tvl_usd" if self.min_tvl_usd is not None else "min_volume_usd_24h"
+        return (
+            f"chain.pool_filter.{setting} asks the subgraphs of the factories' dexes for their "
+            f"pool lists, but subgraph.sources has no subgraph of {', '.join(missing)}: add "
+            "one, or leave that dex's factories out of chain.factories"
+        )
 
 
 class ChainSettings(StrictModel):
@@ -81,6 +138,11 @@ class ChainSettings(StrictModel):
     # Read each event's transaction sender (batched eth_getTransactionByHash): the trader
     # of a swap made through a router. A node that does not offer the method is read without.
     senders: bool = True
+    # A block's senders come from its receipts (eth_getBlockReceipts, one call for the whole
+    # block) when the transactions with pool events are at least this share of the block's,
+    # else one eth_getTransactionByHash each: on anvil a block's receipts cost about a
+    # quarter of its transactions' lookups (README). Above 1: never.
+    receipts_min_share: float = Field(0.25, ge=0)
     # The chain's fixed block time, where it has one (Ethereum since the merge: 12). Then
     # pipeline.slice_s must be a whole number of blocks, so that every slice holds as many
     # blocks as the next (15 s slices of 12 s blocks hold one or two: a 2x jitter in every

@@ -404,6 +404,14 @@ class Settings(BaseSettings):
             )
         return self
 
+    @model_validator(mode="after")
+    def _pool_list_has_subgraphs(self) -> Settings:
+        chain = self.chain
+        problem = chain.pool_filter.missing_subgraphs(chain.factories, self.subgraph.sources)
+        if problem:
+            raise ValueError(problem)
+        return self
+
     @property
     def checkpoint_path(self) -> Path:
         return self.chain.checkpoint_path or (

@@ -90,6 +90,7 @@ resource "google_cloud_run_v2_worker_pool" "chain" {
 
   depends_on = [
     google_secret_manager_secret_iam_member.reader,
+    google_secret_manager_secret_iam_member.chain_pool_list,
     google_storage_bucket_iam_member.publisher_state,
   ]
 }

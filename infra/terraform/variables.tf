@@ -28,7 +28,9 @@ variable "chains" {
     Chains the chain publisher follows, one Cloud Run worker pool each. The RPC URLs are not
     here: each chain has a Secret Manager secret rpc-url-<name> whose value is a JSON list of
     URLs (["https://..."]), added by hand. factories: the factories whose pools are followed;
-    pool_filter: which of them (allow, deny, tokens: addresses; empty: every pool).
+    pool_filter: which of them (allow, deny, tokens: addresses; empty: every pool; and
+    min_tvl_usd, min_volume_usd_24h: only pools the subgraphs list above them, re-read every
+    refresh_s).
   EOT
   type = list(object({
     chain_id = number
@@ -41,11 +43,16 @@ variable "chains" {
     }))
     start_block   = optional(number, 0)
     confirmations = optional(number, 2)
-    # chain.pool_filter: which of the factories' pools are followed (all by default).
+    # chain.pool_filter: which of the factories' pools are followed (all by default). With
+    # min_tvl_usd or min_volume_usd_24h, those subgraph_sources list above them (only on the
+    # chain subgraph_chain_id; the worker then reads the-graph-api-key).
     pool_filter = optional(object({
-      allow  = optional(list(string), [])
-      deny   = optional(list(string), [])
-      tokens = optional(list(string), [])
+      allow              = optional(list(string), [])
+      deny               = optional(list(string), [])
+      tokens             = optional(list(string), [])
+      min_tvl_usd        = optional(number)
+      min_volume_usd_24h = optional(number)
+      refresh_s          = optional(number, 3600)
     }), {})
   }))
   default = []

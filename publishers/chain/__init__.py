@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from contextlib import ExitStack
 from pathlib import Path
 
 from dexwatch.core.emulator import use_pubsub_emulator
@@ -18,11 +19,13 @@ from publishers.chain.checkpoint import FileCheckpointStore
 from publishers.chain.errors import (
     ChainPublisherError,
     CheckpointError,
+    PoolListError,
     ReorgTooDeepError,
     RpcError,
     RpcUnavailable,
 )
 from publishers.chain.follower import ChainFollower, PublishStats
+from publishers.chain.pool_list import gate_from_settings
 from publishers.chain.rpc import RpcClient
 from publishers.pubsub import PubSubSink
 from publishers.recording import RecordingSink
@@ -30,6 +33,7 @@ from publishers.recording import RecordingSink
 __all__ = [
     "ChainPublisherError",
     "CheckpointError",
+    "PoolListError",
     "PublishStats",
     "ReorgTooDeepError",
     "RpcError",
@@ -57,13 +61,14 @@ def run(
     if not settings.chain.factories:
         raise ChainPublisherError("chain.factories is empty: configure the factories to follow")
     followed = list(settings.chain.factories)
-    sink = (
-        RecordingSink(record_to)
-        if record_to is not None
-        else PubSubSink(settings.pubsub.project, settings.pubsub.publish_timeout_s)
-    )
-    with RpcClient.from_settings(settings.chain) as rpc, sink:
-        follower = ChainFollower(
-            rpc, sink, FileCheckpointStore(settings.checkpoint_path), settings.chain, followed
+    with ExitStack() as resources:
+        gate = gate_from_settings(settings, followed, resources)
+        sink = resources.enter_context(
+            RecordingSink(record_to)
+            if record_to is not None
+            else PubSubSink(settings.pubsub.project, settings.pubsub.publish_timeout_s)
         )
+        rpc = resources.enter_context(RpcClient.from_settings(settings.chain))
+        store = FileCheckpointStore(settings.checkpoint_path)
+        follower = ChainFollower(rpc, sink, store, settings.chain, followed, gate)
         return follower.run(once=once, stop=stop, until_block=until_block, on_batch=on_batch)

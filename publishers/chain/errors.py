@@ -27,3 +27,8 @@ class ReorgTooDeepError(ChainPublisherError):
 
 class CheckpointError(ChainPublisherError):
     """A checkpoint that cannot be read or belongs to another chain."""
+
+
+class PoolListError(ChainPublisherError):
+    """The subgraphs' pool list (chain.pool_filter thresholds) cannot be read where the
+    publisher cannot go on without it."""

@@ -55,6 +55,8 @@ POOL_CREATED: dict[str, tuple[EventDecoder, str]] = {
         "pair",
     ),
 }
+# The swap fee of every V2 / SushiSwap pair, in a V3 fee tier's unit (hundredths of a bip).
+V2_FEE_TIER = 3000
 POOL_EVENT_TOPICS = sorted({topic for events in POOL_EVENTS.values() for topic in events})
 POOL_CREATED_TOPICS = sorted(decoder.topic0 for decoder, _ in POOL_CREATED.values())
 
@@ -72,6 +74,15 @@ class Pool:
     # Its tokens (empty in checkpoints written before they were kept).
     token0: str = ""
     token1: str = ""
+    # The swap fee in hundredths of a bip (500 = 0.05 %): a V3 pool's from its PoolCreated
+    # log, V2_FEE_TIER for a pair; 0 where unknown (an old line of a pool without its
+    # announcement, which is read again).
+    fee_tier: int = 0
+    # Its tokens' ERC-20 decimals(), None for a token that did not answer one (not a standard
+    # token, no code); read once per token (publishers.chain.tokens) when ``decimals_read``.
+    token0_decimals: int | None = None
+    token1_decimals: int | None = None
+    decimals_read: bool = False
     announcement: PoolEvent | None = dataclasses.field(default=None, compare=False)
 
 
@@ -167,4 +178,11 @@ def decode_pool_created(log: Mapping[str, Any], factory: FactoryConfig) -> Pool:
         created_block=int(log["blockNumber"], 16),
         token0=args["token0"],
         token1=args["token1"],
+        fee_tier=fee_tier(factory.protocol, args),
     )
+
+
+def fee_tier(protocol: str, created: Mapping[str, str]) -> int:
+    """A pool's fee tier from its creation log's arguments: a V3 pool's ``fee``, every V2
+    pair's V2_FEE_TIER."""
+    return int(created["fee"]) if protocol == "v3" else V2_FEE_TIER

@@ -28,7 +28,6 @@ from publishers.chain.checkpoint import Checkpoint, CheckpointStore
 from publishers.chain.errors import (
     ChainPublisherError,
     CheckpointError,
-    MethodUnsupported,
     ReorgTooDeepError,
 )
 from publishers.chain.events import (
@@ -40,7 +39,10 @@ from publishers.chain.events import (
     decode_pool_logs,
     raw_event_id,
 )
+from publishers.chain.pool_list import PoolGate
 from publishers.chain.rpc import BlockHeader, RpcClient
+from publishers.chain.senders import SenderReader
+from publishers.chain.tokens import TokenDecimals
 from publishers.pubsub import Message, Sink, dead_letter
 
 log = logging.getLogger("dexwatch.publisher.chain")
@@ -60,6 +62,10 @@ class PublishStats:
     pools_filtered: int = 0
     # Logs of the pool events' topics from contracts not followed (reading by topic).
     foreign_logs: int = 0
+    # Tokens of followed pools whose decimals() gave no answer (their decimals are None).
+    tokens_without_decimals: int = 0
+    # Transactions whose senders came with their blocks' receipts (chain.receipts_min_share).
+    senders_from_receipts: int = 0
     # Last block published (the checkpoint's), None if nothing was.
     last_block: int | None = None
 
@@ -86,6 +92,7 @@ class ChainFollower:
         store: CheckpointStore,
         chain: ChainSettings,
         factories: Sequence[FactoryConfig],
+        gate: PoolGate | None = None,
     ) -> None:
         if not factories:
             raise ChainPublisherError("no factories to follow: set chain.factories")
@@ -94,7 +101,9 @@ class ChainFollower:
         self._store = store
         self._chain = chain
         self._factories = {factory.address: factory for factory in factories}
-        self._senders = chain.senders
+        self._senders = SenderReader(rpc, chain)
+        self._decimals = TokenDecimals(rpc)
+        self._gate = gate or PoolGate(chain.pool_filter)  # chain.pool_filter, its pool list
         self.stats = PublishStats()
 
     @property
@@ -131,8 +140,9 @@ class ChainFollower:
 
     def _load(self) -> Checkpoint:
         checkpoint = self._store.load()
+        self._gate.start(first_start=checkpoint is None)
         if checkpoint is None:
-            pools = self._pools_before(self.start_block)
+            pools = self._with_decimals(self._pools_before(self.start_block).values())
             checkpoint = Checkpoint(self._chain.chain_id, self.start_block - 1, None, pools=pools)
         elif checkpoint.chain_id != self._chain.chain_id:
             raise CheckpointError(
@@ -141,9 +151,10 @@ class ChainFollower:
             )
         else:
             self.stats.last_block = checkpoint.block_number
-            checkpoint = dataclasses.replace(
-                checkpoint, pools=self._with_announcements(checkpoint.pools)
-            )
+            pools = self._with_announcements(checkpoint.pools)
+            checkpoint = dataclasses.replace(checkpoint, pools=self._with_decimals(pools.values()))
+            if any(not pool.decimals_read for pool in pools.values()):
+                self._store.save(checkpoint)  # lines from before decimals were kept: once
         self._announce(list(checkpoint.pools.values()))
         return checkpoint
 
@@ -159,6 +170,12 @@ class ChainFollower:
             found.update((p.address, p) for p in self._discover_pools(block, block, rejected))
             self._dead_letter(rejected)
         return {address: found.get(address, pool) for address, pool in pools.items()}
+
+    def _with_decimals(self, pools: Iterable[Pool]) -> dict[str, Pool]:
+        """``pools`` by address, with their tokens' decimals (read once per token)."""
+        filled, unreadable = self._decimals.fill(pools)
+        self.stats.tokens_without_decimals += unreadable
+        return {pool.address: pool for pool in filled}
 
     def _announce(self, pools: list[Pool]) -> None:
         announcements = [p.announcement for p in pools if p.announcement is not None]
@@ -243,13 +260,16 @@ class ChainFollower:
             return None
 
         rejected: list[tuple[dict[str, Any], str]] = []
-        new_pools = self._discover_pools(first, last, rejected, headers)
+        found = self._discover_pools(first, last, rejected, headers)
+        found += self._gate.newly_listed(first - 1, self._checkpoint.pools, self._created)
+        new_pools = list(self._with_decimals(found).values())
         pools = {**self._checkpoint.pools, **{pool.address: pool for pool in new_pools}}
         logs = self._consistent(self._pool_logs(first, last, pools), headers, rejected)
         decoded = decode_pool_logs(
             logs, self._chain.chain_id, pools, {n: h.timestamp for n, h in headers.items()}
         )
-        events = self._with_senders(decoded.events)
+        events = self._senders.with_senders(decoded.events, headers)
+        self.stats.senders_from_receipts = self._senders.from_receipts
         return _Batch(first, last, headers, new_pools, events, rejected + decoded.rejected)
 
     def _pool_logs(self, first: int, last: int, pools: Mapping[str, Pool]) -> list[dict[str, Any]]:
@@ -264,27 +284,18 @@ class ChainFollower:
         self.stats.foreign_logs += len(logs) - len(followed)
         return followed
 
-    def _with_senders(self, events: list[PoolEvent]) -> list[PoolEvent]:
-        """``events`` with their transactions' senders (``chain.senders``), read in batches:
-        a swap's recipient is often a router, its sender the trader."""
-        if not self._senders or not events:
-            return events
-        try:
-            senders = self._rpc.get_senders(sorted({event.tx_hash for event in events}))
-        except MethodUnsupported as err:
-            log.warning("%s: traders are the swaps' recipients from here on", err)
-            self._senders = False
-            return events
-        return [
-            dataclasses.replace(event, tx_from=senders.get(event.tx_hash, "")) for event in events
-        ]
-
     def _headers(self, numbers: Iterable[int]) -> dict[int, BlockHeader]:
         headers = self._rpc.get_headers(numbers)
         gone = sorted(n for n, header in headers.items() if header is None)
         if gone:
             raise _ChainMoved(f"the node no longer has block(s) {gone}")
         return headers  # type: ignore[return-value]  # no None left
+
+    def _created(self, blocks: Sequence[int] | None, last: int) -> list[Pool]:
+        """The pools followed of those created in ``blocks`` (None: up to ``last``)."""
+        if blocks is None:
+            return list(self._pools_before(last + 1).values())
+        return [pool for block in blocks for pool in self._discover_pools(block, block, [])]
 
     def _discover_pools(
         self,
@@ -312,7 +323,7 @@ class ChainFollower:
                 continue
             if pool.created_block < factory.start_block:
                 continue
-            if self._chain.pool_filter.follows(pool.address, pool.token0, pool.token1):
+            if self._gate.follows(pool):
                 found.append((pool, raw))
             else:
                 self.stats.pools_filtered += 1

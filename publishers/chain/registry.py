@@ -5,6 +5,10 @@ is written after every batch, so the pools are not in it: they are JSON lines ap
 when pools are found and read once at start. Plain lines rather than a database: the
 production checkpoint lives on a Cloud Storage FUSE volume, where appends work and a
 database's random writes do not.
+
+Lines written before fee tiers and token decimals were kept load too: the fee tier comes
+from the announcement (or the protocol), and the decimals are read at start
+(``decimals_read`` false) and the file rewritten with them.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import orjson
 from dexwatch.core.files import write_atomically
 from dexwatch.core.schemas.pool_event import MessageError, PoolEvent
 from publishers.chain.errors import CheckpointError
-from publishers.chain.events import Pool
+from publishers.chain.events import Pool, fee_tier
 
 
 class PoolRegistry:
@@ -32,7 +36,8 @@ class PoolRegistry:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._stored: set[str] = set()
+        # The pools the file holds, as written.
+        self._stored: dict[str, Pool] = {}
 
     def load(self, up_to_block: int) -> dict[str, Pool]:
         """The pools created up to ``up_to_block`` (the checkpoint's block: pools of later
@@ -53,20 +58,24 @@ class PoolRegistry:
             except (orjson.JSONDecodeError, MessageError, KeyError, TypeError, ValueError) as err:
                 raise CheckpointError(f"{self.path}, line {number}: {err}") from None
             pools[pool.address] = pool
-        self._stored = set(pools)
+        self._stored = dict(pools)
         return {a: p for a, p in pools.items() if p.created_block <= up_to_block}
 
     def clear(self) -> None:
         """Forget every pool (a publisher starting without a checkpoint)."""
         self.path.unlink(missing_ok=True)
-        self._stored = set()
+        self._stored = {}
 
     def save(self, pools: Mapping[str, Pool]) -> None:
         """Make the file hold ``pools``: the new ones appended (the usual case), the whole
-        file rewritten when pools were forgotten (a reorg). Durable when it returns."""
-        if self._stored - pools.keys():
+        file rewritten when pools were forgotten (a reorg) or changed (their decimals read
+        at start). Durable when it returns."""
+        if any(
+            (now := pools.get(address)) is not pool and now != pool
+            for address, pool in self._stored.items()
+        ):
             write_atomically(self.path, _lines(pools.values()), durable=True)
-            self._stored = set(pools)
+            self._stored = dict(pools)
             return
         new = [pool for address, pool in pools.items() if address not in self._stored]
         if not new:
@@ -76,7 +85,7 @@ class PoolRegistry:
             file.write(_lines(new))
             file.flush()
             os.fsync(file.fileno())
-        self._stored.update(pool.address for pool in new)
+        self._stored.update((pool.address, pool) for pool in new)
 
 
 _EVENT_FIELDS = tuple(f.name for f in dataclasses.fields(PoolEvent))
@@ -92,7 +101,7 @@ def pool_to_dict(pool: Pool) -> dict[str, Any]:
 
 def pool_from_dict(raw: dict[str, Any]) -> Pool:
     """A pool saved by ``pool_to_dict``, or by a checkpoint of format 1 (its announcement a
-    message, checked as one; or none)."""
+    message, checked as one; or none), or before fee tiers and decimals were kept."""
     raw = dict(raw)
     announcement = raw.pop("announcement", None)
     if announcement is None:
@@ -103,6 +112,10 @@ def pool_from_dict(raw: dict[str, Any]) -> Pool:
         # Fields this publisher wrote: rebuilt without a message's checks (10,000 pools
         # load in a tenth of the time).
         event = PoolEvent(**{name: announcement[name] for name in _EVENT_FIELDS})
+    if "fee_tier" not in raw:
+        created = {} if event is None else event.args
+        known = raw["protocol"] != "v3" or "fee" in created
+        raw["fee_tier"] = fee_tier(raw["protocol"], created) if known else 0
     return Pool(**raw, announcement=event)
 
 

@@ -38,6 +38,7 @@ T = TypeVar("T")
 
 # Providers cap JSON-RPC batches (often at 100 calls); larger header fetches are chunked.
 _MAX_BATCH = 100
+_RECEIPT_BLOCKS_PER_BATCH = 10
 # eth_getLogs refusals for too many results or too wide a range, across node implementations.
 _TOO_LARGE_CODES = {-32005}
 _TOO_LARGE_TEXTS = (
@@ -53,6 +54,9 @@ _TOO_LARGE_TEXTS = (
 _UNSUPPORTED_CODES = {-32601}
 _UNSUPPORTED_TEXTS = ("method not found", "not supported", "does not exist", "not available")
 _ADDRESS = re.compile(r"0x[0-9a-f]{40}")
+# ERC-20 decimals(), and its answer: one 32-byte word (Solidity ignores any after it).
+_DECIMALS_SELECTOR = "0x313ce567"
+_WORDS = re.compile(r"0x([0-9a-fA-F]{64})(?:[0-9a-fA-F]{64})*")
 _RATE_LIMIT_TEXTS = ("rate limit", "too many requests", "rate exceeded", "exceeded rate")
 
 
@@ -75,6 +79,8 @@ class BlockHeader:
     hash: str
     parent_hash: str
     timestamp: int
+    # Transactions in the block (0 where the node's answer had no list).
+    tx_count: int = 0
 
 
 class RpcClient:
@@ -120,17 +126,27 @@ class RpcClient:
         payload = {"jsonrpc": "2.0", "id": next(self._ids), "method": method, "params": params}
         return self._exchange(payload, lambda reply: _result(reply, method), method)
 
-    def batch(self, calls: Sequence[tuple[str, Sequence[Any]]]) -> list[Any]:
-        """Results of several calls, sent as JSON-RPC batch requests."""
+    def batch(
+        self,
+        calls: Sequence[tuple[str, Sequence[Any]]],
+        *,
+        errors_in_place: bool = False,
+        size: int = _MAX_BATCH,
+    ) -> list[Any]:
+        """Results of several calls, sent as JSON-RPC batch requests. With ``errors_in_place``
+        a call the node refuses (a reverted eth_call) gives its RpcError as its result
+        instead of failing the batch; transient refusals (rate limits) are retried either way.
+        ``size`` calls at most go in one request."""
         results: list[Any] = []
-        for start in range(0, len(calls), _MAX_BATCH):
-            chunk = calls[start : start + _MAX_BATCH]
+        for start in range(0, len(calls), size):
+            chunk = calls[start : start + size]
             payload = [
                 {"jsonrpc": "2.0", "id": i, "method": method, "params": params}
                 for i, (method, params) in enumerate(chunk)
             ]
             what = f"batch of {len(chunk)} {chunk[0][0]}"
-            results += self._exchange(payload, functools.partial(_batch_results, calls=chunk), what)
+            read = functools.partial(_batch_results, calls=chunk, errors_in_place=errors_in_place)
+            results += self._exchange(payload, read, what)
         return results
 
     def chain_id(self) -> int:
@@ -158,6 +174,32 @@ class RpcClient:
             if _ADDRESS.fullmatch(sender):
                 senders[tx_hash] = sender
         return senders
+
+    def get_block_senders(self, numbers: Sequence[int]) -> dict[str, str]:
+        """The sender of every transaction of the blocks ``numbers``, by hash, from the
+        blocks' receipts (``eth_getBlockReceipts``: one call a block instead of one a
+        transaction, cheaper where most of a block's transactions are wanted)."""
+        # A mainnet block's receipts are hundreds of kB: a few blocks a request.
+        calls = [("eth_getBlockReceipts", [hex(number)]) for number in numbers]
+        blocks = self.batch(calls, size=_RECEIPT_BLOCKS_PER_BATCH)
+        senders = {}
+        for receipts in blocks:
+            for receipt in receipts if isinstance(receipts, list) else ():
+                sender = str(receipt.get("from", "")).lower() if isinstance(receipt, dict) else ""
+                if _ADDRESS.fullmatch(sender):
+                    senders[str(receipt.get("transactionHash", "")).lower()] = sender
+        return senders
+
+    def token_decimals(self, tokens: Sequence[str]) -> dict[str, int | None]:
+        """Each ERC-20 token's ``decimals()`` at the latest block, by address, read with
+        ``eth_call`` in batches; None for a token whose call fails or whose answer is not
+        a uint8 word (no code there, not a standard token, self-destructed)."""
+        call = {"data": _DECIMALS_SELECTOR}
+        answers = self.batch(
+            [("eth_call", [{**call, "to": token}, "latest"]) for token in tokens],
+            errors_in_place=True,
+        )
+        return {token: _decimals(answer) for token, answer in zip(tokens, answers, strict=True)}
 
     def first_block_at(self, timestamp: int, head: int) -> int:
         """The first block at or after ``timestamp`` (unix s), by bisection over [0, head];
@@ -305,14 +347,31 @@ def _result(reply: Any, method: str) -> Any:
     raise RpcError(f"{method} failed: {code}: {message}")
 
 
-def _batch_results(reply: Any, calls: Sequence[tuple[str, Sequence[Any]]]) -> list[Any]:
+def _batch_results(
+    reply: Any, calls: Sequence[tuple[str, Sequence[Any]]], errors_in_place: bool
+) -> list[Any]:
     if not isinstance(reply, list):
         _result(reply, calls[0][0])  # some nodes answer a whole batch with one error: raise it
         raise _Transient("a batch answered with a single reply")
     by_id = {item.get("id"): item for item in reply if isinstance(item, dict)}
     if len(by_id) != len(calls):
         raise _Transient(f"batch answered {len(by_id)} of {len(calls)} calls")
-    return [_result(by_id.get(i), method) for i, (method, _) in enumerate(calls)]
+    results: list[Any] = []
+    for i, (method, _) in enumerate(calls):
+        try:
+            results.append(_result(by_id.get(i), method))
+        except RpcError as err:
+            if not errors_in_place:
+                raise
+            results.append(err)
+    return results
+
+
+def _decimals(answer: Any) -> int | None:
+    """A decimals() call's answer as a uint8, None if it is not one."""
+    words = _WORDS.fullmatch(answer) if isinstance(answer, str) else None
+    value = int(words.group(1), 16) if words else None
+    return value if value is not None and value <= 255 else None
 
 
 def _header(block: Any, number: int) -> BlockHeader:
@@ -322,6 +381,7 @@ def _header(block: Any, number: int) -> BlockHeader:
             hash=block["hash"].lower(),
             parent_hash=block["parentHash"].lower(),
             timestamp=int(block["timestamp"], 16),
+            tx_count=len(block.get("transactions") or ()),
         )
     except (KeyError, TypeError, ValueError, AttributeError) as err:
         raise RpcError(f"malformed header for block {number}: {err!r}") from None

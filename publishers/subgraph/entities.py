@@ -30,6 +30,7 @@ class EntitySpec:
     value_fields: tuple[str, ...]
     pools_collection: str  # pools / pairs, for the top N by TVL
     pools_tvl_field: str
+    volume_field: str  # the hour row's swap volume in USD
 
     @property
     def selection(self) -> str:
@@ -52,6 +53,7 @@ V3_POOL_HOUR = EntitySpec(
     ),
     pools_collection="pools",
     pools_tvl_field="totalValueLockedUSD",
+    volume_field="volumeUSD",
 )
 V2_PAIR_HOUR = EntitySpec(
     collection="pairHourDatas",
@@ -68,6 +70,7 @@ V2_PAIR_HOUR = EntitySpec(
     ),
     pools_collection="pairs",
     pools_tvl_field="reserveUSD",
+    volume_field="hourlyVolumeUSD",
 )
 SPECS = {"v3": V3_POOL_HOUR, "v2": V2_PAIR_HOUR}
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import httpx
@@ -133,6 +133,31 @@ class GraphQLClient:
             f"{what} on {shown}: no usable answer after {self._retry.attempts} attempts; "
             f"last error: {last_error}"
         )
+
+    def query_pages(
+        self,
+        source: SubgraphSource,
+        query: str,
+        variables: Mapping[str, Any],
+        page_size: int,
+        what: str,
+    ) -> Iterator[list[dict[str, Any]]]:
+        """The pages of ``query``, whose rows (aliased ``rows``) come ordered by id ascending,
+        ``$first`` of them after id ``$after``: page after page, after the last id seen,
+        until one is short (The Graph caps ``first`` at 1000 and ``skip`` at 5000)."""
+        after = ""
+        while True:
+            page_variables = {**variables, "after": after, "first": page_size}
+            page = self.query(source, query, page_variables, what=what)["rows"]
+            yield page
+            if len(page) < page_size:
+                return
+            last = str(page[-1]["id"])
+            if last <= after:
+                raise SubgraphQueryError(
+                    f"{self.shown_url(source)}: {what} paging did not advance past id {after!r}"
+                )
+            after = last
 
     def _scrub(self, text: str) -> str:
         return text.replace(self._api_key, "***") if self._api_key else text

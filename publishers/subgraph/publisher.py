@@ -281,29 +281,11 @@ class SubgraphPublisher:
     ) -> list[dict[str, Any]]:
         """Every row of ``pools`` in [start, end), page by page after the last id seen."""
         spec = entities.SPECS[source.protocol]
-        query = entities.rows_query(spec)
-        page_size = self._settings.page_size
-        rows: list[dict[str, Any]] = []
-        after = ""
-        while True:
-            variables = {
-                "pools": list(pools),
-                "from": start,
-                "to": end,
-                "after": after,
-                "first": page_size,
-            }
-            page = self._client.query(source, query, variables, what=spec.collection)["rows"]
-            rows += page
-            if len(page) < page_size:
-                return rows
-            last = str(page[-1]["id"])
-            if last <= after:
-                raise SubgraphQueryError(
-                    f"{self._client.shown_url(source)}: {spec.collection} paging did not "
-                    f"advance past id {after!r}"
-                )
-            after = last
+        variables = {"pools": list(pools), "from": start, "to": end}
+        pages = self._client.query_pages(
+            source, entities.rows_query(spec), variables, self._settings.page_size, spec.collection
+        )
+        return [row for page in pages for row in page]
 
     def _latest_before(
         self, source: SubgraphSource, pools: Sequence[str], before: int, indexed_block: int

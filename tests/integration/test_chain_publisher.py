@@ -333,6 +333,46 @@ def test_many_pools_are_read_by_topic_and_the_pool_filter_leaves_pools_out(
     assert announced == holding and 0 < len(holding) < len(deployment.pools)
 
 
+def test_senders_come_from_receipts_or_lookups_as_the_share_says_and_agree(
+    deployed, tmp_path: Path
+) -> None:
+    """Whole blocks' receipts where most of a block's transactions are wanted, one lookup a
+    transaction otherwise, lookups alone on a node without eth_getBlockReceipts: the same
+    senders, the node's own."""
+    base, deployment = deployed
+    head = _trade(base, deployment, 6)
+    expected = _chain_logs(base, deployment, head)
+
+    def publish(name: str, url: str, share: float):  # noqa: ANN202
+        settings = make_settings(
+            base.state_dir,
+            local={"anvil_port": base.local.anvil_port},
+            chain={"rpc_urls": [url], "confirmations": 0, "receipts_min_share": share,
+                   "checkpoint_path": tmp_path / f"{name}.json"},
+        ).with_deployment()  # fmt: skip
+        stats = run(settings, once=True, record_to=tmp_path / name)
+        events = [e for e in _recorded(tmp_path / name) if e.event not in ANNOUNCEMENTS.values()]
+        assert {e.event_id for e in events} == set(expected)
+        return stats, {e.tx_hash: e.tx_from for e in events}
+
+    with FaultyRpcProxy(base.chain.rpc_urls[0]) as proxy:
+        by_receipts, senders = publish("receipts", proxy.url, 0.0)
+        assert "eth_getBlockReceipts" in proxy.methods
+        assert "eth_getTransactionByHash" not in proxy.methods
+        assert by_receipts.senders_from_receipts == len(senders) > 0
+        proxy.methods.clear()
+        by_lookup, looked_up = publish("lookups", proxy.url, 2.0)
+        assert "eth_getBlockReceipts" not in proxy.methods
+        assert by_lookup.senders_from_receipts == 0 and looked_up == senders
+        proxy.methods.clear()
+        proxy.unsupported_methods.add("eth_getBlockReceipts")
+        without, fallen_back = publish("no-receipts", proxy.url, 0.0)
+        assert proxy.methods.count("eth_getBlockReceipts") == 1  # asked once, then not again
+        assert without.senders_from_receipts == 0 and fallen_back == senders
+    for tx_hash, sender in senders.items():
+        assert sender == _node(base, "eth_getTransactionByHash", tx_hash)["from"].lower()
+
+
 # --- (b) reorgs -------------------------------------------------------------------------------
 
 

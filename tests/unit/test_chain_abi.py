@@ -272,13 +272,19 @@ def test_raw_logs_become_pool_events_and_bad_ones_are_rejected_with_a_reason():
 def test_pool_creation_logs_name_the_new_pool():
     decoder, _ = POOL_CREATED["v3"]
     pool = "0x" + "44" * 20
-    topics, data = _encode(decoder, ["0x" + "01" * 20, "0x" + "02" * 20, 500, 10, pool])
+    topics, data = _encode(decoder, ["0x" + "01" * 20, "0x" + "02" * 20, 10000, 200, pool])
     factory = FactoryConfig(dex="uniswap_v3", protocol="v3", address="0x" + "55" * 20)
     created = decode_pool_created({"topics": topics, "data": data, "blockNumber": "0x10"}, factory)
+    # The fee tier is the log's (indexed) fee; decimals are read later, from the tokens.
     assert created == Pool(
         pool, "uniswap_v3", "v3", factory.address, created_block=16,
-        token0="0x" + "01" * 20, token1="0x" + "02" * 20,
+        token0="0x" + "01" * 20, token1="0x" + "02" * 20, fee_tier=10000,
     )  # fmt: skip
+    assert not created.decimals_read and created.token0_decimals is None
     v2_factory = FactoryConfig(dex="sushiswap", protocol="v2", address="0x" + "55" * 20)
     with pytest.raises(LogDecodeError, match="not a PairCreated log"):
         decode_pool_created({"topics": topics, "data": data, "blockNumber": "0x10"}, v2_factory)
+    pair_created, _ = POOL_CREATED["v2"]
+    topics, data = _encode(pair_created, ["0x" + "01" * 20, "0x" + "02" * 20, pool, 7])
+    pair = decode_pool_created({"topics": topics, "data": data, "blockNumber": "0x10"}, v2_factory)
+    assert (pair.address, pair.fee_tier) == (pool, 3000)  # every V2 pair: 0.3 %

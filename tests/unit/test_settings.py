@@ -171,3 +171,68 @@ def test_the_pool_filter_allows_denies_and_keeps_pools_of_its_tokens() -> None:
     assert tokens.follows(a, t1, t3) and tokens.follows(a, t3, t2) and not tokens.follows(a, t1, t2)
     with pytest.raises(ValueError, match="not a 20-byte hex address"):
         PoolFilter(allow=["0x12"])
+
+
+def test_with_a_threshold_the_subgraphs_list_decides_and_allow_and_deny_still_win() -> None:
+    from dexwatch.core.settings import PoolFilter
+
+    a, b, c, t1, t2, t3 = (f"0x{n:040x}" for n in range(1, 7))
+    tvl = PoolFilter(min_tvl_usd=250_000)
+    assert tvl.thresholds and not PoolFilter().thresholds
+    assert tvl.follows(a, t1, t2, listed={a}) and not tvl.follows(b, t1, t2, listed={a})
+    assert not tvl.follows(a, t1, t2)  # no list read yet: nothing listed
+    # allow: followed whatever the list says (and no longer "only these"); deny wins.
+    mixed = PoolFilter(min_volume_usd_24h=0, allow=[b], deny=[c], tokens=[t1])
+    assert mixed.follows(a, t1, t2, {a, c}) and mixed.follows(b, t1, t2, {a, c})
+    assert not mixed.follows(c, t1, t2, {a, c}) and not mixed.follows(a, t3, t2, {a})
+    assert mixed.eligible(a, t1, t2) and not mixed.eligible(c, t1, t2)
+    assert PoolFilter(allow=[b]).eligible(b, t1, t2) and not PoolFilter(allow=[b]).eligible(
+        a, t1, t2
+    )
+
+
+_V2_FACTORY = {"dex": "uniswap_v2", "protocol": "v2", "address": "0x" + "5c" * 20}
+_V3_FACTORY = {"dex": "uniswap_v3", "protocol": "v3", "address": "0x" + "1f" * 20}
+
+
+@pytest.mark.parametrize(
+    ("chain", "named"),
+    [
+        ({"pool_filter": {"min_tvl_usd": -1}}, r"chain\.pool_filter\.min_tvl_usd"),
+        ({"pool_filter": {"min_volume_usd_24h": "lots"}}, r"chain\.pool_filter\.min_volume"),
+        ({"pool_filter": {"refresh_s": 0}}, r"chain\.pool_filter\.refresh_s"),
+        ({"pool_filter": {"min_tvl": 1e6}}, r"unknown setting 'chain\.pool_filter\.min_tvl'"),
+        # The local subgraphs are Uniswap V3's and SushiSwap's: none lists Uniswap V2 pairs.
+        (
+            {"factories": [_V3_FACTORY, _V2_FACTORY], "pool_filter": {"min_tvl_usd": 1e6}},
+            r"min_tvl_usd asks the subgraphs.*no subgraph of uniswap_v2 \(v2\)",
+        ),
+        (
+            {"factories": [{**_V2_FACTORY, "dex": "sushiswap", "protocol": "v3"}],
+             "pool_filter": {"min_volume_usd_24h": 1e5}},
+            r"min_volume_usd_24h asks.*subgraph\.sources has no subgraph of sushiswap \(v3\)",
+        ),
+    ],
+)  # fmt: skip
+def test_bad_pool_list_settings_are_named(chain: dict, named: str) -> None:
+    with pytest.raises(SettingsError, match=named):
+        load_local_settings(chain=chain)
+
+
+def test_a_threshold_reads_the_subgraphs_of_the_factories_dexes() -> None:
+    pool_filter = {"min_tvl_usd": 1e6, "min_volume_usd_24h": 5e5, "refresh_s": 600}
+    settings = load_local_settings(chain={"factories": [_V3_FACTORY], "pool_filter": pool_filter})
+    assert settings.chain.pool_filter.min_tvl_usd == 1e6
+    assert settings.chain.pool_filter.refresh_s == 600
+    defaults = load_local_settings().chain.pool_filter
+    assert (defaults.refresh_s, defaults.min_tvl_usd, defaults.thresholds) == (3600, None, False)
+    # A Uniswap V2 factory with a subgraph of its own.
+    v2_source = {"dex": "uniswap_v2", "protocol": "v2", "subgraph_id": "y" * 20}
+    settings = load_local_settings(
+        chain={"factories": [_V2_FACTORY], "pool_filter": pool_filter},
+        subgraph={"sources": [v2_source]},
+    )
+    assert settings.subgraph.sources[0].dex == "uniswap_v2"
+    # Without factories (the local stack fills them) there is nothing to check yet: the
+    # publisher checks the factories it is given.
+    assert load_local_settings(chain={"pool_filter": pool_filter}).chain.pool_filter.thresholds

@@ -483,10 +483,17 @@ def test_each_component_environment_is_valid_settings(tmp_path, monkeypatch):
     ]  # fmt: skip
     base_filter = declaration().topics["alerts"].subscriptions["alerts-slack"].filter
     uni = "0x88E6A0c2dDD26FEEb64F039a2c41296FcB3f5640"
+    v3_factory = {
+        "dex": "uniswap_v3",
+        "protocol": "v3",
+        "start_block": 12369621,
+        "address": "0x1F98431c8aD98523631AE4a59f267346ea31F984",
+    }
+    pool_list = {"min_tvl_usd": 250000, "min_volume_usd_24h": 100000, "deny": [uni]}
     out = apply_settings_module(tmp_path, _module_inputs(
-        chains=[{"chain_id": 1, "name": "ethereum", "confirmations": 3, "factories": [
-            {"dex": "uniswap_v3", "protocol": "v3", "start_block": 12369621,
-             "address": "0x1F98431c8aD98523631AE4a59f267346ea31F984"}]}],
+        chains=[{"chain_id": 1, "name": "ethereum", "confirmations": 3, "factories": [v3_factory]},
+                {"chain_id": 1, "name": "listed", "factories": [v3_factory],
+                 "pool_filter": pool_list}],
         pools=[{"dex": "uniswap_v3", "address": uni}],
         slack_routes=routes,
     ))  # fmt: skip
@@ -499,6 +506,18 @@ def test_each_component_environment_is_valid_settings(tmp_path, monkeypatch):
     assert chain.checkpoint_path == Path("/mnt/state/chain-1.json")
     assert (chain.pubsub.project, chain.pubsub.emulator_host) == ("proj-x", None)
     assert chain.logging.format == "json"
+    assert not chain.chain.pool_filter.thresholds
+    assert "DEXWATCH_SUBGRAPH" not in out["chain_env"]["ethereum"]
+    # A threshold: the pool lists of the subgraph publisher's subgraphs, through the gateway.
+    env = {**out["chain_env"]["listed"], out["rpc_urls_variable"]: rpc}
+    listed = _load_env(monkeypatch, env)
+    pool_filter = listed.chain.pool_filter
+    assert (pool_filter.min_tvl_usd, pool_filter.min_volume_usd_24h) == (250000, 100000)
+    assert (pool_filter.refresh_s, pool_filter.deny) == (3600, {uni.lower()})
+    assert listed.subgraph.endpoint_url is None
+    assert listed.subgraph.api_key_secret == secret.format("the-graph-api-key")
+    assert [s.dex for s in listed.subgraph.sources] == ["uniswap_v3", "sushiswap"]
+    assert out["pool_list_chains"] == ["listed"]
 
     subgraph = _load_env(monkeypatch, out["subgraph_env"])
     assert subgraph.subgraph.endpoint_url is None  # The Graph's gateway
@@ -521,6 +540,21 @@ def test_each_component_environment_is_valid_settings(tmp_path, monkeypatch):
         wanted = " AND ".join(part for part in (route.pubsub_filter(), base_filter) if part)
         assert out["route_filters"][name] == wanted
     assert out["route_filters"]["all"] == "NOT attributes:v1_copy"
+
+
+def test_a_pool_list_threshold_is_refused_on_a_chain_the_subgraphs_do_not_index(tmp_path):
+    module = tmp_path / "settings"
+    shutil.copytree(SETTINGS_MODULE, module, ignore=shutil.ignore_patterns(".terraform*"))
+    factory = {"dex": "uniswap_v3", "protocol": "v3", "address": "0x" + "1f" * 20}
+    polygon = {"chain_id": 137, "name": "polygon", "factories": [factory],
+               "pool_filter": {"min_tvl_usd": 1000}}  # fmt: skip
+    inputs = _module_inputs(chains=[polygon], pools=[], slack_routes=[])
+    (module / "terraform.tfvars.json").write_text(json.dumps(inputs))
+    command = TerraformCommand(cwd=str(module))
+    assert command.init().retcode == 0
+    result = command.apply(auto_approve=True, input=False)
+    assert result.retcode != 0
+    assert "set it on that chain only" in f"{result.value}{result.error}"
 
 
 def test_the_tfvars_example_is_complete_and_gives_valid_settings(tmp_path, monkeypatch):

@@ -127,6 +127,7 @@ def backfill_chain(
             )
 
     def read(state: _State, recording: Path) -> None:
+        _import_in_background("sklearn.ensemble")
         total = state.to_block - state.from_block + 1
         chain = {
             "start_block": state.from_block,
@@ -214,6 +215,15 @@ def backfill_subgraph(
 
     phases = _Phases("subgraph", lambda state: None, read, replay, f"{POOL_HOURLY}.jsonl")
     return run_phases(settings, phases, start, end, restart)
+
+
+def _import_in_background(module: str) -> None:
+    """Import ``module`` in a thread: the read mostly waits on the node, and the replay's
+    model loading would otherwise spend its first second importing scikit-learn."""
+    import importlib
+    import threading
+
+    threading.Thread(target=importlib.import_module, args=(module,), daemon=True).start()
 
 
 def _utc(unix_s: int) -> str:

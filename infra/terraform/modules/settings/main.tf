@@ -13,34 +13,51 @@ locals {
     DEXWATCH_LOGGING = jsonencode({ format = "json" })
   }
 
+  # The Graph's gateway, not the local stand-in, with the subgraph publisher's subgraphs.
+  gateway = {
+    endpoint_url   = null
+    api_key_secret = var.secret_versions.the_graph_api_key
+    sources = [
+      for source in var.subgraph_sources : merge(
+        { for key, value in source : key => value if value != null },
+        { pools = [for pool in var.pools : lower(pool.address) if pool.dex == source.dex] },
+      )
+    ]
+  }
+
+  # Chains whose pool_filter has a threshold: they read the subgraphs' pool lists.
+  pool_list_chains = [
+    for chain in var.chains : chain.name
+    if chain.pool_filter.min_tvl_usd != null || chain.pool_filter.min_volume_usd_24h != null
+  ]
+
   chain_env = {
-    for chain in var.chains : chain.name => merge(local.common, {
-      DEXWATCH_CHAIN = jsonencode({
-        chain_id      = chain.chain_id
-        factories     = chain.factories
-        start_block   = chain.start_block
-        confirmations = chain.confirmations
-        pool_filter   = chain.pool_filter
-        # On the GCS volume, so a new instance resumes where the last one stopped.
-        checkpoint_path = "${var.state_mount}/chain-${chain.chain_id}.json"
-      })
-    })
+    for chain in var.chains : chain.name => merge(
+      local.common,
+      {
+        DEXWATCH_CHAIN = jsonencode({
+          chain_id      = chain.chain_id
+          factories     = chain.factories
+          start_block   = chain.start_block
+          confirmations = chain.confirmations
+          pool_filter   = chain.pool_filter
+          # On the GCS volume, so a new instance resumes where the last one stopped.
+          checkpoint_path = "${var.state_mount}/chain-${chain.chain_id}.json"
+        })
+      },
+      # The gateway only where a threshold reads the pool lists.
+      {
+        for name, value in { DEXWATCH_SUBGRAPH = jsonencode(local.gateway) } : name => value
+        if contains(local.pool_list_chains, chain.name)
+      },
+    )
   }
 
   subgraph_env = merge(local.common, {
     DEXWATCH_CHAIN = jsonencode({ chain_id = var.subgraph_chain_id })
-    DEXWATCH_SUBGRAPH = jsonencode({
-      # The Graph's gateway, not the local stand-in.
-      endpoint_url    = null
-      api_key_secret  = var.secret_versions.the_graph_api_key
+    DEXWATCH_SUBGRAPH = jsonencode(merge(local.gateway, {
       checkpoint_path = "${var.state_mount}/subgraph-${var.subgraph_chain_id}.json"
-      sources = [
-        for source in var.subgraph_sources : merge(
-          { for key, value in source : key => value if value != null },
-          { pools = [for pool in var.pools : lower(pool.address) if pool.dex == source.dex] },
-        )
-      ]
-    })
+    }))
   })
 
   slack_env = merge(local.common, {

@@ -1,6 +1,19 @@
 output "chain_env" {
   description = "By chain name: the chain publisher's environment (its RPC URLs come from a secret)."
   value       = local.chain_env
+
+  precondition {
+    condition = alltrue([
+      for chain in var.chains : chain.chain_id == var.subgraph_chain_id
+      if contains(local.pool_list_chains, chain.name)
+    ])
+    error_message = "A pool_filter threshold reads subgraph_sources, the subgraphs of chain subgraph_chain_id: set it on that chain only."
+  }
+}
+
+output "pool_list_chains" {
+  description = "The chains whose pool_filter has a threshold: their publishers read The Graph."
+  value       = local.pool_list_chains
 }
 
 output "rpc_urls_variable" {

@@ -23,11 +23,16 @@ variable "chains" {
     }))
     start_block   = optional(number, 0)
     confirmations = optional(number, 2)
-    # chain.pool_filter: which of the factories' pools are followed (all by default).
+    # chain.pool_filter: which of the factories' pools are followed (all by default). With
+    # min_tvl_usd or min_volume_usd_24h, those subgraph_sources list above them (only on the
+    # chain subgraph_chain_id; the worker then reads the-graph-api-key).
     pool_filter = optional(object({
-      allow  = optional(list(string), [])
-      deny   = optional(list(string), [])
-      tokens = optional(list(string), [])
+      allow              = optional(list(string), [])
+      deny               = optional(list(string), [])
+      tokens             = optional(list(string), [])
+      min_tvl_usd        = optional(number)
+      min_volume_usd_24h = optional(number)
+      refresh_s          = optional(number, 3600)
     }), {})
   }))
 }
