@@ -264,7 +264,8 @@ def test_publishes_every_chain_event_once_with_its_attributes(
         assert sender == _node(base, "eth_getTransactionByHash", tx_hash)["from"].lower()
 
     again = run(settings, once=True)
-    assert (again.events, again.last_block) == (0, safe_head)
+    # Nothing new: no pool is announced again (each is, before its next event).
+    assert (again.events, again.announcements, again.last_block) == (0, 0, safe_head)
 
 
 def test_pools_created_before_the_start_block_are_followed(
@@ -371,6 +372,33 @@ def test_senders_come_from_receipts_or_lookups_as_the_share_says_and_agree(
         assert without.senders_from_receipts == 0 and fallen_back == senders
     for tx_hash, sender in senders.items():
         assert sender == _node(base, "eth_getTransactionByHash", tx_hash)["from"].lower()
+
+
+def test_after_a_restart_each_pool_is_announced_again_before_its_first_event(
+    deployed, tmp_path: Path
+) -> None:
+    base, deployment = deployed
+    settings = make_settings(
+        base.state_dir,
+        local={"anvil_port": base.local.anvil_port},
+        chain={"rpc_urls": list(base.chain.rpc_urls), "confirmations": 0,
+               "checkpoint_path": tmp_path / "cp.json"},
+    ).with_deployment()  # fmt: skip
+    _trade(base, deployment, 2)
+    first = run(settings, once=True, record_to=tmp_path / "first")
+    assert first.announcements == len(deployment.pools)
+    _trade(base, deployment, 2)
+    second = run(settings, once=True, record_to=tmp_path / "second")
+    events = _recorded(tmp_path / "second")
+    seen: set[str] = set()
+    for event in events:
+        if event.event in ANNOUNCEMENTS.values():
+            assert event.pool not in seen, "one announcement a pool, before its events"
+            seen.add(event.pool)
+        else:
+            assert event.pool in seen, f"an event of {event.pool} before its announcement"
+    active = {e.pool for e in events if e.event not in ANNOUNCEMENTS.values()}
+    assert seen == active and second.announcements == len(active) > 0
 
 
 # --- (b) reorgs -------------------------------------------------------------------------------
