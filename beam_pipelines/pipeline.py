@@ -101,9 +101,9 @@ def detect(
             settings.pipeline, streaming, final_before
         )
         rows = features["main"]
-        if settings.market.assets:
+        if settings.markets.any_assets:
             findings = (admitted[POOLS], features["slices"]) | "Market" >> WatchMarket(
-                settings.market, settings.pipeline.slice_s, streaming
+                settings.markets, settings.pipeline.slice_s, streaming
             )
             if window_ends is not None:
                 findings = findings | "FindingsInRange" >> beam.Filter(

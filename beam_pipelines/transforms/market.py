@@ -21,7 +21,7 @@ from apache_beam.utils.timestamp import Timestamp
 
 from dexwatch.core.features.market import Finding, MarketView
 from dexwatch.core.features.slices import SliceSummary
-from dexwatch.core.market_settings import MarketSettings
+from dexwatch.core.market_settings import Markets, MarketSettings
 
 __all__ = ["PEG_POOL", "WatchMarket", "finding_row"]
 
@@ -97,8 +97,8 @@ class _WatchMarketFn(beam.DoFn):
     PENDING = ReadModifyWriteStateSpec("pending", PickleCoder())
     DUE = TimerSpec("due", TimeDomain.WATERMARK)
 
-    def __init__(self, settings: MarketSettings) -> None:
-        self._settings = settings
+    def __init__(self, markets: Markets) -> None:
+        self._markets = markets
 
     def process(
         self,
@@ -107,7 +107,7 @@ class _WatchMarketFn(beam.DoFn):
         due=beam.DoFn.TimerParam(DUE),
     ):
         _, item = element
-        pending: _Pending = pending_state.read() or _Pending(self._settings)
+        pending: _Pending = pending_state.read() or _Pending(self._markets.of(int(element[0])))
         if item[0] == "pool":
             peg = pending.view.announce(*item[1:])
             if peg is not None:
@@ -135,10 +135,10 @@ class _WatchMarketFn(beam.DoFn):
         pending_state.write(pending)
 
 
-def _watch_sorted(element, settings: MarketSettings):
+def _watch_sorted(element, markets: Markets):
     """Batch: one chain's announcements, then its slice prices in time order."""
     chain_id, items = element
-    pending = _Pending(settings)
+    pending = _Pending(markets.of(int(chain_id)))
     slices = []
     for item in items:
         if item[0] == "pool":
@@ -157,14 +157,14 @@ class WatchMarket(beam.PTransform):
     (``finding_row``) and a notice of each peg pool (kind ``PEG_POOL``), in the global window.
 
     Args:
-        settings: the market section (assets, pegs, thresholds).
+        markets: each chain's market section (its assets and pegs, the thresholds).
         slice_s: the slices' length (a summary's price is its slice's last).
         streaming: evaluate each slice end as the watermark passes it, or all at once.
     """
 
-    def __init__(self, settings: MarketSettings, slice_s: int, streaming: bool) -> None:
+    def __init__(self, markets: Markets, slice_s: int, streaming: bool) -> None:
         super().__init__()
-        self._settings = settings
+        self._markets = markets
         self._slice_s = slice_s
         self._streaming = streaming
 
@@ -177,9 +177,9 @@ class WatchMarket(beam.PTransform):
             | "PricesByChain" >> beam.Map(_slice_price, self._slice_s),
         ) | "PoolsAndPrices" >> beam.Flatten()
         if self._streaming:
-            return keyed | "Evaluate" >> beam.ParDo(_WatchMarketFn(self._settings))
+            return keyed | "Evaluate" >> beam.ParDo(_WatchMarketFn(self._markets))
         return (
             keyed
             | "GroupByChain" >> beam.GroupByKey()
-            | "EvaluateInOrder" >> beam.FlatMap(_watch_sorted, self._settings)
+            | "EvaluateInOrder" >> beam.FlatMap(_watch_sorted, self._markets)
         )

@@ -3,14 +3,16 @@ factories whose pools are followed and which of those pools (``PoolFilter``)."""
 
 from __future__ import annotations
 
+import dataclasses
 import typing
 from collections.abc import Container, Iterable
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
 
+from dexwatch.core.market_settings import AssetConfig
 from dexwatch.core.retry import RetryPolicy, over_field_default
 from dexwatch.core.settings_base import StrictModel, normalize_address, redact_url
 
@@ -108,8 +110,35 @@ class PoolFilter(StrictModel):
         )
 
 
+@dataclasses.dataclass(frozen=True)
+class KnownChain:
+    name: str
+    explorer_url: str | None
+
+
+# The chains dexwatch knows by id: a chain's name and block explorer default to these.
+KNOWN_CHAINS = {
+    1: KnownChain("ethereum", "https://etherscan.io"),
+    10: KnownChain("optimism", "https://optimistic.etherscan.io"),
+    137: KnownChain("polygon", "https://polygonscan.com"),
+    8453: KnownChain("base", "https://basescan.org"),
+    42161: KnownChain("arbitrum", "https://arbiscan.io"),
+    31337: KnownChain("local", None),
+}
+
+
 class ChainSettings(StrictModel):
-    chain_id: int = 31337
+    """One chain: its node, the factories followed on it, and how it is read."""
+
+    chain_id: int = Field(31337, ge=1)
+    # How the chain is named in commands, alerts and the dashboard; empty: the known name of
+    # chain_id (KNOWN_CHAINS), else chain-<chain_id>.
+    name: str = Field("", pattern=r"^$|^[a-z][a-z0-9-]{0,39}$")
+    # Its block explorer, for links in alerts; empty: the known one of chain_id, if any.
+    explorer_url: str | None = None
+    # The assets its market view prices together (their addresses on this chain: USDC on
+    # Polygon is not USDC on Ethereum); empty: market.assets.
+    assets: list[AssetConfig] | None = None
     rpc_urls: list[str] = Field(default_factory=lambda: ["http://127.0.0.1:8545"], min_length=1)
     # Empty means: read the factories of the local stack's deployment manifest.
     factories: list[FactoryConfig] = Field(default_factory=list)
@@ -159,8 +188,29 @@ class ChainSettings(StrictModel):
                 raise ValueError(f"RPC URL must be http(s): {redact_url(url)}")
         return urls
 
+    @model_validator(mode="before")
+    @classmethod
+    def _known_name_and_explorer(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        known = KNOWN_CHAINS.get(data.get("chain_id", 31337))
+        data = dict(data)
+        if not data.get("name"):
+            data["name"] = known.name if known else f"chain-{data.get('chain_id')}"
+        if data.get("explorer_url") is None and known is not None:
+            data["explorer_url"] = known.explorer_url
+        return data
+
     @model_validator(mode="after")
     def _window_covers_confirmations(self) -> ChainSettings:
         if self.reorg_window <= self.confirmations:
             raise ValueError("reorg_window must be larger than confirmations")
         return self
+
+
+def describe_chain(chain_id: int, chains: Iterable[ChainSettings] = ()) -> KnownChain:
+    """A chain's name and explorer: as configured, else as known, else ``chain-<id>``."""
+    for chain in chains:
+        if chain.chain_id == chain_id:
+            return KnownChain(chain.name, chain.explorer_url)
+    return KNOWN_CHAINS.get(chain_id) or KnownChain(f"chain-{chain_id}", None)

@@ -16,7 +16,7 @@ from typing import Any, ClassVar, TypeVar
 from pydantic import BaseModel, SecretStr, ValidationError
 
 from dexwatch.core import logs
-from dexwatch.core.settings import Settings, SettingsError
+from dexwatch.core.settings import OneChainEnvironment, Settings, SettingsError
 
 CONFIG_ENV = "DEXWATCH_CONFIG"
 DEFAULT_CONFIG_FILE = Path("dexwatch.yaml")
@@ -24,15 +24,30 @@ DEFAULT_CONFIG_FILE = Path("dexwatch.yaml")
 S = TypeVar("S", bound=Settings)
 
 
-def _describe(error: ValidationError, source: str) -> str:
+def _describe(error: ValidationError, source: str, one_chain: bool) -> str:
+    """One line a bad key; keys of a one-chain form's chain named as written (chain.x)."""
     lines = []
     for err in error.errors():
-        key = ".".join(str(part) for part in err["loc"]) or "(root)"
+        loc = err["loc"]
+        if one_chain and loc[:2] == ("chains", 0):
+            loc = ("chain", *loc[2:])
+        key = ".".join(str(part) for part in loc) or "(root)"
         if err["type"] == "extra_forbidden":
             lines.append(f"unknown setting '{key}' in {source}")
         else:
             lines.append(f"invalid setting '{key}' in {source}: {err['msg']}")
     return "; ".join(lines)
+
+
+def _one_chain_in(path: Path | None) -> bool:
+    """Whether the YAML file at ``path`` has the one-chain form's ``chain`` section."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text()) if path else None
+    except (OSError, yaml.YAMLError):
+        return False
+    return isinstance(data, dict) and "chain" in data
 
 
 def config_file_from_env(explicit: Path | None = None) -> Path | None:
@@ -76,7 +91,8 @@ def load_settings(
         for name in os.environ
         if name.startswith("DEXWATCH_")
         and name != CONFIG_ENV
-        and name.removeprefix("DEXWATCH_").split("__")[0].lower() not in schema.model_fields
+        and name.removeprefix("DEXWATCH_").split("__")[0].lower()
+        not in {*schema.model_fields, "chain"}  # chain: the one-chain form of chains
     )
     if unknown_env:
         raise SettingsError(f"unknown setting in environment: {', '.join(unknown_env)}")
@@ -91,7 +107,12 @@ def load_settings(
     try:
         loaded = _FromFile(**overrides)
     except ValidationError as err:
-        raise SettingsError(_describe(err, source)) from None
+        one_chain = (
+            "chain" in overrides
+            or _one_chain_in(path)
+            or any(name.startswith(OneChainEnvironment.PREFIX) for name in os.environ)
+        )
+        raise SettingsError(_describe(err, source, one_chain)) from None
     except Exception as err:  # malformed YAML and the like
         raise SettingsError(f"cannot read {source}: {err}") from None
     for secret in _secrets(loaded):

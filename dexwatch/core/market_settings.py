@@ -4,7 +4,9 @@ pegs they should hold, and when a common move or a broken peg is an incident
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from collections.abc import Mapping
 
 from pydantic import Field, field_validator, model_validator
 
@@ -60,3 +62,26 @@ class MarketSettings(StrictModel):
     @property
     def log_peg_tolerance(self) -> float:
         return math.log1p(self.peg_tolerance)
+
+
+@dataclasses.dataclass(frozen=True)
+class Markets:
+    """Each chain's market section: the chain's own assets (chains[].assets) with the
+    market section's thresholds, the market section itself for any other chain."""
+
+    default: MarketSettings
+    by_chain: Mapping[int, MarketSettings] = dataclasses.field(default_factory=dict)
+
+    def of(self, chain_id: int) -> MarketSettings:
+        return self.by_chain.get(chain_id, self.default)
+
+    @property
+    def assets(self) -> list[AssetConfig]:
+        """Every chain's assets (to name tokens by their symbols)."""
+        markets = [self.default, *self.by_chain.values()]
+        return [asset for market in markets for asset in market.assets]
+
+    @property
+    def any_assets(self) -> bool:
+        """Whether any chain has a market view."""
+        return bool(self.default.assets) or any(m.assets for m in self.by_chain.values())

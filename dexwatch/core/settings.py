@@ -7,6 +7,8 @@ silently ignored value. Where the values come from (file, environment, arguments
 
 from __future__ import annotations
 
+import json
+import os
 import re
 from datetime import datetime
 from pathlib import Path
@@ -16,7 +18,6 @@ from urllib.parse import urlsplit
 from pydantic import (
     BaseModel,
     Field,
-    SecretStr,
     field_validator,
     model_validator,
 )
@@ -33,17 +34,18 @@ from dexwatch.core.chain_settings import (
     FactoryConfig,
     PoolFilter,
     Protocol,
+    describe_chain,
 )
-from dexwatch.core.market_settings import MarketSettings
+from dexwatch.core.market_settings import Markets, MarketSettings
 from dexwatch.core.retry import RetryPolicy, over_field_default
 from dexwatch.core.settings_base import (
     SettingsError,
     StrictModel,
     normalize_address,
     redact_url,
-    secret_version,
 )
 from dexwatch.core.slack_settings import SlackSettings
+from dexwatch.core.subgraph_settings import SubgraphSettings, SubgraphSource
 
 __all__ = [
     "ChainSettings",
@@ -54,6 +56,8 @@ __all__ = [
     "Protocol",
     "SettingsError",
     "StrictModel",
+    "SubgraphSettings",
+    "SubgraphSource",
     "normalize_address",
     "redact_url",
 ]
@@ -233,126 +237,42 @@ class MonitoringSettings(StrictModel):
         return expression
 
 
-class SubgraphSource(StrictModel):
-    """One subgraph the subgraph publisher reads: which dex it indexes, its entity schema,
-    and its id on The Graph's network (a subgraph id, or a deployment id)."""
-
-    dex: Dex
-    # v3: Uniswap V3's PoolHourData; v2: PairHourData of Uniswap V2 and SushiSwap subgraphs.
-    protocol: Protocol
-    subgraph_id: str | None = None
-    deployment_id: str | None = None
-    # Pool (pair) addresses; empty means the subgraph's top subgraph.top_n pools by TVL.
-    pools: list[str] = Field(default_factory=list)
-    # V2 only: the pair's swap fee, for fees_usd (PairHourData has no fee figure).
-    swap_fee: float = Field(0.003, ge=0, lt=1)
-
-    @field_validator("pools")
-    @classmethod
-    def _addresses(cls, pools: list[str]) -> list[str]:
-        return [normalize_address(pool) for pool in pools]
-
-    @model_validator(mode="after")
-    def _one_id(self) -> SubgraphSource:
-        if (self.subgraph_id is None) == (self.deployment_id is None):
-            raise ValueError("give exactly one of subgraph_id and deployment_id")
-        for value in (self.subgraph_id, self.deployment_id):
-            if value is not None and not re.fullmatch(r"[A-Za-z0-9]{10,100}", value):
-                raise ValueError(f"not a subgraph or deployment id: {value!r}")
-        return self
-
-    @property
-    def path(self) -> str:
-        """The subgraph's path below the gateway (or a graph-node style endpoint)."""
-        if self.subgraph_id is not None:
-            return f"subgraphs/id/{self.subgraph_id}"
-        return f"deployments/id/{self.deployment_id}"
-
-
-def _default_subgraph_sources() -> list[SubgraphSource]:
-    return [
-        # Uniswap's documented Ethereum mainnet subgraph.
-        SubgraphSource(
-            dex="uniswap_v3",
-            protocol="v3",
-            subgraph_id="5zvR82QoaXYFyDEKLZ9t6v9adgnptxYpKpSbxtgVENFV",
-        ),
-        # SushiSwap V2 on mainnet, known only by its deployment id.
-        SubgraphSource(
-            dex="sushiswap",
-            protocol="v2",
-            deployment_id="QmQ2h69a3vnE6N3TN7Ys9K1vpjYiJSi8fexnj1pWpRc6uY",
-        ),
-    ]
-
-
-class SubgraphSettings(StrictModel):
-    """`dexwatch publish subgraph`: hourly pool statistics from The Graph to pool-hourly."""
-
-    # Queries go to {gateway_url}/{api_key}/{subgraphs|deployments}/id/{id}.
-    gateway_url: str = "https://gateway.thegraph.com/api"
-    # From DEXWATCH_SUBGRAPH__API_KEY; never logged.
-    api_key: SecretStr | None = None
-    # Or a Secret Manager version holding it: projects/P/secrets/S/versions/V.
-    api_key_secret: str | None = None
-    # A graph-node style endpoint without API key, {endpoint_url}/subgraphs/id/{id}, used
-    # instead of the gateway when set: the local stand-in by default; null in production.
-    endpoint_url: str | None = "http://127.0.0.1:8000"
-    sources: list[SubgraphSource] = Field(default_factory=_default_subgraph_sources, min_length=1)
-    top_n: int = Field(20, ge=1, le=1000)
-    # Cron expression (UTC) of the passes when running on its own.
-    schedule: str = "0 * * * *"
-    # Rows per query; The Graph refuses more than 1000.
-    page_size: int = Field(1000, ge=1, le=1000)
-    # Hours fetched, published and checkpointed together when catching up.
-    hours_per_batch: int = Field(24, ge=1)
-    # A first run (no checkpoint) starts this many complete hours back.
-    first_run_hours: int = Field(24, ge=1)
-    # After a scheduled time, while the subgraphs have not indexed past the hour that ended,
-    # look again this often; `--once` gives up after catch_up_wait_s.
-    lag_poll_s: float = Field(30.0, gt=0)
-    catch_up_wait_s: float = Field(300.0, ge=0)
-    # The GraphQL queries: timeout, and retries of transient failures (429, 5xx, timeouts,
-    # GraphQL errors that do not say the query is wrong).
-    retry: RetryPolicy = RetryPolicy(
-        timeout_s=30.0, max_retries=5, backoff_base_s=0.5, backoff_max_s=30.0
-    )
-    # Empty means <state_dir>/checkpoints/subgraph-<chain_id>.json
-    checkpoint_path: Path | None = None
-
-    _retry = field_validator("retry", mode="before")(over_field_default)
-
-    @field_validator("gateway_url", "endpoint_url")
-    @classmethod
-    def _http(cls, url: str | None) -> str | None:
-        if url is not None and urlsplit(url).scheme not in ("http", "https"):
-            raise ValueError(f"must be an http(s) URL: {redact_url(url)}")
-        return url.rstrip("/") if url else url
-
-    _secret_version = field_validator("api_key_secret")(secret_version)
-
-    @field_validator("schedule")
-    @classmethod
-    def _cron(cls, expression: str) -> str:
-        from croniter import croniter
-
-        if not croniter.is_valid(expression):
-            raise ValueError(f"not a cron expression: {expression!r}")
-        return expression
-
-    @model_validator(mode="after")
-    def _key_for_the_gateway(self) -> SubgraphSettings:
-        if self.endpoint_url is None and self.api_key is None and self.api_key_secret is None:
-            raise ValueError(
-                "the gateway needs an API key: set DEXWATCH_SUBGRAPH__API_KEY or "
-                "subgraph.api_key_secret (or subgraph.endpoint_url for a keyless endpoint)"
-            )
-        return self
-
-
 class LoggingSettings(StrictModel):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     format: Literal["console", "json"] = "console"
+
+
+class OneChainEnvironment(PydanticBaseSettingsSource):
+    """``DEXWATCH_CHAIN`` (JSON) and ``DEXWATCH_CHAIN__<KEY>[__<KEY>]`` variables, the
+    one-chain form, as a ``chain`` section (there is no such field for the environment
+    source to read them by)."""
+
+    PREFIX = "DEXWATCH_CHAIN"
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        section: dict[str, Any] = {}
+        for name, text in os.environ.items():
+            if name == self.PREFIX:
+                section = {**_json_or_text(text), **section}
+            elif name.startswith(self.PREFIX + "__"):
+                *parents, key = name.removeprefix(self.PREFIX + "__").lower().split("__")
+                target = section
+                for parent in parents:
+                    target = target.setdefault(parent, {})
+                target[key] = _json_or_text(text)
+        return {"chain": section} if section else {}
+
+
+def _json_or_text(text: str) -> Any:
+    if text[:1] in ("[", "{"):
+        try:
+            return json.loads(text)
+        except ValueError:
+            pass
+    return text
 
 
 class Settings(BaseSettings):
@@ -365,7 +285,9 @@ class Settings(BaseSettings):
 
     # Where checkpoints, models, the local warehouse and the local stack's files live.
     state_dir: Path = Path(".dexwatch")
-    chain: ChainSettings = ChainSettings()
+    # The chains watched, each with its own publisher and checkpoint. The one-chain form,
+    # ``chain:`` (a section, as before chains were a list), is read as a list of one.
+    chains: list[ChainSettings] = Field(default_factory=lambda: [ChainSettings()], min_length=1)
     pubsub: PubSubSettings = PubSubSettings()
     warehouse: WarehouseSettings = WarehouseSettings()
     pipeline: PipelineSettings = PipelineSettings()
@@ -388,29 +310,88 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        sources: list[PydanticBaseSettingsSource] = [
+            init_settings,
+            env_settings,
+            OneChainEnvironment(settings_cls),
+        ]
         if cls.config_file is not None:
             sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=cls.config_file))
         return tuple(sources)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _one_chain_form(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "chain" in data:
+            if "chains" in data:
+                raise ValueError("give chain (one chain) or chains (a list of them), not both")
+            data = {**data, "chains": [data["chain"]]}
+            del data["chain"]
+        return data
+
+    @model_validator(mode="after")
+    def _chains_apart(self) -> Settings:
+        for what in ("chain_id", "name"):
+            values = [getattr(chain, what) for chain in self.chains]
+            twice = sorted({str(v) for v in values if values.count(v) > 1})
+            if twice:
+                raise ValueError(f"chains: {what} {', '.join(twice)} is given to two chains")
+        return self
+
     @model_validator(mode="after")
     def _slices_of_whole_blocks(self) -> Settings:
-        block_s, slice_s = self.chain.block_time_s, self.pipeline.slice_s
-        if block_s and slice_s % block_s:
-            whole = ", ".join(str(block_s * n) for n in range(1, 4))
-            raise ValueError(
-                f"pipeline.slice_s {slice_s} is not a whole number of chain.block_time_s "
-                f"{block_s} s blocks: slices would hold uneven counts of blocks; use {whole} ..."
-            )
+        slice_s = self.pipeline.slice_s
+        for chain in self.chains:
+            block_s = chain.block_time_s
+            if block_s and slice_s % block_s:
+                whole = ", ".join(str(block_s * n) for n in range(1, 4))
+                raise ValueError(
+                    f"pipeline.slice_s {slice_s} is not a whole number of {chain.name}'s "
+                    f"{block_s} s blocks (block_time_s): slices would hold uneven counts of "
+                    f"blocks; use {whole} ..."
+                )
         return self
 
     @model_validator(mode="after")
     def _pool_list_has_subgraphs(self) -> Settings:
-        chain = self.chain
-        problem = chain.pool_filter.missing_subgraphs(chain.factories, self.subgraph.sources)
-        if problem:
-            raise ValueError(problem)
+        for chain in self.chains:
+            problem = chain.pool_filter.missing_subgraphs(chain.factories, self.subgraph.sources)
+            if problem:
+                raise ValueError(problem)
         return self
+
+    @property
+    def chain(self) -> ChainSettings:
+        """The chain of a one-chain setting: what a publisher, a backfill or a bootstrap
+        works on (``for_chain`` picks one of several)."""
+        if len(self.chains) > 1:
+            names = ", ".join(chain.name for chain in self.chains)
+            raise SettingsError(f"{len(self.chains)} chains are configured ({names}): name one")
+        return self.chains[0]
+
+    def for_chain(self, key: str | int) -> Self:
+        """These settings with only the chain named ``key`` (its name or chain id)."""
+        for chain in self.chains:
+            if key in (chain.name, chain.chain_id) or str(key) == str(chain.chain_id):
+                return self.model_copy(update={"chains": [chain]})
+        names = ", ".join(f"{chain.name} ({chain.chain_id})" for chain in self.chains)
+        raise SettingsError(f"no chain {key!r} is configured; the chains are {names}")
+
+    @property
+    def markets(self) -> Markets:
+        """Each chain's market section: its own assets where it names them."""
+        by_chain = {
+            chain.chain_id: self.market.model_copy(update={"assets": chain.assets})
+            for chain in self.chains
+            if chain.assets is not None
+        }
+        return Markets(self.market, by_chain)
+
+    def explorer(self, chain_id: int) -> str | None:
+        """A chain's block explorer: Slack's setting for it, else the chain's own."""
+        return (
+            self.slack.explorers.get(chain_id) or describe_chain(chain_id, self.chains).explorer_url
+        )
 
     @property
     def checkpoint_path(self) -> Path:
@@ -452,11 +433,14 @@ class Settings(BaseSettings):
         Like ``model_copy``, it does not validate again: the changes are the caller's."""
         update = {}
         for name, value in changes.items():
-            section = getattr(self, name)
+            # ``chain`` is the one chain of a one-chain setting.
+            section = self.chain if name == "chain" else getattr(self, name)
             if isinstance(section, BaseModel) and isinstance(value, dict):
                 unknown = set(value) - set(type(section).model_fields)
                 if unknown:
                     raise SettingsError(f"{name} has no setting {', '.join(sorted(unknown))}")
                 value = section.model_copy(update=value)
+            if name == "chain":
+                name, value = "chains", [value]
             update[name] = value
         return self.model_copy(update=update)

@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
+from dexwatch.core.chain_settings import describe_chain
 from dexwatch.core.retry import RetryPolicy, over_field_default
 from dexwatch.core.settings_base import StrictModel, redact_url, secret_version
 
@@ -17,15 +18,6 @@ SLACK_API_URL = "https://slack.com/api/"
 # secrets, they open nothing but a server on 127.0.0.1.
 STANDIN_TOKEN = "xoxb-dexwatch-local-standin"
 STANDIN_SIGNING_SECRET = "dexwatch-local-signing-secret"
-
-# Block explorers of the chains dexwatch knows, for links to pools and transactions.
-EXPLORERS = {
-    1: "https://etherscan.io",
-    10: "https://optimistic.etherscan.io",
-    137: "https://polygonscan.com",
-    8453: "https://basescan.org",
-    42161: "https://arbiscan.io",
-}
 
 
 class SlackRoute(StrictModel):
@@ -140,7 +132,7 @@ class SlackSettings(StrictModel):
         return self
 
     def explorer(self, chain_id: int) -> str | None:
-        return self.explorers.get(chain_id) or EXPLORERS.get(chain_id)
+        return self.explorers.get(chain_id) or describe_chain(chain_id).explorer_url
 
     def channel_for(self, attributes: Mapping[str, str]) -> str | None:
         """The channel of an alert with these message attributes (None: not posted)."""

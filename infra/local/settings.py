@@ -185,6 +185,8 @@ class LocalSettings(Settings):
         """A chain with a fixed block time is simulated with it, live and in history: block
         intervals the simulator section leaves unset follow chain.block_time_s, and one that
         contradicts it is an error (a 12 s chain mined every 2 s is not that chain)."""
+        if len(self.chains) > 1:  # the local stack mines one chain
+            return self
         block_s = self.chain.block_time_s
         if block_s is None:
             return self
@@ -210,7 +212,7 @@ class LocalSettings(Settings):
         manifest where none are configured and the manifest exists: on the local stack the
         publishers follow what `local up` deployed and the market view prices its tokens.
         Production configures both."""
-        if not self.deployment_path.is_file():
+        if not self.deployment_path.is_file() or len(self.chains) > 1:
             return self
         from infra.local.deployment import LocalDeployment
 

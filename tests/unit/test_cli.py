@@ -102,3 +102,15 @@ def test_market_option_without_a_simulator_section_is_one_clear_line(tmp_path: P
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
     assert "no simulator section" in lines[0]
+
+
+def test_publish_chain_with_several_chains_asks_which(tmp_path: Path) -> None:
+    (tmp_path / "dexwatch.yaml").write_text(
+        "pipeline: {slice_s: 12}\nchains:\n  - {chain_id: 137, block_time_s: 2}\n"
+        "  - {chain_id: 1, block_time_s: 12}\n"
+    )
+    result = _dexwatch("publish", "chain", "--once", cwd=tmp_path)
+    assert result.returncode != 0
+    assert "2 chains are configured (polygon, ethereum): name one with --chain" in result.stderr
+    result = _dexwatch("publish", "chain", "--once", "--chain", "base", cwd=tmp_path)
+    assert "no chain 'base' is configured" in result.stderr

@@ -21,7 +21,7 @@ from beam_pipelines.transforms.threads import ChainThreads
 from dexwatch.core.features.chain import FEATURE_NAMES
 from dexwatch.core.features.market import MarketView
 from dexwatch.core.features.slices import SliceSummary
-from dexwatch.core.market_settings import AssetConfig, MarketSettings
+from dexwatch.core.market_settings import AssetConfig, Markets, MarketSettings
 from infra.local.market_events import MarketEvent, ShiftRequests
 
 SLICE = 15
@@ -307,7 +307,7 @@ def test_watch_market_finds_the_same_in_streaming_and_in_batch():
         found = (
             p | "A" >> beam.Create(announcements),
             p | "S" >> beam.Create(slices),
-        ) | WatchMarket(SETTINGS, SLICE, streaming=False)
+        ) | WatchMarket(Markets(SETTINGS), SLICE, streaming=False)
         assert_that(found | beam.combiners.ToList() | beam.Map(_market_rows), equal_to([expected]))
     stream = TestStream().advance_watermark_to(0)
     stream = stream.add_elements([TimestampedValue(("a", a), 0) for a in announcements])
@@ -327,7 +327,7 @@ def test_watch_market_finds_the_same_in_streaming_and_in_batch():
             | beam.Filter(lambda x: x[0] == "s")
             | "Slc" >> beam.Map(lambda x: (x[1][0], (1, x[1][1])))
         )
-        found = (pools, prices) | WatchMarket(SETTINGS, SLICE, streaming=True)
+        found = (pools, prices) | WatchMarket(Markets(SETTINGS), SLICE, streaming=True)
         assert_that(found, lambda rows: _check(_market_rows(rows), expected))
 
 
@@ -480,3 +480,28 @@ def test_providers_re_ranging_after_a_market_move_is_the_markets():
     out = threads.release(later + SLICE + 1)
     assert _alerts(out) == []
     assert [v["alert_id"] for tag, v in out if tag == "anomalies"] == [f"{CHAIN}:market:{t}"]
+
+
+def _on_chain(chain_id: int, announcements, slices):
+    """The same pools on another chain (announcements and slice keys of ``chain_id``)."""
+    moved = [{**a, "chain_id": chain_id} for a in announcements]
+    return moved, [(key.replace(f"{CHAIN}:", f"{chain_id}:", 1), s) for key, s in slices]
+
+
+def test_each_chain_has_its_own_market_and_assets():
+    """A market move on one chain is that chain's alone; a chain whose market section has no
+    assets has no market view, though its pools move alike."""
+    moved = _inputs(Market(), 2 * 3600, WETH=0.9, WBTC=0.9, UNI=0.9, LINK=0.9)
+    expected = _market_rows(_expected_findings(*moved))
+    assert expected
+    calm = _on_chain(137, *_inputs(Market(seed=2), 2 * 3600))
+    unpriced = _on_chain(10, *_inputs(Market(seed=3), 2 * 3600, WETH=0.9, WBTC=0.9, UNI=0.9))
+    markets = Markets(MarketSettings(), {CHAIN: SETTINGS, 137: SETTINGS})
+    with TestPipeline() as p:
+        found = (
+            p | "A" >> beam.Create(moved[0] + calm[0] + unpriced[0]),
+            p | "S" >> beam.Create(moved[1] + calm[1] + unpriced[1]),
+        ) | WatchMarket(markets, SLICE, streaming=False)
+        assert_that(
+            found | beam.combiners.ToList() | beam.Map(_market_rows), equal_to([expected])
+        )

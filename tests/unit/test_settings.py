@@ -236,3 +236,69 @@ def test_a_threshold_reads_the_subgraphs_of_the_factories_dexes() -> None:
     # Without factories (the local stack fills them) there is nothing to check yet: the
     # publisher checks the factories it is given.
     assert load_local_settings(chain={"pool_filter": pool_filter}).chain.pool_filter.thresholds
+
+
+MULTI_CHAIN = """
+pipeline:
+  slice_s: 12
+chains:
+  - chain_id: 137
+    rpc_urls: ["https://polygon.example.org/KEY1", "https://polygon-backup.example.org"]
+    block_time_s: 2
+  - chain_id: 1
+    rpc_urls: ["https://eth.example.org/KEY2"]
+    block_time_s: 12
+    confirmations: 3
+"""
+
+
+def test_several_chains_each_with_its_name_explorer_and_checkpoint(tmp_path: Path) -> None:
+    config = tmp_path / "dexwatch.yaml"
+    config.write_text(MULTI_CHAIN)
+    settings = load_local_settings(config)
+    assert [(c.name, c.chain_id) for c in settings.chains] == [("polygon", 137), ("ethereum", 1)]
+    assert settings.explorer(137) == "https://polygonscan.com"
+    polygon, ethereum = settings.for_chain("polygon"), settings.for_chain(1)
+    assert polygon.chain.rpc_urls[1] == "https://polygon-backup.example.org"
+    assert ethereum.chain.confirmations == 3
+    assert polygon.checkpoint_path != ethereum.checkpoint_path
+    # A component that works on one chain must be told which.
+    with pytest.raises(SettingsError, match=r"2 chains are configured \(polygon, ethereum\)"):
+        settings.chain  # noqa: B018
+    with pytest.raises(SettingsError, match="no chain 'base'.*polygon \\(137\\), ethereum \\(1\\)"):
+        settings.for_chain("base")
+
+
+def test_the_one_chain_form_is_a_list_of_one_from_file_environment_and_arguments(
+    tmp_path: Path, monkeypatch
+) -> None:
+    config = tmp_path / "dexwatch.yaml"
+    config.write_text("chain:\n  chain_id: 10\n  confirmations: 3\n")
+    monkeypatch.setenv("DEXWATCH_CHAIN__RETRY__TIMEOUT_S", "4.5")
+    monkeypatch.setenv("DEXWATCH_CHAIN__RPC_URLS", '["https://op.example.org"]')
+    settings = load_local_settings(config)
+    (chain,) = settings.chains
+    assert (chain.name, chain.confirmations, chain.retry.timeout_s) == ("optimism", 3, 4.5)
+    assert chain.rpc_urls == ["https://op.example.org"]
+    assert settings.chain is chain
+    assert load_local_settings(chain={"chain_id": 8453}).chain.name == "base"
+
+
+def test_chains_given_twice_or_alike_are_refused(tmp_path: Path, monkeypatch) -> None:
+    config = tmp_path / "dexwatch.yaml"
+    config.write_text(MULTI_CHAIN)
+    monkeypatch.setenv("DEXWATCH_CHAIN__CONFIRMATIONS", "1")
+    with pytest.raises(SettingsError, match="give chain .* or chains .*, not both"):
+        load_local_settings(config)
+    monkeypatch.delenv("DEXWATCH_CHAIN__CONFIRMATIONS")
+    config.write_text(MULTI_CHAIN.replace("chain_id: 1\n", "chain_id: 137\n"))
+    with pytest.raises(SettingsError, match="chain_id 137 is given to two chains"):
+        load_local_settings(config)
+    # Slices must hold whole blocks of every chain.
+    config.write_text(MULTI_CHAIN.replace("slice_s: 12", "slice_s: 15"))
+    with pytest.raises(SettingsError, match="not a whole number of polygon's 2 s blocks"):
+        load_local_settings(config)
+    # The keys of a one-chain form are named as written.
+    config.write_text("chain:\n  confirmatons: 3\n")
+    with pytest.raises(SettingsError, match=r"unknown setting 'chain\.confirmatons'"):
+        load_local_settings(config)

@@ -136,3 +136,20 @@ def test_enabled_slack_needs_a_token_unless_the_standin_is_used() -> None:
         SlackSettings(bot_token_secret="my-token")
     assert SlackSettings(enabled=True, local_standin=True).enabled
     assert SlackSettings(enabled=True, bot_token="xoxb-1").api_url == "https://slack.com/api/"
+
+
+def test_alerts_name_their_chain_and_link_to_its_explorer() -> None:
+    from dexwatch.core.chain_settings import ChainSettings, describe_chain
+
+    chains = [ChainSettings(chain_id=137), ChainSettings(chain_id=8453, name="base-main")]
+    polygon = describe_chain(137, chains)
+    assert (polygon.name, polygon.explorer_url) == ("polygon", "https://polygonscan.com")
+    assert describe_chain(8453, chains).name == "base-main"
+    assert describe_chain(99, chains).name == "chain-99"
+    alert = sample_alert(137, NOW)
+    message = alert_message(alert, Links(polygon.explorer_url, None, polygon.name))
+    assert message.blocks[0]["text"]["text"].endswith(" · polygon")
+    assert "https://polygonscan.com/address/" in as_text(message)
+    both = [alert, sample_alert(8453, NOW).model_copy(update={"alert_id": "b"})]
+    burst = burst_message(both, chains={137: "polygon", 8453: "base-main"})
+    assert burst.text.startswith("2 alerts at once on base-main, polygon")

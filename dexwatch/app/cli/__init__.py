@@ -70,7 +70,8 @@ def show_config() -> None:
 
     settings = cli_settings()
     data = settings.model_dump(mode="json")
-    data["chain"]["rpc_urls"] = [redact_url(u) for u in settings.chain.rpc_urls]
+    for shown, chain in zip(data["chains"], settings.chains, strict=True):
+        shown["rpc_urls"] = [redact_url(u) for u in chain.rpc_urls]
     typer.echo(logs.scrub(yaml.safe_dump(data, sort_keys=False)))
 
 

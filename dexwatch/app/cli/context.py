@@ -16,6 +16,7 @@ import typer
 
 from dexwatch.core import logs
 from dexwatch.core.emulator import use_pubsub_emulator
+from dexwatch.core.settings import SettingsError
 from infra.local.settings import LocalSettings, load_local_settings
 
 if TYPE_CHECKING:
@@ -66,6 +67,18 @@ def cli_settings(market: Path | None = None) -> LocalSettings:
     settings = settings.with_deployment()
     logs.configure(settings.logging.level, settings.logging.format)
     return settings
+
+
+def one_chain(settings: LocalSettings, key: str | None) -> LocalSettings:
+    """The settings of the chain named ``key`` (a name or an id); without one, a one-line
+    error naming the configured chains."""
+    if key is None:
+        names = ", ".join(chain.name for chain in settings.chains)
+        fail(f"{len(settings.chains)} chains are configured ({names}): name one with --chain")
+    try:
+        return settings.for_chain(key)
+    except SettingsError as err:
+        fail(str(err))
 
 
 def _market_section(market: Path, settings: LocalSettings) -> dict:

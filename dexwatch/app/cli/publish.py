@@ -9,6 +9,7 @@ import typer
 
 from dexwatch.app.cli.context import (
     cli_settings,
+    one_chain,
     stop_on_signals,
     use_local_emulator,
 )
@@ -27,12 +28,19 @@ def publish_chain(
         Path | None,
         typer.Option(help="Record to JSON lines in this directory instead of Pub/Sub."),
     ] = None,
+    chain: Annotated[
+        str | None,
+        typer.Option(help="The chain to publish (its name or id), when several are configured."),
+    ] = None,
 ) -> None:
     """Publish pool events read from chain RPC (eth_getLogs) to the pool-events topic,
-    following the chain by default."""
+    following the chain by default. One process per chain: each has its own node, pace and
+    checkpoint."""
     from publishers.chain import run
 
     settings = cli_settings()
+    if chain is not None or len(settings.chains) > 1:
+        settings = one_chain(settings, chain)
     use_local_emulator(settings)
     stop = stop_on_signals()
     run(settings, once=once, stop=stop, record_to=record)

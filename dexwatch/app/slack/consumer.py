@@ -21,7 +21,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
@@ -43,6 +43,7 @@ from dexwatch.app.slack.messages import (
     burst_message,
     revision_message,
 )
+from dexwatch.core.chain_settings import ChainSettings, describe_chain
 from dexwatch.core.schemas.alert import V1_COPY_ATTRIBUTE, Alert, parse_alert
 from dexwatch.core.slack_settings import SlackSettings
 
@@ -110,6 +111,7 @@ class SlackConsumer:
     ledger: the durable record of posts.
     dead_letters: where what cannot be delivered goes.
     pool_names: pair and fee tier of pools, for headers.
+    chains: the configured chains (their names and explorers).
     """
 
     def __init__(
@@ -119,8 +121,10 @@ class SlackConsumer:
         ledger: PostLedger,
         dead_letters: DeadLetters,
         pool_names: PoolNames,
+        chains: Sequence[ChainSettings] = (),
     ) -> None:
         self.settings = settings
+        self.chains = tuple(chains)
         self.api = api
         self.ledger = ledger
         self.dead_letters = dead_letters
@@ -194,7 +198,9 @@ class SlackConsumer:
     def deliver_burst(self, jobs: list[Job]) -> Posted:
         """Many new alerts on one channel: one summary, each alert a reply in its thread."""
         channel = jobs[0].channel
-        summary = burst_message([j.alert for j in jobs], self._pools([j.alert for j in jobs]))
+        alerts = [j.alert for j in jobs]
+        names = {a.chain_id: describe_chain(a.chain_id, self.chains).name for a in alerts}
+        summary = burst_message(alerts, self._pools(alerts), names)
         for job in jobs:
             self.ledger.pending(job.alert, channel, None)
         posted = self.api.post(channel, summary, find_since=time.time() - 60)
@@ -278,7 +284,9 @@ class SlackConsumer:
         shown = alert
         if first is not None and first.window_start < alert.window_start:
             shown = alert.model_copy(update={"window_start": first.window_start})
-        links = Links(self.settings.explorer(alert.chain_id), self.settings.dashboard_url)
+        chain = describe_chain(alert.chain_id, self.chains)
+        explorer = self.settings.explorers.get(alert.chain_id) or chain.explorer_url
+        links = Links(explorer, self.settings.dashboard_url, chain.name)
         feedback = self.ledger.feedback(alert.alert_id)
         return alert_message(shown, links, self._pools([alert]), feedback)
 

@@ -10,6 +10,7 @@ changed, and a burst of alerts on one channel is one summary with each alert in 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -79,6 +80,8 @@ class Links:
 
     explorer: str | None = None
     dashboard: str | None = None
+    # The chain's name (its id where none is known).
+    chain: str | None = None
 
     def pool(self, pool: str) -> str | None:
         return f"{self.explorer}/address/{pool}" if self.explorer and pool != "*" else None
@@ -110,8 +113,8 @@ def short(address: str) -> str:
     return f"{address[:6]}…{address[-4:]}" if len(address) > 12 else address
 
 
-def title(alert: Alert, pools: dict[str, PoolInfo] | None = None) -> str:
-    """The header line: kind, where, chain."""
+def title(alert: Alert, pools: dict[str, PoolInfo] | None = None, chain: str | None = None) -> str:
+    """The header line: kind, where, chain (``chain``: its name)."""
     kind = alert.kind.replace("-", " ").capitalize()
     if alert.scope == "model":
         parts = alert.alert_id.split(":")  # chain:feature-drift:model:version:day
@@ -122,7 +125,7 @@ def title(alert: Alert, pools: dict[str, PoolInfo] | None = None) -> str:
         where = f"asset {short(alert.scope.removeprefix('asset:'))}, {len(alert.pools)} pools"
     else:
         where = f"{len(alert.pools)} pools"
-    return f"{kind} · {where} · chain {alert.chain_id}"
+    return f"{kind} · {where} · {chain or f'chain {alert.chain_id}'}"
 
 
 def alert_metadata(alert: Alert) -> dict[str, Any]:
@@ -150,7 +153,7 @@ def alert_message(
     feedback: list[str] | None = None,
 ) -> Message:
     """The thread's root: the alert at its latest revision, with the operators' feedback."""
-    head = title(alert, pools)
+    head = title(alert, pools, links.chain)
     blocks: list[dict[str, Any]] = [
         {"type": "header", "text": _plain(head[:150])},
         {"type": "section", "fields": _fields(alert)},
@@ -199,15 +202,25 @@ def revision_message(alert: Alert, before: Alert | None) -> Message:
     return Message(line.replace("*", ""), blocks, alert_metadata(alert))
 
 
-def burst_message(alerts: list[Alert], pools: dict[str, PoolInfo] | None = None) -> Message:
-    """One summary for many new alerts on a channel at once; each follows in its thread."""
+def burst_message(
+    alerts: list[Alert],
+    pools: dict[str, PoolInfo] | None = None,
+    chains: Mapping[int, str] | None = None,
+) -> Message:
+    """One summary for many new alerts on a channel at once; each follows in its thread
+    (``chains``: the chains' names by id)."""
+    chains = chains or {}
     by_kind: dict[str, int] = {}
     for alert in alerts:
         by_kind[alert.kind] = by_kind.get(alert.kind, 0) + 1
     worst = max(alerts, key=lambda a: ("low", "medium", "high").index(a.severity))
     kinds = ", ".join(f"{n} {kind}" for kind, n in sorted(by_kind.items(), key=lambda x: -x[1]))
-    head = f"{len(alerts)} alerts at once on chain {worst.chain_id}"
-    lines = [f"{SEVERITY_MARK[a.severity]} {title(a, pools)}" for a in alerts[:MAX_POOLS_LISTED]]
+    on = sorted({chains.get(a.chain_id, f"chain {a.chain_id}") for a in alerts})
+    head = f"{len(alerts)} alerts at once on {', '.join(on)}"
+    lines = [
+        f"{SEVERITY_MARK[a.severity]} {title(a, pools, chains.get(a.chain_id))}"
+        for a in alerts[:MAX_POOLS_LISTED]
+    ]
     if len(alerts) > MAX_POOLS_LISTED:
         lines.append(f"… and {len(alerts) - MAX_POOLS_LISTED} more")
     blocks = [

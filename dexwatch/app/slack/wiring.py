@@ -65,6 +65,7 @@ def build_consumer(settings: Settings, api: SlackApi | None = None) -> SlackCons
         PostLedger(settings.slack_ledger_path),
         PubSubDeadLetters(settings),
         WarehousePoolNames(settings),
+        settings.chains,
     )
 
 
@@ -99,7 +100,7 @@ class WarehousePoolNames:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.symbols = {a.address: a.symbol for a in settings.market.assets}
+        self.symbols = {a.address: a.symbol for a in settings.markets.assets}
         self._known: dict[str, PoolInfo] = {}
         self._read_at = 0.0
 
@@ -111,9 +112,9 @@ class WarehousePoolNames:
         return {p: self._known[p] for p in pools if p in self._known}
 
     def _read(self) -> None:
-        chain_id = int(self.settings.chain.chain_id)
+        chains = ", ".join(str(int(chain.chain_id)) for chain in self.settings.chains)
         result = open_reader(self.settings).query(
-            f"select pool, token0, token1, fee from pools where chain_id = {chain_id}"
+            f"select pool, token0, token1, fee from pools where chain_id in ({chains})"
         )
         for pool, token0, token1, fee in result.rows:
             pair = f"{self._symbol(token0)}/{self._symbol(token1)}"
