@@ -41,7 +41,9 @@ variable "chains" {
       address     = string
       start_block = optional(number, 0)
     }))
-    start_block   = optional(number, 0)
+    start_block = optional(number, 0)
+    # chain.block_time_s: the chain's fixed block time (Ethereum 12), if it has one.
+    block_time_s  = optional(number)
     confirmations = optional(number, 2)
     # chain.pool_filter: which of the factories' pools are followed (all by default). With
     # min_tvl_usd or min_volume_usd_24h, those subgraph_sources list above them (only on the

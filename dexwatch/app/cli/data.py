@@ -12,6 +12,7 @@ from dexwatch.app.cli.context import (
     DATE_FORMATS,
     cli_settings,
     fail,
+    one_chain,
     stage_progress,
 )
 from dexwatch.core.errors import DexwatchError
@@ -33,6 +34,10 @@ def backfill(
     restart: Annotated[
         bool, typer.Option(help="Start over instead of resuming an interrupted run.")
     ] = False,
+    chain: Annotated[
+        str | None,
+        typer.Option(help="The chain (its name or id), when several are configured."),
+    ] = None,
 ) -> None:
     """Score a past range through the pipeline's own transforms in batch, into the same
     tables (upserts: a second run changes nothing). An interrupted run of the same range
@@ -44,6 +49,8 @@ def backfill(
         fail(f"unknown --source {source!r}: chain or subgraph")
     backfill_source, items = runs[source]
     settings = cli_settings()
+    if source == "chain" and (chain is not None or len(settings.chains) > 1):
+        settings = one_chain(settings, chain)
     start, end = start.replace(tzinfo=UTC), end.replace(tzinfo=UTC)
     with stage_progress() as on_progress:
         result = backfill_source(settings, start, end, on_progress, restart)

@@ -53,7 +53,9 @@ class BackfillResult:
 
 def work_dir(settings: Settings, source: str, start: datetime, end: datetime) -> Path:
     stamp = "%Y%m%dT%H%M%S"
-    return settings.state_dir / "backfill" / f"{source}-{start:{stamp}}-{end:{stamp}}"
+    # A chain's backfill reads that chain: its work is kept apart from other chains'.
+    name = f"chain-{settings.chain.chain_id}" if source == "chain" else source
+    return settings.state_dir / "backfill" / f"{name}-{start:{stamp}}-{end:{stamp}}"
 
 
 @dataclasses.dataclass
@@ -242,9 +244,11 @@ def _rows_in_range(settings: Settings, start: datetime, end: datetime, source: s
 
     if settings.warehouse.backend == "duckdb" and not settings.warehouse_path.is_file():
         return 0
+    of_chain = f" and chain_id = {int(settings.chain.chain_id)}" if source == "chain" else ""
     result = open_warehouse(settings).query(
-        f"select count(*) from pool_scores where source = '{source}' and epoch(window_end) > "
-        f"{int(start.timestamp())} and epoch(window_end) <= {int(end.timestamp())}"
+        f"select count(*) from pool_scores where source = '{source}'{of_chain} and "
+        f"epoch(window_end) > {int(start.timestamp())} and "
+        f"epoch(window_end) <= {int(end.timestamp())}"
     )
     return int(result.rows[0][0])
 

@@ -37,6 +37,8 @@ locals {
       {
         DEXWATCH_CHAIN = jsonencode({
           chain_id      = chain.chain_id
+          name          = chain.name
+          block_time_s  = chain.block_time_s
           factories     = chain.factories
           start_block   = chain.start_block
           confirmations = chain.confirmations
