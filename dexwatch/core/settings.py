@@ -41,6 +41,7 @@ from dexwatch.core.retry import RetryPolicy, over_field_default
 from dexwatch.core.settings_base import (
     SettingsError,
     StrictModel,
+    cron_expression,
     normalize_address,
     redact_url,
 )
@@ -227,14 +228,7 @@ class MonitoringSettings(StrictModel):
     # Set: `dexwatch metrics export` writes the same values to Cloud Monitoring (production).
     cloud_monitoring_project: str = ""
 
-    @field_validator("training_schedule")
-    @classmethod
-    def _cron(cls, expression: str) -> str:
-        from croniter import croniter
-
-        if not croniter.is_valid(expression):
-            raise ValueError(f"not a cron expression: {expression!r}")
-        return expression
+    _cron = field_validator("training_schedule")(cron_expression)
 
 
 class LoggingSettings(StrictModel):

@@ -35,6 +35,15 @@ def secret_version(name: str | None) -> str | None:
     return name
 
 
+def cron_expression(expression: str) -> str:
+    """A field validator for schedules: a cron expression (UTC)."""
+    from croniter import croniter
+
+    if not croniter.is_valid(expression):
+        raise ValueError(f"not a cron expression: {expression!r}")
+    return expression
+
+
 def redact_url(url: str) -> str:
     """Scheme, host and port only: RPC URLs often carry an API key in the path or query."""
     parts = urlsplit(url)

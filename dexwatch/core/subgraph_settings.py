@@ -10,7 +10,13 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 
 from dexwatch.core.chain_settings import Dex, Protocol
 from dexwatch.core.retry import RetryPolicy, over_field_default
-from dexwatch.core.settings_base import StrictModel, normalize_address, redact_url, secret_version
+from dexwatch.core.settings_base import (
+    StrictModel,
+    cron_expression,
+    normalize_address,
+    redact_url,
+    secret_version,
+)
 
 
 class SubgraphSource(StrictModel):
@@ -111,14 +117,7 @@ class SubgraphSettings(StrictModel):
 
     _secret_version = field_validator("api_key_secret")(secret_version)
 
-    @field_validator("schedule")
-    @classmethod
-    def _cron(cls, expression: str) -> str:
-        from croniter import croniter
-
-        if not croniter.is_valid(expression):
-            raise ValueError(f"not a cron expression: {expression!r}")
-        return expression
+    _cron = field_validator("schedule")(cron_expression)
 
     @model_validator(mode="after")
     def _key_for_the_gateway(self) -> SubgraphSettings:
