@@ -2,7 +2,8 @@
 local BigQuery emulator and on the local DuckDB warehouse: tables made through the API as
 the declarations say, rows of the pipeline's shape appended (early panes and their later
 replacements, a retried click), and every view and query answering exactly what the rows
-say, the same on both.
+say, the same on both. The rows are of two chains, with one address a pool on both: the views
+keep each chain's apart.
 
 The emulator runs BigQuery SQL translated for DuckDB: it proves the views' logic and that
 the API takes the tables, not that BigQuery's own parser accepts every construct (that is
@@ -31,6 +32,7 @@ from tests._warehouse_rows import (
     A2,
     A3,
     A5,
+    A_POLY,
     ANOMALIES_EARLY,
     ANOMALY_ROWS,
     D2,
@@ -41,6 +43,7 @@ from tests._warehouse_rows import (
     P1,
     P2,
     P3,
+    POLYGON,
     SCORES,
     SUSHI,
     V2,
@@ -146,9 +149,11 @@ THREADS = {
     A2: _thread(t(20), t(30), 2, -0.06, "low", "wash-trading"),
     A3: _thread(D2, D2 + 5 * MIN, 1, -0.15, "medium", "price-dislocation"),
     A5: _thread(D10, D10 + 25 * MIN, 5, -0.5, "high", "liquidity-drain, rug-pull"),
+    A_POLY: _thread(t(0), t(15), 2, -0.40, "high", "price-dislocation, rug-pull"),
 }
 VERDICTS = {
     A1: {"verdict": "confirmed", "verdict_by": "bob", "verdict_at": t(40)},
+    A_POLY: {"verdict": "acknowledged", "verdict_by": "erin", "verdict_at": t(45)},
     A3: {"verdict": "not-incident", "verdict_by": "U3", "verdict_at": D2 + 60 * MIN},
 }
 NO_VERDICT = {"verdict": None, "verdict_by": None, "verdict_at": None}
@@ -175,28 +180,28 @@ def _by_window(rows: list[dict]) -> list[dict]:
     return sorted(rows, key=lambda row: row["window_id"])
 
 
-def _pool_day(pool, dex, day, n, chain, hours, alerts, worst, severity, kinds) -> dict:
+def _pool_day(pool, dex, day, n, chain, hours, alerts, worst, severity, kinds, chain_id=1):
     return {
-        "chain_id": 1, "dex": dex, "pool": pool, "day": day.date(), "anomalies": n,
+        "chain_id": chain_id, "dex": dex, "pool": pool, "day": day.date(), "anomalies": n,
         "chain_windows": chain, "subgraph_hours": hours, "alerts": alerts,
         "worst_score": worst, "max_severity": severity, "kinds": kinds,
     }  # fmt: skip
 
 
 def _verdict(alert_id, verdict, by, at, clicks, first, revision, scope, kind, thread_kinds,
-             pools, start, end, windows, worst, severity) -> dict:  # fmt: skip
+             pools, start, end, windows, worst, severity, chain_id=1) -> dict:  # fmt: skip
     return {
         "alert_id": alert_id, "verdict": verdict, "verdict_by": by, "verdict_at": at,
-        "clicks": clicks, "first_clicked_at": first, "revision": revision, "chain_id": 1,
+        "clicks": clicks, "first_clicked_at": first, "revision": revision, "chain_id": chain_id,
         "scope": scope, "kind": kind, "thread_kinds": thread_kinds, "pools": pools,
         "first_window_start": start, "last_window_end": end, "windows": windows,
         "worst_score": worst, "severity": severity,
     }  # fmt: skip
 
 
-def _letters(stage, day, letters, reasons, first, last) -> dict:
-    return {"stage": stage, "day": day.date(), "letters": letters, "reasons": reasons,
-            "first_received_at": first, "last_received_at": last}  # fmt: skip
+def _letters(stage, day, letters, reasons, first, last, chain_id=None) -> dict:
+    return {"stage": stage, "chain_id": chain_id, "day": day.date(), "letters": letters,
+            "reasons": reasons, "first_received_at": first, "last_received_at": last}  # fmt: skip
 
 
 # Every view: the query the test runs on it, and its answer worked out from the rows above.
@@ -212,7 +217,20 @@ VIEW_CASES = {
             _pool_day(P2, SUSHI, D2, 1, 1, 0, 1, -0.15, "medium", "price-dislocation"),
             _pool_day(P2, SUSHI, R, 2, 2, 0, 1, -0.06, "low", "wash-trading"),
             _pool_day(P3, V2, D10, 5, 5, 0, 1, -0.5, "high", "liquidity-drain, rug-pull"),
-        ],
+            _pool_day(
+                P1,
+                V3,
+                R,
+                2,
+                2,
+                0,
+                1,
+                -0.40,
+                "high",
+                "price-dislocation, rug-pull",
+                chain_id=POLYGON,
+            ),  # the same address on another chain: its own row
+        ],  # fmt: skip
     ),
     "pool_score_history": (
         "SELECT * FROM pool_score_history ORDER BY window_id",
@@ -223,6 +241,7 @@ VIEW_CASES = {
         [
             {
                 "pool_rank": 1,
+                "chain_pool_rank": 1,
                 "chain_id": 1,
                 "dex": V3,
                 "pool": P1,
@@ -235,6 +254,7 @@ VIEW_CASES = {
             },
             {
                 "pool_rank": 2,
+                "chain_pool_rank": 2,
                 "chain_id": 1,
                 "dex": SUSHI,
                 "pool": P2,
@@ -245,11 +265,43 @@ VIEW_CASES = {
                 "kinds": "price-dislocation, wash-trading",
                 "last_window_end": t(30),
             },
+            {
+                "pool_rank": 3,
+                "chain_pool_rank": 1,  # Polygon's first
+                "chain_id": POLYGON,
+                "dex": V3,
+                "pool": P1,
+                "anomalies": 2,
+                "alerts": 1,
+                "worst_score": -0.40,
+                "max_severity": "high",
+                "kinds": "price-dislocation, rug-pull",
+                "last_window_end": t(15),
+            },
         ],  # P3's anomalies are 10 days old
     ),  # fmt: skip
     "alert_verdicts": (
         "SELECT * FROM alert_verdicts ORDER BY alert_id",
         [
+            _verdict(
+                A_POLY,  # "137:..." sorts before "1:..."
+                "acknowledged",
+                "erin",
+                t(45),
+                1,
+                t(45),
+                1,
+                "pool",
+                "rug-pull",
+                "price-dislocation, rug-pull",
+                P1,
+                t(0),
+                t(15),
+                2,
+                -0.40,
+                "high",
+                chain_id=POLYGON,
+            ),
             _verdict(
                 A1,
                 "confirmed",
@@ -307,9 +359,10 @@ VIEW_CASES = {
         ],
     ),  # fmt: skip
     "dead_letters_per_stage_day": (
-        "SELECT * FROM dead_letters_per_stage_day ORDER BY stage, day",
+        "SELECT * FROM dead_letters_per_stage_day ORDER BY stage, day, letters DESC",
         [
-            _letters("parse", R, 2, 2, t(10), t(50)),
+            _letters("parse", R, 2, 2, t(10), t(50)),  # their messages named no chain
+            _letters("parse", R, 1, 1, t(12), t(12), chain_id=POLYGON),
             _letters("score", D2, 1, 1, D2 + 30 * MIN, D2 + 30 * MIN),
         ],
     ),
@@ -329,15 +382,26 @@ QUERY_CASES = {
             (t(0), "chain", 0.10), (t(0), "subgraph", -0.02), (t(5), "chain", -0.12),
             (t(10), "chain", -0.30), (t(15), "chain", -0.08), (t(20), "chain", 0.05),
         )
-    ],  # P1's window of 10 days ago is out of the 7 days
+    ],  # P1's window of 10 days ago is out of the 7 days; P1 on Polygon is another pool
     "verdicts_by_kind": [
-        {"kind": kind, "alerts": 1, "confirmed": confirmed, "false_alarms": 1 - confirmed,
-         "acknowledged": 0, "false_alarm_share": float(1 - confirmed)}
-        for kind, confirmed in (("market-move", 0), ("price-dislocation", 0), ("rug-pull", 1))
+        {"kind": kind, "alerts": alerts, "confirmed": confirmed, "false_alarms": false,
+         "acknowledged": acknowledged, "false_alarm_share": share}
+        for kind, alerts, confirmed, false, acknowledged, share in (
+            ("market-move", 1, 0, 1, 0, 1.0), ("price-dislocation", 1, 0, 1, 0, 1.0),
+            ("rug-pull", 2, 1, 0, 1, 0.0),  # Ethereum's confirmed, Polygon's acknowledged
+        )
     ],
     "anomalies_per_day_7d": [
         {"day": D2.date(), "anomalies": 1, "pools": 1, "pools_with_high_severity": 0},
-        {"day": R.date(), "anomalies": 6, "pools": 2, "pools_with_high_severity": 1},
+        {"day": R.date(), "anomalies": 8, "pools": 3, "pools_with_high_severity": 2},
+    ],
+    "anomalies_per_chain_day_7d": [
+        {"chain_id": chain_id, "day": day.date(), "anomalies": n, "chain_windows": windows,
+         "subgraph_hours": hours, "pools": pools, "worst_score": worst}
+        for chain_id, day, n, windows, hours, pools, worst in (
+            (1, D2, 1, 1, 0, 1, -0.15), (1, R, 6, 5, 1, 2, -0.30),
+            (POLYGON, R, 2, 2, 0, 1, -0.40),
+        )
     ],
 }  # fmt: skip
 

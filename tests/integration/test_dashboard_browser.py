@@ -134,6 +134,14 @@ def test_the_overview_shows_the_runs_pools(live):
         names,
     )
     assert "scoring the last hour: chain:" in page.page.inner_text("#models")
+    # The run's chain at a glance; chosen in the header, it goes into the address and links.
+    assert page.page.inner_text("#chain-rows").startswith("local")
+    page.page.select_option("#chain-select", "local")
+    page.wait_for(
+        """() => location.search === '?chain=local'
+             && document.querySelector('nav a[href="/alerts?chain=local"]') !== null
+             && document.querySelectorAll('#pool-rows tr[data-chain]').length > 0"""
+    )
     page.close()
 
 

@@ -502,6 +502,4 @@ def test_each_chain_has_its_own_market_and_assets():
             p | "A" >> beam.Create(moved[0] + calm[0] + unpriced[0]),
             p | "S" >> beam.Create(moved[1] + calm[1] + unpriced[1]),
         ) | WatchMarket(markets, SLICE, streaming=False)
-        assert_that(
-            found | beam.combiners.ToList() | beam.Map(_market_rows), equal_to([expected])
-        )
+        assert_that(found | beam.combiners.ToList() | beam.Map(_market_rows), equal_to([expected]))

@@ -50,7 +50,7 @@ def test_a_pool_alert_has_header_fields_features_buttons_links_and_its_id() -> N
     urls = {b["text"]["text"]: b["url"] for b in buttons[3:]}
     assert urls == {
         "Pool on explorer": f"https://etherscan.io/address/{POOL}",
-        "Dashboard": f"http://127.0.0.1:8050/pool?pool={POOL}",
+        "Dashboard": f"http://127.0.0.1:8050/pool?pool={POOL}&chain=1",
     }
     assert f"alert_id `{alert.alert_id}`" in blocks["context"]["elements"][0]["text"]
     assert message.metadata["event_type"] == ALERT_EVENT

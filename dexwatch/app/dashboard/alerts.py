@@ -15,7 +15,14 @@ from typing import Any
 
 import orjson
 
-from dexwatch.app.dashboard.reader import ADDRESS, DashboardReader, pool_names, sql_text
+from dexwatch.app.dashboard.chains import chain_id_of, chain_name
+from dexwatch.app.dashboard.reader import (
+    ADDRESS,
+    BadRequest,
+    DashboardReader,
+    pool_names,
+    sql_text,
+)
 from dexwatch.app.slack.messages import FEATURE_WORDS, VERDICT_WORDS
 from dexwatch.core.schemas.alert import SEVERITY_RANK
 from dexwatch.core.settings import Settings
@@ -23,10 +30,6 @@ from dexwatch.core.settings import Settings
 SOURCE_WORDS = {"chain": "chain events", "subgraph": "subgraph hours", "market": "market view"}
 MAX_THREADS = 500
 _KIND = re.compile(r"[a-z][a-z0-9-]{0,40}")
-
-
-class BadRequest(ValueError):
-    """A filter the page cannot have sent."""
 
 
 @dataclass(frozen=True)
@@ -38,15 +41,16 @@ class Filters:
     limit: int = 200
 
     @classmethod
-    def parse(cls, query: dict[str, str]) -> Filters:
-        """The filters of a query string; empty values are no filter. Raises BadRequest."""
-        chain, pool = query.get("chain") or None, (query.get("pool") or "").lower() or None
+    def parse(cls, query: dict[str, str], settings: Settings) -> Filters:
+        """The filters of a query string (``chain``: a chain's name or id); empty values are
+        no filter. Raises BadRequest."""
+        chain_id = chain_id_of(settings, query.get("chain"))
+        pool = (query.get("pool") or "").lower() or None
         kind, severity = query.get("kind") or None, query.get("severity") or None
         try:
-            chain_id = int(chain) if chain else None
             limit = min(int(query.get("limit") or 200), MAX_THREADS)
         except ValueError:
-            raise BadRequest("chain and limit are numbers") from None
+            raise BadRequest("limit is a number") from None
         if pool is not None and not ADDRESS.fullmatch(pool):
             raise BadRequest(f"pool {pool!r} is not an address")
         if kind is not None and not _KIND.fullmatch(kind):
@@ -164,10 +168,11 @@ def alert_threads(reader: DashboardReader, settings: Settings, filters: Filters)
     announced = reader.rows("SELECT pool, chain_id, dex, token0, token1, fee FROM pools")
     names = pool_names(settings, announced)
     for thread in kept:
-        thread["pool_names"] = [names.get(p) for p in thread["pools"]]
+        thread["chain"] = chain_name(settings, thread["chain_id"])
+        thread["pool_names"] = [names.get((thread["chain_id"], p)) for p in thread["pools"]]
     return {
         "threads": kept,
-        "options": _options(reader, threads.values(), names),
+        "options": _options(reader, threads.values(), names, filters.chain_id),
         "filters": {k: v for k, v in vars(filters).items() if v is not None},
     }
 
@@ -226,15 +231,23 @@ def feature_words(top_features: str | None) -> list[str]:
     return words
 
 
-def _options(reader: DashboardReader, threads: Any, names: dict[str, str]) -> dict[str, list[Any]]:
-    """What the filters can choose from: every chain, pool and kind of any thread."""
+def _options(
+    reader: DashboardReader,
+    threads: Any,
+    names: dict[tuple[int, str], str],
+    chain_id: int | None,
+) -> dict[str, list[Any]]:
+    """What the filters can choose from: every chain of any thread; the pools and kinds of
+    any thread of the chain chosen (of every chain when none is)."""
     rows = reader.rows("SELECT DISTINCT chain_id, pool, kind FROM latest_anomalies")
     chains = {r["chain_id"] for r in rows} | {t["chain_id"] for t in threads}
-    pools = {r["pool"] for r in rows}
+    rows = [r for r in rows if chain_id in (None, r["chain_id"])]
+    threads = [t for t in threads if chain_id in (None, t["chain_id"])]
+    pools = {r["pool"]: names.get((r["chain_id"], r["pool"])) for r in rows}
     kinds = {r["kind"] for r in rows} | {k for t in threads for k in t["kinds"]}
     return {
         "chains": sorted(chains),
-        "pools": [{"pool": p, "name": names.get(p)} for p in sorted(pools)],
+        "pools": [{"pool": p, "name": pools[p]} for p in sorted(pools)],
         "kinds": sorted(kinds),
         "severities": list(SEVERITY_RANK),
     }

@@ -5,10 +5,14 @@ dexwatch/app/slack/server.py): each page is a static HTML file and a small scrip
 what ``/api/...`` answers; the charts are uPlot, served from the npm install
 (node_modules/uplot): nothing is fetched from the internet.
 
-- ``/`` overview, ``/alerts``, ``/pool?pool=0x...`` (the pool page Slack's buttons link to,
-  slack.dashboard_url), ``/model-health``;
-- ``/api/overview``, ``/api/alerts?chain=&pool=&kind=&severity=``, ``/api/pool?pool=&hours=``,
-  ``/api/window?id=``, ``/api/model-health``; ``/healthz``.
+- ``/`` overview, ``/alerts``, ``/pool?pool=0x...&chain=`` (the pool page Slack's buttons
+  link to, slack.dashboard_url), ``/model-health``;
+- ``/api/chains``, ``/api/overview?chain=``, ``/api/alerts?chain=&pool=&kind=&severity=``,
+  ``/api/pool?pool=&chain=&hours=``, ``/api/window?id=``, ``/api/model-health?chain=``;
+  ``/healthz``.
+
+Every page takes ``chain`` (a chain's name or id, chains.py; none: every chain) and keeps it
+in its address and its links; the header's selector sets it.
 
 Answers are kept ``CACHE_S`` seconds: pages poll every few seconds, and each read opens the
 warehouse file the pipeline writes.
@@ -26,11 +30,12 @@ from urllib.parse import parse_qsl
 
 import orjson
 
-from dexwatch.app.dashboard.alerts import BadRequest, Filters, alert_threads
+from dexwatch.app.dashboard.alerts import Filters, alert_threads
+from dexwatch.app.dashboard.chains import chain_id_of, chain_list, chains_present
 from dexwatch.app.dashboard.health import model_health
 from dexwatch.app.dashboard.overview import overview
 from dexwatch.app.dashboard.pool import pool_page
-from dexwatch.app.dashboard.reader import DashboardReader
+from dexwatch.app.dashboard.reader import BadRequest, DashboardReader
 from dexwatch.app.dashboard.window import window_detail
 from dexwatch.core.errors import DexwatchError
 from dexwatch.core.settings import Settings
@@ -83,22 +88,26 @@ def make_app(settings: Settings) -> WsgiApp:
     reader = DashboardReader(settings)
     vendor = uplot_dir(settings)
 
+    def chain(query: dict[str, str]) -> int | None:
+        return chain_id_of(settings, query.get("chain"))
+
     def alerts(query: dict[str, str]) -> dict[str, Any]:
-        return alert_threads(reader, settings, Filters.parse(query))
+        return alert_threads(reader, settings, Filters.parse(query, settings))
 
     def pool(query: dict[str, str]) -> dict[str, Any]:
         try:
             hours = float(query.get("hours") or 2)
         except ValueError:
             raise BadRequest("hours is a number") from None
-        return pool_page(reader, settings, query.get("pool", ""), hours)
+        return pool_page(reader, settings, query.get("pool", ""), hours, chain(query))
 
     apis: dict[str, Api] = {
-        "/api/overview": lambda _: overview(reader, settings),
+        "/api/chains": lambda _: {"chains": chain_list(settings, chains_present(reader))},
+        "/api/overview": lambda query: overview(reader, settings, chain(query)),
         "/api/alerts": alerts,
         "/api/pool": pool,
         "/api/window": lambda query: window_detail(reader, settings, query.get("id", "")),
-        "/api/model-health": lambda _: model_health(reader, settings),
+        "/api/model-health": lambda query: model_health(reader, settings, chain(query)),
     }
     cache = _Cache(CACHE_S)
 

@@ -8,31 +8,40 @@ import math
 import time
 from typing import Any
 
+from dexwatch.app.dashboard.chains import and_chain
 from dexwatch.app.dashboard.overview import model_versions
 from dexwatch.app.dashboard.reader import DashboardReader
 from dexwatch.app.slack.messages import FEATURE_WORDS
 from dexwatch.core.settings import Settings
 from dexwatch.core.warehouse import is_missing_table
 
+# A dead letter's chain: its message's chain_id attribute, as dead_letters_per_stage_day
+# reads it (none for a message that carried no attributes).
+LETTER_CHAIN = "TRY_CAST(json_extract_string(attributes, '$.chain_id') AS BIGINT)"
 # The anomaly rate is drawn over the last day of scores, in about this many steps.
 RATE_SPAN_S = 24 * 3600
 RATE_STEPS = 96
 
 
-def model_health(reader: DashboardReader, settings: Settings) -> dict[str, Any]:
+def model_health(
+    reader: DashboardReader, settings: Settings, chain_id: int | None = None
+) -> dict[str, Any]:
     """Args:
     reader: the warehouse.
     settings: the registry and the monitoring settings (drift_hours, psi_threshold).
+    chain_id: the chain whose anomaly rate, dead letters and scoring versions are shown
+        (the models and their drift are every chain's); None: every chain.
     """
     monitoring = settings.monitoring
     return {
         "now": time.time(),
+        "chain_id": chain_id,
         "drift": _drift(reader, settings),
         "psi_threshold": monitoring.psi_threshold,
         "drift_hours": monitoring.drift_hours,
-        "anomaly_rate": _anomaly_rate(reader),
-        "dead_letters": _dead_letters(reader),
-        "models": model_versions(reader, settings.registry_dir),
+        "anomaly_rate": _anomaly_rate(reader, chain_id),
+        "dead_letters": _dead_letters(reader, chain_id),
+        "models": model_versions(reader, settings.registry_dir, chain_id),
     }
 
 
@@ -80,11 +89,13 @@ def _drift(reader: DashboardReader, settings: Settings) -> dict[str, Any]:
     }
 
 
-def _anomaly_rate(reader: DashboardReader) -> dict[str, Any]:
+def _anomaly_rate(reader: DashboardReader, chain_id: int | None) -> dict[str, Any]:
     """The share of scored windows flagged, per source and time step, over the last day of
     scores (``pool_score_history``)."""
+    on_chain = and_chain(chain_id)
     span = reader.rows(
-        "SELECT epoch(MIN(window_end)) AS first, epoch(MAX(window_end)) AS last FROM pool_scores"
+        "SELECT epoch(MIN(window_end)) AS first, epoch(MAX(window_end)) AS last "
+        f"FROM pool_scores WHERE TRUE{on_chain}"
     )
     if not span or span[0]["last"] is None:
         return {"step_s": None, "points": []}
@@ -94,16 +105,20 @@ def _anomaly_rate(reader: DashboardReader) -> dict[str, Any]:
     points = reader.rows(
         f"SELECT source, floor(epoch(window_end) / {step}) * {step} AS t, COUNT(*) AS windows, "
         "AVG(CASE WHEN is_anomaly THEN 1.0 ELSE 0.0 END) AS rate FROM pool_score_history "
-        f"WHERE window_end >= to_timestamp({first}) GROUP BY source, t ORDER BY t, source"
+        f"WHERE window_end >= to_timestamp({first}){on_chain} GROUP BY source, t "
+        "ORDER BY t, source"
     )
     return {"step_s": step, "points": points}
 
 
-def _dead_letters(reader: DashboardReader) -> dict[str, Any]:
+def _dead_letters(reader: DashboardReader, chain_id: int | None) -> dict[str, Any]:
+    """The letters by stage and day, and the latest ten; of one chain: those whose message
+    named it, and those that named no chain (a message too broken to tell)."""
+    on_chain = "" if chain_id is None else f" AND (chain_id = {chain_id} OR chain_id IS NULL)"
     days = reader.rows(
-        "SELECT stage, CAST(day AS VARCHAR) AS day, letters, reasons, "
+        "SELECT stage, chain_id, CAST(day AS VARCHAR) AS day, letters, reasons, "
         "epoch(last_received_at) AS last_received_at FROM dead_letters_per_stage_day "
-        "ORDER BY day, stage"
+        f"WHERE TRUE{on_chain} ORDER BY day, stage, chain_id"
     )
     stages: dict[str, dict[str, Any]] = {}
     for row in days:
@@ -111,8 +126,9 @@ def _dead_letters(reader: DashboardReader) -> dict[str, Any]:
         stage["letters"] += row["letters"]
         stage["last_received_at"] = max(stage.get("last_received_at") or 0, row["last_received_at"])
     latest = reader.rows(
-        "SELECT stage, reason, epoch(received_at) AS received_at FROM dead_letters "
-        "ORDER BY received_at DESC LIMIT 10"
+        "SELECT stage, reason, epoch(received_at) AS received_at, chain_id FROM ("
+        f"  SELECT *, {LETTER_CHAIN} AS chain_id FROM dead_letters"
+        f") AS letter WHERE TRUE{on_chain} ORDER BY received_at DESC LIMIT 10"
     )
     return {
         "stages": sorted(stages.values(), key=lambda s: -s["letters"]),

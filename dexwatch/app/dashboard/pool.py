@@ -14,6 +14,7 @@ import math
 from typing import Any
 
 from dexwatch.app.dashboard.alerts import BadRequest, feature_words
+from dexwatch.app.dashboard.chains import and_chain, chain_name
 from dexwatch.app.dashboard.reader import ADDRESS, DashboardReader, pool_names, sql_text
 from dexwatch.app.slack.messages import FEATURE_WORDS
 from dexwatch.core.features.chain import FEATURE_NAMES
@@ -40,13 +41,19 @@ SPANS_H = (1, 2, 6, 24, 168)
 
 
 def pool_page(
-    reader: DashboardReader, settings: Settings, pool: str, hours: float
+    reader: DashboardReader,
+    settings: Settings,
+    pool: str,
+    hours: float,
+    chain_id: int | None = None,
 ) -> dict[str, Any]:
     """Args:
     reader: the warehouse.
-    settings: names of pools.
+    settings: names of pools and chains, explorers.
     pool: the pool's address.
     hours: the span shown, ending at the pool's newest window.
+    chain_id: the pool's chain (one address can be a pool on several chains); None: the
+        chain where the address was scored last (``chains`` lists the others).
     """
     pool = pool.lower()
     if not ADDRESS.fullmatch(pool):
@@ -54,16 +61,31 @@ def pool_page(
     if not 0 < hours <= 24 * 366:
         raise BadRequest("hours: between 0 and a year")
     quoted = sql_text(pool)
-    info = reader.rows(
+    announced = reader.rows(
         f"SELECT pool, chain_id, dex, token0, token1, fee FROM pools WHERE pool = {quoted}"
     )
-    newest = reader.rows(
-        f"SELECT epoch(MAX(window_end)) AS t FROM pool_scores WHERE pool = {quoted}"
-    )
-    end = newest[0]["t"] if newest else None
-    name = pool_names(settings, info).get(pool)
+    newest = {
+        row["chain_id"]: row["t"]
+        for row in reader.rows(
+            "SELECT chain_id, epoch(MAX(window_end)) AS t FROM pool_scores "
+            f"WHERE pool = {quoted} GROUP BY chain_id"
+        )
+    }
+    on = sorted({row["chain_id"] for row in announced} | set(newest))
+    if chain_id is None and on:
+        chain_id = max(on, key=lambda c: (newest.get(c, float("-inf")), -c))
+    info = [row for row in announced if row["chain_id"] == chain_id]
+    end = newest.get(chain_id)
+    name = pool_names(settings, info).get((chain_id, pool))
+    this = f"pool = {quoted}{and_chain(chain_id)}"  # the pool on its chain
     page: dict[str, Any] = {
-        "pool": {**(info[0] if info else {"pool": pool}), "name": name},
+        "pool": {
+            **(info[0] if info else {"pool": pool, "chain_id": chain_id}),
+            "name": name,
+            "chain": chain_name(settings, chain_id),
+            "explorer_url": None if chain_id is None else settings.explorer(chain_id),
+        },
+        "chains": [{"chain_id": c, "chain": chain_name(settings, c)} for c in on],
         "span": {"hours": hours, "from": None, "to": end},
         "windows": [],
         "anomalies": {},
@@ -75,7 +97,7 @@ def pool_page(
     labels = reader.rows(
         "SELECT label_id, kind, epoch(first_timestamp) AS first_t, "
         "epoch(last_timestamp) AS last_t, first_block, last_block, details "
-        f"FROM incident_labels WHERE pool = {quoted} ORDER BY first_timestamp"
+        f"FROM incident_labels WHERE {this} ORDER BY first_timestamp"
     )
     if end is None:
         page["labels"] = labels
@@ -89,12 +111,12 @@ def pool_page(
         "epoch(h.window_end) AS window_end, h.events, h.score, h.is_anomaly, "
         f"h.model_version, {features} "
         "FROM pool_score_history AS h JOIN pool_scores AS s ON s.window_id = h.window_id "
-        f"WHERE h.pool = {quoted} AND h.window_end >= {since} "
+        f"WHERE h.pool = {quoted}{and_chain(chain_id, 'h.chain_id')} AND h.window_end >= {since} "
         "ORDER BY h.window_end, h.source"
     )
     anomalies = reader.rows(
         "SELECT window_id, kind, severity, confidence, alert_id, top_features, verdict "
-        f"FROM latest_anomalies WHERE pool = {quoted} AND window_end >= {since}"
+        f"FROM latest_anomalies WHERE {this} AND window_end >= {since}"
     )
     page["windows"] = [_window(row) for row in windows]
     page["anomalies"] = {
@@ -105,7 +127,7 @@ def pool_page(
     page["feedback"] = reader.rows(
         "SELECT alert_id, verdict, verdict_by, epoch(verdict_at) AS verdict_at, kind, "
         "epoch(first_window_start) AS first_t, epoch(last_window_end) AS last_t "
-        f"FROM alert_verdicts WHERE contains(pools, {quoted}) "
+        f"FROM alert_verdicts WHERE contains(pools, {sql_text(pool)}){and_chain(chain_id)} "
         f"AND last_window_end >= {since} ORDER BY first_window_start"
     )
     page["charts"] = _charts(page["windows"])

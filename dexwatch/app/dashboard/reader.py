@@ -25,6 +25,10 @@ from dexwatch.core.warehouse import (
 ADDRESS = re.compile(r"0x[0-9a-f]{40}")
 
 
+class BadRequest(ValueError):
+    """A parameter the pages cannot have sent."""
+
+
 class DashboardReader:
     """Rows of the warehouse as dicts.
 
@@ -60,25 +64,29 @@ def sql_text(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def pool_names(settings: Settings, pools: list[dict[str, Any]]) -> dict[str, str]:
-    """A readable name per pool address: the local deployment's (``sushiswap:WETH/USDC``)
-    when there is one, else its tokens' symbols from market.assets and its fee tier, else
-    the address shortened.
+def pool_names(settings: Settings, pools: list[dict[str, Any]]) -> dict[tuple[int, str], str]:
+    """A readable name per pool, by (chain_id, address) (one address can be a pool on two
+    chains): the local deployment's (``sushiswap:WETH/USDC``) when there is one, else its
+    tokens' symbols from its chain's market assets and its fee tier; none otherwise (the
+    pages shorten the address).
 
     Args:
-        settings: market.assets (symbols), and the state dir of a local deployment.
-        pools: rows of the pools table (pool, dex, token0, token1, fee).
+        settings: the chains' market assets (symbols), and the state dir of a local
+            deployment.
+        pools: rows of the pools table (pool, chain_id, dex, token0, token1, fee).
     """
-    symbols = {a.address.lower(): a.symbol for a in settings.market.assets}
+    markets = settings.markets
     names = {}
     for row in pools:
+        symbols = {a.address.lower(): a.symbol for a in markets.of(row["chain_id"]).assets}
         token0, token1 = (symbols.get((row.get(t) or "").lower()) for t in ("token0", "token1"))
         if token0 and token1:
             fee = f":{row['fee']}" if row.get("fee") is not None else ""
-            names[row["pool"]] = f"{row['dex']}:{token0}/{token1}{fee}"
+            names[(row["chain_id"], row["pool"])] = f"{row['dex']}:{token0}/{token1}{fee}"
     deployment = _local_deployment(settings)
     if deployment is not None:
-        names.update({p.address.lower(): p.name for p in deployment.pools})
+        chain_id = deployment.chain_id
+        names.update({(chain_id, p.address.lower()): p.name for p in deployment.pools})
     return names
 
 

@@ -72,10 +72,12 @@ def _journaled(settings: Settings, row: dict[str, Any]) -> dict[str, Any]:
         return {"events": [], "events_note": "no local journal here: the events cannot be read"}
     records = Journal(directory, keep_s=0).records()
     start_us, end_us = int(row["window_start"] * 1e6), int(row["window_end"] * 1e6)
-    if chain:
+    if chain:  # the pool's events on its chain (an address can be a pool on two chains)
+        chain_id = str(row["chain_id"])
         mine = [
             r for r in records
-            if r["a"].get("pool") == row["pool"] and start_us <= r["t"] < end_us
+            if r["a"].get("pool") == row["pool"] and r["a"].get("chain_id", chain_id) == chain_id
+            and start_us <= r["t"] < end_us
         ]  # fmt: skip
     else:  # an hour's one message: its PoolHour row
         hour_id = row["window_id"].removesuffix(":hour")

@@ -98,8 +98,12 @@ class Links:
 
         return _HEX.sub(link, text)
 
-    def pool_page(self, pool: str) -> str | None:
-        return f"{self.dashboard.rstrip('/')}/pool?pool={quote(pool)}" if self.dashboard else None
+    def pool_page(self, pool: str, chain_id: int | None = None) -> str | None:
+        """The dashboard's page of a pool (a pool is its chain and address)."""
+        if not self.dashboard:
+            return None
+        chain = f"&chain={chain_id}" if chain_id is not None else ""
+        return f"{self.dashboard.rstrip('/')}/pool?pool={quote(pool)}{chain}"
 
 
 @dataclass(frozen=True)
@@ -313,7 +317,7 @@ def _buttons(alert: Alert, links: Links) -> list[dict[str, Any]]:
                 "url": url,
             }
         )
-    if alert.scope == "pool" and (url := links.pool_page(alert.pool)):
+    if alert.scope == "pool" and (url := links.pool_page(alert.pool, alert.chain_id)):
         buttons.append(
             {
                 "type": "button",

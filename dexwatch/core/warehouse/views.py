@@ -30,6 +30,8 @@ DUCKDB_REWRITES: tuple[tuple[str, str], ...] = (
     # BigQuery's JSON_VALUE gives the scalar as a string; DuckDB's json_value gives it as
     # JSON ('"x"'), its json_extract_string as the string.
     (r"\bJSON_VALUE\(", "json_extract_string("),
+    # BigQuery's SAFE_CAST (NULL where the value does not convert) is DuckDB's TRY_CAST.
+    (r"\bSAFE_CAST\(", "TRY_CAST("),
 )
 
 

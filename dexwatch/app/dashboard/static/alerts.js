@@ -1,5 +1,5 @@
-// The alert threads, live: polled every few seconds with the filters of the form (kept in
-// the page's address, so a filtered list can be linked to).
+// The alert threads, live: polled every few seconds with the filters of the form and the
+// header's chain (kept in the page's address, so a filtered list can be linked to).
 "use strict";
 
 DW.header("Alerts");
@@ -9,7 +9,7 @@ const seen = new Set();
 let firstLoad = true;
 
 function filters() {
-  return Object.fromEntries(new FormData(form).entries());
+  return { ...Object.fromEntries(new FormData(form).entries()), chain: DW.chain() };
 }
 
 // A select's options, keeping what is chosen (even if it has no thread any more).
@@ -24,7 +24,7 @@ function fill(select, values, label) {
 function threadRow(t) {
   const fresh = !firstLoad && !seen.has(t.alert_id);
   seen.add(t.alert_id);
-  const pools = t.pools.map((p, i) => DW.poolLink(p, t.pool_names && t.pool_names[i]));
+  const pools = t.pools.map((p, i) => DW.poolLink(p, t.pool_names && t.pool_names[i], t.chain_id));
   const feedback = t.feedback
     ? [DW.el("span", { class: `verdict v-${t.feedback.verdict}` }, t.feedback.verdict),
        DW.el("div", { class: "sub" }, `${t.feedback.by} ${t.feedback.words}, ${DW.dateTime(t.feedback.at)}`)]
@@ -34,7 +34,8 @@ function threadRow(t) {
     DW.el("td", {}, DW.severityBadge(t.severity)),
     DW.el("td", {}, t.kind, others.length ? DW.el("div", { class: "sub" }, `also ${others.join(", ")}`) : null),
     DW.el("td", {}, pools.flatMap((p, i) => (i ? [", ", p] : [p])),
-      DW.el("div", { class: "sub" }, `chain ${t.chain_id}${t.scope !== "pool" ? ` · ${t.scope}` : ""}`)),
+      DW.el("div", { class: "sub", title: `chain id ${t.chain_id}` },
+        `${t.chain || `chain ${t.chain_id}`}${t.scope !== "pool" ? ` · ${t.scope}` : ""}`)),
     t.worst_score === null ? DW.el("td", { class: "num" }, "—")
       : DW.el("td", { class: "num bad", title: `latest ${DW.num(t.latest_score)}` }, DW.num(t.worst_score)),
     DW.el("td", {}, DW.el("ul", { class: "why" }, t.top_features.slice(0, 3).map((w) => DW.el("li", {}, w)))),
@@ -52,7 +53,6 @@ async function load() {
   if (data.waiting) return "waiting for the first scores";
   const o = data.options;
   const names = Object.fromEntries(o.pools.map((p) => [p.pool, p.name || DW.short(p.pool)]));
-  fill(form.elements.chain, o.chains, (c) => String(c));
   fill(form.elements.pool, o.pools.map((p) => p.pool), (p) => names[p]);
   fill(form.elements.kind, o.kinds, (k) => k);
   fill(form.elements.severity, o.severities, (s) => s);

@@ -1,5 +1,7 @@
-// What every page of the dashboard shares: the header, reading /api/..., polling, formats,
-// and a small helper to build DOM nodes (text is always set as text, never as HTML).
+// What every page of the dashboard shares: the header with its chain selector, reading
+// /api/..., polling, formats, and a small helper to build DOM nodes (text is always set as
+// text, never as HTML). The chain shown is the address's ?chain= (a chain's name or id; none:
+// every chain): the selector sets it, links and reloads keep it.
 "use strict";
 
 const DW = (() => {
@@ -9,6 +11,10 @@ const DW = (() => {
     ["/model-health", "Model health"],
   ];
   const SEVERITY_RANK = { low: 0, medium: 1, high: 2 };
+  const CHAINS_EVERY_MS = 30000;
+  let chains = [];       // /api/chains: [{chain_id, name, explorer_url, configured}]
+  let chainsReadAt = 0;  // when they were last read (ms)
+  let reloadNow = null;  // the page's poll: run at once when the chain changes
 
   // el("td", {class: "num", title: "..."}, "text", otherNode, ...)
   function el(tag, attrs, ...children) {
@@ -25,13 +31,71 @@ const DW = (() => {
     return node;
   }
 
-  function header(title) {
+  // The chain shown: "" for every chain.
+  function chain() {
+    return new URLSearchParams(location.search).get("chain") || "";
+  }
+
+  // A chain by id: its name and explorer (as /api/chains said; chain-<id> before).
+  function chainOf(chainId) {
+    return chains.find((c) => c.chain_id === chainId)
+      || { chain_id: chainId, name: `chain-${chainId}`, explorer_url: null };
+  }
+
+  // A page's address with these parameters and the chain shown (unless they name one).
+  function href(path, params) {
+    const query = new URLSearchParams(chain() ? { chain: chain() } : {});
+    for (const [key, value] of Object.entries(params || {})) {
+      if (value !== "" && value !== null && value !== undefined) query.set(key, value);
+    }
+    const search = query.toString();
+    return search ? `${path}?${search}` : path;
+  }
+
+  function drawNav() {
     const here = location.pathname;
-    const nav = el("nav", {}, PAGES.map(([path, label]) =>
-      el("a", { href: path, class: path === here ? "active" : null }, label)));
+    replace("nav", PAGES.map(([path, label]) =>
+      el("a", { href: href(path), class: path === here ? "active" : null }, label)));
+  }
+
+  function drawChainSelect() {
+    const chosen = chain();
+    const options = [["", "all chains"], ...chains.map((c) => [c.name, c.name, String(c.chain_id)])];
+    const known = options.some(([value, , id]) => chosen === value || chosen === id);
+    if (chosen && !known) options.push([chosen, chosen]);
+    replace("chain-select", options.map(([value, text, id]) => el("option", {
+      value, title: id ? `chain id ${id}` : null, selected: chosen === value || Boolean(id && chosen === id),
+    }, text)));
+  }
+
+  function setChain(value) {
+    const query = new URLSearchParams(location.search);
+    if (value) query.set("chain", value);
+    else query.delete("chain");
+    history.replaceState(null, "", query.toString() ? `?${query}` : location.pathname);
+    drawNav();
+    if (reloadNow) reloadNow();
+  }
+
+  // The chains, read again every CHAINS_EVERY_MS (a chain's first rows add it).
+  async function readChains() {
+    if (Date.now() - chainsReadAt < CHAINS_EVERY_MS) return;
+    const answer = await api("/api/chains");
+    chainsReadAt = Date.now();
+    chains = answer.chains || [];
+    drawChainSelect();
+  }
+
+  function header(title) {
+    const nav = el("nav", { id: "nav" });
+    const select = el("select", { id: "chain-select", name: "chain",
+      onchange: (event) => setChain(event.target.value) });
+    const picker = el("label", { class: "chain" }, "Chain ", select);
     const status = el("span", { id: "status", class: "status" }, "loading…");
-    document.body.prepend(el("header", {}, el("strong", {}, "dexwatch"), nav, status));
+    document.body.prepend(el("header", {}, el("strong", {}, "dexwatch"), nav, picker, status));
     document.title = `dexwatch · ${title}`;
+    drawNav();
+    drawChainSelect();
   }
 
   function setStatus(text, isError) {
@@ -50,18 +114,25 @@ const DW = (() => {
     return body;
   }
 
-  // Calls load() now and every intervalMs after the previous call ended; the header says
-  // when the page was last updated, or what went wrong (and it keeps trying).
+  // Calls load() now and every intervalMs after the previous call ended, and at once when
+  // the chain changes; the header says when the page was last updated, or what went wrong
+  // (and it keeps trying).
   function poll(intervalMs, load) {
+    let timer = null;
+    let run = 0;
     async function tick() {
+      clearTimeout(timer);
+      const mine = ++run;
       try {
+        await readChains().catch(() => {});
         const waiting = await load();
-        setStatus(waiting || `updated ${clock(Date.now() / 1000)} UTC`, false);
+        if (mine === run) setStatus(waiting || `updated ${clock(Date.now() / 1000)} UTC`, false);
       } catch (err) {
-        setStatus(`cannot update: ${err.message}`, true);
+        if (mine === run) setStatus(`cannot update: ${err.message}`, true);
       }
-      setTimeout(tick, intervalMs);
+      if (mine === run) timer = setTimeout(tick, intervalMs);
     }
+    reloadNow = tick;
     tick();
   }
 
@@ -89,8 +160,20 @@ const DW = (() => {
     return address && address.length > 12 ? `${address.slice(0, 6)}…${address.slice(-4)}` : address;
   }
 
-  function poolLink(pool, name) {
-    return el("a", { href: `/pool?pool=${encodeURIComponent(pool)}`, title: pool }, name || short(pool));
+  // A pool's page: the pool on its chain (an address can be a pool on several).
+  function poolLink(pool, name, chainId) {
+    const on = chainId === undefined || chainId === null ? {} : { chain: chainOf(chainId).name };
+    return el("a", { href: href("/pool", { ...on, pool }), title: pool }, name || short(pool));
+  }
+
+  // An address or a transaction hash, linked to its chain's block explorer when it has one.
+  function explorerLink(chainId, value, text) {
+    const base = chainOf(chainId).explorer_url;
+    const label = text || short(value);
+    if (!base || !value) return el("span", { class: "mono", title: value || null }, label || "—");
+    const kind = value.length === 66 ? "tx" : "address";
+    return el("a", { class: "mono", href: `${base.replace(/\/+$/, "")}/${kind}/${value}`, title: value,
+      target: "_blank", rel: "noopener" }, label);
   }
 
   function severityBadge(severity) {
@@ -155,5 +238,6 @@ const DW = (() => {
   return {
     SEVERITY_RANK, el, header, api, poll, clock, dateTime, ago, num, short, poolLink,
     severityBadge, scoreCell, sparkline, modelVersions, replace, timeAxis, utcDate,
+    chain, chainOf, href, explorerLink,
   };
 })();

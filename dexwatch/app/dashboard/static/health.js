@@ -1,4 +1,6 @@
-// The models' health: drift per feature, the anomaly rate over time, dead letters by stage.
+// The models' health: drift per feature, the anomaly rate over time, dead letters by stage;
+// the rate, the letters and the versions scoring of the header's chain (the models and their
+// drift are every chain's).
 "use strict";
 
 DW.header("Model health");
@@ -66,12 +68,13 @@ function letters(dead) {
       DW.el("td", {}, bar(s.letters, max, true)),
       DW.el("td", { class: "sub" }, `last ${DW.dateTime(s.last_received_at)} UTC`))))),
     DW.el("h3", {}, "Latest"),
-    DW.el("ul", {}, dead.latest.map((l) => DW.el("li", {}, `${DW.dateTime(l.received_at)} ${l.stage}: ${l.reason}`))),
+    DW.el("ul", {}, dead.latest.map((l) => DW.el("li", {}, `${DW.dateTime(l.received_at)} ${l.stage}`
+      + `${l.chain_id === null ? "" : ` (${DW.chainOf(l.chain_id).name})`}: ${l.reason}`))),
   ];
 }
 
 DW.poll(15000, async () => {
-  const data = await DW.api("/api/model-health");
+  const data = await DW.api("/api/model-health", { chain: DW.chain() });
   const waiting = document.getElementById("waiting");
   waiting.hidden = !data.waiting;
   waiting.textContent = data.waiting || "";
@@ -81,7 +84,8 @@ DW.poll(15000, async () => {
   DW.replace("drift", driftTables(data).flat());
   const recent = Object.entries(data.drift.recent_rate || {})
     .map(([s, r]) => `${s} ${(100 * r.rate).toFixed(1)} % of ${r.rows} windows`).join(", ");
-  DW.replace("rate-hint", `Share of scored windows flagged as anomalous, per ${data.anomaly_rate.step_s ? data.anomaly_rate.step_s / 60 : "?"} min, over the last day of scores (pool_score_history). Last ${data.drift.rate_hours} h: ${recent || "nothing scored"}.`);
+  const chain = data.chain_id === null ? "" : ` of ${DW.chainOf(data.chain_id).name}`;
+  DW.replace("rate-hint", `Share of scored windows${chain} flagged as anomalous, per ${data.anomaly_rate.step_s ? data.anomaly_rate.step_s / 60 : "?"} min, over the last day of scores (pool_score_history). Last ${data.drift.rate_hours} h, every chain: ${recent || "nothing scored"}.`);
   drawRate(data.anomaly_rate);
   DW.replace("letters", letters(data.dead_letters));
 });

@@ -5,9 +5,10 @@ DW.header("Overview");
 
 function poolRow(pool) {
   const latest = pool.latest || {};
-  return DW.el("tr", { "data-pool": pool.pool },
-    DW.el("td", {}, DW.poolLink(pool.pool, pool.name), DW.el("div", { class: "sub" }, pool.dex)),
-    DW.el("td", {}, pool.chain_id),
+  return DW.el("tr", { "data-pool": pool.pool, "data-chain": pool.chain_id },
+    DW.el("td", {}, DW.poolLink(pool.pool, pool.name, pool.chain_id),
+      DW.el("div", { class: "sub" }, `${pool.dex} · `, DW.explorerLink(pool.chain_id, pool.pool))),
+    DW.el("td", { title: `chain id ${pool.chain_id}` }, pool.chain),
     DW.scoreCell(pool.latest ? latest.score : null),
     DW.el("td", { title: pool.spark_source ? `${pool.spark_source} scores` : "" },
       DW.sparkline(pool.spark)),
@@ -17,12 +18,28 @@ function poolRow(pool) {
     DW.el("td", { class: "mono" }, latest.model_version || "—"));
 }
 
+// A chain at a glance: its name selects it; no window for 5 minutes is stale.
+function chainRow(chain) {
+  const stale = chain.lag_s === null || chain.lag_s > 300;
+  return DW.el("tr", { "data-chain": chain.chain_id },
+    DW.el("td", { title: `chain id ${chain.chain_id}` },
+      DW.el("a", { href: DW.href("/", { chain: chain.name }) }, chain.name),
+      chain.configured ? null : DW.el("div", { class: "sub" }, "not configured here")),
+    DW.el("td", { class: "num" }, chain.pools),
+    DW.el("td", { class: "num" }, chain.windows_24h),
+    DW.el("td", { class: "num" }, chain.events_24h),
+    DW.el("td", { class: `num ${chain.anomalies_24h ? "bad" : ""}` }, chain.anomalies_24h),
+    DW.el("td", { class: stale ? "stale" : "" }, chain.last_window_end === null ? "nothing scored yet"
+      : [`${DW.dateTime(chain.last_window_end)} UTC `, DW.el("span", { class: "sub" }, DW.ago(chain.lag_s))]));
+}
+
 DW.poll(5000, async () => {
-  const data = await DW.api("/api/overview");
+  const data = await DW.api("/api/overview", { chain: DW.chain() });
   const waiting = document.getElementById("waiting");
   waiting.hidden = !data.waiting;
   waiting.textContent = data.waiting || "";
   if (data.waiting) return "waiting for the first scores";
+  DW.replace("chain-rows", data.chains.map(chainRow));
   DW.replace("models", DW.modelVersions(data.models));
   const rows = data.pools.map(poolRow);
   DW.replace("pool-rows", rows.length ? rows : DW.el("tr", {}, DW.el("td", { colspan: 7 },

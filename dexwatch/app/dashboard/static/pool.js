@@ -1,6 +1,7 @@
 // One pool over time: the score and the features behind price, liquidity and volume, on
 // charts sharing one time axis (uPlot); anomalies, incident labels and verdicts overlaid;
-// a window's features on hover, its events on click.
+// a window's features on hover, its events on click. The pool is its address on the chain of
+// the address (?chain=; none: where it was scored last), linked to that chain's explorer.
 "use strict";
 
 DW.header("Pool");
@@ -21,8 +22,9 @@ function spanButtons() {
     class: h === hours ? "active" : null,
     onclick: () => {
       hours = h;
-      params.set("hours", h);
-      history.replaceState(null, "", `?${params}`);
+      const query = new URLSearchParams(location.search);  // the header may have set the chain
+      query.set("hours", h);
+      history.replaceState(null, "", `?${query}`);
       spanButtons();
       refresh().catch(() => {});
     },
@@ -158,10 +160,11 @@ async function openWindow(idx) {
   panel.hidden = false;
   panel.replaceChildren(DW.el("p", {}, `Reading window ${w.window_id}…`));
   const detail = await DW.api("/api/window", { id: w.window_id });
+  const chainId = page.pool.chain_id;
   const events = detail.events.map((e) => DW.el("tr", {},
     DW.el("td", { class: "num" }, e.block), DW.el("td", {}, DW.clock(e.time)), DW.el("td", {}, e.event),
-    DW.el("td", { class: "mono", title: e.tx_hash }, DW.short(e.tx_hash)),
-    DW.el("td", { class: "mono", title: e.tx_from }, DW.short(e.tx_from)),
+    DW.el("td", {}, DW.explorerLink(chainId, e.tx_hash)),
+    DW.el("td", {}, DW.explorerLink(chainId, e.tx_from)),
     DW.el("td", { class: "mono args" }, Object.entries(e.args).map(([k, v]) => `${k}=${v}`).join(" "))));
   const patterns = detail.window.patterns;
   DW.replace("window",
@@ -190,7 +193,7 @@ function drawOverlayLists() {
 
 async function refresh() {
   if (!POOL) return "no pool: open this page from the overview or an alert";
-  page = await DW.api("/api/pool", { pool: POOL, hours });
+  page = await DW.api("/api/pool", { pool: POOL, chain: DW.chain(), hours });
   const waiting = document.getElementById("waiting");
   waiting.hidden = !page.waiting;
   waiting.textContent = page.waiting || "";
@@ -198,9 +201,14 @@ async function refresh() {
   const name = page.pool.name || DW.short(POOL);
   document.title = `dexwatch · ${name}`;
   DW.replace("title", name);
-  DW.replace("subtitle", `${page.pool.dex || ""} pool ${POOL} · chain ${page.pool.chain_id || "?"} · `,
+  const chainId = page.pool.chain_id;
+  const others = page.chains.filter((c) => c.chain_id !== chainId);
+  DW.replace("subtitle", `${page.pool.dex || ""} pool `, DW.explorerLink(chainId, POOL, POOL),
+    ` · ${page.pool.chain || "chain ?"} · `,
     page.windows.length ? `${page.windows.length} scored windows up to ${DW.dateTime(page.span.to)} UTC`
-      : "no scored window yet");
+      : "no scored window yet",
+    ...(others.length ? [" · also on ", ...others.flatMap((c, i) => [i ? ", " : null,
+      DW.poolLink(POOL, c.chain, c.chain_id)])] : []));
   draw();
   drawOverlayLists();
   return undefined;

@@ -1,5 +1,6 @@
 -- top_pools_7d: the pools with the most anomalies whose window ended in the last 7 days
--- (168 hours before now), ranked: pool_rank 1 has the most (ties: the worse score first).
+-- (168 hours before now), ranked: pool_rank 1 has the most of all chains' pools,
+-- chain_pool_rank 1 the most of its chain's (ties: the worse score first).
 WITH anomaly AS (
   SELECT *
   FROM (
@@ -32,6 +33,9 @@ per_pool AS (
 )
 SELECT
   ROW_NUMBER() OVER (ORDER BY anomalies DESC, worst_score, chain_id, pool) AS pool_rank,
+  ROW_NUMBER() OVER (
+    PARTITION BY chain_id ORDER BY anomalies DESC, worst_score, pool
+  ) AS chain_pool_rank,
   chain_id,
   dex,
   pool,
