@@ -54,8 +54,9 @@ def drift_check(
             f"{model.model_name} {model.version}: {model.recent_rows} recent rows; "
             + (", ".join(f"{n} PSI {v:.3f}" for n, v in worst) or "no feature bins")
         )
+    # The models serve every chain; a drift alert goes out under the first one's id.
     alerts = drift_alerts(
-        snapshot.models, limit, settings.chain.chain_id, settings.monitoring.drift_hours
+        snapshot.models, limit, settings.chains[0].chain_id, settings.monitoring.drift_hours
     )
     if not alerts:
         typer.echo(f"no feature above PSI {limit:g}")

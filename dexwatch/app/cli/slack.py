@@ -57,7 +57,7 @@ def slack_test(
         fail("no channel: pass --channel or set slack.default_channel", code=2)
     consumer = build_consumer(settings)
     typer.echo(f"slack: token of {check_auth(consumer.api)}")
-    alert: Alert = sample_alert(settings.chain.chain_id)
+    alert: Alert = sample_alert(settings.chains[0].chain_id)
     posted = consumer.api.post(
         target, consumer.render(alert), find_since=alert.detected_at.timestamp()
     )
