@@ -77,6 +77,7 @@ bench: install $(VENV)/.bench-installed
 	$(BIN)/python bench/bad_input.py
 	$(BIN)/python bench/slack.py
 	$(BIN)/python bench/first_run.py
+	$(BIN)/python bench/multi_chain.py
 
 down:
 	$(BIN)/dexwatch local down
