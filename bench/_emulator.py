@@ -37,15 +37,18 @@ def delete_subscriptions(project: str) -> None:
         subscriber.delete_subscription(subscription=subscription.name)
 
 
-def newest_window_end(settings) -> float | None:  # noqa: ANN001
-    """The newest window end in the pipeline's pool_scores (unix s); None before its rows."""
+def newest_window_end(settings, chains: int = 1) -> float | None:  # noqa: ANN001
+    """The newest window end in the pipeline's pool_scores (unix s), the earliest of each
+    chain's when ``chains`` chains are published; None before rows of every chain."""
     if not settings.warehouse_path.exists():
         return None
     try:
-        rows = open_warehouse(settings).query("select max(epoch(window_end)) from pool_scores")
+        rows = open_warehouse(settings).query(
+            "select max(epoch(window_end)) from pool_scores group by chain_id"
+        )
     except Exception as err:
         if is_missing_table(err):  # the pipeline creates the table with its first rows
             return None
         raise
-    newest = rows.rows[0][0]
-    return None if newest is None else float(newest)
+    newest = [row[0] for row in rows.rows if row[0] is not None]
+    return float(min(newest)) if len(newest) >= chains else None

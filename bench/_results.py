@@ -70,3 +70,16 @@ def _write(
         result["details"] = details
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2) + b"\n")
+
+
+def add_figures(name: str, figures: dict[str, dict], note: str) -> Path:
+    """Add ``figures`` to bench/results/<name>.json, measured by another benchmark: its
+    other figures and details stay, ``note`` says where these come from."""
+    path = RESULTS_DIR / f"{name}.json"
+    result = orjson.loads(path.read_bytes())
+    result["figures"] = {**result["figures"], **figures}
+    details = result.setdefault("details", {})
+    for figure in figures:
+        details[figure] = [f"{note} (measured {datetime.now(UTC).isoformat(timespec='seconds')})"]
+    path.write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2) + b"\n")
+    return path

@@ -13,8 +13,9 @@ class SyntheticMarket:
     """Pools that each trade once per ``step`` call: a Sync and a Swap, with lognormal
     amounts against constant-product reserves, so prices wander as they do on a pool."""
 
-    def __init__(self, pools: int, seed: int = 1) -> None:
+    def __init__(self, pools: int, seed: int = 1, chain_id: int = 1) -> None:
         self._rng = random.Random(seed)
+        self.chain_id = chain_id
         self._reserves = {p: [10**24, 3 * 10**27] for p in range(pools)}
         self._block = 0
 
@@ -23,7 +24,7 @@ class SyntheticMarket:
         pipeline scores announced pools only."""
         return [
             PoolEvent(
-                chain_id=1,
+                chain_id=self.chain_id,
                 dex="sushiswap",
                 pool=_pool(p),
                 event="PairCreated",
@@ -53,8 +54,9 @@ class SyntheticMarket:
             amount_in = int(r1 * rng.lognormvariate(-8, 1.3))
             amount_out = amount_in * r0 // (r1 + amount_in)
             self._reserves[p] = [r0 - amount_out, r1 + amount_in]
-            common = dict(chain_id=1, dex="sushiswap", pool=_pool(p), block_number=block,
-                          block_hash=f"0x{block:064x}", block_timestamp=timestamp,
+            common = dict(chain_id=self.chain_id, dex="sushiswap", pool=_pool(p),
+                          block_number=block, block_hash=f"0x{block:064x}",
+                          block_timestamp=timestamp,
                           tx_hash=f"0x{block * 10_000 + p:064x}")  # fmt: skip
             sync = {"reserve0": str(r0 - amount_out), "reserve1": str(r1 + amount_in)}
             swap = {

@@ -9,6 +9,11 @@ pipeline has written rows for; a rate is sustained when the lag at the end is no
 stock local read at ``--stock-rate`` for four minutes: how fast it gets through.
 
 Writes bench/results/live.json and the figures into bench/results/pipeline.json.
+
+``--chains 2``: the same market split over two chains (ids 1 and 137, half the pools and
+half the rate each, both configured), beside one chain in the same run at the same rates;
+the lag is the larger of the two chains'. Adds ``live_sustained_events_per_s`` (both) and
+``live_sustained_events_per_s_one_chain`` to bench/results/multi_chain.json.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from pathlib import Path
 
 import yaml
 from _emulator import delete_subscriptions, newest_window_end, own_emulator
-from _results import write_results
+from _results import add_figures, write_results
 from _synthetic import SyntheticMarket, history
 
 from dexwatch.app.workflows.bootstrap import compute_features
@@ -38,6 +43,7 @@ ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / "bench" / "work" / "live"
 POOLS = 20
 PROJECT = "dexwatch-bench"
+CHAIN_IDS = (1, 137)
 
 
 # The local demo's short slices (as in the live tests): rows from half a minute in. Each
@@ -45,12 +51,13 @@ PROJECT = "dexwatch-bench"
 PIPELINE = {"slice_s": 5, "current_slices": 4, "baseline_slices": 12}
 
 
-def _settings(state_dir: Path, emulator: str):
+def _settings(state_dir: Path, emulator: str, chains: int = 1):
     return load_local_settings(
         state_dir=str(state_dir),
         pubsub={"project": PROJECT, "emulator_host": emulator},
         pipeline=PIPELINE,
         model={"path": str(WORK / "model.joblib")},
+        chains=[{"chain_id": chain_id} for chain_id in CHAIN_IDS[:chains]],
     )
 
 
@@ -77,9 +84,9 @@ def _start_pipeline(config: Path, stock: bool) -> subprocess.Popen:
 
 
 def _written_until(settings) -> float | None:
-    """The newest event time the pipeline has written rows for (unix s): rows reach the end
-    of the newest slice it has seen."""
-    newest = newest_window_end(settings)
+    """The newest event time the pipeline has written rows for (unix s), of the chain it
+    is furthest behind on: rows reach the end of the newest slice it has seen."""
+    newest = newest_window_end(settings, len(settings.chains))
     return None if newest is None else newest - settings.pipeline.slice_s
 
 
@@ -103,11 +110,15 @@ class _LoadPublisher:
 
 def _run_at(settings, sink: _LoadPublisher, rate: int, seconds: float) -> dict:
     """Publish the market live at ``rate`` events/s; sample the lag every 5 s."""
-    market = SyntheticMarket(POOLS, seed=rate)
+    chains = [chain.chain_id for chain in settings.chains]
+    markets = [
+        SyntheticMarket(POOLS // len(chains), seed=rate + n, chain_id=chain_id)
+        for n, chain_id in enumerate(chains)
+    ]
     # A batch every ~0.1 s: a market step is a Sync and a Swap in every pool.
     per_step = max(1, round(rate * 0.1 / (2 * POOLS)))
     steps_per_s = rate / (2 * POOLS * per_step)
-    sink.publish(market.announcements(int(time.time())))
+    sink.publish([a for market in markets for a in market.announcements(int(time.time()))])
     started = time.time()
     published = 0
     lags: list[tuple[float, float]] = []
@@ -119,7 +130,8 @@ def _run_at(settings, sink: _LoadPublisher, rate: int, seconds: float) -> dict:
             time.sleep(due - time.time())
         batch = []
         for _ in range(per_step):
-            batch += market.step(int(time.time()))
+            for market in markets:
+                batch += market.step(int(time.time()))
         step += 1
         sink.publish(batch)
         published += len(batch)
@@ -159,6 +171,7 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=5.0)
     parser.add_argument("--flat-s", type=float, default=10.0)
     parser.add_argument("--stock-rate", type=int, default=300)
+    parser.add_argument("--chains", type=int, choices=(1, 2), default=1)
     parser.add_argument("--serve-stock", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_stock:
@@ -166,46 +179,21 @@ def main() -> None:
         return
 
     WORK.mkdir(parents=True, exist_ok=True)
-    figures: dict[str, dict] = {}
+    rates = [int(r) for r in args.rates.split(",")]
     with own_emulator(WORK / "emulator") as emulator:
         _train_model(_settings(WORK / "train", emulator))
-        sustained = 0
-        for read, rates, minutes in (
-            ("journaled", [int(r) for r in args.rates.split(",")], args.minutes),
-            ("stock", [args.stock_rate], 4.0),
-        ):
-            for rate in rates:
-                project_state = WORK / f"{read}-{rate}"
-                shutil.rmtree(project_state, ignore_errors=True)
-                project_state.mkdir(parents=True)
-                settings = _settings(project_state / "state", emulator)
-                stack.ensure_pubsub_resources(PROJECT, only={PIPELINE_SUBSCRIPTION})
-                config = project_state / "dexwatch.yaml"
-                config.write_text(yaml.safe_dump(settings.model_dump(mode="json")))
-                pipeline = _start_pipeline(config, stock=read == "stock")
-                try:
-                    time.sleep(8)  # the pipeline's start-up
-                    result = _run_at(settings, _LoadPublisher(PROJECT), rate, minutes * 60)
-                finally:
-                    pipeline.send_signal(signal.SIGKILL)
-                    pipeline.wait()
-                    delete_subscriptions(PROJECT)
-                first, last = (result["lags"][i][1] if result["lags"] else None for i in (0, -1))
-                print(
-                    f"{read} read at {rate} ev/s: published {result['published_per_s']:.0f}/s, "
-                    f"lag {first} → {last} s"
-                )
-                if read == "journaled":
-                    if not _sustained(result, rate, args.flat_s):
-                        break
-                    sustained = rate
-                else:
-                    figures["stock_read_events_per_s"] = {
-                        "value": round(_drained_rate(result, rate)),
-                        "unit": "events/s",
-                    }
+        if args.chains == 2:
+            _two_chains(emulator, rates, args)
+            return
+        figures: dict[str, dict] = {}
+        sustained = _sustained_rate(emulator, rates, args.minutes, args.flat_s, "journaled", 1)
+        stock_result = _run_pipeline(emulator, args.stock_rate, 4.0, "stock", 1)
+        figures["stock_read_events_per_s"] = {
+            "value": round(_drained_rate(stock_result, args.stock_rate)),
+            "unit": "events/s",
+        }
         figures["live_sustained_events_per_s"] = {"value": sustained, "unit": "events/s"}
-        stock = figures.get("stock_read_events_per_s", {}).get("value", 0)
+        stock = figures["stock_read_events_per_s"]["value"]
         if sustained and stock:  # a stock read that stalled has no ratio
             figures["live_speedup_vs_stock_read"] = {
                 "value": round(sustained / stock, 1),
@@ -220,6 +208,64 @@ def main() -> None:
         summary="pipeline",
     )
     print(f"wrote {path.relative_to(ROOT)}")
+
+
+def _two_chains(emulator: str, rates: list[int], args: argparse.Namespace) -> None:
+    """The sustained rate with the market on one chain and split over two, same run."""
+    one = _sustained_rate(emulator, rates, args.minutes, args.flat_s, "journaled", 1)
+    both = _sustained_rate(emulator, rates, args.minutes, args.flat_s, "journaled", 2)
+    figures = {
+        "live_sustained_events_per_s": {"value": both, "unit": "events/s (two chains)"},
+        "live_sustained_events_per_s_one_chain": {"value": one, "unit": "events/s"},
+    }
+    for name, figure in figures.items():
+        print(f"{name}: {figure['value']} {figure['unit']}")
+    note = (
+        f"bench/live.py --chains 2 --rates {args.rates} --minutes {args.minutes:g}: "
+        f"streaming DirectRunner, Pub/Sub emulator, {POOLS} synthetic pools on chain 1, "
+        f"then {POOLS // 2} on each of chains 1 and 137 at half the rate each, the lag the "
+        "larger of the two chains'"
+    )
+    path = add_figures("multi_chain", figures, note)
+    print(f"added to {path.relative_to(ROOT)}")
+
+
+def _sustained_rate(
+    emulator: str, rates: list[int], minutes: float, flat_s: float, read: str, chains: int
+) -> int:
+    """The highest of ``rates`` (tried in turn, up to the first that is not) sustained."""
+    sustained = 0
+    for rate in rates:
+        result = _run_pipeline(emulator, rate, minutes, read, chains)
+        if not _sustained(result, rate, flat_s):
+            break
+        sustained = rate
+    return sustained
+
+
+def _run_pipeline(emulator: str, rate: int, minutes: float, read: str, chains: int) -> dict:
+    """A fresh pipeline (``read``: journaled or stock) fed live at ``rate`` for ``minutes``."""
+    project_state = WORK / f"{read}-{rate}-{chains}-chains"
+    shutil.rmtree(project_state, ignore_errors=True)
+    project_state.mkdir(parents=True)
+    settings = _settings(project_state / "state", emulator, chains)
+    stack.ensure_pubsub_resources(PROJECT, only={PIPELINE_SUBSCRIPTION})
+    config = project_state / "dexwatch.yaml"
+    config.write_text(yaml.safe_dump(settings.model_dump(mode="json")))
+    pipeline = _start_pipeline(config, stock=read == "stock")
+    try:
+        time.sleep(8)  # the pipeline's start-up
+        result = _run_at(settings, _LoadPublisher(PROJECT), rate, minutes * 60)
+    finally:
+        pipeline.send_signal(signal.SIGKILL)
+        pipeline.wait()
+        delete_subscriptions(PROJECT)
+    first, last = (result["lags"][i][1] if result["lags"] else None for i in (0, -1))
+    print(
+        f"{read} read, {chains} chain(s), at {rate} ev/s: published "
+        f"{result['published_per_s']:.0f}/s, lag {first} → {last} s"
+    )
+    return result
 
 
 def _drained_rate(result: dict, rate: int) -> float:
