@@ -34,7 +34,6 @@ from dexwatch.core.chain_settings import (
     FactoryConfig,
     PoolFilter,
     Protocol,
-    describe_chain,
 )
 from dexwatch.core.market_settings import Markets, MarketSettings
 from dexwatch.core.retry import RetryPolicy, over_field_default
@@ -383,9 +382,7 @@ class Settings(BaseSettings):
 
     def explorer(self, chain_id: int) -> str | None:
         """A chain's block explorer: Slack's setting for it, else the chain's own."""
-        return (
-            self.slack.explorers.get(chain_id) or describe_chain(chain_id, self.chains).explorer_url
-        )
+        return self.slack.explorer(chain_id, self.chains)
 
     @property
     def checkpoint_path(self) -> Path:

@@ -3,13 +3,13 @@ and how fast (``dexwatch slack serve``, dexwatch.app.slack)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from dexwatch.core.chain_settings import describe_chain
+from dexwatch.core.chain_settings import ChainSettings, describe_chain
 from dexwatch.core.retry import RetryPolicy, over_field_default
 from dexwatch.core.settings_base import StrictModel, redact_url, secret_version
 
@@ -131,8 +131,10 @@ class SlackSettings(StrictModel):
             raise ValueError("slack.enabled with no routes and no default_channel posts nothing")
         return self
 
-    def explorer(self, chain_id: int) -> str | None:
-        return self.explorers.get(chain_id) or describe_chain(chain_id).explorer_url
+    def explorer(self, chain_id: int, chains: Iterable[ChainSettings] = ()) -> str | None:
+        """A chain's block explorer: this section's for it, else the chain's own (as
+        configured in ``chains``, else as known)."""
+        return self.explorers.get(chain_id) or describe_chain(chain_id, chains).explorer_url
 
     def channel_for(self, attributes: Mapping[str, str]) -> str | None:
         """The channel of an alert with these message attributes (None: not posted)."""

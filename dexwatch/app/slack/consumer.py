@@ -285,7 +285,7 @@ class SlackConsumer:
         if first is not None and first.window_start < alert.window_start:
             shown = alert.model_copy(update={"window_start": first.window_start})
         chain = describe_chain(alert.chain_id, self.chains)
-        explorer = self.settings.explorers.get(alert.chain_id) or chain.explorer_url
+        explorer = self.settings.explorer(alert.chain_id, self.chains)
         links = Links(explorer, self.settings.dashboard_url, chain.name)
         feedback = self.ledger.feedback(alert.alert_id)
         return alert_message(shown, links, self._pools([alert]), feedback)
