@@ -67,6 +67,22 @@ def test_a_slow_drain_is_named_by_the_hour_and_sized_by_it():
     assert (found.kind, found.severity, found.confidence) == ("liquidity-drain", "medium", 1.0)
 
 
+def test_a_pool_thinned_by_a_slow_drain_is_not_named_by_its_ordinary_price_moves():
+    """The CI case: a slow drain's first flagged window, 9 % lost in the hour (below the
+    drain's 10 %), while the thinner pool's ordinary swaps moved the price 3.5 %. The model
+    flagged liquidity alone; the price is named only when the model finds it deviating."""
+    window = _window(liquidity_removed_share=0.022, net_liquidity_change=-0.022,
+                     liquidity_lost_1h=0.09, liquidity_lost_24h=0.104,
+                     price_range=math.log(1.035))  # fmt: skip
+    flagged_for_liquidity = _top(
+        ("liquidity_lost_24h", 0.104, 103.8), ("liquidity_lost_1h", 0.09, 89.7),
+        ("net_liquidity_change", -0.022, -22.4),
+    )
+    assert classify(window, flagged_for_liquidity, score=-0.05).kind == "liquidity-drain"
+    flagged_for_price = _top(("price_range", 0.034, 30.0), ("liquidity_lost_1h", 0.09, 20.0))
+    assert classify(window, flagged_for_price, score=-0.05).kind == "price-dislocation"
+
+
 def test_liquidity_taken_out_and_put_back_in_one_window_is_not_a_drain():
     # Removed 80 %, added as much back: net nothing, so nothing drained.
     window = _window(liquidity_removed_share=0.8, net_liquidity_change=0.0,

@@ -24,7 +24,9 @@ that holds names the kind:
    with 80 % of a busy window's volume (``top_trader_share``) while volume is up 3-fold and
    the price stays within 3 % (one trader's large swap that moves the price is not washing).
 6. ``price-dislocation``: the price moved 3 % or more (``price_change``, ``price_range`` or
-   one swap's ``max_swap_price_impact``). A slow drift (``price_drift_1h``, in units of the
+   one swap's ``max_swap_price_impact``), and the model found a price feature among the
+   most deviating: a thin pool moves 3 % in an ordinary minute, and a window flagged for
+   its liquidity alone (a slow drain thinning the pool) is not named by that. A slow drift (``price_drift_1h``, in units of the
    pool's usual drift, not a size) tests nothing, but counts for the kind's confidence and
    names it when it deviates most.
 7. ``liquidity-inflow``: half the pool or more added, net.
@@ -92,6 +94,14 @@ class _Kind:
     name: str
     features: tuple[str, ...]  # what it rests on
     holds: _Test
+    # The size alone is ordinary for some pools: the test holds only if one of the kind's
+    # features is also among the model's most deviating.
+    needs_deviation: bool = False
+
+    def names(self, features: Mapping[str, float], deviating: set[str]) -> bool:
+        if self.needs_deviation and not deviating.intersection(self.features):
+            return False
+        return self.holds(features)
 
 
 _LIQUIDITY = (
@@ -112,7 +122,7 @@ KIND_RULE: tuple[_Kind, ...] = (
             and _price_move(f) < math.log(1.03)),
     ),
     _Kind("price-dislocation", (*_PRICE, "price_drift_1h"),
-          lambda f: _price_move(f) >= math.log(1.03)),
+          lambda f: _price_move(f) >= math.log(1.03), needs_deviation=True),
     _Kind("liquidity-inflow", ("net_liquidity_change",),
           lambda f: f["net_liquidity_change"] >= 0.5),
     _Kind("volume-spike", ("volume_ratio", "volume_1h_vs_usual"),
@@ -154,8 +164,9 @@ def classify(features: Mapping[str, float], top: list[TopFeature], score: float)
     words = [f"{t.name} = {t.value:.4g} ({t.deviation:+.1f} robust sd)" for t in top]
     by_score, by_size = severity_of(score), size_severity(features)
     severity = max(by_score, by_size, key=SEVERITY_RANK.__getitem__)
+    deviating = {t.name for t in top}
     for kind in KIND_RULE:
-        if kind.holds(features):
+        if kind.names(features, deviating):
             carried = sum(abs(t.deviation) for t in top if t.name in kind.features) / total
             shown = ", ".join(f"{name} = {features[name]:.4g}" for name in kind.features)
             return Classification(
