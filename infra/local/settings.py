@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
 
@@ -204,18 +205,66 @@ class LocalSettings(Settings):
 
     @property
     def deployment_path(self) -> Path:
-        """The local deployment manifest (infra.local.deployment), written by `local up`."""
-        return self.state_dir / "deployment.json"
+        """The local deployment manifest (infra.local.deployment) of the stack's chain
+        (local.chain_id), written by `local up`."""
+        return self.deployment_path_of(self.local.chain_id)
+
+    def deployment_path_of(self, chain_id: int) -> Path:
+        """The deployment manifest of one local chain: the default chain's keeps its name."""
+        default = type(self.local).model_fields["chain_id"].default
+        name = "deployment.json" if chain_id == default else f"deployment-{chain_id}.json"
+        return self.state_dir / name
+
+    def local_chains(self) -> list[LocalSettings]:
+        """One-chain settings per chain the local stack runs: each configured chain whose
+        node is on local.host, with local.anvil_port and local.chain_id its own, and the
+        simulator mining its block time. With one chain, these settings themselves."""
+        if len(self.chains) == 1:
+            return [self]
+        local = []
+        for chain in self.chains:
+            url = urlsplit(chain.rpc_urls[0])
+            if url.hostname not in (self.local.host, "localhost") or url.port is None:
+                continue
+            narrowed = self.for_chain(chain.chain_id)
+            block_s = chain.block_time_s
+            simulator = (
+                {}
+                if block_s is None
+                else {"block_interval_s": float(block_s), "history_block_interval_s": block_s}
+            )
+            local.append(
+                narrowed.with_sections(
+                    local={"anvil_port": url.port, "chain_id": chain.chain_id},
+                    simulator=simulator,
+                )
+            )
+        return local
 
     def with_deployment(self) -> LocalSettings:
         """These settings, with chain.factories and market.assets from the local deployment
         manifest where none are configured and the manifest exists: on the local stack the
         publishers follow what `local up` deployed and the market view prices its tokens.
+        With several chains, each chain's factories and assets from its own manifest.
         Production configures both."""
-        if not self.deployment_path.is_file() or len(self.chains) > 1:
-            return self
         from infra.local.deployment import LocalDeployment
 
+        if len(self.chains) > 1:
+            chains = []
+            for chain in self.chains:
+                path = self.deployment_path_of(chain.chain_id)
+                if path.is_file() and (not chain.factories or chain.assets is None):
+                    deployment = LocalDeployment.load(path)
+                    update: dict[str, Any] = {}
+                    if not chain.factories:
+                        update["factories"] = list(deployment.factories)
+                    if chain.assets is None:
+                        update["assets"] = deployment.assets()
+                    chain = chain.model_copy(update=update)
+                chains.append(chain)
+            return self.model_copy(update={"chains": chains})
+        if not self.deployment_path.is_file():
+            return self
         deployment = LocalDeployment.load(self.deployment_path)
         settings = self
         if not self.chain.factories:

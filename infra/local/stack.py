@@ -1,7 +1,9 @@
 """The embedded local stack: the Pub/Sub emulator and anvil, on 127.0.0.1.
 
 ``up`` starts both, creates the topics and subscriptions of ``pubsub.yaml`` and deploys
-the contracts; ``down`` stops everything it started; ``status`` reports.
+the contracts; ``down`` stops everything it started; ``status`` reports. With several local
+chains configured (``LocalSettings.local_chains``), one anvil per chain, each with its own
+chain id, port, block time and deployment.
 """
 
 from __future__ import annotations
@@ -66,6 +68,13 @@ def anvil_binary(node_modules: Path) -> Path:
 _ANVIL_STATES_KEPT = 256
 
 
+def anvil_name(settings: LocalSettings) -> str:
+    """The process name of the anvil of the settings' local chain: ``anvil`` for the stack's
+    default chain, ``anvil-<chain id>`` for others."""
+    default = type(settings.local).model_fields["chain_id"].default
+    return ANVIL if settings.local.chain_id == default else f"{ANVIL}-{settings.local.chain_id}"
+
+
 def anvil_spec(settings: LocalSettings, genesis_timestamp: int | None = None) -> ProcessSpec:
     local = settings.local
     argv = [
@@ -86,7 +95,7 @@ def anvil_spec(settings: LocalSettings, genesis_timestamp: int | None = None) ->
     ]  # fmt: skip
     if genesis_timestamp is not None:
         argv += ["--timestamp", str(genesis_timestamp)]
-    return ProcessSpec(ANVIL, argv, local.host, local.anvil_port)
+    return ProcessSpec(anvil_name(settings), argv, local.host, local.anvil_port)
 
 
 def emulator_spec(settings: LocalSettings) -> ProcessSpec:
@@ -151,15 +160,39 @@ class StackStatus:
         return self.anvil_pid is not None and self.emulator_pid is not None
 
 
-def status(settings: LocalSettings) -> StackStatus:
-    state_dir = settings.state_dir
-    deployment = None
-    if settings.deployment_path.is_file():
-        deployment = LocalDeployment.load(settings.deployment_path)
-    return StackStatus(
-        anvil_pid=processes.running_pid(state_dir, ANVIL),
-        emulator_pid=processes.running_pid(state_dir, EMULATOR),
-        deployment=deployment,
+@dataclass(frozen=True)
+class LocalChain:
+    """One chain of the local stack: its one-chain settings and what is deployed on it."""
+
+    settings: LocalSettings
+    deployment: LocalDeployment
+
+    @property
+    def name(self) -> str:
+        return self.settings.chain.name
+
+
+def status(settings: LocalSettings) -> list[StackStatus]:
+    """The emulator's and each local chain's anvil and deployment."""
+    emulator_pid = processes.running_pid(settings.state_dir, EMULATOR)
+    found = []
+    for chain in settings.local_chains():
+        path = chain.deployment_path
+        found.append(
+            StackStatus(
+                anvil_pid=processes.running_pid(settings.state_dir, anvil_name(chain)),
+                emulator_pid=emulator_pid,
+                deployment=LocalDeployment.load(path) if path.is_file() else None,
+            )
+        )
+    return found
+
+
+def fresh_chains(settings: LocalSettings) -> bool:
+    """Whether ``up`` starts new chains: some local chain's anvil is not running."""
+    return any(
+        processes.running_pid(settings.state_dir, anvil_name(chain)) is None
+        for chain in settings.local_chains()
     )
 
 
@@ -168,17 +201,25 @@ def _reset_chain_state(settings: LocalSettings) -> None:
     the pipeline's journal too: the new chain reuses block numbers, so event ids, and the
     pool addresses)."""
     state_dir = settings.state_dir
-    for path in (settings.deployment_path, settings.checkpoint_path, settings.warehouse_path):
+    chains = settings.local_chains()
+    for path in (
+        *(chain.deployment_path for chain in chains),
+        *(chain.checkpoint_path for chain in chains),
+        settings.warehouse_path,
+    ):
         path.unlink(missing_ok=True)
     for directory in ("checkpoints", "journal"):
         shutil.rmtree(state_dir / directory, ignore_errors=True)
 
 
-def up(settings: LocalSettings, genesis_timestamp: int | None = None) -> LocalDeployment:
-    """Start the emulator and anvil (if not running), create topics, deploy contracts.
+def up(settings: LocalSettings, genesis_timestamp: int | None = None) -> list[LocalChain]:
+    """Start the emulator and each local chain's anvil (if not running), create topics,
+    deploy contracts; the local chains, in the order configured.
 
-    A new chain starts at ``genesis_timestamp`` if given (in the past, for a chain that
-    mines its history before going live), and the deployment's blocks follow it."""
+    New chains start at ``genesis_timestamp`` if given (in the past, for chains that mine
+    their history before going live), and the deployments' blocks follow it. The chains
+    start fresh together: if one is not running, the others are stopped and started anew
+    too (the pipeline's journal and warehouse hold all of them)."""
     from infra.local.deploy import deploy_local_contracts
 
     state_dir = settings.state_dir
@@ -186,15 +227,22 @@ def up(settings: LocalSettings, genesis_timestamp: int | None = None) -> LocalDe
     use_pubsub_emulator(settings.local.emulator_host)
     processes.start(emulator_spec(settings), state_dir, ready_timeout_s=60)
     ensure_pubsub_resources(settings.pubsub.project)
-    fresh_chain = processes.running_pid(state_dir, ANVIL) is None
-    if fresh_chain:
+    chains = settings.local_chains()
+    fresh = fresh_chains(settings)
+    if fresh:
+        for chain in chains:
+            processes.stop(state_dir, anvil_name(chain))
         _reset_chain_state(settings)
-        processes.start(anvil_spec(settings, genesis_timestamp), state_dir)
-    if not settings.deployment_path.is_file():
-        start = genesis_timestamp + 1 if fresh_chain and genesis_timestamp is not None else None
-        deployment = deploy_local_contracts(settings, start_timestamp=start)
-        deployment.save(settings.deployment_path)
-    return LocalDeployment.load(settings.deployment_path)
+        for chain in chains:
+            processes.start(anvil_spec(chain, genesis_timestamp), state_dir)
+    start = genesis_timestamp + 1 if fresh and genesis_timestamp is not None else None
+    up_chains = []
+    for chain in chains:
+        if not chain.deployment_path.is_file():
+            deploy_local_contracts(chain, start_timestamp=start).save(chain.deployment_path)
+        deployment = LocalDeployment.load(chain.deployment_path)
+        up_chains.append(LocalChain(chain.with_deployment(), deployment))
+    return up_chains
 
 
 def down(settings: LocalSettings) -> list[str]:
@@ -203,6 +251,6 @@ def down(settings: LocalSettings) -> list[str]:
     run_dir = state_dir / "run"
     names = sorted(p.stem for p in run_dir.glob("*.pid")) if run_dir.is_dir() else []
     # Clients first (simulator, publisher, pipeline), then the servers they talk to.
-    servers = [EMULATOR, ANVIL]
-    order = [n for n in names if n not in servers] + [n for n in servers if n in names]
+    servers = [n for n in names if n == EMULATOR or n.startswith(ANVIL)]
+    order = [n for n in names if n not in servers] + servers
     return [name for name in order if processes.stop(state_dir, name)]

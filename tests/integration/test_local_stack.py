@@ -180,6 +180,61 @@ def test_run_shows_every_pool_and_leaves_no_process(tmp_path: Path) -> None:
     assert "trained detector" in (logs / "first-models.log").read_text()
 
 
+def test_run_with_two_local_chains_publishes_and_scores_both(tmp_path: Path) -> None:
+    """`dexwatch run` with two local chains (infra/local/chains/two-chains.yaml's shape, on
+    free ports): two anvils with their own chain ids and block times, a simulator and a chain
+    publisher each, one pipeline scoring both, every pool named with its chain."""
+    config = write_local_config(tmp_path, **QUICK_RUN)
+    raw = yaml.safe_load(config.read_text())
+    second_port = processes.free_port()
+    raw.pop("chain")
+    raw["chains"] = [
+        {"chain_id": 31337, "rpc_urls": [f"http://127.0.0.1:{raw['local']['anvil_port']}"]},
+        {
+            "chain_id": 31338, "name": "local-12s", "block_time_s": 12,
+            "rpc_urls": [f"http://127.0.0.1:{second_port}"],
+        },
+    ]  # fmt: skip
+    raw["pipeline"]["slice_s"] = 12
+    config.write_text(yaml.safe_dump(raw))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DEXWATCH_", "PUBSUB_"))}
+    proc = subprocess.run(
+        [sys.executable, "-m", "dexwatch", "--config", str(config), "run", "--duration", "60"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    final_table = proc.stdout[proc.stdout.rfind("pool-events:") :]
+    rows = [" ".join(line.split()) for line in final_table.splitlines()]
+    for chain in ("local", "local-12s"):
+        for name in POOL_NAMES:
+            row = next((r for r in rows if f"│ {chain} {name} │" in r), None)
+            assert row is not None, f"{chain} {name} missing from the summary:\n{final_table}"
+            assert int(row.split("│")[2]) > 0, row
+    for name in ("anvil", "anvil-31338", "simulator-local-12s", "chain-publisher-local-12s"):
+        assert name in proc.stdout.split("stopped:")[-1]
+    # One pipeline scored both chains' windows, each with its own pools.
+    from dexwatch.core.warehouse import open_warehouse
+    from infra.local.settings import load_local_settings
+
+    warehouse = open_warehouse(load_local_settings(config))
+    scored = dict(
+        warehouse.query("select chain_id, count(distinct pool) from pool_scores group by 1").rows
+    )
+    assert scored == {31337: len(POOL_NAMES), 31338: len(POOL_NAMES)}
+    state = tmp_path / ".dexwatch"
+    assert (state / "deployment-31338.json").is_file()
+    assert {p.name for p in (state / "checkpoints").glob("chain-*.json")} == {
+        "chain-31337.json", "chain-31338.json",
+    }  # fmt: skip
+    assert not processes.port_open("127.0.0.1", second_port)
+    _assert_nothing_left(config, [])
+    assert not list((state / "run").glob("*.pid"))
+
+
 def test_interrupt_stops_every_process_it_started(tmp_path: Path) -> None:
     config = write_local_config(tmp_path, **QUICK_RUN)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DEXWATCH_", "PUBSUB_"))}

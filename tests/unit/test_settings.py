@@ -302,3 +302,31 @@ def test_chains_given_twice_or_alike_are_refused(tmp_path: Path, monkeypatch) ->
     config.write_text("chain:\n  confirmatons: 3\n")
     with pytest.raises(SettingsError, match=r"unknown setting 'chain\.confirmatons'"):
         load_local_settings(config)
+
+
+def test_the_two_chain_example_runs_an_anvil_per_local_chain_at_its_block_time() -> None:
+    settings = load_local_settings(ROOT / "infra" / "local" / "chains" / "two-chains.yaml")
+    local, twelve = settings.local_chains()
+    assert (local.chain.name, local.local.anvil_port, local.local.chain_id) == (
+        "local",
+        8545,
+        31337,
+    )
+    assert (twelve.chain.name, twelve.local.anvil_port, twelve.local.chain_id) == (
+        "local-12s", 8546, 31338,
+    )  # fmt: skip
+    # The 12 s chain is mined at 12 s, live and in history; the other keeps the simulator's.
+    assert (twelve.simulator.block_interval_s, twelve.simulator.history_block_interval_s) == (
+        12,
+        12,
+    )
+    assert local.simulator == settings.simulator
+    assert local.deployment_path.name == "deployment.json"
+    assert twelve.deployment_path.name == "deployment-31338.json"
+    assert local.checkpoint_path != twelve.checkpoint_path
+    # A chain read from a remote node is watched, not run by the local stack.
+    remote = load_local_settings(
+        pipeline={"slice_s": 12},
+        chains=[{"chain_id": 31337}, {"chain_id": 1, "rpc_urls": ["https://eth.example/KEY"]}],
+    )
+    assert [c.chain.chain_id for c in remote.local_chains()] == [31337]

@@ -69,6 +69,22 @@ def cli_settings(market: Path | None = None) -> LocalSettings:
     return settings
 
 
+def local_chain(settings: LocalSettings, key: str | None) -> LocalSettings:
+    """The one-chain settings of the local chain named ``key`` (``LocalSettings.local_chains``:
+    its anvil, deployment and block time); without one, the only local chain, or a one-line
+    error naming them."""
+    chains = settings.local_chains()
+    if key is None and len(chains) == 1:
+        return chains[0]
+    names = ", ".join(f"{c.chain.name} ({c.chain.chain_id})" for c in chains)
+    if key is None:
+        fail(f"{len(chains)} local chains are configured ({names}): name one with --chain")
+    for chain in chains:
+        if key in (chain.chain.name, str(chain.chain.chain_id)):
+            return chain.with_deployment()
+    fail(f"no local chain {key!r} is configured; the local chains are {names}")
+
+
 def one_chain(settings: LocalSettings, key: str | None) -> LocalSettings:
     """The settings of the chain named ``key`` (a name or an id); without one, a one-line
     error naming the configured chains."""

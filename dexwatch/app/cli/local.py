@@ -24,15 +24,20 @@ def local_up() -> None:
     from infra.local import stack
 
     settings = cli_settings()
-    deployment = stack.up(settings)
+    chains = stack.up(settings)
     typer.echo(
         f"Pub/Sub emulator  {settings.local.emulator_host}  "
         f"(export PUBSUB_EMULATOR_HOST={settings.local.emulator_host})"
     )
-    typer.echo(f"anvil             {settings.local.rpc_url}  chain id {deployment.chain_id}")
-    typer.echo(f"deployment        {settings.deployment_path}")
-    for pool in deployment.pools:
-        typer.echo(f"  {pool.name:<28} {pool.address}")
+    for chain in chains:
+        local = chain.settings
+        typer.echo(
+            f"anvil             {local.local.rpc_url}  chain id {chain.deployment.chain_id}"
+            + (f" ({chain.name})" if len(chains) > 1 else "")
+        )
+        typer.echo(f"deployment        {local.deployment_path}")
+        for pool in chain.deployment.pools:
+            typer.echo(f"  {pool.name:<28} {pool.address}")
 
 
 @app.command("down")
@@ -50,16 +55,17 @@ def local_status() -> None:
     from infra.local import stack
 
     settings = cli_settings()
-    status = stack.status(settings)
-    typer.echo(
-        "pubsub-emulator  " + (f"pid {status.emulator_pid}" if status.emulator_pid else "stopped")
-    )
-    typer.echo(
-        f"anvil            {'pid ' + str(status.anvil_pid) if status.anvil_pid else 'stopped'}"
-    )
-    if status.deployment:
-        typer.echo(f"pools            {len(status.deployment.pools)} deployed")
-        for pool in status.deployment.pools:
-            typer.echo(f"  {pool.name:<28} {pool.address}")
-    if not status.running:
+    chains = stack.status(settings)
+    emulator = chains[0].emulator_pid
+    typer.echo("pubsub-emulator  " + (f"pid {emulator}" if emulator else "stopped"))
+    for chain, status in zip(settings.local_chains(), chains, strict=True):
+        name = f"anvil ({chain.chain.name})" if len(chains) > 1 else "anvil"
+        typer.echo(
+            f"{name:<16} {'pid ' + str(status.anvil_pid) if status.anvil_pid else 'stopped'}"
+        )
+        if status.deployment:
+            typer.echo(f"pools            {len(status.deployment.pools)} deployed")
+            for pool in status.deployment.pools:
+                typer.echo(f"  {pool.name:<28} {pool.address}")
+    if not all(status.running for status in chains):
         raise typer.Exit(1)

@@ -32,6 +32,10 @@ def publish_chain(
         str | None,
         typer.Option(help="The chain to publish (its name or id), when several are configured."),
     ] = None,
+    start_block: Annotated[
+        int | None,
+        typer.Option(help="Where a new checkpoint starts (default: the chain's start_block)."),
+    ] = None,
 ) -> None:
     """Publish pool events read from chain RPC (eth_getLogs) to the pool-events topic,
     following the chain by default. One process per chain: each has its own node, pace and
@@ -41,6 +45,8 @@ def publish_chain(
     settings = cli_settings()
     if chain is not None or len(settings.chains) > 1:
         settings = one_chain(settings, chain)
+    if start_block is not None:
+        settings = settings.with_sections(chain={"start_block": start_block})
     use_local_emulator(settings)
     stop = stop_on_signals()
     run(settings, once=once, stop=stop, record_to=record)
@@ -54,6 +60,10 @@ def publish_subgraph(
             "--once", help="Publish every complete hour and exit (Cloud Scheduler + Cloud Run Job)."
         ),
     ] = False,
+    chain: Annotated[
+        str | None,
+        typer.Option(help="The chain whose subgraphs to publish, when several are configured."),
+    ] = None,
 ) -> None:
     """Publish hourly pool statistics from The Graph (Uniswap V3 poolHourDatas, SushiSwap
     pairHourDatas) to the pool-hourly topic, one record per pool and complete hour, at every
@@ -61,6 +71,8 @@ def publish_subgraph(
     from publishers.subgraph import run
 
     settings = cli_settings()
+    if chain is not None or len(settings.chains) > 1:
+        settings = one_chain(settings, chain)
     use_local_emulator(settings)
     stop = stop_on_signals()
     run(settings, once=once, stop=stop)

@@ -10,6 +10,7 @@ import typer
 from dexwatch.app.cli.context import (
     cli_settings,
     fail,
+    local_chain,
     local_deployment,
     stop_on_signals,
 )
@@ -25,12 +26,17 @@ def simulate_run(
     duration: Annotated[
         float | None, typer.Option(help="Stop after this many seconds (default: until Ctrl-C).")
     ] = None,
+    chain: Annotated[
+        str | None,
+        typer.Option(help="The local chain to trade on (its name or id), when several run."),
+    ] = None,
 ) -> None:
     """Keep the local pools busy: traders, liquidity providers and prices that wander,
-    one block every simulator.block_interval_s, stamped with the wall clock."""
+    one block every simulator.block_interval_s (the chain's block time, if it has one),
+    stamped with the wall clock."""
     from infra.local.market import MarketSimulator
 
-    settings = cli_settings()
+    settings = local_chain(cli_settings(), chain)
     simulator = MarketSimulator(settings, local_deployment(settings))
     stop = stop_on_signals()
     simulator.run_live(stop, duration_s=duration)

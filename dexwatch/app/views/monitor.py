@@ -19,7 +19,7 @@ from dexwatch.core.schemas.alert import V1_COPY_ATTRIBUTE, Alert, parse_alert
 from dexwatch.core.schemas.pool_event import EVENT_NAMES
 from dexwatch.core.schemas.pool_hour import PoolHour
 
-_WIDTH = {"pool": 30}
+_WIDTH = {"pool": 42}  # a chain name and a pool name
 
 
 @dataclass
@@ -30,8 +30,13 @@ class PoolStats:
     last_block_time: float = 0.0
 
 
+def pool_key(chain_id: int | str, pool: str) -> str:
+    """A pool's key in the summary: pools on several chains may share an address."""
+    return f"{chain_id}:{pool}"
+
+
 class PoolEventSummary:
-    """Thread-safe counters fed by the subscriber callback."""
+    """Thread-safe counters fed by the subscriber callback, per pool (``pool_key``)."""
 
     def __init__(self, pool_names: dict[str, str] | None = None) -> None:
         self._pool_names = pool_names or {}
@@ -41,7 +46,8 @@ class PoolEventSummary:
 
     def record(self, attributes: dict[str, str], block_number: int, block_time: float) -> None:
         with self._lock:
-            stats = self._pools[attributes.get("pool", "?")]
+            key = pool_key(attributes.get("chain_id", "?"), attributes.get("pool", "?"))
+            stats = self._pools[key]
             if attributes.get("kind") == "retraction":
                 stats.retractions += 1
             else:

@@ -55,6 +55,7 @@ def record_history(
     from publishers.chain import run as publish_chain
 
     port = processes.free_port()
+    settings = simulated_chain(settings)
     if settings.chain.chain_id != settings.local.chain_id:
         log.warning(
             "bootstrapping from the simulator while chain.chain_id=%d: this model knows "
@@ -97,6 +98,16 @@ def record_history(
     finally:
         processes.stop(private.state_dir, stack.ANVIL)
     return recording / f"{POOL_EVENTS}.jsonl", private
+
+
+def simulated_chain(settings: LocalSettings) -> LocalSettings:
+    """The chain a first model is mined on. Its models are shared by every chain configured
+    (the chain windows' features are in units of each pool's own habits): with several
+    chains, the stack's own (local.chain_id) when configured, else the first."""
+    if len(settings.chains) == 1:
+        return settings
+    ids = [chain.chain_id for chain in settings.chains]
+    return settings.for_chain(settings.local.chain_id if settings.local.chain_id in ids else ids[0])
 
 
 def compute_features(settings: LocalSettings, events_file: Path, workdir: Path) -> list[dict]:
@@ -195,7 +206,7 @@ def bootstrap_hourly_model(
     from model.registry import POOL_HOUR, ModelRegistry
     from model.training import TrainingParams
 
-    block_s = settings.chain.block_time_s or HOURLY_BOOTSTRAP_BLOCK_S
+    block_s = simulated_chain(settings).chain.block_time_s or HOURLY_BOOTSTRAP_BLOCK_S
     mining = settings.with_sections(simulator={"block_interval_s": block_s})
     with tempfile.TemporaryDirectory(prefix="dexwatch-bootstrap-hourly-") as scratch:
         work = workdir or Path(scratch)

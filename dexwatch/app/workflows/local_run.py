@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console, Group
 from rich.live import Live
@@ -22,6 +23,7 @@ from dexwatch.app.views.alerts_tail import describe
 from dexwatch.app.views.monitor import (
     PoolEventSummary,
     describe_hour,
+    pool_key,
     subscribe,
     subscribe_alerts,
     subscribe_hourly,
@@ -33,6 +35,9 @@ from dexwatch.core.emulator import emulator_environment, use_pubsub_emulator
 from dexwatch.core.schemas.topics import MONITOR_SUBSCRIPTION
 from infra.local.processes import StackError
 from infra.local.settings import LocalSettings
+
+if TYPE_CHECKING:
+    from infra.local.stack import LocalChain
 
 SIMULATOR = "simulator"
 CHAIN_PUBLISHER = "chain-publisher"
@@ -70,30 +75,46 @@ def _base_argv(config: Path | None) -> list[str]:
 
 
 def _component_specs(  # type: ignore[no-untyped-def]
-    settings: LocalSettings, config: Path | None, chain_start_block: int | None
+    settings: LocalSettings, config: Path | None, start_blocks: dict[str, int | None]
 ):
-    """Every component but the pipeline (which waits for its model: ``_pipeline_spec``)."""
+    """Every component but the pipeline (which waits for its model: ``_pipeline_spec``): per
+    local chain a simulator and a chain publisher (from ``start_blocks[chain name]`` when
+    given), and one subgraph path, for the stack's own chain."""
     from infra.local.processes import ProcessSpec
 
     base = _base_argv(config)
     env = _component_env(settings)
-    publisher_env = dict(env)
-    if chain_start_block is not None:
-        publisher_env["DEXWATCH_CHAIN__START_BLOCK"] = str(chain_start_block)
-    specs = [
-        ProcessSpec(SIMULATOR, [*base, "simulate", "run"], env=env),
-        ProcessSpec(CHAIN_PUBLISHER, [*base, "publish", "chain"], env=publisher_env),
-    ]
+    several = len(settings.chains) > 1
+    specs = []
+    for chain in settings.local_chains():
+        name = chain.chain.name
+        one = ["--chain", name] if several else []
+        start = start_blocks.get(name)
+        from_block = [] if start is None else ["--start-block", str(start)]
+        specs += [
+            ProcessSpec(_of(SIMULATOR, chain, several), [*base, "simulate", "run", *one], env=env),
+            ProcessSpec(
+                _of(CHAIN_PUBLISHER, chain, several),
+                [*base, "publish", "chain", *one, *from_block],
+                env=env,
+            ),
+        ]
     if uses_local_subgraph(settings):
         # Its lag and faults (local.subgraph_standin) come from the same config and
-        # environment, like every component's settings.
+        # environment, like every component's settings. It indexes the stack's own chain.
         standin = [sys.executable, "-m", "infra.local.subgraph", *_config_args(config)]
         local = settings.local
+        own = ["--chain", str(local.chain_id)] if several else []
         specs += [
             ProcessSpec(SUBGRAPH_STANDIN, standin, local.host, local.subgraph_port, env=env),
-            ProcessSpec(SUBGRAPH_PUBLISHER, [*base, "publish", "subgraph"], env=env),
+            ProcessSpec(SUBGRAPH_PUBLISHER, [*base, "publish", "subgraph", *own], env=env),
         ]
     return [*specs, *_slack_specs(settings, base, env)]
+
+
+def _of(component: str, chain: LocalSettings, several: bool) -> str:
+    """A per-chain component's process name: the chain's name follows with several chains."""
+    return f"{component}-{chain.chain.name}" if several else component
 
 
 def _pipeline_spec(settings: LocalSettings, config: Path | None, hourly: bool):  # type: ignore[no-untyped-def]
@@ -189,13 +210,12 @@ def run_local(
     state_dir = settings.state_dir
     # The console is for dexwatch's own lines; log records (Beam's among them) go to a file.
     logs.configure(settings.logging.level, settings.logging.format, to_file=_run_log(settings))
-    before = stack.status(settings)
     started: list[str] = []
-    if before.emulator_pid is None:
+    if processes.running_pid(state_dir, stack.EMULATOR) is None:
         started.append(stack.EMULATOR)
-    fresh_chain = before.anvil_pid is None
+    fresh_chain = stack.fresh_chains(settings)
     if fresh_chain:
-        started.append(stack.ANVIL)
+        started += [stack.anvil_name(chain) for chain in settings.local_chains()]
     dashboard = None
     try:
         hourly = scores_hours(settings)
@@ -203,21 +223,25 @@ def run_local(
         missing = first_models.missing_models(settings, hourly) if local_models else {}
         console.print("[bold]starting the local stack[/] (Pub/Sub emulator, anvil, contracts)")
         genesis = _history_start(settings, bool(missing)) if fresh_chain else None
-        deployment = stack.up(settings, genesis_timestamp=genesis)
+        chains = stack.up(settings, genesis_timestamp=genesis)
         dashboard = start_dashboard(settings, settings.local.host, settings.local.dashboard_port)
         console.print(f"[bold]dashboard[/] on {dashboard.url}", highlight=False)
         training = _start_training(settings, missing, config, console, started)
-        chain_start_block = None
+        start_blocks: dict[str, int | None] = {}
         if genesis is not None:
-            chain_start_block = _mine_history(settings, deployment, console)
+            for chain in chains:
+                if len(chains) > 1:
+                    console.print(f"chain {chain.name}:")
+                start_blocks[chain.name] = _mine_history(chain.settings, chain.deployment, console)
         use_pubsub_emulator(settings.local.emulator_host)
-        names = {p.address: p.name for p in deployment.pools}
+        names = _pool_names(chains)
         summary = PoolEventSummary(names)
         stop_monitor = subscribe(settings.pubsub.project, MONITOR_SUBSCRIPTION, summary)
         stop_alerts = subscribe_alerts(
             settings.pubsub.project,
             lambda alert: console.print(
-                f"[bold red]ALERT[/] {names.get(alert.pool, alert.pool)}: {describe(alert)}",
+                f"[bold red]ALERT[/] {names.get(pool_key(alert.chain_id, alert.pool), alert.pool)}"
+                f": {describe(alert)}",
                 highlight=False,
                 soft_wrap=True,
             ),
@@ -225,12 +249,13 @@ def run_local(
         stop_hourly = subscribe_hourly(
             settings.pubsub.project,
             lambda hour: console.print(
-                f"[bold cyan]HOURLY[/] {describe_hour(hour, names.get(hour.pool, hour.pool))}",
+                "[bold cyan]HOURLY[/] "
+                + describe_hour(hour, names.get(pool_key(hour.chain_id, hour.pool), hour.pool)),
                 highlight=False,
                 soft_wrap=True,
             ),
         )
-        specs = _component_specs(settings, config, chain_start_block)
+        specs = _component_specs(settings, config, start_blocks)
         for spec in specs:
             if processes.running_pid(state_dir, spec.name) is None:
                 processes.start(spec, state_dir)
@@ -256,11 +281,23 @@ def run_local(
         if dashboard is not None:
             dashboard.stop()
         # Clients before servers, so nothing logs connection errors on the way down.
-        servers = (SUBGRAPH_STANDIN, SLACK_STANDIN, stack.EMULATOR, stack.ANVIL)
-        for name in sorted(started, key=lambda n: n in servers):
+        servers = (SUBGRAPH_STANDIN, SLACK_STANDIN, stack.EMULATOR)
+        for name in sorted(started, key=lambda n: n in servers or n.startswith(stack.ANVIL)):
             processes.stop(state_dir, name)
         if started:
             console.print(f"stopped: {', '.join(started)}")
+
+
+def _pool_names(chains: list[LocalChain]) -> dict[str, str]:
+    """Each local pool's name by ``pool_key``, its chain's name first with several chains
+    (the chains' contracts may share addresses)."""
+    return {
+        pool_key(chain.deployment.chain_id, pool.address): (
+            f"{chain.name} {pool.name}" if len(chains) > 1 else pool.name
+        )
+        for chain in chains
+        for pool in chain.deployment.pools
+    }
 
 
 def _run_log(settings: LocalSettings) -> Path:
