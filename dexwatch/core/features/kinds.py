@@ -26,9 +26,9 @@ that holds names the kind:
 6. ``price-dislocation``: the price moved 3 % or more (``price_change``, ``price_range`` or
    one swap's ``max_swap_price_impact``), and the model found a price feature among the
    most deviating: a thin pool moves 3 % in an ordinary minute, and a window flagged for
-   its liquidity alone (a slow drain thinning the pool) is not named by that. A slow drift (``price_drift_1h``, in units of the
-   pool's usual drift, not a size) tests nothing, but counts for the kind's confidence and
-   names it when it deviates most.
+   its liquidity alone (a slow drain thinning the pool) is not named by that. A slow drift
+   (``price_drift_1h``, in units of the pool's usual drift, not a size) tests nothing, but
+   counts for the kind's confidence and names it when it deviates most.
 7. ``liquidity-inflow``: half the pool or more added, net.
 8. ``volume-spike``: volume at 5 times the baseline's rate or more (``volume_ratio``), or
    the last hour's at 5 times the pool's usual hour or more (``volume_1h_vs_usual``).
