@@ -7,17 +7,15 @@ import dataclasses
 import typing
 from collections.abc import Container, Iterable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
 
 from dexwatch.core.market_settings import AssetConfig
 from dexwatch.core.retry import RetryPolicy, over_field_default
-from dexwatch.core.settings_base import StrictModel, normalize_address, redact_url
-
-Dex = Literal["uniswap_v3", "uniswap_v2", "sushiswap"]
-Protocol = Literal["v3", "v2"]
+from dexwatch.core.settings_base import Dex, Protocol, StrictModel, normalize_address, redact_url
+from dexwatch.core.subgraph_settings import SubgraphSource
 
 
 class FactoryConfig(StrictModel):
@@ -142,6 +140,9 @@ class ChainSettings(StrictModel):
     rpc_urls: list[str] = Field(default_factory=lambda: ["http://127.0.0.1:8545"], min_length=1)
     # Empty means: read the factories of the local stack's deployment manifest.
     factories: list[FactoryConfig] = Field(default_factory=list)
+    # The Graph's subgraphs of this chain's dexes (a subgraph's id differs per chain), for
+    # the subgraph publisher and the pool filter's lists; None: subgraph.sources.
+    subgraph_sources: list[SubgraphSource] | None = Field(None, min_length=1)
     start_block: int = Field(0, ge=0)
     confirmations: int = Field(2, ge=0)
     batch_blocks: int = Field(500, ge=1)

@@ -346,12 +346,32 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
+    def _subgraphs_of_the_one_chain(self) -> Settings:
+        """One chain with subgraph_sources of its own: they are the subgraph section's
+        sources, which the subgraph publisher and the pool lists read."""
+        own = self.chains[0].subgraph_sources if len(self.chains) == 1 else None
+        if own is None:
+            return self
+        if "sources" in self.subgraph.model_fields_set and self.subgraph.sources != own:
+            raise ValueError(
+                "give subgraph.sources or the chain's subgraph_sources, not both: they differ"
+            )
+        # Validation runs once, on a fresh model: filling its own section here is safe.
+        object.__setattr__(self, "subgraph", self.subgraph.model_copy(update={"sources": own}))
+        return self
+
+    @model_validator(mode="after")
     def _pool_list_has_subgraphs(self) -> Settings:
         for chain in self.chains:
-            problem = chain.pool_filter.missing_subgraphs(chain.factories, self.subgraph.sources)
+            sources = self.subgraph_sources_of(chain)
+            problem = chain.pool_filter.missing_subgraphs(chain.factories, sources)
             if problem:
                 raise ValueError(problem)
         return self
+
+    def subgraph_sources_of(self, chain: ChainSettings) -> list[SubgraphSource]:
+        """The subgraphs of one chain: its own, or subgraph.sources."""
+        return chain.subgraph_sources or self.subgraph.sources
 
     @property
     def chain(self) -> ChainSettings:
@@ -366,7 +386,10 @@ class Settings(BaseSettings):
         """These settings with only the chain named ``key`` (its name or chain id)."""
         for chain in self.chains:
             if key in (chain.name, chain.chain_id) or str(key) == str(chain.chain_id):
-                return self.model_copy(update={"chains": [chain]})
+                subgraph = self.subgraph.model_copy(
+                    update={"sources": self.subgraph_sources_of(chain)}
+                )
+                return self.model_copy(update={"chains": [chain], "subgraph": subgraph})
         names = ", ".join(f"{chain.name} ({chain.chain_id})" for chain in self.chains)
         raise SettingsError(f"no chain {key!r} is configured; the chains are {names}")
 

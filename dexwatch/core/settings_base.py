@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import re
+from typing import Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict
 
 from dexwatch.core.errors import UsageError
+
+# The dexes and their contract families, named by the chain and subgraph sections alike.
+Dex = Literal["uniswap_v3", "uniswap_v2", "sushiswap"]
+Protocol = Literal["v3", "v2"]
 
 _ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
 # A Secret Manager secret version, the form every *_secret setting takes.

@@ -8,9 +8,10 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from dexwatch.core.chain_settings import Dex, Protocol
 from dexwatch.core.retry import RetryPolicy, over_field_default
 from dexwatch.core.settings_base import (
+    Dex,
+    Protocol,
     StrictModel,
     cron_expression,
     normalize_address,

@@ -75,7 +75,8 @@ def test_a_pool_thinned_by_a_slow_drain_is_not_named_by_its_ordinary_price_moves
                      liquidity_lost_1h=0.09, liquidity_lost_24h=0.104,
                      price_range=math.log(1.035))  # fmt: skip
     flagged_for_liquidity = _top(
-        ("liquidity_lost_24h", 0.104, 103.8), ("liquidity_lost_1h", 0.09, 89.7),
+        ("liquidity_lost_24h", 0.104, 103.8),
+        ("liquidity_lost_1h", 0.09, 89.7),
         ("net_liquidity_change", -0.022, -22.4),
     )
     assert classify(window, flagged_for_liquidity, score=-0.05).kind == "liquidity-drain"

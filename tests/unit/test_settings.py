@@ -330,3 +330,38 @@ def test_the_two_chain_example_runs_an_anvil_per_local_chain_at_its_block_time()
         chains=[{"chain_id": 31337}, {"chain_id": 1, "rpc_urls": ["https://eth.example/KEY"]}],
     )
     assert [c.chain.chain_id for c in remote.local_chains()] == [31337]
+
+
+def test_each_chain_reads_its_own_subgraphs_or_the_subgraph_sections(tmp_path: Path) -> None:
+    polygon_v3 = {"dex": "uniswap_v3", "protocol": "v3", "subgraph_id": "PolygonV3Subgraph0001"}
+    config = tmp_path / "dexwatch.yaml"
+    config.write_text(
+        MULTI_CHAIN.replace(
+            "    block_time_s: 2\n",
+            "    block_time_s: 2\n    subgraph_sources:\n"
+            "      - {dex: uniswap_v3, protocol: v3, subgraph_id: PolygonV3Subgraph0001}\n",
+        )
+    )
+    settings = load_local_settings(config)
+    polygon, ethereum = settings.for_chain("polygon"), settings.for_chain("ethereum")
+    assert [s.model_dump(exclude_defaults=True) for s in polygon.subgraph.sources] == [polygon_v3]
+    # Ethereum has none of its own: the subgraph section's (mainnet's by default).
+    assert ethereum.subgraph.sources == settings.subgraph.sources
+    assert polygon.subgraph_checkpoint_path.name == "subgraph-137.json"
+    # The one-chain form: the chain's subgraphs are the section's, and two lists are refused.
+    one = load_local_settings(chain={"chain_id": 137, "subgraph_sources": [polygon_v3]})
+    assert [s.subgraph_id for s in one.subgraph.sources] == ["PolygonV3Subgraph0001"]
+    with pytest.raises(SettingsError, match="give subgraph.sources or the chain's subgraph_"):
+        load_local_settings(
+            chain={"chain_id": 137, "subgraph_sources": [polygon_v3]},
+            subgraph={"sources": [{**polygon_v3, "subgraph_id": "AnotherSubgraph0002"}]},
+        )
+    # A pool-list threshold is checked against the chain's own subgraphs: no SushiSwap here.
+    sushi = {"dex": "sushiswap", "protocol": "v2", "address": "0x" + "c" * 40}
+    with pytest.raises(SettingsError, match="no subgraph of sushiswap"):
+        load_local_settings(
+            chain={
+                "chain_id": 137, "subgraph_sources": [polygon_v3], "factories": [sushi],
+                "pool_filter": {"min_tvl_usd": 1e5},
+            }
+        )  # fmt: skip
