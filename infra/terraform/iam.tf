@@ -179,8 +179,9 @@ resource "google_cloud_run_v2_service_iam_member" "public_invoker" {
 }
 
 resource "google_cloud_run_v2_job_iam_member" "scheduler_invoker" {
-  name     = google_cloud_run_v2_job.subgraph.name
-  location = google_cloud_run_v2_job.subgraph.location
+  for_each = google_cloud_run_v2_job.subgraph
+  name     = each.value.name
+  location = each.value.location
   role     = "roles/run.invoker"
   member   = local.sa.scheduler
 }
@@ -193,8 +194,9 @@ resource "google_cloud_run_v2_service_iam_member" "deployer_slack" {
 }
 
 resource "google_cloud_run_v2_job_iam_member" "deployer_subgraph" {
-  name     = google_cloud_run_v2_job.subgraph.name
-  location = google_cloud_run_v2_job.subgraph.location
+  for_each = google_cloud_run_v2_job.subgraph
+  name     = each.value.name
+  location = each.value.location
   role     = "roles/run.developer"
   member   = local.sa.deployer
 }

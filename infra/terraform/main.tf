@@ -6,13 +6,10 @@
 module "settings" {
   source = "./modules/settings"
 
-  project           = var.project
-  dataset           = google_bigquery_dataset.dexwatch.dataset_id
-  state_mount       = local.state_mount
-  chains            = var.chains
-  subgraph_chain_id = var.subgraph_chain_id
-  subgraph_sources  = var.subgraph_sources
-  pools             = var.pools
+  project     = var.project
+  dataset     = google_bigquery_dataset.dexwatch.dataset_id
+  state_mount = local.state_mount
+  chains      = var.chains
   secret_versions = {
     the_graph_api_key    = "${google_secret_manager_secret.secret["the-graph-api-key"].id}/versions/latest"
     slack_bot_token      = "${google_secret_manager_secret.secret["slack-bot-token"].id}/versions/latest"

@@ -98,10 +98,12 @@ resource "google_cloud_run_v2_worker_pool" "chain" {
 # --- Subgraph publisher ------------------------------------------------------------------
 #
 # `dexwatch publish subgraph --once` publishes every complete hour the subgraphs have
-# indexed and exits; Cloud Scheduler starts it every hour (scheduler.tf). Its checkpoint is
-# on the state bucket too, or every run would start over first_run_hours back.
+# indexed and exits; Cloud Scheduler starts it every hour (scheduler.tf). One job per chain
+# with subgraph_sources. Its checkpoint is on the state bucket too, or every run would
+# start over first_run_hours back.
 resource "google_cloud_run_v2_job" "subgraph" {
-  name                = "dexwatch-publish-subgraph"
+  for_each            = module.settings.subgraph_env
+  name                = "dexwatch-publish-subgraph-${each.key}"
   location            = var.region
   deletion_protection = var.deletion_protection
   labels              = local.labels
@@ -129,7 +131,7 @@ resource "google_cloud_run_v2_job" "subgraph" {
         }
 
         dynamic "env" {
-          for_each = module.settings.subgraph_env
+          for_each = each.value
           content {
             name  = env.key
             value = env.value

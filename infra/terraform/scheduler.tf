@@ -1,7 +1,8 @@
 # Runs the subgraph publisher job every hour, shortly after the hour: the Cloud Run Admin
 # API's jobs.run, called with the scheduler identity's OAuth token (run.invoker on the job).
 resource "google_cloud_scheduler_job" "subgraph" {
-  name             = "dexwatch-publish-subgraph"
+  for_each         = google_cloud_run_v2_job.subgraph
+  name             = "dexwatch-publish-subgraph-${each.key}"
   description      = "dexwatch publish subgraph --once"
   region           = var.region
   schedule         = var.subgraph_schedule
@@ -14,7 +15,7 @@ resource "google_cloud_scheduler_job" "subgraph" {
 
   http_target {
     http_method = "POST"
-    uri         = "https://run.googleapis.com/v2/${google_cloud_run_v2_job.subgraph.id}:run"
+    uri         = "https://run.googleapis.com/v2/${each.value.id}:run"
 
     oauth_token {
       service_account_email = google_service_account.component["scheduler"].email

@@ -46,8 +46,8 @@ variable "chains" {
     block_time_s  = optional(number)
     confirmations = optional(number, 2)
     # chain.pool_filter: which of the factories' pools are followed (all by default). With
-    # min_tvl_usd or min_volume_usd_24h, those subgraph_sources list above them (only on the
-    # chain subgraph_chain_id; the worker then reads the-graph-api-key).
+    # min_tvl_usd or min_volume_usd_24h, only pools the chain's subgraph_sources list above
+    # them (the worker then reads the-graph-api-key).
     pool_filter = optional(object({
       allow              = optional(list(string), [])
       deny               = optional(list(string), [])
@@ -56,6 +56,18 @@ variable "chains" {
       min_volume_usd_24h = optional(number)
       refresh_s          = optional(number, 3600)
     }), {})
+    # chain.subgraph_sources: The Graph's subgraphs of this chain's dexes (their ids differ
+    # per chain). A chain with them gets a subgraph publisher job, run hourly; its pools are
+    # each subgraph's allowlist (empty: the subgraph's top pools by TVL). Without them, no
+    # hourly path for the chain, and no pool_filter thresholds.
+    subgraph_sources = optional(list(object({
+      dex           = string
+      protocol      = string
+      subgraph_id   = optional(string)
+      deployment_id = optional(string)
+      swap_fee      = optional(number)
+      pools         = optional(list(string), [])
+    })))
   }))
   default = []
 
@@ -66,44 +78,6 @@ variable "chains" {
   validation {
     condition     = length(distinct([for c in var.chains : c.chain_id])) == length(var.chains)
     error_message = "Each chain_id may appear once."
-  }
-}
-
-variable "subgraph_chain_id" {
-  description = "Chain id of the subgraphs the subgraph publisher reads (mainnet's by default)."
-  type        = number
-  default     = 1
-}
-
-variable "subgraph_sources" {
-  description = "Subgraphs of the subgraph publisher (subgraph.sources); the default is the code's default."
-  type = list(object({
-    dex           = string
-    protocol      = string
-    subgraph_id   = optional(string)
-    deployment_id = optional(string)
-    swap_fee      = optional(number)
-  }))
-  default = [
-    { dex = "uniswap_v3", protocol = "v3", subgraph_id = "5zvR82QoaXYFyDEKLZ9t6v9adgnptxYpKpSbxtgVENFV" },
-    { dex = "sushiswap", protocol = "v2", deployment_id = "QmQ2h69a3vnE6N3TN7Ys9K1vpjYiJSi8fexnj1pWpRc6uY" },
-  ]
-}
-
-variable "pools" {
-  description = <<-EOT
-    Pool allowlist of the subgraph publisher (each source gets the pools of its dex); empty:
-    each subgraph's top pools by TVL. The chain publisher's is each chain's pool_filter.
-  EOT
-  type = list(object({
-    dex     = string
-    address = string
-  }))
-  default = []
-
-  validation {
-    condition     = alltrue([for p in var.pools : can(regex("^0x[0-9a-fA-F]{40}$", p.address))])
-    error_message = "Each pool address must be a 20-byte hex address."
   }
 }
 

@@ -449,7 +449,6 @@ def _module_inputs(**values) -> dict:
     secret = "projects/proj-x/secrets/{}/versions/latest"
     return {
         "project": "proj-x", "dataset": "dexwatch", "state_mount": "/mnt/state",
-        "subgraph_chain_id": 1, "subgraph_sources": _variables()["subgraph_sources"]["default"],
         "secret_versions": {"the_graph_api_key": secret.format("the-graph-api-key"),
                             "slack_bot_token": secret.format("slack-bot-token"),
                             "slack_signing_secret": secret.format("slack-signing-secret")},
@@ -471,8 +470,10 @@ def _load_env(monkeypatch, env: dict[str, str]):
 
 def test_each_component_environment_is_valid_settings(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # no ./dexwatch.yaml
-    sources = _variables()["subgraph_sources"]["default"]
-    # The default subgraphs are the code's.
+    with (TF / "terraform.tfvars.example").open() as handle:
+        (ethereum,) = hcl2.load(handle, serialization_options=HCL)["chains"]
+    sources = [{k: v for k, v in s.items() if k != "pools"} for s in ethereum["subgraph_sources"]]
+    # The example's subgraphs are the code's defaults.
     code = [s.model_dump(exclude={"pools"}, exclude_none=True) for s in SubgraphSettings().sources]
     assert code == [{"swap_fee": 0.003, **source} for source in sources]
     secret = "projects/proj-x/secrets/{}/versions/latest"
@@ -490,11 +491,13 @@ def test_each_component_environment_is_valid_settings(tmp_path, monkeypatch):
         "address": "0x1F98431c8aD98523631AE4a59f267346ea31F984",
     }
     pool_list = {"min_tvl_usd": 250000, "min_volume_usd_24h": 100000, "deny": [uni]}
+    polygon_v3 = {"dex": "uniswap_v3", "protocol": "v3", "subgraph_id": "PolygonV3Subgraph0001"}
     out = apply_settings_module(tmp_path, _module_inputs(
-        chains=[{"chain_id": 1, "name": "ethereum", "confirmations": 3, "factories": [v3_factory]},
-                {"chain_id": 1, "name": "listed", "factories": [v3_factory],
-                 "pool_filter": pool_list}],
-        pools=[{"dex": "uniswap_v3", "address": uni}],
+        chains=[{"chain_id": 1, "name": "ethereum", "confirmations": 3, "factories": [v3_factory],
+                 "subgraph_sources": [{**sources[0], "pools": [uni]}, sources[1]]},
+                {"chain_id": 137, "name": "listed", "factories": [v3_factory],
+                 "pool_filter": pool_list, "subgraph_sources": [polygon_v3]},
+                {"chain_id": 10, "name": "unlisted", "factories": [v3_factory]}],
         slack_routes=routes,
     ))  # fmt: skip
 
@@ -508,7 +511,7 @@ def test_each_component_environment_is_valid_settings(tmp_path, monkeypatch):
     assert chain.logging.format == "json"
     assert not chain.chain.pool_filter.thresholds
     assert "DEXWATCH_SUBGRAPH" not in out["chain_env"]["ethereum"]
-    # A threshold: the pool lists of the subgraph publisher's subgraphs, through the gateway.
+    # A threshold: the pool lists of the chain's own subgraphs, through the gateway.
     env = {**out["chain_env"]["listed"], out["rpc_urls_variable"]: rpc}
     listed = _load_env(monkeypatch, env)
     pool_filter = listed.chain.pool_filter
@@ -516,14 +519,20 @@ def test_each_component_environment_is_valid_settings(tmp_path, monkeypatch):
     assert (pool_filter.refresh_s, pool_filter.deny) == (3600, {uni.lower()})
     assert listed.subgraph.endpoint_url is None
     assert listed.subgraph.api_key_secret == secret.format("the-graph-api-key")
-    assert [s.dex for s in listed.subgraph.sources] == ["uniswap_v3", "sushiswap"]
+    assert [s.subgraph_id for s in listed.subgraph.sources] == ["PolygonV3Subgraph0001"]
     assert out["pool_list_chains"] == ["listed"]
 
-    subgraph = _load_env(monkeypatch, out["subgraph_env"])
+    # A subgraph publisher per chain with subgraphs, each with its own and its checkpoint.
+    assert sorted(out["subgraph_env"]) == ["ethereum", "listed"]
+    subgraph = _load_env(monkeypatch, out["subgraph_env"]["ethereum"])
     assert subgraph.subgraph.endpoint_url is None  # The Graph's gateway
     assert subgraph.subgraph.api_key_secret == secret.format("the-graph-api-key")
     assert [s.pools for s in subgraph.subgraph.sources] == [[uni.lower()], []]
     assert subgraph.subgraph_checkpoint_path == Path("/mnt/state/subgraph-1.json")
+    assert (subgraph.chain.chain_id, subgraph.chain.name) == (1, "ethereum")
+    polygon = _load_env(monkeypatch, out["subgraph_env"]["listed"])
+    assert [s.subgraph_id for s in polygon.subgraph.sources] == ["PolygonV3Subgraph0001"]
+    assert polygon.subgraph_checkpoint_path == Path("/mnt/state/subgraph-137.json")
 
     slack = _load_env(monkeypatch, out["slack_env"]).slack
     assert slack.enabled and slack.host == "0.0.0.0" and slack.default_channel is None
@@ -542,19 +551,19 @@ def test_each_component_environment_is_valid_settings(tmp_path, monkeypatch):
     assert out["route_filters"]["all"] == "NOT attributes:v1_copy"
 
 
-def test_a_pool_list_threshold_is_refused_on_a_chain_the_subgraphs_do_not_index(tmp_path):
+def test_a_pool_list_threshold_is_refused_on_a_chain_without_subgraphs(tmp_path):
     module = tmp_path / "settings"
     shutil.copytree(SETTINGS_MODULE, module, ignore=shutil.ignore_patterns(".terraform*"))
     factory = {"dex": "uniswap_v3", "protocol": "v3", "address": "0x" + "1f" * 20}
     polygon = {"chain_id": 137, "name": "polygon", "factories": [factory],
                "pool_filter": {"min_tvl_usd": 1000}}  # fmt: skip
-    inputs = _module_inputs(chains=[polygon], pools=[], slack_routes=[])
+    inputs = _module_inputs(chains=[polygon], slack_routes=[])
     (module / "terraform.tfvars.json").write_text(json.dumps(inputs))
     command = TerraformCommand(cwd=str(module))
     assert command.init().retcode == 0
     result = command.apply(auto_approve=True, input=False)
     assert result.retcode != 0
-    assert "set it on that chain only" in f"{result.value}{result.error}"
+    assert "give that chain its subgraphs" in f"{result.value}{result.error}"
 
 
 def test_the_tfvars_example_is_complete_and_gives_valid_settings(tmp_path, monkeypatch):
@@ -566,10 +575,10 @@ def test_the_tfvars_example_is_complete_and_gives_valid_settings(tmp_path, monke
     assert {name for name, body in variables.items() if "default" not in body} <= set(example)
     out = apply_settings_module(
         tmp_path,
-        _module_inputs(**{k: example[k] for k in ("chains", "pools", "slack_routes")}),
+        _module_inputs(**{k: example[k] for k in ("chains", "slack_routes")}),
     )
     rpc = {out["rpc_urls_variable"]: '["https://rpc.example"]'}
-    for env in [*({**e, **rpc} for e in out["chain_env"].values()), out["subgraph_env"]]:
+    for env in [*({**e, **rpc} for e in out["chain_env"].values()), *out["subgraph_env"].values()]:
         assert _load_env(monkeypatch, env).pubsub.project == "proj-x"
     assert [r.channel for r in _load_env(monkeypatch, out["slack_env"]).slack.routes] == [
         r["channel"] for r in example["slack_routes"]
@@ -587,7 +596,7 @@ def test_run_tf_gives_each_component_its_module_environment():
     assert env_source(("google_cloud_run_v2_worker_pool", "chain")) == (
         "${module.settings.chain_env[each.key]}"
     )
-    assert env_source(("google_cloud_run_v2_job", "subgraph")) == "${module.settings.subgraph_env}"
+    assert env_source(("google_cloud_run_v2_job", "subgraph")) == "${each.value}"
     assert env_source(("google_cloud_run_v2_service", "slack")) == "${module.settings.slack_env}"
 
 

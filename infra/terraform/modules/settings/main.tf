@@ -13,16 +13,18 @@ locals {
     DEXWATCH_LOGGING = jsonencode({ format = "json" })
   }
 
-  # The Graph's gateway, not the local stand-in, with the subgraph publisher's subgraphs.
+  # By chain name: The Graph's gateway, not the local stand-in, with the chain's subgraphs.
   gateway = {
-    endpoint_url   = null
-    api_key_secret = var.secret_versions.the_graph_api_key
-    sources = [
-      for source in var.subgraph_sources : merge(
-        { for key, value in source : key => value if value != null },
-        { pools = [for pool in var.pools : lower(pool.address) if pool.dex == source.dex] },
-      )
-    ]
+    for chain in var.chains : chain.name => {
+      endpoint_url   = null
+      api_key_secret = var.secret_versions.the_graph_api_key
+      sources = [
+        for source in coalesce(chain.subgraph_sources, []) : merge(
+          { for key, value in source : key => value if value != null },
+          { pools = [for pool in source.pools : lower(pool)] },
+        )
+      ]
+    }
   }
 
   # Chains whose pool_filter has a threshold: they read the subgraphs' pool lists.
@@ -49,18 +51,22 @@ locals {
       },
       # The gateway only where a threshold reads the pool lists.
       {
-        for name, value in { DEXWATCH_SUBGRAPH = jsonencode(local.gateway) } : name => value
+        for name, value in { DEXWATCH_SUBGRAPH = jsonencode(local.gateway[chain.name]) } :
+        name => value
         if contains(local.pool_list_chains, chain.name)
       },
     )
   }
 
-  subgraph_env = merge(local.common, {
-    DEXWATCH_CHAIN = jsonencode({ chain_id = var.subgraph_chain_id })
-    DEXWATCH_SUBGRAPH = jsonencode(merge(local.gateway, {
-      checkpoint_path = "${var.state_mount}/subgraph-${var.subgraph_chain_id}.json"
-    }))
-  })
+  # By chain name, for the chains with subgraphs: one subgraph publisher each.
+  subgraph_env = {
+    for chain in var.chains : chain.name => merge(local.common, {
+      DEXWATCH_CHAIN = jsonencode({ chain_id = chain.chain_id, name = chain.name })
+      DEXWATCH_SUBGRAPH = jsonencode(merge(local.gateway[chain.name], {
+        checkpoint_path = "${var.state_mount}/subgraph-${chain.chain_id}.json"
+      }))
+    }) if chain.subgraph_sources != null
+  }
 
   slack_env = merge(local.common, {
     DEXWATCH_WAREHOUSE = jsonencode({

@@ -4,10 +4,10 @@ output "chain_env" {
 
   precondition {
     condition = alltrue([
-      for chain in var.chains : chain.chain_id == var.subgraph_chain_id
+      for chain in var.chains : chain.subgraph_sources != null
       if contains(local.pool_list_chains, chain.name)
     ])
-    error_message = "A pool_filter threshold reads subgraph_sources, the subgraphs of chain subgraph_chain_id: set it on that chain only."
+    error_message = "A pool_filter threshold reads the chain's subgraph_sources: give that chain its subgraphs."
   }
 }
 
@@ -22,7 +22,7 @@ output "rpc_urls_variable" {
 }
 
 output "subgraph_env" {
-  description = "The subgraph publisher's environment."
+  description = "By chain name, for the chains with subgraph_sources: the subgraph publisher's environment."
   value       = local.subgraph_env
 }
 

@@ -26,8 +26,8 @@ variable "chains" {
     block_time_s  = optional(number)
     confirmations = optional(number, 2)
     # chain.pool_filter: which of the factories' pools are followed (all by default). With
-    # min_tvl_usd or min_volume_usd_24h, those subgraph_sources list above them (only on the
-    # chain subgraph_chain_id; the worker then reads the-graph-api-key).
+    # min_tvl_usd or min_volume_usd_24h, only pools the chain's subgraph_sources list above
+    # them (the worker then reads the-graph-api-key).
     pool_filter = optional(object({
       allow              = optional(list(string), [])
       deny               = optional(list(string), [])
@@ -36,27 +36,18 @@ variable "chains" {
       min_volume_usd_24h = optional(number)
       refresh_s          = optional(number, 3600)
     }), {})
-  }))
-}
-
-variable "subgraph_chain_id" {
-  type = number
-}
-
-variable "subgraph_sources" {
-  type = list(object({
-    dex           = string
-    protocol      = string
-    subgraph_id   = optional(string)
-    deployment_id = optional(string)
-    swap_fee      = optional(number)
-  }))
-}
-
-variable "pools" {
-  type = list(object({
-    dex     = string
-    address = string
+    # chain.subgraph_sources: The Graph's subgraphs of this chain's dexes (their ids differ
+    # per chain). A chain with them gets a subgraph publisher job, run hourly; its pools are
+    # each subgraph's allowlist (empty: the subgraph's top pools by TVL). Without them, no
+    # hourly path for the chain, and no pool_filter thresholds.
+    subgraph_sources = optional(list(object({
+      dex           = string
+      protocol      = string
+      subgraph_id   = optional(string)
+      deployment_id = optional(string)
+      swap_fee      = optional(number)
+      pools         = optional(list(string), [])
+    })))
   }))
 }
 
