@@ -12,8 +12,9 @@ has its incidents in the even slots, "chain-31338" in the odd ones, with normal 
 everywhere else, so that every incident on one chain has a calm span on the other at the
 same time (the pools at the same addresses included). Each chain's publisher records its
 chain with the two-chain settings narrowed by ``for_chain``; a model is trained on both
-chains' history before the incidents; ONE batch replay of both recordings fills a warehouse,
-and each chain is replayed alone as well.
+chains' history before the incidents (shared: the deployment's one model); ONE batch replay
+of both recordings fills a warehouse, and each chain is replayed alone as well. Beside it,
+one model per chain, trained on that chain's history alone, scoring that chain alone.
 
 Figures (bench/results/multi_chain.json):
 
@@ -35,9 +36,12 @@ Figures (bench/results/multi_chain.json):
 - ``false_alerts_<chain>``: each chain's alert threads that overlap no incident of their pool
   (bench/incidents.py's false alerts), for context; ``events_chain_<id>``, ``replay_s`` (the
   two-chain replay), ``replay_alone_s``.
+- ``recall_per_chain_own_models``, ``recall_<chain>_own_model``,
+  ``false_alerts_<chain>_own_model``: the same with one model per chain (the choice between a
+  shared model and one per chain rests on these, README "Several chains").
 
-Not measured: ``live_sustained_events_per_s`` with both chains (the streaming pipeline fed
-live by both chains' publishers): the local ``dexwatch run`` starts one chain only.
+``live_sustained_events_per_s`` (both chains, live) is bench/live.py ``--chains 2``'s, added
+to the same results file: a run of this benchmark keeps the live figures there.
 
     python bench/multi_chain.py [--history-hours 1] [--incidents 8] [--gap-minutes 10]
         [--note TEXT] [--quick]
@@ -55,7 +59,8 @@ import time
 from contextlib import ExitStack
 from pathlib import Path
 
-from _results import write_results
+import orjson
+from _results import RESULTS_DIR, write_results
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -162,6 +167,28 @@ def _describe(thread: AlertThread) -> str:
     return f"{thread.pool} {start}-{end}"
 
 
+def _detection(warehouse, cid: int, incidents: list, after_s: float, cooldown_s: float):
+    """(one chain's scored columns, its incident detection) in a warehouse."""
+    cols = chain_columns(warehouse, cid)
+    threads = list(chain_threads(warehouse, cid).values())
+    detection = incident_detection(
+        cols["pool"], cols["start"], cols["end"], cols["is_anomaly"].astype(bool),
+        incidents, after_s, cooldown_s, threads=threads,
+    )  # fmt: skip
+    return cols, detection
+
+
+def _live_figures() -> tuple[dict, dict]:
+    """bench/live.py --chains 2's figures and details in the results file, kept as they are."""
+    path = RESULTS_DIR / "multi_chain.json"
+    if not path.exists():
+        return {}, {}
+    held = orjson.loads(path.read_bytes())
+    figures = {k: v for k, v in held["figures"].items() if k.startswith("live_")}
+    details = {k: v for k, v in held.get("details", {}).items() if k in figures}
+    return figures, details
+
+
 def cross_chain(both, alone: dict, incidents: dict, after_s: float) -> tuple[int, list[str]]:
     """The cross-chain false alerts (see the module's doc) and, in words, each of them and
     what else was looked at."""
@@ -250,9 +277,13 @@ def main() -> None:
         for simulator in simulators.values():
             simulator.generate_history(args.history_hours)
         publish()
-        history = concatenated(
-            [recordings[name] / "pool-events.jsonl" for name in CHAINS], WORK / "history.jsonl"
-        )
+        histories = {
+            name: concatenated(
+                [recordings[name] / "pool-events.jsonl"], WORK / f"history-{name}.jsonl"
+            )
+            for name in CHAINS
+        }
+        history = concatenated(list(histories.values()), WORK / "history.jsonl")
         # The first slot starts a minute after the later chain's history.
         start = max(latest_timestamp(local) for local, _ in stacks.values()) + 60
         slot_s = args.gap_minutes * 60
@@ -267,6 +298,13 @@ def main() -> None:
     print("training the model on both chains' history ...", flush=True)
     rows = compute_features(settings, history, WORK / "features")
     train_detector(rows, TrainingParams(seed=1)).save(settings.model_path)
+    own_models = {}
+    for name in CHAINS:
+        print(f"training {name}'s own model on its history alone ...", flush=True)
+        narrowed = settings.for_chain(name)
+        own = compute_features(narrowed, histories[name], WORK / f"features-{name}")
+        own_models[name] = WORK / "models" / f"{name}.joblib"
+        train_detector(own, TrainingParams(seed=1)).save(own_models[name])
     print("replaying both chains in one run, then each alone ...", flush=True)
     both, replay_s = replay(settings, [recordings[name] for name in CHAINS])
     alone, alone_s = {}, 0.0
@@ -276,21 +314,29 @@ def main() -> None:
         )
         alone[name], seconds = replay(narrowed, [recordings[name]])
         alone_s += seconds
+    print("replaying each chain alone with its own model ...", flush=True)
+    own_scored = {
+        name: replay(
+            settings.for_chain(name).with_sections(
+                warehouse={"path": WORK / f"own-{name}.duckdb"},
+                model={"path": own_models[name]},
+            ),
+            [recordings[name]],
+        )[0]
+        for name in CHAINS
+    }
     after_s = settings.pipeline.current_slices * settings.pipeline.slice_s
     cooldown_s = settings.pipeline.alert_cooldown_s
     incidents = {name: _incidents(labels[name]) for name in CHAINS}
     figures: dict[str, dict] = {}
     details: dict[str, list[str]] = {}
-    recalls, differing = [], 0
+    recalls, own_recalls, differing = [], [], 0
     for name in CHAINS:
         cid = chain_id(name)
-        cols = chain_columns(both, cid)
-        threads = list(chain_threads(both, cid).values())
-        detection = incident_detection(
-            cols["pool"], cols["start"], cols["end"], cols["is_anomaly"].astype(bool),
-            incidents[name], after_s, cooldown_s, threads=threads,
-        )  # fmt: skip
+        cols, detection = _detection(both, cid, incidents[name], after_s, cooldown_s)
         recalls.append(detection.recall or 0.0)
+        own_cols, own = _detection(own_scored[name], cid, incidents[name], after_s, cooldown_s)
+        own_recalls.append(own.recall or 0.0)
         found = sum(o.detected for o in detection.outcomes)
         key = name.replace("-", "_")
         details[f"recall_{key}"] = [
@@ -311,6 +357,20 @@ def main() -> None:
             "unit": f"alert threads of {detection.threads} on no incident of their pool",
         }
         details[f"false_alerts_{key}"] = [_describe(t) for t in detection.false_alerts]
+        figures[f"recall_{key}_own_model"] = {
+            "value": round(own.recall or 0.0, 4),
+            "unit": f"share of {len(own.outcomes)} incidents (the chain's own model)",
+        }
+        details[f"recall_{key}_own_model"] = [
+            f"{o.kind} in {o.pool}: "
+            + ("detected" if o.detected else _missed(own_cols, i, after_s))
+            for o, i in zip(own.outcomes, incidents[name], strict=True)
+        ]
+        figures[f"false_alerts_{key}_own_model"] = {
+            "value": own.false_threads,
+            "unit": f"alert threads of {own.threads} on no incident of their pool",
+        }
+        details[f"false_alerts_{key}_own_model"] = [_describe(t) for t in own.false_alerts]
         diff = set(window_rows(both, cid)) ^ set(window_rows(alone[name], cid))
         differing += len(diff)
         lines = (recordings[name] / "pool-events.jsonl").read_bytes().count(b"\n")
@@ -323,17 +383,17 @@ def main() -> None:
     figures = {
         "recall_per_chain": {"value": round(min(recalls), 4), "unit": "share (the lower chain)"},
         "cross_chain_false_alerts": {"value": cross, "unit": "alert threads"},
+        "recall_per_chain_own_models": {
+            "value": round(min(own_recalls), 4),
+            "unit": "share (the lower chain; one model per chain)",
+        },
         "windows_differing_from_alone": {"value": differing, "unit": "scored windows"},
         **figures,
         "replay_s": {"value": round(replay_s, 1), "unit": f"s (both chains, {events} events)"},
         "replay_alone_s": {"value": round(alone_s, 1), "unit": "s (each chain alone, summed)"},
     }
     details["cross_chain_false_alerts"] = words
-    details["live_sustained_events_per_s"] = [
-        "not measured: it needs both chains' publishers and the streaming pipeline running "
-        "live, and the local `dexwatch run` starts one chain's stack only (one anvil, one "
-        "publisher); the figures here are of one batch replay."
-    ]
+    live_figures, live_details = _live_figures()
     if overran:
         details["schedule"] = overran
     total_s = time.monotonic() - started
@@ -351,10 +411,12 @@ def main() -> None:
         "rule). Cross-chain false alerts: a chain's alert threads in the two-chain run that "
         "its run alone has not (or holds otherwise), or that fall in the other chain's "
         "incident (same span) while on no incident of their own chain's pool; each once. "
-        "live_sustained_events_per_s not measured (details). "
+        "The live_ figures are bench/live.py --chains 2's (kept from the file). "
         f"Mining {mined_s:.0f} s, run {total_s:.0f} s" + (f"; {args.note}" if args.note else "")
     )
-    path = write_results("multi_chain", figures, note=note, details=details)
+    path = write_results(
+        "multi_chain", {**figures, **live_figures}, note=note, details={**details, **live_details}
+    )
     print(f"wrote {path.relative_to(ROOT)} ({total_s:.0f} s)")
 
 
