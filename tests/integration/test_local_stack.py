@@ -142,18 +142,26 @@ QUICK_RUN = {
 }
 
 
-def test_run_shows_every_pool_and_leaves_no_process(tmp_path: Path) -> None:
-    config = write_local_config(tmp_path, **QUICK_RUN)
+def _run_for(config: Path, seconds: int) -> subprocess.CompletedProcess:
+    """`dexwatch run --duration` in the config's directory, with none of this process's
+    DEXWATCH_ or PUBSUB_ variables; it must exit 0."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DEXWATCH_", "PUBSUB_"))}
     proc = subprocess.run(
-        [sys.executable, "-m", "dexwatch", "--config", str(config), "run", "--duration", "40"],
-        cwd=tmp_path,
+        [sys.executable, "-m", "dexwatch", "--config", str(config), "run", "--duration",
+         str(seconds)],
+        cwd=config.parent,
         env=env,
         capture_output=True,
         text=True,
-        timeout=240,
-    )
+        timeout=180 + 2 * seconds,
+    )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+def test_run_shows_every_pool_and_leaves_no_process(tmp_path: Path) -> None:
+    config = write_local_config(tmp_path, **QUICK_RUN)
+    proc = _run_for(config, seconds=40)
     final_table = proc.stdout[proc.stdout.rfind("pool-events:") :]
     for name in POOL_NAMES:
         row = next((line for line in final_table.splitlines() if name in line), None)
@@ -197,16 +205,7 @@ def test_run_with_two_local_chains_publishes_and_scores_both(tmp_path: Path) -> 
     ]  # fmt: skip
     raw["pipeline"]["slice_s"] = 12
     config.write_text(yaml.safe_dump(raw))
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DEXWATCH_", "PUBSUB_"))}
-    proc = subprocess.run(
-        [sys.executable, "-m", "dexwatch", "--config", str(config), "run", "--duration", "60"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    proc = _run_for(config, seconds=60)
     final_table = proc.stdout[proc.stdout.rfind("pool-events:") :]
     rows = [" ".join(line.split()) for line in final_table.splitlines()]
     for chain in ("local", "local-12s"):
