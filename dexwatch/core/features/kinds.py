@@ -30,8 +30,11 @@ that holds names the kind:
    (``price_drift_1h``, in units of the pool's usual drift, not a size) tests nothing, but
    counts for the kind's confidence and names it when it deviates most.
 7. ``liquidity-inflow``: half the pool or more added, net.
-8. ``volume-spike``: volume at 5 times the baseline's rate or more (``volume_ratio``), or
-   the last hour's at 5 times the pool's usual hour or more (``volume_1h_vs_usual``).
+8. ``volume-spike``: ``volume_ratio`` of log 5 or more, or the last hour's volume at 5 times
+   the pool's usual hour or more (``volume_1h_vs_usual``). ``volume_ratio`` measures volume
+   in "typical seconds" of the baseline and the window together, so the window's own
+   volume raises its unit: log 5 is about 25 times the baseline's rate with the default
+   window and baseline (4 and 20 slices), 20 times reads as about 4.7.
 9. ``activity-spike``: swaps at 5 times the baseline's rate or more (``swap_count_ratio``).
 
 When no test holds, the kind of the most deviating feature is kept (``kind_of``).
