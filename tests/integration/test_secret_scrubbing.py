@@ -209,7 +209,7 @@ def test_dexwatch_runs_component_log_holds_no_key(tmp_path: Path) -> None:
             )
         )
         settings = load_local_settings(config)
-        (spec,) = [s for s in _component_specs(settings, config, None) if s.name == CHAIN_PUBLISHER]
+        (spec,) = [s for s in _component_specs(settings, config, {}) if s.name == CHAIN_PUBLISHER]
         state_dir = settings.state_dir
         try:
             processes.start(spec, state_dir)

@@ -368,7 +368,7 @@ def test_dexwatch_run_starts_the_standin_with_the_configured_lag_and_faults(
     standin = {"lag_s": 900, "faults": {"http_429": 0.1}, "seed": 9, "hang_s": 0.5}
     config.write_text(yaml.safe_dump({"local": {"subgraph_standin": standin}}))
     settings = load_local_settings(config)
-    (spec,) = [s for s in _component_specs(settings, config, None) if s.name == SUBGRAPH_STANDIN]
+    (spec,) = [s for s in _component_specs(settings, config, {}) if s.name == SUBGRAPH_STANDIN]
     assert spec.argv[1:3] == ["-m", "infra.local.subgraph"]
     child = load_standin_settings(spec.argv[3:]).local.subgraph_standin
     assert child == settings.local.subgraph_standin
