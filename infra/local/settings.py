@@ -47,6 +47,17 @@ class SubgraphStandInSettings(StrictModel):
         return faults
 
 
+# The chain id of the stack's own chain: its anvil and manifest keep the plain names
+# (``anvil``, ``deployment.json``); other local chains' carry their id.
+STACK_CHAIN_ID = 31337
+
+
+def block_intervals(block_s: int) -> dict[str, float | int]:
+    """The simulator's intervals that mine a chain of fixed ``block_s`` blocks, live and in
+    history."""
+    return {"block_interval_s": float(block_s), "history_block_interval_s": block_s}
+
+
 class LocalStackSettings(StrictModel):
     host: str = "127.0.0.1"
     anvil_port: int = Field(8545, gt=0, lt=65536)
@@ -70,7 +81,7 @@ class LocalStackSettings(StrictModel):
     first_run_history_hours: float = Field(1.0, ge=0, le=48)
     live_history_minutes: float = Field(15.0, ge=0)
     anvil_accounts: int = Field(20, ge=12)
-    chain_id: int = 31337
+    chain_id: int = STACK_CHAIN_ID
     node_modules: Path = Path("node_modules")
 
     @property
@@ -191,7 +202,7 @@ class LocalSettings(Settings):
         block_s = self.chain.block_time_s
         if block_s is None:
             return self
-        intervals = {"block_interval_s": float(block_s), "history_block_interval_s": block_s}
+        intervals = block_intervals(block_s)
         for name in sorted(intervals.keys() & self.simulator.model_fields_set):
             if getattr(self.simulator, name) != block_s:
                 raise ValueError(
@@ -211,8 +222,7 @@ class LocalSettings(Settings):
 
     def deployment_path_of(self, chain_id: int) -> Path:
         """The deployment manifest of one local chain: the default chain's keeps its name."""
-        default = type(self.local).model_fields["chain_id"].default
-        name = "deployment.json" if chain_id == default else f"deployment-{chain_id}.json"
+        name = "deployment.json" if chain_id == STACK_CHAIN_ID else f"deployment-{chain_id}.json"
         return self.state_dir / name
 
     def local_chains(self) -> list[LocalSettings]:
@@ -226,17 +236,11 @@ class LocalSettings(Settings):
             url = urlsplit(chain.rpc_urls[0])
             if url.hostname not in (self.local.host, "localhost") or url.port is None:
                 continue
-            narrowed = self.for_chain(chain.chain_id)
             block_s = chain.block_time_s
-            simulator = (
-                {}
-                if block_s is None
-                else {"block_interval_s": float(block_s), "history_block_interval_s": block_s}
-            )
             local.append(
-                narrowed.with_sections(
+                self.for_chain(chain.chain_id).with_sections(
                     local={"anvil_port": url.port, "chain_id": chain.chain_id},
-                    simulator=simulator,
+                    simulator={} if block_s is None else block_intervals(block_s),
                 )
             )
         return local

@@ -18,7 +18,7 @@ from dexwatch.core.emulator import use_pubsub_emulator
 from infra.local import processes
 from infra.local.deployment import LocalDeployment
 from infra.local.processes import ProcessSpec, StackError
-from infra.local.settings import LocalSettings
+from infra.local.settings import STACK_CHAIN_ID, LocalSettings
 
 ANVIL = "anvil"
 EMULATOR = "pubsub-emulator"
@@ -71,8 +71,8 @@ _ANVIL_STATES_KEPT = 256
 def anvil_name(settings: LocalSettings) -> str:
     """The process name of the anvil of the settings' local chain: ``anvil`` for the stack's
     default chain, ``anvil-<chain id>`` for others."""
-    default = type(settings.local).model_fields["chain_id"].default
-    return ANVIL if settings.local.chain_id == default else f"{ANVIL}-{settings.local.chain_id}"
+    chain_id = settings.local.chain_id
+    return ANVIL if chain_id == STACK_CHAIN_ID else f"{ANVIL}-{chain_id}"
 
 
 def anvil_spec(settings: LocalSettings, genesis_timestamp: int | None = None) -> ProcessSpec:
@@ -151,6 +151,7 @@ def ensure_pubsub_resources(project: str, only: set[str] | None = None) -> list[
 
 @dataclass(frozen=True)
 class StackStatus:
+    chain: str
     anvil_pid: int | None
     emulator_pid: int | None
     deployment: LocalDeployment | None
@@ -180,6 +181,7 @@ def status(settings: LocalSettings) -> list[StackStatus]:
         path = chain.deployment_path
         found.append(
             StackStatus(
+                chain=chain.chain.name,
                 anvil_pid=processes.running_pid(settings.state_dir, anvil_name(chain)),
                 emulator_pid=emulator_pid,
                 deployment=LocalDeployment.load(path) if path.is_file() else None,

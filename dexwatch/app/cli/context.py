@@ -76,13 +76,12 @@ def local_chain(settings: LocalSettings, key: str | None) -> LocalSettings:
     chains = settings.local_chains()
     if key is None and len(chains) == 1:
         return chains[0]
-    names = ", ".join(f"{c.chain.name} ({c.chain.chain_id})" for c in chains)
-    if key is None:
-        fail(f"{len(chains)} local chains are configured ({names}): name one with --chain")
+    wanted = one_chain(settings, key).chain.chain_id  # the configured chain named key
     for chain in chains:
-        if key in (chain.chain.name, str(chain.chain.chain_id)):
+        if chain.chain.chain_id == wanted:
             return chain.with_deployment()
-    fail(f"no local chain {key!r} is configured; the local chains are {names}")
+    names = ", ".join(f"{c.chain.name} ({c.chain.chain_id})" for c in chains)
+    fail(f"chain {key!r} is not one the local stack runs; the local chains are {names}")
 
 
 def one_chain(settings: LocalSettings, key: str | None) -> LocalSettings:

@@ -58,8 +58,8 @@ def local_status() -> None:
     chains = stack.status(settings)
     emulator = chains[0].emulator_pid
     typer.echo("pubsub-emulator  " + (f"pid {emulator}" if emulator else "stopped"))
-    for chain, status in zip(settings.local_chains(), chains, strict=True):
-        name = f"anvil ({chain.chain.name})" if len(chains) > 1 else "anvil"
+    for status in chains:
+        name = f"anvil ({status.chain})" if len(chains) > 1 else "anvil"
         typer.echo(
             f"{name:<16} {'pid ' + str(status.anvil_pid) if status.anvil_pid else 'stopped'}"
         )
