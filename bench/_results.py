@@ -31,13 +31,22 @@ def write_results(
     note: str = "",
     summary: str | None = None,
     details: dict[str, list[str]] | None = None,
+    keep: tuple[str, ...] = (),
 ) -> Path:
     """Write the figures ({figure: {"value": number, "unit": text}}) and return the path.
 
     ``summary`` names a results file that gathers an issue's figures from several
     benchmarks: these figures replace their namesakes there, the others stay. ``details``:
-    what lies behind a figure, in words (e.g. each alert counted), under the figure's name."""
+    what lies behind a figure, in words (e.g. each alert counted), under the figure's name.
+    ``keep``: figures another benchmark added to this file (``add_figures``), kept as they
+    are, with their details."""
     path = RESULTS_DIR / f"{name}.json"
+    if keep and path.exists():
+        held = orjson.loads(path.read_bytes())
+        kept = {k: v for k, v in held["figures"].items() if k in keep}
+        held_details = held.get("details", {})
+        figures = {**figures, **kept}
+        details = {**(details or {}), **{k: held_details[k] for k in kept if k in held_details}}
     _write(path, name, figures, note, details)
     if summary is not None:
         summary_path = RESULTS_DIR / f"{summary}.json"

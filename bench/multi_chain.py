@@ -59,8 +59,7 @@ import time
 from contextlib import ExitStack
 from pathlib import Path
 
-import orjson
-from _results import RESULTS_DIR, write_results
+from _results import write_results
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -90,6 +89,8 @@ WORK = ROOT / "bench" / "work" / "multi_chain"
 REVERSIBLE = ("wash-trading", "price-manipulation", "sandwich", "round-trips")
 DESTRUCTIVE = ("liquidity-drain", "rug-pull", "quiet-pool-drain", "fresh-pool-rug")
 QUIET_S = 600  # a quiet pool's drain comes after 10 silent minutes of its pool (inject's)
+# bench/live.py --chains 2's, added to this benchmark's results file.
+LIVE_FIGURES = ("live_sustained_events_per_s", "live_sustained_events_per_s_one_chain")
 QUICK = {"history_hours": 0.25, "incidents": 3, "gap_minutes": 8.0}
 
 
@@ -176,17 +177,6 @@ def _detection(warehouse, cid: int, incidents: list, after_s: float, cooldown_s:
         incidents, after_s, cooldown_s, threads=threads,
     )  # fmt: skip
     return cols, detection
-
-
-def _live_figures() -> tuple[dict, dict]:
-    """bench/live.py --chains 2's figures and details in the results file, kept as they are."""
-    path = RESULTS_DIR / "multi_chain.json"
-    if not path.exists():
-        return {}, {}
-    held = orjson.loads(path.read_bytes())
-    figures = {k: v for k, v in held["figures"].items() if k.startswith("live_")}
-    details = {k: v for k, v in held.get("details", {}).items() if k in figures}
-    return figures, details
 
 
 def cross_chain(both, alone: dict, incidents: dict, after_s: float) -> tuple[int, list[str]]:
@@ -393,7 +383,6 @@ def main() -> None:
         "replay_alone_s": {"value": round(alone_s, 1), "unit": "s (each chain alone, summed)"},
     }
     details["cross_chain_false_alerts"] = words
-    live_figures, live_details = _live_figures()
     if overran:
         details["schedule"] = overran
     total_s = time.monotonic() - started
@@ -414,9 +403,7 @@ def main() -> None:
         "The live_ figures are bench/live.py --chains 2's (kept from the file). "
         f"Mining {mined_s:.0f} s, run {total_s:.0f} s" + (f"; {args.note}" if args.note else "")
     )
-    path = write_results(
-        "multi_chain", {**figures, **live_figures}, note=note, details={**details, **live_details}
-    )
+    path = write_results("multi_chain", figures, note=note, details=details, keep=LIVE_FIGURES)
     print(f"wrote {path.relative_to(ROOT)} ({total_s:.0f} s)")
 
 
