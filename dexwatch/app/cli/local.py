@@ -56,15 +56,15 @@ def local_status() -> None:
 
     settings = cli_settings()
     chains = stack.status(settings)
+    names = [f"anvil ({status.chain})" if len(chains) > 1 else "anvil" for status in chains]
+    width = max(len("pubsub-emulator"), *map(len, names)) + 2
     emulator = chains[0].emulator_pid
-    typer.echo("pubsub-emulator  " + (f"pid {emulator}" if emulator else "stopped"))
-    for status in chains:
-        name = f"anvil ({status.chain})" if len(chains) > 1 else "anvil"
-        typer.echo(
-            f"{name:<16} {'pid ' + str(status.anvil_pid) if status.anvil_pid else 'stopped'}"
-        )
+    typer.echo(f"{'pubsub-emulator':<{width}}" + (f"pid {emulator}" if emulator else "stopped"))
+    for name, status in zip(names, chains, strict=True):
+        pid = status.anvil_pid
+        typer.echo(f"{name:<{width}}" + (f"pid {pid}" if pid else "stopped"))
         if status.deployment:
-            typer.echo(f"pools            {len(status.deployment.pools)} deployed")
+            typer.echo(f"{'pools':<{width}}{len(status.deployment.pools)} deployed")
             for pool in status.deployment.pools:
                 typer.echo(f"  {pool.name:<28} {pool.address}")
     if not all(status.running for status in chains):
