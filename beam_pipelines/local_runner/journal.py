@@ -81,6 +81,9 @@ class Journal:
         self._file = None
         self._file_started = 0.0
         self._newest_us = 0
+        # Each segment's newest effective time, read once (a minute at 2,000 events/s is
+        # 120,000 records: parsing them all again at every rotation held up the reads).
+        self._segment_newest_us: dict[Path, int] = {}
 
     # --- reading back ---------------------------------------------------------------
 
@@ -115,7 +118,10 @@ class Journal:
                 out.write(b"".join(orjson.dumps(r) + b"\n" for r in announcements))
                 out.flush()
                 os.fsync(out.fileno())
-        self._newest_us = max(self._newest_us, max(effective_time_us(r) for r in records))
+        newest_us = max(effective_time_us(r) for r in records)
+        self._newest_us = max(self._newest_us, newest_us)
+        segment = Path(self._file.name)
+        self._segment_newest_us[segment] = max(self._segment_newest_us.get(segment, 0), newest_us)
 
     def _rotate(self, now: float) -> None:
         if self._file is not None:
@@ -138,9 +144,13 @@ class Journal:
                 return
             horizon_us = min(horizon_us, needed * 1_000_000)
         for segment in self._segments()[:-1]:
-            times = [effective_time_us(r) for r in _read_records(segment)]
-            if times and max(times) < horizon_us:
+            newest_us = self._segment_newest_us.get(segment)
+            if newest_us is None:  # a previous run's
+                times = [effective_time_us(r) for r in _read_records(segment)]
+                newest_us = self._segment_newest_us[segment] = max(times, default=0)
+            if newest_us and newest_us < horizon_us:
                 segment.unlink()
+                del self._segment_newest_us[segment]
 
 
 def _read_records(path: Path) -> list[dict]:

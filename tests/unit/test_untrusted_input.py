@@ -527,6 +527,22 @@ def test_announcements_are_journaled_apart_and_never_expire(tmp_path):
     assert [r["d"] for r in journal.announcements()] == [record["d"]]
 
 
+def test_a_restarted_journal_expires_the_segments_of_the_run_before(tmp_path):
+    from beam_pipelines.local_runner import Journal
+
+    now_ms = int(time.time() * 1000)
+    before = Journal(tmp_path, keep_s=60, restart_needs=lambda: 10**10)
+    before.append([{"t": (now_ms - 600_000) * 1000, "w": now_ms - 600_000, "a": {}, "d": "old"}])
+    before._rotate(time.time() + 61)
+    before.append([{"t": now_ms * 1000, "w": now_ms, "a": {}, "d": "recent"}])
+    # The restarted run has not written these segments: it reads their times from the files.
+    after = Journal(tmp_path, keep_s=60, restart_needs=lambda: 10**10)
+    after._rotate(time.time() + 122)
+    after.append([{"t": (now_ms + 1_000) * 1000, "w": now_ms + 1_000, "a": {}, "d": "new"}])
+    after._rotate(time.time() + 183)
+    assert [r["d"] for r in after.records()] == ["recent", "new"]
+
+
 def test_feature_rows_of_parsed_events_are_finite_for_extreme_but_valid_amounts():
     big = 2**255 - 1
     slices = []
