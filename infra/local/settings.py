@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 from pydantic import Field, field_validator, model_validator
 
 from dexwatch.core.config import load_settings
-from dexwatch.core.settings import Settings, StrictModel
+from dexwatch.core.settings import Settings, SettingsError, StrictModel
 
 # The faults the local stand-in for The Graph can serve (infra/local/subgraph/server.py).
 StandInFault = Literal["http_429", "http_500", "http_503", "graphql_error", "timeout"]
@@ -244,6 +244,27 @@ class LocalSettings(Settings):
                 )
             )
         return local
+
+    def subgraph_chains(self) -> list[LocalSettings]:
+        """The local chains (``local_chains``) whose hours the local stand-in for The Graph
+        indexes, each reading its own subgraphs (subgraph.sources narrowed to the chain).
+
+        Raises:
+            SettingsError: two local chains read the same subgraph: the stand-in would serve
+                one chain's hours as the other's.
+        """
+        chains = self.local_chains()
+        readers: dict[str, str] = {}
+        for chain in chains:
+            for source in chain.subgraph.sources:
+                other = readers.setdefault(source.path, chain.chain.name)
+                if other != chain.chain.name:
+                    raise SettingsError(
+                        f"the local chains {other} and {chain.chain.name} read the same "
+                        f"subgraph ({source.path}): give each local chain subgraph_sources of "
+                        "its own (infra/local/chains/two-chains.yaml)"
+                    )
+        return chains
 
     def with_deployment(self) -> LocalSettings:
         """These settings, with chain.factories and market.assets from the local deployment

@@ -15,7 +15,7 @@ import yaml
 from infra.local import processes, stack
 from infra.local.deployment import LocalDeployment
 from tests._pubsub import drain, pool_events
-from tests.conftest import dexwatch_cli, make_settings, write_local_config
+from tests.conftest import ROOT, dexwatch_cli, make_settings, write_local_config
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow]
 
@@ -191,16 +191,19 @@ def test_run_shows_every_pool_and_leaves_no_process(tmp_path: Path) -> None:
 def test_run_with_two_local_chains_publishes_and_scores_both(tmp_path: Path) -> None:
     """`dexwatch run` with two local chains (infra/local/chains/two-chains.yaml's shape, on
     free ports): two anvils with their own chain ids and block times, a simulator and a chain
-    publisher each, one pipeline scoring both, every pool named with its chain."""
+    publisher each, a subgraph path each (one stand-in for The Graph serving each chain's own
+    subgraphs), one pipeline scoring both, every pool named with its chain."""
     config = write_local_config(tmp_path, **QUICK_RUN)
     raw = yaml.safe_load(config.read_text())
     second_port = processes.free_port()
     raw.pop("chain")
+    example = yaml.safe_load((ROOT / "infra" / "local" / "chains" / "two-chains.yaml").read_text())
     raw["chains"] = [
         {"chain_id": 31337, "rpc_urls": [f"http://127.0.0.1:{raw['local']['anvil_port']}"]},
         {
             "chain_id": 31338, "name": "local-12s", "block_time_s": 12,
             "rpc_urls": [f"http://127.0.0.1:{second_port}"],
+            "subgraph_sources": example["chains"][1]["subgraph_sources"],
         },
     ]  # fmt: skip
     raw["pipeline"]["slice_s"] = 12
@@ -213,8 +216,16 @@ def test_run_with_two_local_chains_publishes_and_scores_both(tmp_path: Path) -> 
             row = next((r for r in rows if f"│ {chain} {name} │" in r), None)
             assert row is not None, f"{chain} {name} missing from the summary:\n{final_table}"
             assert int(row.split("│")[2]) > 0, row
-    for name in ("anvil", "anvil-31338", "simulator-local-12s", "chain-publisher-local-12s"):
-        assert name in proc.stdout.split("stopped:")[-1]
+    stopped = proc.stdout.split("stopped:")[-1]
+    for name in ("anvil", "anvil-31338", "simulator-local-12s", "chain-publisher-local-12s",
+                 "subgraph-publisher-local", "subgraph-publisher-local-12s"):  # fmt: skip
+        assert name in stopped
+    # The subgraph path too: each chain's complete hours, from its own subgraphs.
+    hourly = [line for line in proc.stdout.splitlines() if line.startswith("HOURLY ")]
+    for chain in ("local", "local-12s"):
+        for name in POOL_NAMES:
+            if not name.startswith("uniswap_v2"):  # no subgraph source for the Uniswap V2 pair
+                assert any(f" {chain} {name} " in line for line in hourly), f"{chain} {name}"
     # One pipeline scored both chains' windows, each with its own pools.
     from dexwatch.core.warehouse import open_warehouse
     from infra.local.settings import load_local_settings

@@ -1,6 +1,7 @@
 from pathlib import Path
 
 import pytest
+import yaml
 
 from dexwatch.core.settings import SettingsError, redact_url
 from infra.local.settings import load_local_settings
@@ -330,6 +331,27 @@ def test_the_two_chain_example_runs_an_anvil_per_local_chain_at_its_block_time()
         chains=[{"chain_id": 31337}, {"chain_id": 1, "rpc_urls": ["https://eth.example/KEY"]}],
     )
     assert [c.chain.chain_id for c in remote.local_chains()] == [31337]
+
+
+def test_each_local_chain_needs_subgraphs_of_its_own_for_the_local_stand_in() -> None:
+    example = ROOT / "infra" / "local" / "chains" / "two-chains.yaml"
+    local, twelve = load_local_settings(example).subgraph_chains()
+    assert [s.path for s in local.subgraph.sources] == [
+        s.path for s in load_local_settings().subgraph.sources
+    ]
+    assert [s.path for s in twelve.subgraph.sources] == [
+        "subgraphs/id/LocalTwelveSecondUniswapV3",
+        "subgraphs/id/LocalTwelveSecondSushiSwap",
+    ]
+    # Without them the second chain would be served the first one's hours.
+    shared = yaml.safe_load(example.read_text())
+    del shared["chains"][1]["subgraph_sources"]
+    settings = load_local_settings(**shared)
+    with pytest.raises(SettingsError, match="local and local-12s read the same subgraph"):
+        settings.subgraph_chains()
+    # A chain only watched (a remote node) is not the stand-in's.
+    shared["chains"][1]["rpc_urls"] = ["https://eth.example/KEY"]
+    assert [c.chain.name for c in load_local_settings(**shared).subgraph_chains()] == ["local"]
 
 
 def test_each_chain_reads_its_own_subgraphs_or_the_subgraph_sections(tmp_path: Path) -> None:

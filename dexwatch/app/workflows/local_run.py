@@ -78,8 +78,8 @@ def _component_specs(  # type: ignore[no-untyped-def]
     settings: LocalSettings, config: Path | None, start_blocks: dict[str, int | None]
 ):
     """Every component but the pipeline (which waits for its model: ``_pipeline_spec``): per
-    local chain a simulator and a chain publisher (from ``start_blocks[chain name]`` when
-    given), and one subgraph path, for the stack's own chain."""
+    local chain a simulator, a chain publisher (from ``start_blocks[chain name]`` when
+    given) and a subgraph publisher, and one stand-in for The Graph indexing them all."""
     from infra.local.processes import ProcessSpec
 
     base = _base_argv(config)
@@ -101,14 +101,21 @@ def _component_specs(  # type: ignore[no-untyped-def]
         ]
     if uses_local_subgraph(settings):
         # Its lag and faults (local.subgraph_standin) come from the same config and
-        # environment, like every component's settings. It indexes the stack's own chain.
+        # environment, like every component's settings. It indexes every local chain.
         standin = [sys.executable, "-m", "infra.local.subgraph", *_config_args(config)]
         local = settings.local
-        own = ["--chain", str(local.chain_id)] if several else []
-        specs += [
-            ProcessSpec(SUBGRAPH_STANDIN, standin, local.host, local.subgraph_port, env=env),
-            ProcessSpec(SUBGRAPH_PUBLISHER, [*base, "publish", "subgraph", *own], env=env),
-        ]
+        specs.append(
+            ProcessSpec(SUBGRAPH_STANDIN, standin, local.host, local.subgraph_port, env=env)
+        )
+        for chain in settings.subgraph_chains():
+            one = ["--chain", chain.chain.name] if several else []
+            specs.append(
+                ProcessSpec(
+                    _of(SUBGRAPH_PUBLISHER, chain, several),
+                    [*base, "publish", "subgraph", *one],
+                    env=env,
+                )
+            )
     return [*specs, *_slack_specs(settings, base, env)]
 
 
@@ -221,6 +228,8 @@ def run_local(
         hourly = scores_hours(settings)
         local_models = settings.model.serving == "local"
         missing = first_models.missing_models(settings, hourly) if local_models else {}
+        if uses_local_subgraph(settings):
+            settings.subgraph_chains()  # two chains on one subgraph: refused before starting
         console.print("[bold]starting the local stack[/] (Pub/Sub emulator, anvil, contracts)")
         genesis = _history_start(settings, bool(missing)) if fresh_chain else None
         chains = stack.up(settings, genesis_timestamp=genesis)

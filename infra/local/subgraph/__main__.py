@@ -1,8 +1,9 @@
 """``python -m infra.local.subgraph [--config FILE] [--lag-s S] [--fault NAME:SHARE] ...``:
 the local stand-in for The Graph, as `dexwatch run` starts it: one subgraph per configured
-source (subgraph.sources), served on local.host:local.subgraph_port, indexed from the local
-chain (local.rpc_url), lagging and failing as local.subgraph_standin says. The flags
-override those settings, so a run can probe the subgraph publisher's waiting and retries.
+source of each local chain (subgraph.sources, or the chain's subgraph_sources), served on
+local.host:local.subgraph_port, each indexed from its chain's node, lagging and failing as
+local.subgraph_standin says. The flags override those settings, so a run can probe the
+subgraph publisher's waiting and retries.
 """
 
 from __future__ import annotations
@@ -93,6 +94,7 @@ def load(argv: list[str] | None = None) -> LocalSettings:
 def main(argv: list[str] | None = None) -> int:
     try:
         settings = load(argv)
+        chains = settings.subgraph_chains()
     except SettingsError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -101,22 +103,26 @@ def main(argv: list[str] | None = None) -> int:
     local = settings.local
     behaviour = local.subgraph_standin
     log.info("the stand-in for The Graph: %s", describe_behaviour(behaviour))
-    deployment = LocalDeployment.load(settings.deployment_path)
-    sources = settings.subgraph.sources
-    subgraphs = {source.path: StandInSubgraph(source.protocol) for source in sources}
-    indexer = ChainIndexer(
-        local.rpc_url,
-        deployment,
-        {source.dex: subgraphs[source.path] for source in sources},
-        lag_blocks=behaviour.lag_blocks,
-        lag_s=behaviour.lag_s,
-    )
+    subgraphs: dict[str, StandInSubgraph] = {}
+    indexers: dict[str, ChainIndexer] = {}
+    for chain in chains:
+        sources = chain.subgraph.sources
+        own = {source.path: StandInSubgraph(source.protocol) for source in sources}
+        subgraphs.update(own)
+        indexers[chain.local.rpc_url] = ChainIndexer(
+            chain.local.rpc_url,
+            LocalDeployment.load(chain.deployment_path),
+            {source.dex: own[source.path] for source in sources},
+            lag_blocks=behaviour.lag_blocks,
+            lag_s=behaviour.lag_s,
+        )
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
-    # What the chain already has is indexed before serving: a publisher starting at the
+    # What the chains already have is indexed before serving: a publisher starting at the
     # same time then finds the history complete instead of an empty subgraph.
-    indexer.index_once()
+    for indexer in indexers.values():
+        indexer.index_once()
     standin = SubgraphStandIn(
         subgraphs,
         local.host,
@@ -129,11 +135,21 @@ def main(argv: list[str] | None = None) -> int:
         log.info(
             "serving a local stand-in for The Graph on %s (%s), indexing %s",
             local.subgraph_url,
-            ", ".join(f"/{source.path}" for source in sources),
-            local.rpc_url,
+            ", ".join(f"/{path}" for path in subgraphs),
+            ", ".join(indexers),
         )
-        indexer.run(stop)
-    indexer.close()
+        threads = [
+            threading.Thread(target=indexer.run, args=(stop,), name=f"index {url}", daemon=True)
+            for url, indexer in indexers.items()
+        ]
+        for thread in threads:
+            thread.start()
+        while not stop.wait(1.0):
+            pass
+        for thread in threads:
+            thread.join()
+    for indexer in indexers.values():
+        indexer.close()
     return 0
 
 
