@@ -78,7 +78,7 @@ bench: install $(VENV)/.bench-installed
 	$(BIN)/python bench/slack.py
 	$(BIN)/python bench/first_run.py
 	$(BIN)/python bench/multi_chain.py
-	$(BIN)/python bench/live.py --chains 2 --rates 1500,1750,2000,2250,2500 --minutes 2
+	$(BIN)/python bench/live.py --chains 2 --rates 2500,3000,3500 --minutes 2
 
 down:
 	$(BIN)/dexwatch local down

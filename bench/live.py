@@ -1,9 +1,9 @@
 """Sustained live rate of the streaming pipeline on the local runner.
 
-Starts a Pub/Sub emulator of its own, trains a model on the synthetic market's windows,
-then runs `dexwatch pipeline run` (the journaled local read) while this process publishes
-the synthetic market live, at ``--rates`` events per second in turn (event time = wall
-clock), each for ``--minutes``. The lag is the wall clock less the newest event time the
+Trains a model on the synthetic market's windows, then, with a Pub/Sub emulator of its own
+for each run, runs `dexwatch pipeline run` (the journaled local read) while this process
+publishes the synthetic market live, at ``--rates`` events per second in turn (event time =
+wall clock), each for ``--minutes``. The lag is the wall clock less the newest event time the
 pipeline has written rows for; a rate is sustained when the lag at the end is no more than
 ``--flat-s`` above the lag after the first minute. Beside it, the same pipeline with Beam's
 stock local read at ``--stock-rate`` for four minutes: how fast it gets through.
@@ -14,6 +14,11 @@ Writes bench/results/live.json and the figures into bench/results/pipeline.json.
 half the rate each, both configured), beside one chain in the same run at the same rates;
 the lag is the larger of the two chains'. Adds ``live_sustained_events_per_s`` (both) and
 ``live_sustained_events_per_s_one_chain`` to bench/results/multi_chain.json.
+
+A pool's state grows for ``pipeline.allowed_lateness_s`` (600 s) and a sweep (the ids it
+has admitted, kept against copies): runs shorter than about 12 minutes measure the pipeline
+before it carries its full state, at the synthetic market's 100 events/s per pool (a busy
+mainnet pool has a few events a block).
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ import time
 from pathlib import Path
 
 import yaml
-from _emulator import delete_subscriptions, newest_window_end, own_emulator
+from _emulator import newest_window_end, own_emulator
 from _results import add_figures, write_results
 from _synthetic import SyntheticMarket, history
 
@@ -44,6 +49,7 @@ WORK = ROOT / "bench" / "work" / "live"
 POOLS = 20
 PROJECT = "dexwatch-bench"
 CHAIN_IDS = (1, 137)
+_SETTLE_S = 20
 
 
 # The local demo's short slices (as in the live tests): rows from half a minute in. Each
@@ -51,7 +57,7 @@ CHAIN_IDS = (1, 137)
 PIPELINE = {"slice_s": 5, "current_slices": 4, "baseline_slices": 12}
 
 
-def _settings(state_dir: Path, emulator: str, chains: int = 1):
+def _settings(state_dir: Path, chains: int = 1, emulator: str | None = None):
     return load_local_settings(
         state_dir=str(state_dir),
         pubsub={"project": PROJECT, "emulator_host": emulator},
@@ -180,25 +186,24 @@ def main() -> None:
 
     WORK.mkdir(parents=True, exist_ok=True)
     rates = [int(r) for r in args.rates.split(",")]
-    with own_emulator(WORK / "emulator") as emulator:
-        _train_model(_settings(WORK / "train", emulator))
-        if args.chains == 2:
-            _two_chains(emulator, rates, args)
-            return
-        figures: dict[str, dict] = {}
-        sustained = _sustained_rate(emulator, rates, args.minutes, args.flat_s, "journaled", 1)
-        stock_result = _run_pipeline(emulator, args.stock_rate, 4.0, "stock", 1)
-        figures["stock_read_events_per_s"] = {
-            "value": round(_drained_rate(stock_result, args.stock_rate)),
-            "unit": "events/s",
+    _train_model(_settings(WORK / "train"))
+    if args.chains == 2:
+        _two_chains(rates, args)
+        return
+    figures: dict[str, dict] = {}
+    sustained = _sustained_rate(rates, args.minutes, args.flat_s, "journaled", 1)
+    stock_result = _run_pipeline(args.stock_rate, 4.0, "stock", 1)
+    figures["stock_read_events_per_s"] = {
+        "value": round(_drained_rate(stock_result, args.stock_rate)),
+        "unit": "events/s",
+    }
+    figures["live_sustained_events_per_s"] = {"value": sustained, "unit": "events/s"}
+    stock = figures["stock_read_events_per_s"]["value"]
+    if sustained and stock:  # a stock read that stalled has no ratio
+        figures["live_speedup_vs_stock_read"] = {
+            "value": round(sustained / stock, 1),
+            "unit": "x",
         }
-        figures["live_sustained_events_per_s"] = {"value": sustained, "unit": "events/s"}
-        stock = figures["stock_read_events_per_s"]["value"]
-        if sustained and stock:  # a stock read that stalled has no ratio
-            figures["live_speedup_vs_stock_read"] = {
-                "value": round(sustained / stock, 1),
-                "unit": "x",
-            }
     for name, figure in figures.items():
         print(f"{name}: {figure['value']} {figure['unit']}")
     path = write_results(
@@ -210,10 +215,10 @@ def main() -> None:
     print(f"wrote {path.relative_to(ROOT)}")
 
 
-def _two_chains(emulator: str, rates: list[int], args: argparse.Namespace) -> None:
+def _two_chains(rates: list[int], args: argparse.Namespace) -> None:
     """The sustained rate with the market on one chain and split over two, same run."""
-    one = _sustained_rate(emulator, rates, args.minutes, args.flat_s, "journaled", 1)
-    both = _sustained_rate(emulator, rates, args.minutes, args.flat_s, "journaled", 2)
+    one = _sustained_rate(rates, args.minutes, args.flat_s, "journaled", 1)
+    both = _sustained_rate(rates, args.minutes, args.flat_s, "journaled", 2)
     figures = {
         "live_sustained_events_per_s": {"value": both, "unit": "events/s (two chains)"},
         "live_sustained_events_per_s_one_chain": {"value": one, "unit": "events/s"},
@@ -222,7 +227,7 @@ def _two_chains(emulator: str, rates: list[int], args: argparse.Namespace) -> No
         print(f"{name}: {figure['value']} {figure['unit']}")
     note = (
         f"bench/live.py --chains 2 --rates {args.rates} --minutes {args.minutes:g}: "
-        f"streaming DirectRunner, Pub/Sub emulator, {POOLS} synthetic pools on chain 1, "
+        f"streaming DirectRunner, a Pub/Sub emulator per run, {POOLS} synthetic pools on chain 1, "
         f"then {POOLS // 2} on each of chains 1 and 137 at half the rate each, the lag the "
         "larger of the two chains'"
     )
@@ -230,36 +235,40 @@ def _two_chains(emulator: str, rates: list[int], args: argparse.Namespace) -> No
     print(f"added to {path.relative_to(ROOT)}")
 
 
-def _sustained_rate(
-    emulator: str, rates: list[int], minutes: float, flat_s: float, read: str, chains: int
-) -> int:
+def _sustained_rate(rates: list[int], minutes: float, flat_s: float, read: str, chains: int) -> int:
     """The highest of ``rates`` (tried in turn, up to the first that is not) sustained."""
     sustained = 0
     for rate in rates:
-        result = _run_pipeline(emulator, rate, minutes, read, chains)
+        result = _run_pipeline(rate, minutes, read, chains)
         if not _sustained(result, rate, flat_s):
             break
         sustained = rate
     return sustained
 
 
-def _run_pipeline(emulator: str, rate: int, minutes: float, read: str, chains: int) -> dict:
-    """A fresh pipeline (``read``: journaled or stock) fed live at ``rate`` for ``minutes``."""
+def _run_pipeline(rate: int, minutes: float, read: str, chains: int) -> dict:
+    """A fresh pipeline (``read``: journaled or stock) fed live at ``rate`` for ``minutes``,
+    with an emulator of its own: the emulator keeps a backlog in its Java heap, and a run
+    after an overrun one would start on a slower emulator."""
     project_state = WORK / f"{read}-{rate}-{chains}-chains"
     shutil.rmtree(project_state, ignore_errors=True)
     project_state.mkdir(parents=True)
-    settings = _settings(project_state / "state", emulator, chains)
-    stack.ensure_pubsub_resources(PROJECT, only={PIPELINE_SUBSCRIPTION})
-    config = project_state / "dexwatch.yaml"
-    config.write_text(yaml.safe_dump(settings.model_dump(mode="json")))
-    pipeline = _start_pipeline(config, stock=read == "stock")
-    try:
-        time.sleep(8)  # the pipeline's start-up
-        result = _run_at(settings, _LoadPublisher(PROJECT), rate, minutes * 60)
-    finally:
-        pipeline.send_signal(signal.SIGKILL)
-        pipeline.wait()
-        delete_subscriptions(PROJECT)
+    with own_emulator(project_state / "emulator") as emulator:
+        settings = _settings(project_state / "state", chains, emulator)
+        stack.ensure_pubsub_resources(PROJECT, only={PIPELINE_SUBSCRIPTION})
+        config = project_state / "dexwatch.yaml"
+        config.write_text(yaml.safe_dump(settings.model_dump(mode="json")))
+        pipeline = _start_pipeline(config, stock=read == "stock")
+        try:
+            time.sleep(8)  # the pipeline's start-up
+            result = _run_at(settings, _LoadPublisher(PROJECT), rate, minutes * 60)
+        finally:
+            pipeline.send_signal(signal.SIGKILL)
+            pipeline.wait()
+    # The next run starts on a settled machine: a run right after an overrun one (its
+    # journal and emulator writes still being flushed) once fell behind from its start.
+    os.sync()
+    time.sleep(_SETTLE_S)
     first, last = (result["lags"][i][1] if result["lags"] else None for i in (0, -1))
     print(
         f"{read} read, {chains} chain(s), at {rate} ev/s: published "
