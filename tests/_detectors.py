@@ -46,6 +46,7 @@ def chain_rows(n: int, seed: int = 1) -> list[dict]:
             "liquidity_lost_24h": abs(drift.normal(0, 0.01)),
             "volume_1h_vs_usual": hours.normal(0, 0.3),
             "sandwiches": 0.0,
+            "crossed_swaps": 0.0,
         }
         for _ in range(n)
     ]  # fmt: skip

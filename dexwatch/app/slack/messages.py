@@ -48,6 +48,7 @@ FEATURE_WORDS = {
     "liquidity_lost_24h": "liquidity lost over the day",
     "volume_1h_vs_usual": "hour's volume against the usual",
     "sandwiches": "sandwiches",
+    "crossed_swaps": "two traders swapping the same amount back and forth",
     "volume_usd": "hour's volume (USD)",
     "tvl_usd": "value locked (USD)",
     "liquidity": "liquidity",

@@ -27,6 +27,17 @@ correction of its own overshoot); one trader's round trips in block after block 
 incident (``dexwatch.core.features.kinds``). Its cost, what the trader paid the pool for
 it (fees and price impact), is the value extracted of the same formula, negated.
 
+*Crossed swaps*: one trader's swap and another trader's swap back, next to each other in the
+block's swaps, the second closing the first's position (as above):
+
+    A buys,  B sells      (or A sells, B buys; B's token0 within a tenth of A's)
+
+two addresses trading with each other at no net position: the shape of wash trading, one
+block's worth of it. Ordinary two-sided flow rarely trades back the same amount next to the
+first (the real Polygon days: at most one such pair in a minute; the simulated market, whose
+few trader accounts trade often, three or four). Counted, not listed: the pair is in the
+window's ``top_trader_share``.
+
 Traders are transaction senders where the node said them, else swap recipients (a router's
 swaps all share its address: a sandwich through a public router is not told apart from two
 users of that router, and none on the three real Polygon days took this shape).
@@ -34,14 +45,14 @@ users of that router, and none on the three real Polygon days took this shape).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 
 import orjson
 
 __all__ = [
-    "BlockSwap", "RoundTrip", "Sandwich", "find_round_trips", "find_sandwiches", "patterns_json",
-    "round_trips_in", "sandwiches_in",
+    "BlockSwap", "RoundTrip", "Sandwich", "crossed_swaps", "find_round_trips", "find_sandwiches",
+    "patterns_json", "round_trips_in", "sandwiches_in",
 ]  # fmt: skip
 
 # How far the back-run's token0 may stand from the front-run's (a share of it): a sandwich
@@ -96,23 +107,42 @@ class RoundTrip:
 def find_round_trips(block_number: int, swaps: Sequence[BlockSwap]) -> list[RoundTrip]:
     """The round trips among one block's swaps of one pool (in log order); each swap is part
     of at most one."""
-    found: list[RoundTrip] = []
+    return [
+        RoundTrip(
+            block_number,
+            first.trader,
+            first.tx_hash,
+            second.tx_hash,
+            first.amount0,
+            -_extracted(first, second),
+        )
+        for first, second in _closing_neighbours(swaps, same_trader=True)
+    ]
+
+
+def crossed_swaps(swaps: Sequence[BlockSwap]) -> int:
+    """The crossed swaps among one block's swaps of one pool (in log order), in pairs; each
+    swap is part of at most one."""
+    return sum(1 for _ in _closing_neighbours(swaps, same_trader=False))
+
+
+def _closing_neighbours(
+    swaps: Sequence[BlockSwap], same_trader: bool
+) -> Iterator[tuple[BlockSwap, BlockSwap]]:
+    """Neighbouring swaps, one trader's or two traders' as asked, the second closing the
+    first's position; each swap in at most one pair."""
     i = 0
     while i < len(swaps) - 1:
         first, second = swaps[i], swaps[i + 1]
         if (
-            first.trader == second.trader
+            (first.trader == second.trader) == same_trader
             and first.bought != second.bought
             and _closes(first, second)
         ):
-            found.append(RoundTrip(
-                block_number, first.trader, first.tx_hash, second.tx_hash, first.amount0,
-                -_extracted(first, second),
-            ))  # fmt: skip
+            yield first, second
             i += 2
         else:
             i += 1
-    return found
 
 
 def find_sandwiches(block_number: int, swaps: Sequence[BlockSwap]) -> list[Sandwich]:

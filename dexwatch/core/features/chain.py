@@ -22,8 +22,9 @@ from dexwatch.core.features.slices import Position, SliceSummary, is_range_order
 # 4: liquidity in range only, net of just-in-time liquidity; 5: traders by tx sender;
 # 6: liquidity_lost_1h; 7: a range order's round trip within the window and baseline nets out;
 # 8: a window without a baseline compares its rates with the pool's decayed ones;
-# 9: price_drift_1h; 10: liquidity_lost_24h; 11: volume_1h_vs_usual; 12: sandwiches
-FEATURES_VERSION = 12
+# 9: price_drift_1h; 10: liquidity_lost_24h; 11: volume_1h_vs_usual; 12: sandwiches;
+# 13: crossed_swaps
+FEATURES_VERSION = 13
 
 # (name, definition), in the order the model sees them.
 FEATURE_DEFINITIONS: tuple[tuple[str, str], ...] = (
@@ -107,6 +108,13 @@ FEATURE_DEFINITIONS: tuple[tuple[str, str], ...] = (
         "way, the first trader's swap back, in one block and separate transactions, at a "
         "profit (dexwatch.core.features.blocks); each listed in the row's patterns",
     ),
+    (
+        "crossed_swaps",
+        "crossed swaps in the window's blocks, in pairs: one trader's swap and another "
+        "trader's swap back right after it in the block, of the same token0 within a tenth "
+        "(dexwatch.core.features.blocks): two addresses trading with each other, wash "
+        "trading counted in blocks, not seconds",
+    ),
 )
 FEATURE_NAMES: tuple[str, ...] = tuple(name for name, _ in FEATURE_DEFINITIONS)
 
@@ -117,7 +125,10 @@ FEATURE_NAMES: tuple[str, ...] = tuple(name for name, _ in FEATURE_DEFINITIONS)
 # pool by 6 Poisson deviations in a slice (the tuning day's busiest pair: 4.3; at 2.5x a
 # short bootstrap's largest, 8.3, a tenth of the injected wash bursts went through); half of
 # the pool lost within the hour, however slowly (the tuning day's largest hourly loss: 1.3 %),
-# or within the day; an hour of ten times the pool's usual volume; one sandwich.
+# or within the day; an hour of ten times the pool's usual volume; one sandwich; six crossed
+# swaps (two addresses trading the same amount back and forth: the real tuning day's most in
+# a window was one, the simulated history of both local chains' three; a wash of two such
+# pairs a block reaches six in its third block, whatever the block time).
 # A floor below the feature's usual values (net_liquidity_change) is one for its fall.
 # Features of ``LIMITS_AT_FLOOR`` have their floor as their limit.
 INCIDENT_FLOORS: dict[str, float] = {
@@ -131,6 +142,7 @@ INCIDENT_FLOORS: dict[str, float] = {
     "pair_two_way_excess": 6.0,
     "volume_1h_vs_usual": math.log(10),
     "sandwiches": 1.0,
+    "crossed_swaps": 6.0,
 }
 
 # The span each slow view measures (seconds): an alert thread flagged for one stays open that
@@ -150,8 +162,9 @@ HORIZON_OF_FEATURE: dict[str, int] = {
 # rest on nothing. An hour of ten times the pool's usual volume for that hour: chosen on the
 # first two of five weeks of a real pool's minute bars, whose largest hour was 4.3 times
 # (``bench/real_minutes.py`` reports the three weeks after).
-# A sandwich is an incident by its shape, however rare in training: one is the limit.
-LIMITS_AT_FLOOR: tuple[str, ...] = ("volume_1h_vs_usual", "sandwiches")
+# A sandwich is an incident by its shape, however rare in training: one is the limit; so are
+# six crossed swaps.
+LIMITS_AT_FLOOR: tuple[str, ...] = ("volume_1h_vs_usual", "sandwiches", "crossed_swaps")
 
 # Features whose rise is no incident on its own, only their fall: liquidity coming into a
 # pool is a provider's deposit. Mainnet pools take Mints of 7.5x their in-range liquidity on
@@ -286,6 +299,7 @@ def window_features(
         "liquidity_lost_24h": max(0.0, -math.expm1(sum(day_steps))),
         "volume_1h_vs_usual": hour_volume,
         "sandwiches": float(sum(len(s.sandwiches) for s in current)),
+        "crossed_swaps": float(sum(s.crossed_swaps for s in current)),
     }
 
 

@@ -20,7 +20,9 @@ that holds names the kind:
    a flash loan's shape repeated (moving the price and back within a block, over and over),
    or volume made at the cost of fees. The row's ``patterns`` list each.
 5. ``wash-trading``: one pair of addresses out-trading the whole pool both ways
-   (``pair_two_way_excess`` of 6 Poisson deviations, the incident floor), or two addresses
+   (``pair_two_way_excess`` of 6 Poisson deviations, the incident floor), six crossed swaps
+   in the window's blocks (``crossed_swaps``, its floor: two addresses trading the same
+   amount back and forth, however the rest of the pool trades), or two addresses
    with 80 % of a busy window's volume (``top_trader_share``) while volume is up 3-fold and
    the price stays within 3 % (one trader's large swap that moves the price is not washing).
 6. ``price-dislocation``: the price moved 3 % or more (``price_change``, ``price_range`` or
@@ -119,8 +121,10 @@ KIND_RULE: tuple[_Kind, ...] = (
     _Kind("round-trips", ("volume_ratio", "max_swap_price_impact", "top_trader_share"),
           lambda f: _round_trip_blocks(f) >= REPEATED_ROUND_TRIPS),
     _Kind(
-        "wash-trading", ("pair_two_way_excess", "top_trader_share", "volume_ratio"),
+        "wash-trading",
+        ("pair_two_way_excess", "crossed_swaps", "top_trader_share", "volume_ratio"),
         lambda f: f["pair_two_way_excess"] >= 6.0
+        or f["crossed_swaps"] >= 6.0
         or (f["top_trader_share"] >= 0.8 and f["volume_ratio"] >= math.log(3)
             and _price_move(f) < math.log(1.03)),
     ),

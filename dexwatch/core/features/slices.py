@@ -13,6 +13,7 @@ from dexwatch.core.features.blocks import (
     BlockSwap,
     RoundTrip,
     Sandwich,
+    crossed_swaps,
     find_round_trips,
     find_sandwiches,
 )
@@ -62,9 +63,11 @@ class SliceSummary:
     # its round trip (liquidity_changes).
     position_added: dict[Position, float] = field(default_factory=dict)
     position_removed: dict[Position, float] = field(default_factory=dict)
-    # Sandwiches and round trips in the slice's blocks (dexwatch.core.features.blocks).
+    # Sandwiches, round trips and crossed swaps (pairs) in the slice's blocks
+    # (dexwatch.core.features.blocks).
     sandwiches: list[Sandwich] = field(default_factory=list)
     round_trips: list[RoundTrip] = field(default_factory=list)
+    crossed_swaps: int = 0
 
 
 def summarize_slice(pool: str, start: int, events: Iterable[PoolEvent]) -> SliceSummary:
@@ -113,6 +116,7 @@ class SliceBuilder:
         self._block_swaps: list[BlockSwap] = []
         self._sandwiches: list[Sandwich] = []
         self._round_trips: list[RoundTrip] = []
+        self._crossed_swaps = 0
         # The blocks of the first and last liquidity levels seen.
         self._level_blocks = (-1, -1)
 
@@ -132,6 +136,7 @@ class SliceBuilder:
             *self._round_trips,
             *find_round_trips(self._block, self._block_swaps),
         ]
+        self._summary.crossed_swaps = self._crossed_swaps + crossed_swaps(self._block_swaps)
         return self._summary
 
     def in_order(self, event: PoolEvent) -> bool:
@@ -147,6 +152,7 @@ class SliceBuilder:
         if event.block_number != self._block:
             self._sandwiches += find_sandwiches(self._block, self._block_swaps)
             self._round_trips += find_round_trips(self._block, self._block_swaps)
+            self._crossed_swaps += crossed_swaps(self._block_swaps)
             self._block, self._block_mints, self._block_swaps = event.block_number, {}, []
         summary = self._summary
         summary.events += 1

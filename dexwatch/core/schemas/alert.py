@@ -49,6 +49,7 @@ KIND_OF_FEATURE = {
     "top_trader_share": "wash-trading",
     "pair_two_way_excess": "wash-trading",
     "sandwiches": "sandwich",
+    "crossed_swaps": "wash-trading",
 }
 # Hourly features: what a value above / below the pool's usual suggests.
 KIND_BY_DIRECTION = {
