@@ -69,8 +69,12 @@ class Detector:
         deviation = (x - self.median) / self.scale
         score = self._margin(x, deviation)
         # A feature without a limit (np.inf) is context, like the hour of day: it informs the
-        # forest but is never named as what makes a row unusual.
-        ranked = np.where(np.isinf(self.limits), -1.0, np.abs(deviation))
+        # forest but is never named as what makes a row unusual. One the forest does not see
+        # is judged by its limit alone, and named only past it: a count whose median is 0
+        # (crossed swaps) is "1,000 robust sd" off at 1, and would name every flagged window.
+        deviating = np.abs(alarming(deviation, self._falls_only))
+        unseen_below = self._limit_only & (deviating < self.limits)
+        ranked = np.where(np.isinf(self.limits) | unseen_below, -1.0, np.abs(deviation))
         order = np.argsort(-ranked, axis=1)[:, :TOP_FEATURES]
         top = [
             [
@@ -105,9 +109,15 @@ class Detector:
     def _falls_only(self) -> np.ndarray:
         return np.array([name in self.benign_rises for name in self.feature_names])
 
+    @functools.cached_property
+    def _limit_only(self) -> np.ndarray:
+        """The features the forest does not see (judged by their limit alone)."""
+        columns = np.arange(len(self.feature_names))
+        return ~np.isin(columns, columns if self.forest_columns is None else self.forest_columns)
+
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
-        for derived in ("_depths", "_falls_only"):  # not part of the artifact
+        for derived in ("_depths", "_falls_only", "_limit_only"):  # not part of the artifact
             state.pop(derived, None)
         return state
 

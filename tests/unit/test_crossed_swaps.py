@@ -116,3 +116,18 @@ def test_real_polygon_days_cross_at_most_once_a_minute(day):
     )
     assert busiest <= 1
     assert sum(per_block.values()) >= (day != "2021-12-22")
+
+
+def test_a_crossed_pair_or_two_below_the_floor_never_names_a_window():
+    """The forest does not see crossed swaps: a window flagged for its price, with one
+    crossed pair in it (0 is the median, so one is "1,000 robust sd" off), is named for its
+    price; six name it."""
+    detector = train_detector(chain_rows(400), TrainingParams(n_estimators=30))
+    moved = {**chain_rows(1, seed=9)[0], "price_change": 0.2, "price_range": 0.2}
+    rows = [{**moved, "crossed_swaps": n} for n in (0.0, 1.0, 5.0, 6.0)]
+    scores = detector.score([[r[name] for name in FEATURE_NAMES] for r in rows])
+    assert scores.is_anomaly.all()
+    named = [[t.name for t in top] for top in scores.top_features]
+    assert all("crossed_swaps" not in names for names in named[:3])
+    assert named[0] == named[1] == named[2] and named[0][0].startswith("price")
+    assert named[3][0] == "crossed_swaps"
