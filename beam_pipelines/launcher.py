@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import logging
 import os
 from collections.abc import Iterator
@@ -64,12 +65,29 @@ def template_options() -> argparse.ArgumentParser:
     parser.add_argument(
         "--hourly", type=_flag, default=None, help="Also score pool-hourly (true or false)"
     )
+    parser.add_argument(
+        "--chains",
+        type=_chains,
+        default=None,
+        help="The chains scored, a JSON list of chain settings (their names, block times, "
+        "market assets and own topics)",
+    )
     return parser
+
+
+def _chains(value: str) -> list[dict[str, Any]]:
+    try:
+        chains = json.loads(value)
+    except json.JSONDecodeError as err:
+        raise argparse.ArgumentTypeError(f"chains is not JSON: {err}") from None
+    if not isinstance(chains, list) or not all(isinstance(c, dict) for c in chains):
+        raise argparse.ArgumentTypeError("chains must be a JSON list of objects")
+    return chains
 
 
 def production_settings(known: argparse.Namespace, project: str | None) -> Settings:
     """The settings file with the template's parameters and Beam's project laid over it."""
-    overrides: dict[str, dict[str, Any]] = {"pubsub": {}, "warehouse": {}, "model": {}}
+    overrides: dict[str, Any] = {"pubsub": {}, "warehouse": {}, "model": {}}
     if project:
         overrides["pubsub"]["project"] = project
         overrides["warehouse"]["bigquery_project"] = project
@@ -81,6 +99,8 @@ def production_settings(known: argparse.Namespace, project: str | None) -> Setti
             overrides["model"][option] = getattr(known, option)
     if known.hourly is not None:
         overrides["pipeline"] = {"hourly": known.hourly}
+    if known.chains:
+        overrides["chains"] = known.chains
     config = known.dexwatch_config
     if config is None and IMAGE_CONFIG.is_file():
         config = IMAGE_CONFIG

@@ -167,16 +167,21 @@ def build_streaming_pipeline(
     pipeline = beam.Pipeline(options=options)
     project = settings.pubsub.project
     max_ahead_s = settings.pipeline.max_event_ahead_s
-    parsed = (
+    # The shared topic's subscription, then those of the chains with topics of their own
+    # (chain.own_topic), each read by its own step (the shared one keeps its name for
+    # Dataflow's --update).
+    reads = [
         pipeline
-        | "ReadPoolEvents"
+        | (f"ReadPoolEvents[{name}]" if name != PIPELINE_SUBSCRIPTION else "ReadPoolEvents")
         >> beam.io.ReadFromPubSub(
-            subscription=subscription_path(project, PIPELINE_SUBSCRIPTION),
+            subscription=subscription_path(project, name),
             with_attributes=True,
             timestamp_attribute=EVENT_TIME_ATTRIBUTE,
         )
-        | "Parse" >> ParsePoolEvents(max_ahead_s=max_ahead_s)
-    )
+        for name in settings.event_subscriptions(PIPELINE_SUBSCRIPTION)
+    ]
+    messages = reads[0] if len(reads) == 1 else reads | "AllPoolEvents" >> beam.Flatten()
+    parsed = messages | "Parse" >> ParsePoolEvents(max_ahead_s=max_ahead_s)
     hours = None
     letters = [parsed[DEAD_LETTERS]]
     if settings.pipeline.hourly:

@@ -47,12 +47,14 @@ def build_local_streaming_pipeline(
         hourly_handler=hourly_handler,
         hours_final_before=written_hours,
     )
+    # Every chain's events, on the shared topic or one of its own, journaled alike.
     plans = {
-        PIPELINE_SUBSCRIPTION: JournalPlan(
+        subscription: JournalPlan(
             journal_keep_s(settings.pipeline),
             resume.replay_from,
             RestartNeeds(settings.warehouse_path, settings.pipeline),
         )
+        for subscription in settings.event_subscriptions(PIPELINE_SUBSCRIPTION)
     }
     if settings.pipeline.hourly:
         plans[POOL_HOURLY_SUBSCRIPTION] = JournalPlan(

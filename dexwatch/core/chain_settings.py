@@ -14,6 +14,7 @@ from pydantic import Field, field_validator, model_validator
 
 from dexwatch.core.market_settings import AssetConfig
 from dexwatch.core.retry import RetryPolicy, over_field_default
+from dexwatch.core.schemas.topics import POOL_EVENTS, chain_topic
 from dexwatch.core.settings_base import Dex, Protocol, StrictModel, normalize_address, redact_url
 from dexwatch.core.subgraph_settings import SubgraphSource
 
@@ -178,6 +179,10 @@ class ChainSettings(StrictModel):
     # blocks as the next (15 s slices of 12 s blocks hold one or two: a 2x jitter in every
     # per-slice count). Empty: blocks come at uneven times (Polygon), nothing to align to.
     block_time_s: int | None = Field(None, ge=1)
+    # Publish to a topic of this chain's own (pool-events-<name>, with its own subscriptions)
+    # instead of the shared pool-events: another chain's flood, backlog or quota does not
+    # touch it, and its publisher may publish nowhere else. The pipeline reads both.
+    own_topic: bool = False
 
     _retry = field_validator("retry", mode="before")(over_field_default)
 
@@ -201,6 +206,11 @@ class ChainSettings(StrictModel):
         if data.get("explorer_url") is None and known is not None:
             data["explorer_url"] = known.explorer_url
         return data
+
+    @property
+    def events_topic(self) -> str:
+        """The topic its chain publisher publishes pool events to."""
+        return chain_topic(self.name) if self.own_topic else POOL_EVENTS
 
     @model_validator(mode="after")
     def _window_covers_confirmations(self) -> ChainSettings:

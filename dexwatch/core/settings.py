@@ -37,6 +37,7 @@ from dexwatch.core.chain_settings import (
 )
 from dexwatch.core.market_settings import Markets, MarketSettings
 from dexwatch.core.retry import RetryPolicy, over_field_default
+from dexwatch.core.schemas.topics import chain_subscription
 from dexwatch.core.settings_base import (
     SettingsError,
     StrictModel,
@@ -392,6 +393,23 @@ class Settings(BaseSettings):
                 return self.model_copy(update={"chains": [chain], "subgraph": subgraph})
         names = ", ".join(f"{chain.name} ({chain.chain_id})" for chain in self.chains)
         raise SettingsError(f"no chain {key!r} is configured; the chains are {names}")
+
+    @property
+    def own_topics(self) -> tuple[str, ...]:
+        """The chains with a pool-events topic of their own (``chain.own_topic``)."""
+        return tuple(chain.name for chain in self.chains if chain.own_topic)
+
+    def event_subscriptions(self, subscription: str) -> list[str]:
+        """A pool-events subscription (the pipeline's, the monitor's) and its namesakes on
+        the chains' own topics: what a reader of every chain's events reads."""
+        return [subscription, *(chain_subscription(c, subscription) for c in self.own_topics)]
+
+    def event_subscription(self, chain_id: int, subscription: str) -> str:
+        """The namesake of a pool-events subscription that carries one chain's events."""
+        for chain in self.chains:
+            if chain.chain_id == chain_id and chain.own_topic:
+                return chain_subscription(chain.name, subscription)
+        return subscription
 
     @property
     def markets(self) -> Markets:

@@ -104,9 +104,12 @@ def emulator_spec(settings: LocalSettings) -> ProcessSpec:
     return ProcessSpec(EMULATOR, argv, local.host, local.emulator_port)
 
 
-def ensure_pubsub_resources(project: str, only: set[str] | None = None) -> list[str]:
+def ensure_pubsub_resources(
+    project: str, only: set[str] | None = None, own_topics: tuple[str, ...] = ()
+) -> list[str]:
     """Create the declared topics and subscriptions (``only`` these subscriptions, if given)
-    that do not exist yet; returns what it made.
+    that do not exist yet, with the pool-events topics of the chains ``own_topics`` names;
+    returns what it made.
 
     Uses PUBSUB_EMULATOR_HOST when set, as every google-cloud-pubsub client does. Acked
     messages are not retained: the emulator does not implement Seek, so they would only
@@ -121,7 +124,7 @@ def ensure_pubsub_resources(project: str, only: set[str] | None = None) -> list[
     subscriber = pubsub_v1.SubscriberClient()
     created = []
     try:
-        for topic, spec in declaration().topics.items():
+        for topic, spec in declaration(own_topics).topics.items():
             try:
                 publisher.create_topic(name=topic_path(project, topic))
                 created.append(topic)
@@ -228,7 +231,7 @@ def up(settings: LocalSettings, genesis_timestamp: int | None = None) -> list[Lo
     state_dir.mkdir(parents=True, exist_ok=True)
     use_pubsub_emulator(settings.local.emulator_host)
     processes.start(emulator_spec(settings), state_dir, ready_timeout_s=60)
-    ensure_pubsub_resources(settings.pubsub.project)
+    ensure_pubsub_resources(settings.pubsub.project, own_topics=settings.own_topics)
     chains = settings.local_chains()
     fresh = fresh_chains(settings)
     if fresh:

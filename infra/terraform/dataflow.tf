@@ -12,6 +12,7 @@ locals {
     vertex_endpoint_id        = google_vertex_ai_endpoint.model["chain-window"].name
     hourly_vertex_endpoint_id = google_vertex_ai_endpoint.model["pool-hour"].name
     vertex_location           = var.region
+    chains                    = module.settings.pipeline_chains
   }
 
   dataflow_environment = {

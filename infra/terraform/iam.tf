@@ -15,13 +15,15 @@ locals {
     "deployer-vertex"  = { member = local.sa.deployer, role = "roles/aiplatform.user" }
   }
 
-  topic_publishers = {
+  topic_publishers = merge({
     "chain-pool-events"     = { topic = "pool-events", member = local.sa.chain }
     "chain-pool-events-dlq" = { topic = "pool-events-dlq", member = local.sa.chain }
     "subgraph-pool-hourly"  = { topic = "pool-hourly", member = local.sa.subgraph }
     "dataflow-alerts"       = { topic = "alerts", member = local.sa.dataflow }
     "slack-alerts-dlq"      = { topic = "alerts-dlq", member = local.sa.slack }
-  }
+    }, {
+    for topic in local.own_topics : "chain-${topic}" => { topic = topic, member = local.sa.chain }
+  })
 
   # The runtime identities CI deploys with (flex-template run, model deploy, Cloud Run).
   deployer_acts_as = ["dataflow", "vertex", "chain", "subgraph", "slack"]

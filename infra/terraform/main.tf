@@ -10,6 +10,7 @@ module "settings" {
   dataset     = google_bigquery_dataset.dexwatch.dataset_id
   state_mount = local.state_mount
   chains      = var.chains
+  pubsub      = local.pubsub
   secret_versions = {
     the_graph_api_key    = "${google_secret_manager_secret.secret["the-graph-api-key"].id}/versions/latest"
     slack_bot_token      = "${google_secret_manager_secret.secret["slack-bot-token"].id}/versions/latest"

@@ -2,9 +2,15 @@
 # stack gives the emulator: Terraform reads the file itself, so the two cannot differ.
 
 locals {
+  # The declaration, with a copy of pool-events and its subscriptions for each chain that
+  # has a topic of its own (chain.own_topic; the settings module names them).
+  topics     = module.settings.pubsub_topics
+  own_topics = module.settings.own_topics
+
+
   # Every subscription of the declaration, with its topic and the topic's retention.
   subscriptions = merge([
-    for topic, spec in local.pubsub.topics : {
+    for topic, spec in local.topics : {
       for name, sub in try(spec.subscriptions, {}) : name => merge(sub, {
         topic = topic
         # A subscription keeps messages 7 days at most (a topic up to 31).
@@ -16,7 +22,10 @@ locals {
   # Read by the Dataflow job. Dataflow does not support Pub/Sub dead-letter topics or retry
   # policies on its subscriptions (it acks only what it has committed, and dead-letters
   # unreadable messages itself, to the dead_letters table): these get neither.
-  dataflow_subscriptions = ["pool-events-pipeline", "pool-hourly-pipeline"]
+  dataflow_subscriptions = concat(
+    ["pool-events-pipeline", "pool-hourly-pipeline"],
+    [for topic in local.own_topics : "${topic}-pipeline"],
+  )
 
   # In production alerts-slack is one push subscription per Slack route (slack_push below),
   # with its settings and the route's filter.
@@ -55,13 +64,16 @@ resource "google_pubsub_schema" "topic" {
 }
 
 resource "google_pubsub_topic" "topic" {
-  for_each                   = local.pubsub.topics
+  for_each                   = local.topics
   name                       = each.key
   message_retention_duration = "${each.value.message_retention_s}s"
   labels                     = local.labels
 
   dynamic "schema_settings" {
-    for_each = try(each.value.schema, null) != null ? [google_pubsub_schema.topic[each.key].id] : []
+    # A chain's own pool-events topic validates with pool-events' schema.
+    for_each = try(each.value.schema, null) != null ? [
+      google_pubsub_schema.topic[contains(local.own_topics, each.key) ? "pool-events" : each.key].id
+    ] : []
     content {
       schema   = schema_settings.value
       encoding = "JSON"

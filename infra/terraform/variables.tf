@@ -45,6 +45,17 @@ variable "chains" {
     # chain.block_time_s: the chain's fixed block time (Ethereum 12), if it has one.
     block_time_s  = optional(number)
     confirmations = optional(number, 2)
+    # chain.own_topic: publish to a topic of the chain's own (pool-events-<name>, with its
+    # own subscriptions; the Dataflow job reads them too) instead of the shared pool-events.
+    own_topic = optional(bool, false)
+    # chain.assets: the tokens its market view prices together (their addresses on this
+    # chain); none: market.assets. For the Dataflow job.
+    assets = optional(list(object({
+      address  = string
+      symbol   = string
+      decimals = optional(number, 18)
+      peg      = optional(string)
+    })))
     # chain.pool_filter: which of the factories' pools are followed (all by default). With
     # min_tvl_usd or min_volume_usd_24h, only pools the chain's subgraph_sources list above
     # them (the worker then reads the-graph-api-key).

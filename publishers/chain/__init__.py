@@ -14,6 +14,7 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from dexwatch.core.emulator import use_pubsub_emulator
+from dexwatch.core.schemas.topics import POOL_EVENTS
 from dexwatch.core.settings import Settings
 from publishers.chain.checkpoint import FileCheckpointStore
 from publishers.chain.errors import (
@@ -70,5 +71,7 @@ def run(
         )
         rpc = resources.enter_context(RpcClient.from_settings(settings.chain))
         store = FileCheckpointStore(settings.checkpoint_path)
-        follower = ChainFollower(rpc, sink, store, settings.chain, followed, gate)
+        # A recording is read back as the pool-events stream, whatever the chain's topic.
+        topic = POOL_EVENTS if record_to is not None else settings.chain.events_topic
+        follower = ChainFollower(rpc, sink, store, settings.chain, followed, gate, topic)
         return follower.run(once=once, stop=stop, until_block=until_block, on_batch=on_batch)

@@ -87,6 +87,9 @@ class _Batch:
 
 
 class ChainFollower:
+    """Follows one chain's factories and their pools, publishing their events to ``topic``
+    (retractions after a reorg too; undecodable logs to the dead-letter topic)."""
+
     def __init__(
         self,
         rpc: RpcClient,
@@ -95,11 +98,13 @@ class ChainFollower:
         chain: ChainSettings,
         factories: Sequence[FactoryConfig],
         gate: PoolGate | None = None,
+        topic: str = POOL_EVENTS,
     ) -> None:
         if not factories:
             raise ChainPublisherError("no factories to follow: set chain.factories")
         self._rpc = rpc
         self._sink = sink
+        self._topic = topic
         self._store = store
         self._chain = chain
         self._factories = {factory.address: factory for factory in factories}
@@ -377,7 +382,7 @@ class ChainFollower:
         again = self._announced_again(batch.events)
         # Announcements go first: a pool's events follow under the same ordering key.
         self._sink.publish(
-            POOL_EVENTS, [_message(event) for event in (*again, *announcements, *batch.events)]
+            self._topic, [_message(event) for event in (*again, *announcements, *batch.events)]
         )
         self.stats.announcements += len(again) + len(announcements)
         self._dead_letter(batch.rejected)
@@ -445,7 +450,7 @@ class ChainFollower:
                 "republish from an older chain.start_block with a fresh checkpoint"
             )
         orphaned = self._checkpoint.orphaned_events(fork)
-        self._sink.publish(POOL_EVENTS, [_message(event.retraction()) for event in orphaned])
+        self._sink.publish(self._topic, [_message(event.retraction()) for event in orphaned])
         log.warning(
             "reorg: blocks %d-%d left the chain, retracted %d events",
             fork + 1,

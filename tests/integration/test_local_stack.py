@@ -192,7 +192,9 @@ def test_run_with_two_local_chains_publishes_and_scores_both(tmp_path: Path) -> 
     """`dexwatch run` with two local chains (infra/local/chains/two-chains.yaml's shape, on
     free ports): two anvils with their own chain ids and block times, a simulator and a chain
     publisher each, a subgraph path each (one stand-in for The Graph serving each chain's own
-    subgraphs), one pipeline scoring both, every pool named with its chain."""
+    subgraphs), one pipeline scoring both, every pool named with its chain. The 12 s chain
+    publishes to a topic of its own, as the example does: the live summary and the pipeline
+    read it beside the shared one."""
     config = write_local_config(tmp_path, **QUICK_RUN)
     raw = yaml.safe_load(config.read_text())
     second_port = processes.free_port()
@@ -202,6 +204,7 @@ def test_run_with_two_local_chains_publishes_and_scores_both(tmp_path: Path) -> 
         {"chain_id": 31337, "rpc_urls": [f"http://127.0.0.1:{raw['local']['anvil_port']}"]},
         {
             "chain_id": 31338, "name": "local-12s", "block_time_s": 12,
+            "own_topic": example["chains"][1]["own_topic"],
             "rpc_urls": [f"http://127.0.0.1:{second_port}"],
             "subgraph_sources": example["chains"][1]["subgraph_sources"],
         },
@@ -236,6 +239,11 @@ def test_run_with_two_local_chains_publishes_and_scores_both(tmp_path: Path) -> 
     )
     assert scored == {31337: len(POOL_NAMES), 31338: len(POOL_NAMES)}
     state = tmp_path / ".dexwatch"
+    # Each topic's events through the pipeline's journal of its own subscription.
+    (project,) = (state / "journal").iterdir()
+    assert {"pool-events-pipeline", "pool-events-local-12s-pipeline"} <= {
+        p.name for p in project.iterdir()
+    }
     assert (state / "deployment-31338.json").is_file()
     assert {p.name for p in (state / "checkpoints").glob("chain-*.json")} == {
         "chain-31337.json", "chain-31338.json",

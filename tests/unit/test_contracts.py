@@ -6,7 +6,7 @@ import pytest
 
 from dexwatch.core.schemas.pool_event import MessageError, PoolEvent, avro_schema
 from dexwatch.core.schemas.tables import TABLES
-from dexwatch.core.schemas.topics import declaration
+from dexwatch.core.schemas.topics import chain_subscription, declaration
 
 EVENT = PoolEvent(
     chain_id=1,
@@ -96,6 +96,20 @@ def test_declared_topics_exist_for_every_contract() -> None:
     assert topics["pool-events"].schema_file == "pool_event.avsc"
     pipeline = topics["pool-events"].subscriptions["pool-events-pipeline"]
     assert pipeline.enable_message_ordering and pipeline.retain_acked_messages
+
+
+def test_a_chain_with_a_topic_of_its_own_gets_a_copy_of_pool_events() -> None:
+    shared = declaration().topics["pool-events"]
+    topics = declaration(("polygon",)).topics
+    assert set(topics) == {*declaration().topics, "pool-events-polygon"}
+    own = topics["pool-events-polygon"]
+    assert (own.schema_file, own.message_retention_s) == ("pool_event.avsc", 604800)
+    assert own.subscriptions == {
+        "pool-events-polygon-pipeline": shared.subscriptions["pool-events-pipeline"],
+        "pool-events-polygon-monitor": shared.subscriptions["pool-events-monitor"],
+    }
+    with pytest.raises(ValueError, match="not a subscription of pool-events"):
+        chain_subscription("polygon", "alerts-tail")
 
 
 def test_tables_declare_natural_keys() -> None:

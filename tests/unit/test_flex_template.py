@@ -25,6 +25,13 @@ from dexwatch.core.settings import SettingsError
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE_DIR = ROOT / "beam_pipelines" / "template"
 DOCKERFILES = [ROOT / "Dockerfile", ROOT / "beam_pipelines" / "Dockerfile"]
+# Terraform's dataflow_parameters.chains (the settings module's pipeline_chains).
+CHAINS = json.dumps([
+    {"chain_id": 1, "name": "ethereum", "block_time_s": None, "own_topic": False, "assets": None},
+    {"chain_id": 137, "name": "polygon", "block_time_s": None, "own_topic": False,
+     "assets": [{"address": "0x3c499c542cEF5E3811e1192ce70d8cC03d5c3359", "symbol": "USDC",
+                 "decimals": 6, "peg": "USD"}]},
+], separators=(",", ":"))  # fmt: skip
 DRY_RUN = [
     "--runner=DataflowRunner",
     "--dry_run=True",
@@ -75,6 +82,7 @@ def test_every_regex_accepts_what_terraform_passes_and_rejects_a_typo():
         "hourly_vertex_endpoint_id": "dexwatch-pool-hour",
         "vertex_location": "europe-west1",
         "hourly": "true",
+        "chains": CHAINS,
     }
     assert set(good) == set(by_name)
     for name, value in good.items():
@@ -91,6 +99,7 @@ def _parameters(config: Path) -> list[str]:
         "--hourly_vertex_endpoint_id=222",
         "--vertex_location=europe-west4",
         "--hourly=true",
+        f"--chains={CHAINS}",
     ]
 
 
@@ -111,6 +120,8 @@ def test_launcher_lays_the_parameters_and_beams_project_over_the_image_settings(
     assert (model.vertex_endpoint_id, model.hourly_vertex_endpoint_id) == ("111", "222")
     assert model.vertex_location == "europe-west4"
     assert settings.pipeline.hourly is True
+    assert [(c.chain_id, c.name) for c in settings.chains] == [(1, "ethereum"), (137, "polygon")]
+    assert [a.symbol for a in settings.markets.of(137).assets] == ["USDC"]
     # The baked-in file is the image's default; the Dockerfile copies it there.
     assert str(IMAGE_CONFIG) in (ROOT / "beam_pipelines" / "Dockerfile").read_text()
 
@@ -118,10 +129,18 @@ def test_launcher_lays_the_parameters_and_beams_project_over_the_image_settings(
 def test_launcher_refuses_a_bad_boolean_and_an_unknown_setting(tmp_path: Path):
     with pytest.raises(SystemExit):
         template_options().parse_known_args(["--hourly=yes"])
+    for chains in ('{"chain_id": 1}', "[1, 2]", "[{"):
+        with pytest.raises(SystemExit):
+            template_options().parse_known_args([f"--chains={chains}"])
     config = tmp_path / "dexwatch.yaml"
     config.write_text("warehouse:\n  backend: bigquery\n  datasett: x\n")
     known, _ = template_options().parse_known_args([f"--dexwatch_config={config}"])
     with pytest.raises(SettingsError, match="datasett"):
+        production_settings(known, "my-project")
+    # A chain with a fixed block time needs the image's pipeline.slice_s to hold whole blocks.
+    twelve = '[{"chain_id": 1, "block_time_s": 12}]'
+    known, _ = template_options().parse_known_args([f"--chains={twelve}"])
+    with pytest.raises(SettingsError, match="slice_s 15"):
         production_settings(known, "my-project")
 
 

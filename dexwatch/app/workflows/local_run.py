@@ -245,7 +245,11 @@ def run_local(
         use_pubsub_emulator(settings.local.emulator_host)
         names = _pool_names(chains)
         summary = PoolEventSummary(names)
-        stop_monitor = subscribe(settings.pubsub.project, MONITOR_SUBSCRIPTION, summary)
+        # Every chain's events: the shared topic's, and those of chains with their own.
+        stop_monitors = [
+            subscribe(settings.pubsub.project, subscription, summary)
+            for subscription in settings.event_subscriptions(MONITOR_SUBSCRIPTION)
+        ]
         stop_alerts = subscribe_alerts(
             settings.pubsub.project,
             lambda alert: console.print(
@@ -281,7 +285,8 @@ def run_local(
             components = [spec.name for spec in specs]
             _watch(settings, components, summary, stop, duration_s, console, pipeline, training)
         finally:
-            stop_monitor()
+            for stop_monitor in stop_monitors:
+                stop_monitor()
             stop_alerts()
             stop_hourly()
             stop_slack()

@@ -48,9 +48,38 @@ class PubSubDeclaration(BaseModel):
 
 
 @cache
-def declaration() -> PubSubDeclaration:
+def declaration(own_topics: tuple[str, ...] = ()) -> PubSubDeclaration:
+    """The declared topics and subscriptions, with a copy of ``pool-events`` and its
+    subscriptions for each chain named in ``own_topics`` (``chain_topic``)."""
     text = resources.files(__package__).joinpath("pubsub.yaml").read_text()
-    return PubSubDeclaration.model_validate(yaml.safe_load(text))
+    declared = PubSubDeclaration.model_validate(yaml.safe_load(text))
+    shared = declared.topics[POOL_EVENTS]
+    copies = {
+        chain_topic(chain): shared.model_copy(
+            update={
+                "description": f"{shared.description} Chain {chain} alone.",
+                "subscriptions": {
+                    chain_subscription(chain, name): spec
+                    for name, spec in shared.subscriptions.items()
+                },
+            }
+        )
+        for chain in own_topics
+    }
+    return declared.model_copy(update={"topics": {**declared.topics, **copies}})
+
+
+def chain_topic(chain: str) -> str:
+    """The pool-events topic of a chain that has one of its own (``chain.own_topic``)."""
+    return f"{POOL_EVENTS}-{chain}"
+
+
+def chain_subscription(chain: str, subscription: str) -> str:
+    """A pool-events subscription's namesake on a chain's own topic: ``pool-events-pipeline``
+    is ``pool-events-<chain>-pipeline`` there."""
+    if not subscription.startswith(POOL_EVENTS + "-"):
+        raise ValueError(f"{subscription} is not a subscription of {POOL_EVENTS}")
+    return chain_topic(chain) + subscription.removeprefix(POOL_EVENTS)
 
 
 def topic_path(project: str, topic: str) -> str:

@@ -44,6 +44,7 @@ locals {
           factories     = chain.factories
           start_block   = chain.start_block
           confirmations = chain.confirmations
+          own_topic     = chain.own_topic
           pool_filter   = chain.pool_filter
           # On the GCS volume, so a new instance resumes where the last one stopped.
           checkpoint_path = "${var.state_mount}/chain-${chain.chain_id}.json"
@@ -66,6 +67,22 @@ locals {
         checkpoint_path = "${var.state_mount}/subgraph-${chain.chain_id}.json"
       }))
     }) if chain.subgraph_sources != null
+  }
+
+  # Chains with a pool-events topic of their own (chain.own_topic): a copy of pool-events and
+  # of its subscriptions each, named as dexwatch.core.schemas.topics.declaration names them
+  # (pool-events-<chain>, pool-events-<chain>-pipeline, ...).
+  own_topics = {
+    for chain in var.chains : "pool-events-${chain.name}" => merge(
+      var.pubsub.topics["pool-events"],
+      {
+        description = "${var.pubsub.topics["pool-events"].description} Chain ${chain.name} alone."
+        subscriptions = {
+          for name, sub in var.pubsub.topics["pool-events"].subscriptions :
+          "pool-events-${chain.name}${trimprefix(name, "pool-events")}" => sub
+        }
+      },
+    ) if chain.own_topic
   }
 
   slack_env = merge(local.common, {

@@ -26,6 +26,29 @@ output "subgraph_env" {
   value       = local.subgraph_env
 }
 
+output "pipeline_chains" {
+  description = "The chains as the Dataflow job scores them (the template's chains parameter, JSON): ids, names, block times, market assets, own topics; no RPC URLs."
+  value = jsonencode([
+    for chain in var.chains : {
+      chain_id     = chain.chain_id
+      name         = chain.name
+      block_time_s = chain.block_time_s
+      own_topic    = chain.own_topic
+      assets       = chain.assets
+    }
+  ])
+}
+
+output "pubsub_topics" {
+  description = "The Pub/Sub declaration's topics, with a pool-events topic for each chain that has its own."
+  value       = merge(var.pubsub.topics, local.own_topics)
+}
+
+output "own_topics" {
+  description = "The pool-events topics of the chains that have their own."
+  value       = keys(local.own_topics)
+}
+
 output "slack_env" {
   description = "The Slack consumer's environment."
   value       = local.slack_env

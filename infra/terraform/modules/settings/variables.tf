@@ -11,6 +11,11 @@ variable "state_mount" {
   type        = string
 }
 
+variable "pubsub" {
+  description = "The Pub/Sub declaration: dexwatch/core/schemas/pubsub.yaml, decoded."
+  type        = any
+}
+
 variable "chains" {
   type = list(object({
     chain_id = number
@@ -25,6 +30,16 @@ variable "chains" {
     # chain.block_time_s: the chain's fixed block time (Ethereum 12), if it has one.
     block_time_s  = optional(number)
     confirmations = optional(number, 2)
+    # chain.own_topic: the chain's events go to pool-events-<name>.
+    own_topic = optional(bool, false)
+    # chain.assets: the tokens its market view prices together (their addresses on this
+    # chain); none: market.assets. For the Dataflow job.
+    assets = optional(list(object({
+      address  = string
+      symbol   = string
+      decimals = optional(number, 18)
+      peg      = optional(string)
+    })))
     # chain.pool_filter: which of the factories' pools are followed (all by default). With
     # min_tvl_usd or min_volume_usd_24h, only pools the chain's subgraph_sources list above
     # them (the worker then reads the-graph-api-key).
