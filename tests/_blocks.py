@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from beam_pipelines.transforms.pool_windows import pool_windows
+from dexwatch.core.features.slices import summarize_slice
 from dexwatch.core.schemas.pool_event import PoolEvent
+from dexwatch.core.settings import PipelineSettings
 
 POOL = "0x" + "cd" * 20
 T0 = 1_800_000_000  # a multiple of the 12 s slices below
@@ -70,3 +73,9 @@ class Block:
             {"owner": owner, "tickLower": str(low), "tickUpper": str(high),
              "amount": str(amount), "amount0": "1", "amount1": "1"},
         )  # fmt: skip
+
+
+def window_rows(blocks: list[Block], settings: PipelineSettings) -> list[dict]:
+    """The pool's window rows (pool_windows) over ``blocks``, one block a slice."""
+    slices = [summarize_slice(POOL, T0 + SLICE_S * b.number, b.events) for b in blocks]
+    return list(pool_windows((f"1:uniswap_v3:{POOL}", slices), settings))

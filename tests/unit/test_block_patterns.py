@@ -7,14 +7,13 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from beam_pipelines.transforms.pool_windows import pool_windows
 from beam_pipelines.transforms.threads import AlertThreads
 from dexwatch.core.features.blocks import BlockSwap, find_sandwiches, sandwiches_in
 from dexwatch.core.features.chain import FEATURE_NAMES
 from dexwatch.core.features.slices import SliceBuilder, summarize_slice
 from dexwatch.core.settings import PipelineSettings
 from model.chain_window import TrainingParams, train_detector
-from tests._blocks import POOL, SLICE_S, T0, Block
+from tests._blocks import POOL, SLICE_S, T0, Block, window_rows
 from tests._detectors import chain_rows
 from tests._real_days import DAYS, REAL_LOGS, real_blocks
 
@@ -129,13 +128,8 @@ def sandwiched_pool(blocks: int = 60, every: int = 0) -> list[Block]:
     return history
 
 
-def rows_of(blocks: list[Block]) -> list[dict]:
-    slices = [summarize_slice(POOL, T0 + SLICE_S * b.number, b.events) for b in blocks]
-    return list(pool_windows((f"1:uniswap_v3:{POOL}", slices), SETTINGS))
-
-
 def test_a_window_counts_its_sandwiches_and_lists_them_in_its_row():
-    rows = rows_of(sandwiched_pool(40, every=100))
+    rows = window_rows(sandwiched_pool(40, every=100), SETTINGS)
     hits = [r for r in rows if r["sandwiches"]]
     # The four windows whose minute holds block 30.
     ends = [int(r["window_end"].timestamp()) for r in hits]
@@ -152,7 +146,7 @@ def test_any_model_flags_a_sandwich_names_it_and_keeps_a_repeated_one_in_one_thr
     bot sandwiching every fourth block for a minute: one thread, kind sandwich, with the
     attacker, the victim's transaction and the take in its evidence."""
     detector = train_detector(chain_rows(400), TrainingParams(n_estimators=30))
-    rows = rows_of(sandwiched_pool(50, every=4))
+    rows = window_rows(sandwiched_pool(50, every=4), SETTINGS)
     scores = detector.score([[r[name] for name in FEATURE_NAMES] for r in rows])
     flagged = [(r, s, top) for r, s, hit, top in
                zip(rows, scores.score, scores.is_anomaly, scores.top_features, strict=True)

@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import pytest
 
-from beam_pipelines.transforms.pool_windows import pool_windows
 from dexwatch.core.features.blocks import BlockSwap, crossed_swaps
 from dexwatch.core.features.chain import FEATURE_NAMES, INCIDENT_FLOORS
 from dexwatch.core.features.kinds import classify
 from dexwatch.core.features.slices import summarize_slice
 from dexwatch.core.settings import PipelineSettings
 from model.chain_window import TrainingParams, train_detector
-from tests._blocks import POOL, SLICE_S, T0, Block
+from tests._blocks import POOL, SLICE_S, T0, Block, window_rows
 from tests._detectors import chain_rows
 from tests._real_days import DAYS, REAL_LOGS, real_blocks
 
@@ -75,11 +74,6 @@ def washed_pool(blocks: int, wash_from: int) -> list[Block]:
     return history
 
 
-def rows_of(blocks: list[Block]) -> list[dict]:
-    slices = [summarize_slice(POOL, T0 + SLICE_S * b.number, b.events) for b in blocks]
-    return list(pool_windows((f"1:uniswap_v3:{POOL}", slices), SETTINGS))
-
-
 def test_a_wash_as_busy_as_its_pool_is_flagged_by_crossed_swaps_in_its_third_block():
     """On 12 s blocks a wash at the pool's own swap rate does not out-trade the pool in any
     slice (pair_two_way_excess stays far from its floor). Two crossed pairs a block reach the
@@ -87,7 +81,7 @@ def test_a_wash_as_busy_as_its_pool_is_flagged_by_crossed_swaps_in_its_third_blo
     none of the windows before."""
     assert INCIDENT_FLOORS["crossed_swaps"] == 6.0
     detector = train_detector(chain_rows(400), TrainingParams(n_estimators=30))
-    rows = rows_of(washed_pool(40, wash_from=30))
+    rows = window_rows(washed_pool(40, wash_from=30), SETTINGS)
     scores = detector.score([[r[name] for name in FEATURE_NAMES] for r in rows])
     by_end = {
         (int(r["window_end"].timestamp()) - T0) // SLICE_S: (r, hit, top)

@@ -7,13 +7,12 @@ import math
 
 import pytest
 
-from beam_pipelines.transforms.pool_windows import pool_windows
 from dexwatch.core.features.blocks import BlockSwap, find_round_trips, round_trips_in
 from dexwatch.core.features.kinds import REPEATED_ROUND_TRIPS, classify
 from dexwatch.core.features.slices import summarize_slice
 from dexwatch.core.schemas.alert import TopFeature
 from dexwatch.core.settings import PipelineSettings
-from tests._blocks import POOL, SLICE_S, T0, Block
+from tests._blocks import POOL, SLICE_S, T0, Block, window_rows
 from tests._real_days import DAYS, REAL_LOGS, real_blocks
 
 BOT, ALICE, BOB = ("0x" + c * 40 for c in "abc")
@@ -74,11 +73,6 @@ def round_tripped_pool(blocks: int, at: tuple[int, ...]) -> list[Block]:
     return history
 
 
-def rows_of(blocks: list[Block]) -> list[dict]:
-    slices = [summarize_slice(POOL, T0 + SLICE_S * b.number, b.events) for b in blocks]
-    return list(pool_windows((f"1:uniswap_v3:{POOL}", slices), SETTINGS))
-
-
 def _flagged_kind(row: dict) -> str:
     """The kind of the row once a model flags it (here: for its volume)."""
     top = [TopFeature(name="volume_ratio", value=row["volume_ratio"], deviation=20.0)]
@@ -86,7 +80,7 @@ def _flagged_kind(row: dict) -> str:
 
 
 def test_round_trips_in_three_blocks_of_a_window_are_its_kind_with_the_trader_and_cost():
-    rows = rows_of(round_tripped_pool(40, at=(30, 32, 34)))
+    rows = window_rows(round_tripped_pool(40, at=(30, 32, 34)), SETTINGS)
     (row,) = [r for r in rows if int(r["window_end"].timestamp()) == T0 + SLICE_S * 35]
     listed = round_trips_in(row["patterns"])
     assert [t.block_number for t in listed] == [30, 32, 34]
@@ -101,7 +95,7 @@ def test_round_trips_in_three_blocks_of_a_window_are_its_kind_with_the_trader_an
 def test_one_or_two_round_trips_are_no_incident():
     """An arbitrageur's correction of its own overshoot: the window keeps the kind its sizes
     give (here a volume spike)."""
-    rows = rows_of(round_tripped_pool(40, at=(30, 34)))
+    rows = window_rows(round_tripped_pool(40, at=(30, 34)), SETTINGS)
     listed = [r for r in rows if round_trips_in(r["patterns"])]
     assert listed and {_flagged_kind(r) for r in listed} == {"volume-spike"}
 
