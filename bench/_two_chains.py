@@ -75,7 +75,7 @@ def anvil(state_dir: Path, name: str) -> Iterator[tuple[LocalSettings, LocalDepl
     try:
         yield settings, deploy_local_contracts(settings, start_timestamp=GENESIS + 1)
     finally:
-        processes.stop(settings.state_dir, stack.ANVIL)
+        processes.stop(settings.state_dir, stack.anvil_name(settings))
 
 
 def two_chain_settings(

@@ -265,7 +265,7 @@ def main() -> None:
                       flush=True)  # fmt: skip
     finally:
         for chain in chains:
-            processes.stop(chain.settings.state_dir, stack.ANVIL)
+            processes.stop(chain.settings.state_dir, stack.anvil_name(chain.settings))
 
     topic, few, listed = (stats_of[name] for name in ("topic", "10_pools", "address_list"))
     for name, stats in counted.items():

@@ -129,13 +129,14 @@ resource "google_monitoring_alert_policy" "lag" {
 
   documentation {
     mime_type = "text/markdown"
-    content   = "The streaming pipeline is behind: pool events wait unread on pool-events-pipeline, or its event-time watermark stopped. Look at the Dataflow job (workers, errors, backlog)."
+    content   = "The streaming pipeline is behind: pool events wait unread on pool-events-pipeline (or a chain's own pool-events-<chain>-pipeline), or its event-time watermark stopped. Look at the Dataflow job (workers, errors, backlog)."
   }
 
   conditions {
-    display_name = "Oldest unacked message on pool-events-pipeline"
+    display_name = "Oldest unacked pool event the pipeline has not read"
     condition_threshold {
-      filter          = "resource.type = \"pubsub_subscription\" AND resource.labels.subscription_id = \"pool-events-pipeline\" AND metric.type = \"pubsub.googleapis.com/subscription/oldest_unacked_message_age\""
+      # Every chain's: the shared subscription and the own topics' (one series each).
+      filter          = "resource.type = \"pubsub_subscription\" AND resource.labels.subscription_id = one_of(${join(", ", [for s in local.event_subscriptions : "\"${s}\""])}) AND metric.type = \"pubsub.googleapis.com/subscription/oldest_unacked_message_age\""
       comparison      = "COMPARISON_GT"
       threshold_value = var.lag_alert_s
       duration        = "300s"

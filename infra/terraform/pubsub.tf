@@ -22,10 +22,8 @@ locals {
   # Read by the Dataflow job. Dataflow does not support Pub/Sub dead-letter topics or retry
   # policies on its subscriptions (it acks only what it has committed, and dead-letters
   # unreadable messages itself, to the dead_letters table): these get neither.
-  dataflow_subscriptions = concat(
-    ["pool-events-pipeline", "pool-hourly-pipeline"],
-    [for topic in local.own_topics : "${topic}-pipeline"],
-  )
+  event_subscriptions    = concat(["pool-events-pipeline"], [for t in local.own_topics : "${t}-pipeline"])
+  dataflow_subscriptions = concat(local.event_subscriptions, ["pool-hourly-pipeline"])
 
   # In production alerts-slack is one push subscription per Slack route (slack_push below),
   # with its settings and the route's filter.

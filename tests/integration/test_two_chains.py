@@ -80,7 +80,7 @@ def _anvil(state_dir: Path, name: str):
     try:
         yield settings, deploy_local_contracts(settings, start_timestamp=FIXED_GENESIS + 1)
     finally:
-        processes.stop(settings.state_dir, stack.ANVIL)
+        processes.stop(settings.state_dir, stack.anvil_name(settings))
 
 
 @pytest.fixture(scope="module")

@@ -199,6 +199,7 @@ def reference_problems(directory: Path) -> list[str]:
         "subscription": set(re.findall(r'subscription\.pull\["([\w-]+)"\]', text))
         | set(re.findall(r'subscription_id = \\"([\w-]+)\\"', text))
         | {
+            *re.findall(r'"([\w-]+)"', local["event_subscriptions"]),
             *re.findall(r'"([\w-]+)"', local["dataflow_subscriptions"]),
             *local["dead_letter_inspect"],
             *local["push_replaced"],
