@@ -181,7 +181,7 @@ class ChainSettings(StrictModel):
     block_time_s: int | None = Field(None, ge=1)
     # Publish to a topic of this chain's own (pool-events-<name>, with its own subscriptions)
     # instead of the shared pool-events: another chain's flood, backlog or quota does not
-    # touch it, and its publisher may publish nowhere else. The pipeline reads both.
+    # touch it. The pipeline reads both; dead letters stay on the shared pool-events-dlq.
     own_topic: bool = False
 
     _retry = field_validator("retry", mode="before")(over_field_default)
